@@ -1,0 +1,43 @@
+"""PyTorch backend plugin. The framework is imported only by .trainer, in the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness import hookimpl
+from harness.backend import BackendInfo
+from harness.launchers import Launcher, LaunchRequest
+
+INFO = BackendInfo(
+    name="pytorch",
+    framework="PyTorch",
+    requires=("torch",),
+    install_hint="pip install 'harness[pytorch]'",
+    trainer="harness.backends.pytorch.trainer:TorchTrainer",
+    multi_process_launcher="torchrun",
+    precisions=("fp32", "fp16", "bf16"),
+    description="torch.nn modules built from harness.models; DistributedDataParallel over "
+    "torchrun for several devices (nccl on GPUs, gloo on CPUs).",
+)
+
+
+def torchrun_command(request: LaunchRequest) -> list[str]:
+    """torchrun on this host, one process per device (``--standalone``: single node)."""
+    return [
+        request.python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={request.processes}",
+        *request.worker_args(),
+    ]
+
+
+@hookimpl
+def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
+    register(INFO)
+
+
+@hookimpl
+def harness_register_launchers(register: Callable[[Launcher], None]) -> None:
+    register(Launcher("torchrun", torchrun_command, "torch.distributed.run, single node"))

@@ -1,0 +1,301 @@
+"""Command line: ``python -m harness [run] --tool T --model M --dataset D ...``.
+
+Subcommands: ``run`` (the default when the first argument is an option), ``list``,
+``download``. A user's mistake prints one line and exits with code 2; a benchmark
+whose repeats did not all succeed exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+
+from harness import __version__
+from harness.errors import UsageError
+
+EXIT_FAILED_RUN = 1
+EXIT_INTERRUPTED = 130
+
+
+def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} takes KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--tool", required=True, help="framework backend, e.g. pytorch")
+    what.add_argument("--model", required=True, help="lenet, alexnet, resnet50, googlenet, vgg16")
+    what.add_argument(
+        "--dataset", required=True, help="mnist, fashion-mnist, kmnist, cifar10, imagenet"
+    )
+    hw = parser.add_argument_group("hardware")
+    hw.add_argument(
+        "--num-gpus", type=int, default=-1, help="-1: the CPU (default); N: N GPUs, data parallel"
+    )
+    hw.add_argument("--gpu", help="which GPUs: NVML indices '0,2' or a name match 'A100'")
+    hw.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=1,
+        help="CPU runs: split the CPU into N data-parallel devices",
+    )
+    hw.add_argument("--threads", type=int, help="intra-op CPU threads (default: the framework's)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--batch-size", type=int, help="per device (default: the study's value)")
+    train.add_argument(
+        "--lr", type=float, dest="learning_rate", help="learning rate (default: the study's)"
+    )
+    train.add_argument(
+        "--warmup-steps", type=int, default=10, help="untimed steps first (default 10)"
+    )
+    train.add_argument("--steps", type=int, default=100, help="timed steps (default 100)")
+    train.add_argument("--epochs", type=int, help="train whole epochs instead of --steps")
+    train.add_argument(
+        "--precision", default="fp32", help="fp32 (default), fp16 or bf16 mixed precision"
+    )
+    train.add_argument("--seed", type=int, default=0)
+    val = train.add_mutually_exclusive_group()
+    val.add_argument(
+        "--validate",
+        dest="validate",
+        action="store_true",
+        default=None,
+        help="validate on the test split after training",
+    )
+    val.add_argument("--no-validate", dest="validate", action="store_false")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", help="where datasets live (default: ./data)")
+    src = data.add_mutually_exclusive_group()
+    src.add_argument(
+        "--synthetic",
+        dest="synthetic",
+        action="store_true",
+        default=None,
+        help="use synthetic data even if the files exist",
+    )
+    src.add_argument(
+        "--real",
+        dest="synthetic",
+        action="store_false",
+        help="require the real files (no synthetic fallback)",
+    )
+    meas = parser.add_argument_group("measurement")
+    meas.add_argument("--repeats", type=int, default=3, help="fresh processes per run (default 3)")
+    meas.add_argument(
+        "--sync-every", type=int, default=1, help="synchronise every N timed steps (default 1)"
+    )
+    meas.add_argument(
+        "--timeout",
+        type=float,
+        dest="timeout_s",
+        default=3600.0,
+        help="seconds per repeat before the worker is killed (default 3600; 0: none)",
+    )
+    meas.add_argument(
+        "--monitor-interval",
+        type=float,
+        dest="monitor_interval_s",
+        default=0.1,
+        help="seconds between resource samples (default 0.1)",
+    )
+    meas.add_argument(
+        "--idle-baseline",
+        type=float,
+        dest="idle_baseline_s",
+        default=2.0,
+        help="seconds of idle sampling before the first repeat (default 2; 0: none)",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--output-dir", default="logs", help="run folders and results.sqlite (default ./logs)"
+    )
+    out.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    out.add_argument("--dry-run", action="store_true", help="show the worker command and stop")
+    adv = parser.add_argument_group("advanced")
+    adv.add_argument("--python", help="interpreter that has the framework (default: found)")
+    adv.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="backend option")
+    adv.add_argument(
+        "--tag", action="append", metavar="KEY=VALUE", help="label stored with the result"
+    )
+
+
+def spec_from_args(args: argparse.Namespace):  # -> RunSpec
+    from harness.spec import RunSpec
+
+    return RunSpec(
+        tool=args.tool,
+        model=args.model,
+        dataset=args.dataset,
+        num_gpus=args.num_gpus,
+        gpu=args.gpu,
+        cpu_devices=args.cpu_devices,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        steps=args.steps,
+        epochs=args.epochs,
+        repeats=args.repeats,
+        precision=args.precision,
+        data_dir=args.data_dir,
+        synthetic=args.synthetic,
+        validate=args.validate,
+        seed=args.seed,
+        sync_every=args.sync_every,
+        threads=args.threads,
+        timeout_s=args.timeout_s or None,
+        monitor_interval_s=args.monitor_interval_s,
+        idle_baseline_s=args.idle_baseline_s,
+        output_dir=args.output_dir,
+        python=args.python,
+        options=_key_values(args.option, "--option"),
+        tags=_key_values(args.tag, "--tag"),
+    )
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from harness.orchestrator import execute, plan_run
+    from harness.progress import RunProgress
+    from harness.summary import print_summary
+
+    spec = spec_from_args(args)
+    plan = plan_run(spec, check_gpus=not args.dry_run)
+    if args.dry_run:
+        for warning in plan.warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"interpreter: {plan.interpreter.python} ({plan.interpreter.source})")
+        console.print(
+            f"launcher: {plan.launcher}, {plan.processes} process(es), "
+            f"{plan.local_devices} device(s) each"
+        )
+        for key, value in sorted(plan.env.items()):
+            console.print(f"env: {key}={value}")
+        console.print("command: " + " ".join(plan.command("<run-dir>/repeat-N/job.json")))
+        return 0
+    label = f"{plan.spec.tool}/{plan.spec.model}/{plan.spec.dataset}"
+    with RunProgress(console, plan.spec.repeats, label) as progress:
+
+        def on_event(event: dict) -> None:
+            progress.event(event)
+
+        def on_repeat(repeat: int, record: dict) -> None:
+            progress.end_repeat(record)
+            if repeat < plan.spec.repeats:
+                progress.start_repeat(repeat + 1)
+
+        progress.start_repeat(1)
+        from harness.resources import monitor_factory
+
+        outcome = execute(
+            plan, on_event=on_event, on_repeat=on_repeat, monitor_factory=monitor_factory
+        )
+    print_summary(console, outcome.result, str(outcome.run_dir))
+    if args.json:
+        print(json.dumps(outcome.result, default=str))
+    return 0 if outcome.result["summary"]["status"] == "ok" else EXIT_FAILED_RUN
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from harness import datasets, models
+    from harness.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    console.print("[bold]tools[/bold]")
+    for name, info in sorted(pm.backends.items()):
+        console.print(f"  {name:12} {info.framework} ({info.install_hint})")
+    for name, error in sorted(pm.load_errors.items()):
+        console.print(f"  {name:12} [red]failed to load: {error}[/red]")
+    console.print("[bold]models[/bold]")
+    for name, info in models.MODELS.items():
+        console.print(f"  {name:12} {info.title}")
+    console.print("[bold]datasets[/bold]")
+    for name, info in datasets.DATASETS.items():
+        c, h, w = info.image_shape
+        console.print(f"  {name:14} {info.title}: {c}x{h}x{w}, {info.num_classes} classes")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from harness import datasets
+    from harness.datasets.download import download
+
+    if args.dataset not in datasets.DATASETS:
+        names = ", ".join(datasets.DATASETS)
+        raise UsageError(f"unknown dataset {args.dataset!r}; choose from: {names}")
+    with Progress(
+        *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        try:
+            path = download(args.dataset, args.data_dir, progress=progress)
+        except datasets.DatasetError as exc:
+            raise UsageError(str(exc)) from None
+    console.print(f"{args.dataset}: ready in {path}")
+    return 0
+
+
+Command = Callable[[argparse.Namespace, Console], int]
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Benchmark deep-learning training across frameworks and hardware.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    handlers: dict[str, Command] = {}
+
+    run = sub.add_parser("run", help="benchmark one (tool, model, dataset, hardware) (default)")
+    add_run_arguments(run)
+    handlers["run"] = cmd_run
+    sub.add_parser("list", help="installed tools, models and datasets")
+    handlers["list"] = cmd_list
+    dl = sub.add_parser("download", help="download a dataset and verify its checksums")
+    dl.add_argument("dataset")
+    dl.add_argument("--data-dir", help="target folder (default: ./data)")
+    handlers["download"] = cmd_download
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser, handlers = build_parser()
+    if (
+        args_list
+        and args_list[0].startswith("-")
+        and args_list[0] not in ("-h", "--help", "--version")
+    ):
+        args_list.insert(0, "run")
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    console = Console(stderr=True)
+    if not console.is_terminal:  # logs and CI: wide enough for the summary table
+        console = Console(stderr=True, width=160)
+    try:
+        return handlers[args.command](args, console)
+    except UsageError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return UsageError.exit_code
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: finished repeats are stored")
+        return EXIT_INTERRUPTED

@@ -1,0 +1,85 @@
+"""Structured events between a worker and the orchestrator: one JSON object per line.
+
+The worker appends events to a file (``events.jsonl`` in the repeat's folder) rather
+than to stdout, so framework chatter on stdout/stderr can never corrupt them. Every
+event carries ``event`` (its kind), ``t`` (time.monotonic(), comparable across
+processes on one machine, the monitor uses the same clock), ``wall`` (Unix time)
+and ``rank`` (the worker process).
+
+Kinds: ``start`` (framework, versions, devices), ``phase`` (name, state start|end),
+``steps`` (a chunk of timed step durations), ``loss``, ``validation``, ``memory``,
+``info``, ``error`` (kind oom|error, message, traceback) and ``end`` (status).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+class Emitter:
+    """Writes events from a worker process. Safe to share one file between ranks."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, rank: int = 0) -> None:
+        self.rank = rank
+        self._file: IO[str] | None = None
+        if path is not None:
+            # O_APPEND: lines from several ranks never overwrite each other.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._file = os.fdopen(fd, "w", buffering=1)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self._file is None:
+            return
+        record = {"event": event, "t": time.monotonic(), "wall": time.time(), "rank": self.rank}
+        record.update(fields)
+        self._file.write(json.dumps(record, default=str) + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All complete events in ``path``; a torn last line (a killed worker) is skipped."""
+    return list(iter_events(Path(path).read_text(errors="replace").splitlines()))
+
+
+def iter_events(lines: list[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "event" in record:
+            yield record
+
+
+class EventTail:
+    """Follows a growing events file from the orchestrator, for live progress."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = ""
+
+    def poll(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("r", errors="replace") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+                self._offset = handle.tell()
+        except FileNotFoundError:
+            return []
+        text = self._partial + chunk
+        lines = text.split("\n")
+        self._partial = lines.pop()  # an incomplete line waits for the next poll
+        return list(iter_events(lines))

@@ -1,0 +1,153 @@
+"""RunSpec: one benchmark, as the user asked for it, validated and with defaults filled in."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.backend import PRECISIONS
+from harness.errors import UsageError
+
+# The study's training parameters (shared/brief.md): batch size and learning rate
+# per (dataset family, model). Used when --batch-size / --lr are not given.
+STUDY_DEFAULTS: dict[tuple[str, str], tuple[int, float]] = {
+    ("mnist", "lenet"): (64, 0.01),
+    ("cifar", "alexnet"): (128, 0.01),
+    ("cifar", "resnet50"): (128, 0.1),
+    ("cifar", "googlenet"): (128, 0.1),
+    ("cifar", "vgg16"): (128, 0.01),
+    ("imagenet", "alexnet"): (128, 0.01),
+    ("imagenet", "resnet50"): (8, 0.1),
+    ("imagenet", "googlenet"): (8, 0.1),
+    ("imagenet", "vgg16"): (8, 0.01),
+}
+# Models the study did not run on a family use the family's usual batch and the
+# model's usual learning rate.
+FAMILY_BATCH = {"mnist": 64, "cifar": 128, "imagenet": 8}
+MODEL_LR = {"lenet": 0.01, "alexnet": 0.01, "resnet50": 0.1, "googlenet": 0.1, "vgg16": 0.01}
+
+
+@dataclass
+class RunSpec:
+    """What to run. None fields mean "use the default" until :func:`resolve` fills them."""
+
+    tool: str
+    model: str
+    dataset: str
+    num_gpus: int = -1  # -1: the CPU; N >= 1: N GPUs, data parallel
+    gpu: str | None = None  # which GPUs: "0,2" (NVML indices) or a name match ("A100")
+    cpu_devices: int = 1  # with num_gpus -1: split the CPU into this many data-parallel devices
+    batch_size: int | None = None  # per device; None: the study's default for (dataset, model)
+    learning_rate: float | None = None  # None: the study's default
+    warmup_steps: int = 10
+    steps: int = 100  # timed steps (ignored when epochs is set)
+    epochs: int | None = None  # train whole epochs instead of a number of steps
+    repeats: int = 3
+    precision: str = "fp32"
+    data_dir: str | None = None
+    synthetic: bool | None = None  # None: real files if present, else synthetic
+    validate: bool | None = None  # None: validate when training whole epochs on real data
+    seed: int = 0
+    sync_every: int = 1  # synchronise the device every N timed steps (per-step stats need 1)
+    threads: int | None = None  # intra-op CPU threads; None: the framework's default
+    timeout_s: float | None = 3600.0  # per repeat; None: no limit
+    monitor_interval_s: float = 0.1  # resource sampling period
+    idle_baseline_s: float = 2.0  # idle sampling before the first repeat; 0: none
+    output_dir: str = "logs"
+    python: str | None = None  # interpreter for the worker; None: found automatically
+    options: dict[str, str] = field(default_factory=dict)  # backend options (-o key=value)
+    tags: dict[str, str] = field(default_factory=dict)  # free labels recorded with the result
+
+    @property
+    def devices(self) -> int:
+        """Data-parallel devices in the run."""
+        return self.num_gpus if self.num_gpus > 0 else self.cpu_devices
+
+    @property
+    def global_batch(self) -> int:
+        return (self.batch_size or 0) * self.devices
+
+    @property
+    def hardware(self) -> str:
+        """A short label of the hardware configuration, for tables."""
+        if self.num_gpus > 0:
+            return f"{self.num_gpus} GPU" + ("s" if self.num_gpus > 1 else "")
+        return "CPU" if self.cpu_devices == 1 else f"CPU x{self.cpu_devices}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "a positive number"
+        raise UsageError(f"{name} must be {bound}, got {value}")
+
+
+def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
+    """Validate ``spec`` against the catalogues and fill in defaults.
+
+    ``tools`` maps tool names to their BackendInfo. Raises UsageError (one clear
+    line, naming the valid choices) for anything a user got wrong.
+    """
+    from harness import datasets, models
+
+    if spec.tool not in tools:
+        choices = ", ".join(sorted(tools)) or "none installed"
+        raise UsageError(f"unknown tool {spec.tool!r}; choose from: {choices}")
+    if spec.model not in models.MODELS:
+        raise UsageError(f"unknown model {spec.model!r}; choose from: {', '.join(models.MODELS)}")
+    if spec.dataset not in datasets.DATASETS:
+        names = ", ".join(datasets.DATASETS)
+        raise UsageError(f"unknown dataset {spec.dataset!r}; choose from: {names}")
+    info = datasets.DATASETS[spec.dataset]
+    reason = models.refusal(spec.model, info.image_shape, info.num_classes)
+    if reason:
+        raise UsageError(f"cannot run {spec.model} on {spec.dataset}: {reason}")
+
+    if spec.num_gpus == 0 or spec.num_gpus < -1:
+        raise UsageError(
+            f"--num-gpus must be -1 (the CPU) or a positive count, got {spec.num_gpus}"
+        )
+    if spec.num_gpus > 0 and spec.cpu_devices != 1:
+        raise UsageError("--cpu-devices applies to CPU runs (--num-gpus -1) only")
+    backend = tools[spec.tool]
+    if spec.precision not in PRECISIONS:
+        raise UsageError(
+            f"unknown precision {spec.precision!r}; choose from: {', '.join(PRECISIONS)}"
+        )
+    if spec.precision not in backend.precisions:
+        supported = ", ".join(backend.precisions)
+        raise UsageError(f"{spec.tool} supports precision {supported}, not {spec.precision}")
+    _positive("--batch-size", spec.batch_size)
+    _positive("--lr", spec.learning_rate)
+    _positive("--warmup-steps", spec.warmup_steps, allow_zero=True)
+    _positive("--steps", spec.steps)
+    _positive("--epochs", spec.epochs)
+    _positive("--repeats", spec.repeats)
+    _positive("--sync-every", spec.sync_every)
+    _positive("--cpu-devices", spec.cpu_devices)
+    _positive("--threads", spec.threads)
+    _positive("--timeout", spec.timeout_s)
+    _positive("--monitor-interval", spec.monitor_interval_s)
+    _positive("--idle-baseline", spec.idle_baseline_s, allow_zero=True)
+
+    batch, lr = STUDY_DEFAULTS.get(
+        (info.family, spec.model), (FAMILY_BATCH[info.family], MODEL_LR[spec.model])
+    )
+    out = dataclasses.replace(spec, options=dict(spec.options), tags=dict(spec.tags))
+    out.batch_size = spec.batch_size or batch
+    out.learning_rate = spec.learning_rate or lr
+    return out

@@ -1,0 +1,172 @@
+"""The results store: one SQLite file that every run appends to.
+
+Two tables. ``repeats`` gets a row as soon as each worker process ends, so a crash
+later in the run loses nothing already measured. ``runs`` gets one row per run
+(the aggregate over its repeats) when the run ends. Both keep the full JSON record
+beside the columns that reports filter and group by.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    model TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    num_gpus INTEGER NOT NULL,
+    hardware TEXT NOT NULL,
+    gpu_name TEXT,
+    batch_size INTEGER,
+    global_batch INTEGER,
+    precision TEXT,
+    synthetic INTEGER,
+    repeats INTEGER,
+    repeats_ok INTEGER,
+    images_per_sec REAL,
+    images_per_sec_std REAL,
+    gpu_power_w REAL,
+    gpu_memory_mib REAL,
+    energy_j REAL,
+    joules_per_image REAL,
+    execution_time_s REAL,
+    accuracy REAL,
+    host TEXT,
+    harness_commit TEXT,
+    sweep_id TEXT,
+    result_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repeats (
+    run_id TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    cause TEXT,
+    images_per_sec REAL,
+    record_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, repeat)
+);
+CREATE INDEX IF NOT EXISTS runs_config ON runs (tool, model, dataset, hardware);
+"""
+
+# Columns of ``runs`` filled from the result dict: column -> path of keys.
+_RUN_COLUMNS: dict[str, tuple[str, ...]] = {
+    "run_id": ("run_id",),
+    "started_at": ("started_at",),
+    "finished_at": ("finished_at",),
+    "status": ("summary", "status"),
+    "tool": ("spec", "tool"),
+    "model": ("spec", "model"),
+    "dataset": ("spec", "dataset"),
+    "num_gpus": ("spec", "num_gpus"),
+    "hardware": ("hardware",),
+    "gpu_name": ("gpu_name",),
+    "batch_size": ("spec", "batch_size"),
+    "global_batch": ("global_batch",),
+    "precision": ("spec", "precision"),
+    "synthetic": ("synthetic",),
+    "repeats": ("summary", "repeats"),
+    "repeats_ok": ("summary", "repeats_ok"),
+    "images_per_sec": ("summary", "images_per_sec", "mean"),
+    "images_per_sec_std": ("summary", "images_per_sec", "std"),
+    "gpu_power_w": ("summary", "gpu_power_w", "mean"),
+    "gpu_memory_mib": ("summary", "gpu_memory_mib", "mean"),
+    "energy_j": ("summary", "energy_j", "mean"),
+    "joules_per_image": ("summary", "joules_per_image", "mean"),
+    "execution_time_s": ("summary", "execution_time_s", "mean"),
+    "accuracy": ("summary", "accuracy", "mean"),
+    "host": ("environment", "hostname"),
+    "harness_commit": ("environment", "harness_commit"),
+    "sweep_id": ("sweep_id",),
+}
+
+
+def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = data
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    if isinstance(node, bool):
+        return int(node)
+    return node
+
+
+class ResultStore:
+    """Append-only access to ``results.sqlite``; safe for several processes (WAL)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by a newer harness (schema {version}); upgrade"
+                )
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            with db:  # one transaction
+                yield db
+        finally:
+            db.close()
+
+    def add_repeat(self, run_id: str, repeat: int, record: dict[str, Any]) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO repeats VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    repeat,
+                    record["status"],
+                    record.get("cause"),
+                    _dig(record, ("timed", "images_per_sec")),
+                    json.dumps(record, default=str),
+                ),
+            )
+
+    def add_run(self, result: dict[str, Any]) -> None:
+        values = [_dig(result, path) for path in _RUN_COLUMNS.values()]
+        values.append(json.dumps(result, default=str))
+        columns = ", ".join([*_RUN_COLUMNS, "result_json"])
+        marks = ", ".join("?" * len(values))
+        with self._connect() as db:
+            db.execute(f"INSERT OR REPLACE INTO runs ({columns}) VALUES ({marks})", values)
+
+    def runs(self, **where: Any) -> list[dict[str, Any]]:
+        """Full results of the runs whose columns equal ``where``, oldest first."""
+        for column in where:
+            if column not in _RUN_COLUMNS:
+                raise ValueError(f"unknown column {column!r}")
+        clause = " AND ".join(f"{c} = ?" for c in where) or "1"
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT result_json FROM runs WHERE {clause} ORDER BY started_at, run_id",
+                list(where.values()),
+            ).fetchall()
+        return [json.loads(row["result_json"]) for row in rows]
+
+    def repeats(self, run_id: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT record_json FROM repeats WHERE run_id = ? ORDER BY repeat", (run_id,)
+            ).fetchall()
+        return [json.loads(row["record_json"]) for row in rows]

@@ -1,0 +1,118 @@
+"""The worker: one repeat of one run, inside the framework's interpreter.
+
+Started by the orchestrator as ``python -m harness.worker JOB.json`` (through a
+launcher). Reads the job, builds the network and the data, loads the backend's trainer
+(the only place a framework gets imported), runs the benchmark loop and reports
+everything as events. Exit codes: 0 ok, 1 error, 3 out of memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from harness.backend import Trainer, WorkerContext
+from harness.events import Emitter
+from harness.spec import RunSpec
+
+EXIT_OK, EXIT_ERROR, EXIT_OOM = 0, 1, 3
+
+
+def _rank() -> tuple[int, int]:
+    """(rank, world size) from the launcher's environment (torchrun sets both)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def build_context(job: dict[str, Any], rank: int, world_size: int) -> WorkerContext:
+    from harness import datasets, models
+
+    spec = RunSpec.from_dict(job["spec"])
+    info = datasets.DATASETS[spec.dataset]
+    network = models.build(spec.model, info.image_shape, info.num_classes)
+    # Each process draws its own stream of batches (a different seed per rank).
+    train = datasets.open_source(
+        spec.dataset, "train", spec.data_dir, synthetic=spec.synthetic, seed=spec.seed + rank
+    )
+    wants_validation = spec.validate or (
+        spec.validate is None and spec.epochs and not train.synthetic
+    )
+    test = (
+        datasets.open_source(spec.dataset, "test", spec.data_dir, synthetic=train.synthetic)
+        if wants_validation
+        else None
+    )
+    return WorkerContext(
+        spec=spec,
+        network=network,
+        train=train,
+        test=test,
+        initial_weights=lambda: models.init_weights(network, spec.seed),
+        rank=rank,
+        world_size=world_size,
+        local_devices=int(job.get("local_devices", 1)),
+        total_devices=int(job.get("total_devices", 1)),
+    )
+
+
+def run_job(job: dict[str, Any]) -> int:
+    from harness.loop import run_benchmark
+    from harness.plugins import PluginManager
+
+    rank, world_size = _rank()
+    emitter = Emitter(job.get("events"), rank=rank)
+    trainer: Trainer | None = None
+    trainer_cls: type[Trainer] = Trainer
+    try:
+        emitter.emit("phase", name="setup", state="start")
+        ctx = build_context(job, rank, world_size)
+        backend = PluginManager().backend(ctx.spec.tool)
+        emitter.emit(
+            "data",
+            split="train",
+            synthetic=ctx.train.synthetic,
+            description=ctx.train.description,
+            images=ctx.train.num_images,
+        )
+        trainer_cls = backend.load_trainer()
+        trainer = trainer_cls(ctx)
+        emitter.emit("start", pid=os.getpid(), world_size=world_size, **trainer.framework_info())
+        emitter.emit("phase", name="setup", state="end")
+        run_benchmark(trainer, ctx, emitter)
+        emitter.emit("end", status="ok")
+        return EXIT_OK
+    except BaseException as exc:
+        oom = trainer_cls.is_out_of_memory(exc)
+        emitter.emit(
+            "error",
+            kind="oom" if oom else "error",
+            type=type(exc).__name__,
+            message=str(exc)[:4000],
+            traceback=traceback.format_exc()[-8000:],
+        )
+        traceback.print_exc()
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        return EXIT_OOM if oom else EXIT_ERROR
+    finally:
+        if trainer is not None:
+            try:
+                trainer.close()
+            except Exception:
+                traceback.print_exc()
+        emitter.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m harness.worker JOB.json", file=sys.stderr)
+        return 2
+    return run_job(json.loads(Path(args[0]).read_text()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

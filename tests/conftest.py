@@ -1,0 +1,25 @@
+"""Shared fixtures.
+
+Tests that need a framework carry its marker (pytorch, tensorflow, jax, mxnet) and run
+in that framework's tox env (``tox -e pytorch``); there a missing framework fails the
+test, it is never skipped. The core env deselects them all.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
