@@ -269,6 +269,8 @@ def open_source(
     check_split(split)
     if num_workers < 0:
         raise DatasetError(f"num_workers must be >= 0, got {num_workers}")
+    if seed < 0:
+        raise DatasetError(f"seed must be >= 0, got {seed}")
     folder = dataset_dir(name, data_dir)
     if synthetic:
         return SyntheticSource(info, split, reason="requested with synthetic=True", seed=seed)

@@ -41,6 +41,9 @@ class BackendInfo:
     description: str = ""
     # Extra environment variables for the worker, e.g. to switch off GPU preallocation.
     worker_env: dict[str, str] = field(default_factory=dict)
+    # Variables that depend on the run (e.g. XLA_FLAGS for N host devices), computed in
+    # the orchestrator before the worker starts. Must not import the framework.
+    run_env: Callable[[RunSpec], dict[str, str]] | None = None
 
     def load_trainer(self) -> type[Trainer]:
         module_name, _, attr = self.trainer.partition(":")
@@ -116,6 +119,15 @@ class Trainer:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Current weights in the canonical layout of harness.models.init."""
         raise NotImplementedError
+
+    def replica_states(self) -> list[dict[str, np.ndarray]]:
+        """The weights held by each data-parallel replica this process drives.
+
+        Single-device trainers have one; a trainer driving several devices in one
+        process (MirroredStrategy, sharded JAX, MXNet contexts) returns one per device,
+        so tests can check that the replicas stayed in sync.
+        """
+        return [self.state_dict()]
 
     @classmethod
     def is_out_of_memory(cls, exc: BaseException) -> bool:

@@ -74,7 +74,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     val.add_argument("--no-validate", dest="validate", action="store_false")
     data = parser.add_argument_group("data")
-    data.add_argument("--data-dir", help="where datasets live (default: ./data)")
+    data.add_argument("--data-dir", help="where datasets live (default: $HARNESS_DATA_DIR or ./data)")
+    data.add_argument(
+        "--data-workers", type=int, help="threads decoding ImageNet JPEGs (default: one per core)"
+    )
     src = data.add_mutually_exclusive_group()
     src.add_argument(
         "--synthetic",
@@ -127,6 +130,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     adv.add_argument(
         "--tag", action="append", metavar="KEY=VALUE", help="label stored with the result"
     )
+    adv.add_argument(
+        "--dump-weights", metavar="DIR", help="save every replica's final weights here (.npz)"
+    )
 
 
 def spec_from_args(args: argparse.Namespace):  # -> RunSpec
@@ -147,6 +153,7 @@ def spec_from_args(args: argparse.Namespace):  # -> RunSpec
         repeats=args.repeats,
         precision=args.precision,
         data_dir=args.data_dir,
+        data_workers=args.data_workers,
         synthetic=args.synthetic,
         validate=args.validate,
         seed=args.seed,
@@ -159,6 +166,7 @@ def spec_from_args(args: argparse.Namespace):  # -> RunSpec
         python=args.python,
         options=_key_values(args.option, "--option"),
         tags=_key_values(args.tag, "--tag"),
+        dump_weights=args.dump_weights,
     )
 
 
@@ -270,7 +278,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     handlers["list"] = cmd_list
     dl = sub.add_parser("download", help="download a dataset and verify its checksums")
     dl.add_argument("dataset")
-    dl.add_argument("--data-dir", help="target folder (default: ./data)")
+    dl.add_argument("--data-dir", help="target folder (default: $HARNESS_DATA_DIR or ./data)")
     handlers["download"] = cmd_download
     return parser, handlers
 

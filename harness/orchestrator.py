@@ -87,6 +87,8 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     if devices > 1 and backend.multi_process_launcher:
         launcher, processes, local = backend.multi_process_launcher, devices, 1
     env = dict(backend.worker_env)
+    if backend.run_env is not None:
+        env.update(backend.run_env(spec))
     env.update(gpus.worker_env(selected))
     env["PYTHONUNBUFFERED"] = "1"
     if spec.threads:

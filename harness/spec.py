@@ -47,6 +47,7 @@ class RunSpec:
     repeats: int = 3
     precision: str = "fp32"
     data_dir: str | None = None
+    data_workers: int | None = None  # threads decoding JPEGs (ImageNet); None: one per core
     synthetic: bool | None = None  # None: real files if present, else synthetic
     validate: bool | None = None  # None: validate when training whole epochs on real data
     seed: int = 0
@@ -57,6 +58,7 @@ class RunSpec:
     idle_baseline_s: float = 2.0  # idle sampling before the first repeat; 0: none
     output_dir: str = "logs"
     python: str | None = None  # interpreter for the worker; None: found automatically
+    dump_weights: str | None = None  # folder: save every replica's final weights (.npz)
     options: dict[str, str] = field(default_factory=dict)  # backend options (-o key=value)
     tags: dict[str, str] = field(default_factory=dict)  # free labels recorded with the result
 
@@ -140,6 +142,7 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     _positive("--sync-every", spec.sync_every)
     _positive("--cpu-devices", spec.cpu_devices)
     _positive("--threads", spec.threads)
+    _positive("--data-workers", spec.data_workers, allow_zero=True)
     _positive("--timeout", spec.timeout_s)
     _positive("--monitor-interval", spec.monitor_interval_s)
     _positive("--idle-baseline", spec.idle_baseline_s, allow_zero=True)

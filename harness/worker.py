@@ -34,14 +34,22 @@ def build_context(job: dict[str, Any], rank: int, world_size: int) -> WorkerCont
     info = datasets.DATASETS[spec.dataset]
     network = models.build(spec.model, info.image_shape, info.num_classes)
     # Each process draws its own stream of batches (a different seed per rank).
+    workers = (os.cpu_count() or 1) if spec.data_workers is None else spec.data_workers
     train = datasets.open_source(
-        spec.dataset, "train", spec.data_dir, synthetic=spec.synthetic, seed=spec.seed + rank
+        spec.dataset,
+        "train",
+        spec.data_dir,
+        synthetic=spec.synthetic,
+        seed=spec.seed + rank,
+        num_workers=workers,
     )
     wants_validation = spec.validate or (
         spec.validate is None and spec.epochs and not train.synthetic
     )
     test = (
-        datasets.open_source(spec.dataset, "test", spec.data_dir, synthetic=train.synthetic)
+        datasets.open_source(
+            spec.dataset, "test", spec.data_dir, synthetic=train.synthetic, num_workers=workers
+        )
         if wants_validation
         else None
     )
@@ -56,6 +64,16 @@ def build_context(job: dict[str, Any], rank: int, world_size: int) -> WorkerCont
         local_devices=int(job.get("local_devices", 1)),
         total_devices=int(job.get("total_devices", 1)),
     )
+
+
+def dump_weights(trainer: Trainer, folder: Path, job: dict[str, Any], rank: int) -> None:
+    """Saves each replica's weights as repeat<R>-rank<r>-replica<i>.npz."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, state in enumerate(trainer.replica_states()):
+        name = f"repeat{job.get('repeat', 1)}-rank{rank}-replica{index}.npz"
+        np.savez(folder / name, **state)
 
 
 def run_job(job: dict[str, Any]) -> int:
@@ -82,6 +100,8 @@ def run_job(job: dict[str, Any]) -> int:
         emitter.emit("start", pid=os.getpid(), world_size=world_size, **trainer.framework_info())
         emitter.emit("phase", name="setup", state="end")
         run_benchmark(trainer, ctx, emitter)
+        if ctx.spec.dump_weights:
+            dump_weights(trainer, Path(ctx.spec.dump_weights), job, rank)
         emitter.emit("end", status="ok")
         return EXIT_OK
     except BaseException as exc:

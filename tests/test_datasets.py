@@ -106,7 +106,12 @@ def test_catalogue_has_the_five_datasets_with_their_shapes():
             "t10k-labels-idx1-ubyte.gz",
         ]
     c = get("cifar10")
-    assert (c.image_shape, c.num_classes, c.train_size, c.test_size) == ((3, 32, 32), 10, 50_000, 10_000)
+    assert (c.image_shape, c.num_classes, c.train_size, c.test_size) == (
+        (3, 32, 32),
+        10,
+        50_000,
+        10_000,
+    )
     assert c.files[0].md5 == "c58f30108f718f92721af3b95e74349a"
     assert len(c.files[0].members) == 7
     i = get("imagenet")
@@ -287,6 +292,10 @@ def test_bad_batch_arguments(tmp_path):
         src.batches(8, epochs=-1)
     with pytest.raises(DatasetError, match="split"):
         open_source("mnist", "val", tmp_path)
+    with pytest.raises(DatasetError, match="seed"):
+        open_source("mnist", "train", tmp_path, seed=-1)
+    with pytest.raises(DatasetError, match="num_workers"):
+        open_source("mnist", "train", tmp_path, num_workers=-2)
 
 
 @pytest.mark.parametrize(
@@ -308,19 +317,19 @@ def test_mnist_label_problems(tmp_path):
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(
         gzip.compress(idx_bytes(np.zeros(49, np.uint8)))
     )
-    with pytest.raises(DatasetError, match="50 images .* but 49 labels"):
+    with pytest.raises(DatasetError, match=r"50 images .* but 49 labels"):
         open_source("mnist", "train", tmp_path)
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(
         gzip.compress(idx_bytes(np.full(50, 10, np.uint8)))
     )
-    with pytest.raises(DatasetError, match="label 10 outside 0..9"):
+    with pytest.raises(DatasetError, match=r"label 10 outside 0..9"):
         open_source("mnist", "train", tmp_path)
 
 
 def test_partial_files_are_an_error_not_a_fallback(tmp_path):
     write_mnist(tmp_path / "mnist")
     (tmp_path / "mnist" / "train-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(DatasetError, match="incomplete.*train-labels-idx1-ubyte.gz"):
+    with pytest.raises(DatasetError, match=r"incomplete.*train-labels-idx1-ubyte.gz"):
         open_source("mnist", "train", tmp_path)
     assert open_source("mnist", "train", tmp_path, synthetic=True).synthetic
 
@@ -376,8 +385,47 @@ def test_cifar_corrupt_batches(tmp_path):
     with pytest.raises(DatasetError, match="labels outside"):
         open_source("cifar10", "train", tmp_path)
     (folder / cifar.BATCH_DIR / "data_batch_5").unlink()
-    with pytest.raises(DatasetError, match="incomplete.*data_batch_5"):
+    with pytest.raises(DatasetError, match=r"incomplete.*data_batch_5"):
         open_source("cifar10", "train", tmp_path)
+
+
+def py2_batch(data: np.ndarray, labels: list[int]) -> bytes:
+    """A batch pickled the way Python 2's cPickle wrote the real CIFAR files (protocol 2,
+    str objects, numpy.core.multiarray._reconstruct), written opcode by opcode."""
+
+    def string(b: bytes) -> bytes:  # BINSTRING: a Python 2 str
+        return b"T" + struct.pack("<I", len(b)) + b
+
+    n, width = data.shape
+    array = (
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85"
+        + string(b"b")
+        + b"\x87R(K\x01"
+        + b"J" + struct.pack("<i", n) + b"J" + struct.pack("<i", width) + b"\x86"
+        + b"cnumpy\ndtype\n" + string(b"u1") + b"K\x00K\x01\x87R(K\x03" + string(b"|")
+        + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tbI00\n"
+        + string(data.tobytes())
+        + b"tb"
+    )  # fmt: skip
+    items = b"".join(b"J" + struct.pack("<i", v) for v in labels)
+    return (
+        b"\x80\x02}(" + string(b"data") + array + string(b"labels") + b"](" + items + b"e"
+        + string(b"batch_label") + string(b"training batch 1 of 5") + b"u."
+    )  # fmt: skip
+
+
+def test_cifar_reads_python2_pickles(tmp_path):
+    rows = write_cifar(tmp_path / "cifar10", per_batch=2)
+    data = np.random.default_rng(9).integers(0, 256, (3, 3072), dtype=np.uint8)
+    path = tmp_path / "cifar10" / cifar.BATCH_DIR / "test_batch"
+    path.write_bytes(py2_batch(data, [7, 0, 3]))
+    got, labels = cifar.read_batch(path)
+    np.testing.assert_array_equal(got, data)
+    np.testing.assert_array_equal(labels, [7, 0, 3])
+    src = open_source("cifar10", "test", tmp_path)
+    x, _ = collect(src.batches(3, shuffle=False))
+    np.testing.assert_allclose(x, reference(data.reshape(3, 3, 32, 32), "cifar10"), atol=1e-5)
+    assert len(rows["train"]) == open_source("cifar10", "train", tmp_path).num_images
 
 
 class _Evil:
@@ -451,7 +499,7 @@ def test_synthetic_false_explains_where_and_how(tmp_path):
     assert str(tmp_path / "d" / "kmnist") in msg
     assert f"python -m harness download kmnist --data-dir {tmp_path / 'd'}" in msg
     assert "train-images-idx3" in msg
-    with pytest.raises(DatasetError, match="cannot download|image-net.org") as err:
+    with pytest.raises(DatasetError, match=r"cannot download|image-net.org") as err:
         open_source("imagenet", "test", tmp_path, synthetic=False)
     assert "val/<class>" in str(err.value)
 

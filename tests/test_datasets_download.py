@@ -209,7 +209,9 @@ def test_cifar_tarball_is_extracted_and_readable(tmp_path, served_cifar):
     for name, data in served_cifar.items():
         assert (folder / name).read_bytes() == data
     src = open_source("cifar10", "train", tmp_path / "data", synthetic=False)
-    assert src.num_images == 15 and open_source("cifar10", "test", tmp_path / "data").num_images == 3
+    assert (
+        src.num_images == 15 and open_source("cifar10", "test", tmp_path / "data").num_images == 3
+    )
 
 
 def test_damaged_extracted_member_is_restored(tmp_path, served_cifar):

@@ -131,7 +131,7 @@ def test_corrupt_image_names_the_file(tmp_path):
 def test_class_folders_must_agree(tmp_path):
     noise_tree(tmp_path, n=1)
     (tmp_path / "imagenet" / "val" / "n02").mkdir()
-    with pytest.raises(DatasetError, match="different class folders.*n02"):
+    with pytest.raises(DatasetError, match=r"different class folders.*n02"):
         open_source("imagenet", "train", tmp_path)
 
 
