@@ -74,7 +74,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     val.add_argument("--no-validate", dest="validate", action="store_false")
     data = parser.add_argument_group("data")
-    data.add_argument("--data-dir", help="where datasets live (default: $HARNESS_DATA_DIR or ./data)")
+    data.add_argument(
+        "--data-dir", help="where datasets live (default: $HARNESS_DATA_DIR or ./data)"
+    )
     data.add_argument(
         "--data-workers", type=int, help="threads decoding ImageNet JPEGs (default: one per core)"
     )
