@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness import __version__
 from harness.errors import UsageError
@@ -221,9 +222,9 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     pm = get_plugin_manager()
     console.print("[bold]tools[/bold]")
     for name, info in sorted(pm.backends.items()):
-        console.print(f"  {name:12} {info.framework} ({info.install_hint})")
+        console.print(f"  {name:12} {info.framework} ({escape(info.install_hint)})")
     for name, error in sorted(pm.load_errors.items()):
-        console.print(f"  {name:12} [red]failed to load: {error}[/red]")
+        console.print(f"  {name:12} [red]failed to load: {escape(error)}[/red]")
     console.print("[bold]models[/bold]")
     for name, info in models.MODELS.items():
         console.print(f"  {name:12} {info.title}")
@@ -304,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args, console)
     except UsageError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return UsageError.exit_code
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished repeats are stored")

@@ -27,6 +27,7 @@ import pluggy
 if TYPE_CHECKING:
     from harness.backend import BackendInfo
     from harness.launchers import Launcher
+    from harness.models import Network
     from harness.spec import RunSpec
 
 hookspec = pluggy.HookspecMarker("harness")
@@ -48,6 +49,16 @@ def harness_register_launchers(register: Callable[[Launcher], None]) -> None:
 
     A backend names the launcher it needs for multi-process runs in
     ``BackendInfo.multi_process_launcher``. Called once, like the hook above.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_refuse_run(spec: RunSpec, backend: BackendInfo, network: Network) -> str | None:
+    """Why ``backend`` cannot run ``spec`` with ``network`` (e.g. a layer it lacks), or None.
+
+    Called by the orchestrator after the spec is validated and before any worker
+    starts; the first reason returned becomes a one-line usage error (exit code 2),
+    and sweeps list the run as skipped. Implementations must not import a framework.
     """
 
 

@@ -21,8 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness import environment, gpus
+from harness import datasets, environment, gpus, models
 from harness.backend import BackendInfo
+from harness.errors import UsageError
 from harness.events import EventTail, read_events
 from harness.interpreters import Interpreter, find_interpreter
 from harness.launchers import LaunchRequest
@@ -70,6 +71,10 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     pm = pm or get_plugin_manager()
     spec = resolve(spec, pm.backends)
     backend = pm.backend(spec.tool)
+    info = datasets.DATASETS[spec.dataset]
+    reason = pm.refusal(spec, backend, models.build(spec.model, info.image_shape, info.num_classes))
+    if reason:
+        raise UsageError(f"{spec.tool} cannot run {spec.model} on {spec.dataset}: {reason}")
     interpreter = find_interpreter(backend, spec.python)
     warnings: list[str] = []
     selected: list[gpus.Gpu] = []

@@ -14,6 +14,7 @@ from harness.errors import UsageError
 if TYPE_CHECKING:
     from harness.backend import BackendInfo
     from harness.launchers import Launcher
+    from harness.models import Network
     from harness.spec import RunSpec
 
 ENTRY_POINT_GROUP = "harness"
@@ -90,6 +91,9 @@ class PluginManager:
         except KeyError:
             choices = ", ".join(sorted(self.launchers))
             raise UsageError(f"unknown launcher {name!r}; registered: {choices}") from None
+
+    def refusal(self, spec: RunSpec, backend: BackendInfo, network: Network) -> str | None:
+        return self._pm.hook.harness_refuse_run(spec=spec, backend=backend, network=network)
 
     # Observer hooks ---------------------------------------------------------------
 

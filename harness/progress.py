@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 
@@ -69,7 +70,8 @@ class RunProgress:
             self._progress.advance(self._task, done)
             self._progress.update(self._task, **fields)
         elif kind == "error" and not self.live:
-            self.console.print(f"worker error: {event.get('message', '')[:200]}")
+            message = escape(str(event.get("message", ""))[:200])
+            self.console.print(f"worker error: {message}", highlight=False)
 
     def end_repeat(self, record: dict[str, Any]) -> None:
         if self._task is not None:
@@ -80,4 +82,4 @@ class RunProgress:
         if not self.live:
             speed = record["timed"]["images_per_sec"]
             shown = f"{speed:,.1f} images/sec" if speed else record.get("cause") or ""
-            self.console.print(f"{self._describe(record['status'])}: {shown}")
+            self.console.print(f"{self._describe(record['status'])}: {escape(shown)}")

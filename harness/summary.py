@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -64,6 +65,7 @@ def print_summary(console: Console, result: dict[str, Any], run_dir: str) -> Non
     for line in resource_lines(summary):
         console.print(line)
     source = data.get("description") or "-"
+    source = escape(source)
     if data.get("synthetic"):
         source = f"[yellow]{source}[/yellow]"
     console.print(f"data: {source}")
@@ -77,7 +79,7 @@ def print_summary(console: Console, result: dict[str, Any], run_dir: str) -> Non
         f" · harness {env['harness_version']} ({env.get('harness_commit') or 'no git'})"
     )
     for cause in summary["causes"]:
-        console.print(f"[red]cause:[/red] {cause}")
+        console.print(f"[red]cause:[/red] {escape(cause)}")
     console.print(f"results: {run_dir}/result.json (and the results store)")
 
 
