@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
 from harness.errors import UsageError
+
+# The NVML binding to import; tests point it at a fake with scripted GPUs.
+NVML_MODULE_ENV = "HARNESS_NVML_MODULE"
+
+
+def nvml_module_name() -> str:
+    return os.environ.get(NVML_MODULE_ENV) or "pynvml"
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ def _text(value: Any) -> str:
 def discover(nvml: ModuleType | None = None) -> Inventory:
     """The GPUs NVML sees; an empty inventory with the reason when it sees none."""
     try:
-        nvml = nvml or importlib.import_module("pynvml")
+        nvml = nvml or importlib.import_module(nvml_module_name())
     except ImportError:
         return Inventory((), reason="nvidia-ml-py (pynvml) is not installed")
     try:

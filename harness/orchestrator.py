@@ -139,6 +139,31 @@ def _exit_cause(code: int, log: Path) -> str:
 EventCallback = Callable[[dict[str, Any]], None]
 
 
+def _wait(
+    proc: subprocess.Popen[bytes],
+    timeout_s: float | None,
+    started: float,
+    tail: EventTail,
+    on_event: EventCallback | None,
+) -> tuple[int | None, str, str | None]:
+    """Waits for the worker, forwarding its events: (exit code, status, cause)."""
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=_POLL_S), "ok", None
+            except subprocess.TimeoutExpired:
+                pass
+            if on_event:
+                for event in tail.poll():
+                    on_event(event)
+            if timeout_s and time.monotonic() - started > timeout_s:
+                _kill_tree(proc)
+                return proc.returncode, "timeout", f"exceeded the {timeout_s:g} s timeout"
+    except KeyboardInterrupt:
+        _kill_tree(proc)
+        return proc.returncode, "interrupted", "interrupted by the user (Ctrl-C)"
+
+
 def run_repeat(
     plan: Plan,
     run_dir: Path,
@@ -170,8 +195,9 @@ def run_repeat(
     log_path = rep_dir / "worker.log"
     env = {**os.environ, **plan.env, "HARNESS_RUN_ID": run_id}
 
+    if monitor is not None:
+        monitor.prepare()  # the idle baseline, before the first worker exists
     started_wall, started = utc_now(), time.monotonic()
-    status, cause, exit_code = "ok", None, None
     tail = EventTail(events_path)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -180,24 +206,7 @@ def run_repeat(
         if monitor is not None:
             monitor.start(root_pid=proc.pid)
         try:
-            while True:
-                try:
-                    exit_code = proc.wait(timeout=_POLL_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                if on_event:
-                    for event in tail.poll():
-                        on_event(event)
-                if spec.timeout_s and time.monotonic() - started > spec.timeout_s:
-                    _kill_tree(proc)
-                    exit_code = proc.returncode
-                    status, cause = "timeout", f"exceeded the {spec.timeout_s:g} s timeout"
-                    break
-        except KeyboardInterrupt:
-            _kill_tree(proc)
-            exit_code = proc.returncode
-            status, cause = "interrupted", "interrupted by the user (Ctrl-C)"
+            exit_code, status, cause = _wait(proc, spec.timeout_s, started, tail, on_event)
         finally:
             samples = monitor.stop() if monitor is not None else None
     ended = time.monotonic()
@@ -219,7 +228,10 @@ def run_repeat(
         command=command,
     )
     if monitor is not None and samples is not None:
-        record["resources"] = monitor.summarize_repeat(samples, record, started, ended, rep_dir)
+        try:
+            record["resources"] = monitor.summarize_repeat(samples, record, started, ended, rep_dir)
+        except Exception as exc:  # a monitor fault must not lose the repeat
+            record["resources"] = {"errors": [{"what": "summary", "error": repr(exc), "count": 1}]}
     (rep_dir / "record.json").write_text(json.dumps(record, indent=2, default=str))
     return record
 

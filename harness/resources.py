@@ -1,9 +1,178 @@
-"""Glue between the orchestrator and the resource monitor (filled in with harness.monitor)."""
+"""Glue between the orchestrator and the resource monitor (harness.monitor).
+
+Per repeat: sample while the worker lives, write the power-log (``power.csv``), and
+summarise over the worker's phases. A run trained in epochs has one timed window per
+epoch (validation runs in between); their figures are merged here, weighted by time.
+Per run: the headline figures (mean over repeats) the summary, the store and the
+reports use: ``gpu_power_w``, ``gpu_memory_mib``, ``energy_j``, ``joules_per_image``,
+``host_cpu_percent``, ``host_rss_mib``, ``framework_memory_mib``.
+"""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import Any
 
+from harness import stats
+from harness.gpus import nvml_module_name
+from harness.monitor import Monitor, MonitorConfig, PhaseWindow
 
-def monitor_factory(plan: Any) -> None:
-    return None
+
+def _mean_of(phase: dict[str, Any] | None, key: str) -> float | None:
+    value = (phase or {}).get(key)
+    return value.get("mean") if isinstance(value, dict) else None
+
+
+def _max_of(phase: dict[str, Any] | None, key: str) -> float | None:
+    value = (phase or {}).get(key)
+    return value.get("max") if isinstance(value, dict) else None
+
+
+def _weighted(phases: list[dict[str, Any]], key: str) -> float | None:
+    pairs = [(p.get("duration_s") or 0.0, _mean_of(p, key)) for p in phases]
+    pairs = [(d, v) for d, v in pairs if v is not None and d > 0]
+    total = sum(d for d, _ in pairs)
+    return sum(d * v for d, v in pairs) / total if total else None
+
+
+def _total(phases: list[dict[str, Any]], key: str) -> float | None:
+    values = [p.get(key) for p in phases]
+    return None if not values or any(v is None for v in values) else float(sum(values))
+
+
+def _peak(phases: list[dict[str, Any]], key: str) -> float | None:
+    values = [v for v in (_max_of(p, key) for p in phases) if v is not None]
+    return max(values) if values else None
+
+
+class RunMonitor:
+    """One monitor for all repeats of a run; the idle baseline is taken once, first."""
+
+    def __init__(self, plan: Any) -> None:
+        spec = plan.spec
+        self.idle_s = spec.idle_baseline_s
+        nvml = None
+        if nvml_module_name() != "pynvml":
+            nvml = importlib.import_module(nvml_module_name())
+        self.monitor = Monitor(
+            MonitorConfig(
+                interval_s=spec.monitor_interval_s,
+                gpu_indices=[g.index for g in plan.gpus],
+                nvml_module=nvml,
+            )
+        )
+        self._baseline_taken = False
+
+    def prepare(self) -> None:
+        """Called before each worker starts."""
+        if not self._baseline_taken and self.idle_s > 0:
+            self.monitor.idle_baseline(self.idle_s)
+        self._baseline_taken = True
+
+    def start(self, root_pid: int) -> None:
+        self.monitor.start(root_pid=root_pid)
+
+    def stop(self) -> Any:
+        return self.monitor.stop()
+
+    def summarize_repeat(
+        self, recording: Any, record: dict[str, Any], started: float, ended: float, folder: Path
+    ) -> dict[str, Any]:
+        """The monitor's summary of one repeat, plus ``timed`` merged over its epochs."""
+        windows = [PhaseWindow("run", started, ended)]
+        timed_names = []
+        for name in ("setup", "warmup", "timed", "validation"):
+            spans = record["windows"].get(name) or []
+            for index, (start, end) in enumerate(spans, 1):
+                label = name if len(spans) == 1 else f"{name}.{index}"
+                windows.append(PhaseWindow(label, start, end))
+                if name == "timed":
+                    timed_names.append(label)
+        images = {
+            "run": record["timed"]["images"] + record["warmup"]["steps"] * record["global_batch"]
+        }
+        per_step = record["global_batch"]
+        steps_left = record["timed"]["steps"]
+        plan = record.get("plan") or {}
+        for label in timed_names:  # images per timed window: whole epochs, or all steps
+            count = plan.get("steps_per_epoch") if len(timed_names) > 1 else steps_left
+            images[label] = (count or 0) * per_step
+        self.monitor.write_csv(folder / "power.csv", windows)
+        summary = self.monitor.summarize(windows, images)
+        summary["timed"] = self._merge_timed(summary, timed_names, record["timed"]["images"])
+        return summary
+
+    @staticmethod
+    def _merge_timed(summary: dict[str, Any], names: list[str], images: int) -> dict[str, Any]:
+        gpu = [summary.get("gpu", {}).get("phases", {}).get(n) for n in names]
+        host = [summary.get("host", {}).get("phases", {}).get(n) for n in names]
+        gpu = [p for p in gpu if p]
+        host = [p for p in host if p]
+        energy = _total(gpu, "energy_j") if gpu else _total(host, "cpu_energy_j")
+        return {
+            "windows": len(names),
+            "gpu_power_w": _weighted(gpu, "power_w"),
+            "gpu_power_max_w": _peak(gpu, "power_w"),
+            "gpu_memory_mib": _weighted(gpu, "memory_used_mib"),
+            "gpu_memory_max_mib": _peak(gpu, "memory_used_mib"),
+            "gpu_process_memory_max_mib": _peak(gpu, "process_memory_mib"),
+            "gpu_utilization_pct": _weighted(gpu, "utilization_pct"),
+            "throttled": any(p.get("throttled") for p in gpu),
+            "energy_j": energy,
+            "energy_from": "gpu" if gpu else ("cpu" if energy is not None else None),
+            "joules_per_image": energy / images if energy is not None and images else None,
+            "host_cpu_percent": _weighted(host, "cpu_percent"),
+        }
+
+    def aggregate(self, repeats: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per-run figures: statistics over the repeats that finished ok."""
+        ok = [r for r in repeats if r["status"] == "ok" and r.get("resources")]
+
+        def over(get: Any) -> dict[str, Any]:
+            values = [v for v in (get(r) for r in ok) if v is not None]
+            return stats.describe(values)
+
+        def timed(key: str) -> Any:
+            return lambda r: r["resources"]["timed"].get(key)
+
+        def framework_mib(r: dict[str, Any]) -> float | None:
+            peak = (r.get("framework_memory") or {}).get("peak_bytes")
+            return peak / 2**20 if peak is not None else None
+
+        def rss_peak(r: dict[str, Any]) -> float | None:
+            return _max_of(r["resources"].get("host", {}).get("phases", {}).get("run"), "rss_mib")
+
+        out = {
+            "gpu_power_w": over(timed("gpu_power_w")),
+            "gpu_memory_mib": over(timed("gpu_memory_mib")),
+            "energy_j": over(timed("energy_j")),
+            "joules_per_image": over(timed("joules_per_image")),
+            "host_cpu_percent": over(timed("host_cpu_percent")),
+            "host_rss_mib": over(rss_peak),
+            "framework_memory_mib": over(framework_mib),
+        }
+        out["resource_notes"] = self._notes(ok or repeats)
+        return out
+
+    @staticmethod
+    def _notes(repeats: list[dict[str, Any]]) -> list[str]:
+        notes: list[str] = []
+        for r in repeats:
+            res = r.get("resources") or {}
+            gpu, host = res.get("gpu", {}), res.get("host", {})
+            if gpu and not gpu.get("available") and gpu.get("reason"):
+                notes.append(f"GPU figures: none ({gpu['reason']})")
+            if host and not host.get("cpu_energy_available") and host.get("cpu_energy_reason"):
+                notes.append(f"CPU energy: none ({host['cpu_energy_reason']})")
+            if res.get("timed", {}).get("throttled"):
+                notes.append(f"repeat {r.get('repeat')}: GPU clocks were throttled (power/thermal)")
+            for error in res.get("errors", []):
+                notes.append(
+                    f"monitor: {error.get('what')}: {error.get('error')} x{error.get('count')}"
+                )
+        return list(dict.fromkeys(notes))
+
+
+def monitor_factory(plan: Any) -> RunMonitor:
+    return RunMonitor(plan)

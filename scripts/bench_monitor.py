@@ -11,12 +11,15 @@ Prints the sampler thread's CPU time as a percentage of one core (target: under 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import ModuleType
+
+import psutil
 
 from harness.monitor import Monitor, MonitorConfig, PhaseWindow, summarize
 
@@ -44,9 +47,21 @@ def load_fake(n_gpus: int) -> ModuleType:
     sys.modules["fake_pynvml"] = fake
     spec.loader.exec_module(fake)
     pids = [(1000 + i, 500.0) for i in range(4)]
-    fake.configure([fake.FakeDevice(uuid=f"GPU-fake-{i}", processes=pids)
-                    for i in range(n_gpus)])
+    fake.configure([fake.FakeDevice(uuid=f"GPU-fake-{i}", processes=pids) for i in range(n_gpus)])
     return fake
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill the parent and its children (killing the parent alone would orphan them)."""
+    try:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        kids = []
+    for p in [*kids, psutil.Process(proc.pid)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    proc.wait()
+    psutil.wait_procs(kids, timeout=5)
 
 
 def main() -> int:
@@ -63,8 +78,9 @@ def main() -> int:
     tree = subprocess.Popen([sys.executable, "-c", TREE, str(args.children)])
     try:
         time.sleep(0.5)  # let the children start
-        mon = Monitor(MonitorConfig(interval_s=args.interval, gpu_indices=indices,
-                                    nvml_module=nvml))
+        mon = Monitor(
+            MonitorConfig(interval_s=args.interval, gpu_indices=indices, nvml_module=nvml)
+        )
         proc_cpu0 = time.process_time()
         t0 = time.monotonic()
         mon.start(root_pid=tree.pid)
@@ -73,21 +89,28 @@ def main() -> int:
         t1 = time.monotonic()
         proc_cpu = time.process_time() - proc_cpu0
     finally:
-        tree.kill()
-        tree.wait()
+        kill_tree(tree)
 
     s = summarize(rec, [PhaseWindow("run", t0, t1)])
     st = rec.sampler
     host = s["host"]["phases"]["run"]
-    print(f"interval {args.interval} s, {st['samples']} samples in {st['wall_s']:.1f} s, "
-          f"missed ticks {st['missed_ticks']}")
-    print(f"GPUs: {rec.gpu_indices if rec.gpu_available else rec.gpu_reason} "
-          f"({'fake' if nvml else 'real'} NVML); tree processes max {host['processes_max']}")
-    print(f"sampler thread CPU: {st['thread_cpu_s']:.3f} s = "
-          f"{st['cpu_pct_of_one_core']:.3f} % of one core "
-          f"({1e6 * st['thread_cpu_s'] / max(1, st['samples']):.0f} us per sample)")
-    print(f"whole benchmark process CPU (main thread sleeping): "
-          f"{100 * proc_cpu / (t1 - t0):.3f} % of one core")
+    print(
+        f"interval {args.interval} s, {st['samples']} samples in {st['wall_s']:.1f} s, "
+        f"missed ticks {st['missed_ticks']}"
+    )
+    print(
+        f"GPUs: {rec.gpu_indices if rec.gpu_available else rec.gpu_reason} "
+        f"({'fake' if nvml else 'real'} NVML); tree processes max {host['processes_max']}"
+    )
+    print(
+        f"sampler thread CPU: {st['thread_cpu_s']:.3f} s = "
+        f"{st['cpu_pct_of_one_core']:.3f} % of one core "
+        f"({1e6 * st['thread_cpu_s'] / max(1, st['samples']):.0f} us per sample)"
+    )
+    print(
+        f"whole benchmark process CPU (main thread sleeping): "
+        f"{100 * proc_cpu / (t1 - t0):.3f} % of one core"
+    )
     verdict = "OK" if st["cpu_pct_of_one_core"] < 1.0 else "OVER"
     print(f"target < 1 % of one core: {verdict}")
     return 0

@@ -9,8 +9,16 @@ from collections.abc import Sequence
 from .nvml import decode_throttle
 from .samples import Sample
 
-GPU_COLUMNS = ("power_w", "energy_mj", "mem_used_mib", "proc_mem_mib", "util_pct", "sm_mhz",
-               "temp_c", "throttle")
+GPU_COLUMNS = (
+    "power_w",
+    "energy_mj",
+    "mem_used_mib",
+    "proc_mem_mib",
+    "util_pct",
+    "sm_mhz",
+    "temp_c",
+    "throttle",
+)
 HOST_COLUMNS = ("host_cpu_pct", "tree_cpu_pct", "tree_rss_mib", "tree_procs", "cpu_energy_uj")
 
 
@@ -39,16 +47,18 @@ def _phase_at(t: float, windows: Sequence) -> str:
     return "" if best is None else best.name
 
 
-def write_csv(samples: Sequence[Sample], path: str | os.PathLike[str],
-              windows: Sequence | None = None) -> None:
+def write_csv(
+    samples: Sequence[Sample], path: str | os.PathLike[str], windows: Sequence | None = None
+) -> None:
     """Write samples as CSV; empty cells where a value was not available.
 
     gpu{i}_energy_mj is the NVML energy counter minus its first reading (energy since the
     log began); gpu{i}_throttle is the reason names joined by "|" ("none" when clear).
     """
     rows = list(samples)
-    indices = list(getattr(samples, "gpu_indices", None) or
-                   range(max((len(s.gpus) for s in rows), default=0)))
+    indices = list(
+        getattr(samples, "gpu_indices", None) or range(max((len(s.gpus) for s in rows), default=0))
+    )
     t0 = getattr(samples, "start_t", None)
     if t0 is None:
         t0 = rows[0].t if rows else 0.0
@@ -68,12 +78,25 @@ def write_csv(samples: Sequence[Sample], path: str | os.PathLike[str],
                     if first_energy[d] is None:
                         first_energy[d] = g.energy_mj
                     energy = g.energy_mj - first_energy[d]
-                throttle = "" if g.throttle is None else (
-                    "|".join(decode_throttle(g.throttle)) or "none")
-                line += [_fmt(g.power_w), _fmt(energy, 1), _fmt(g.mem_used_mib, 1),
-                         _fmt(g.proc_mem_mib, 1), _fmt(g.util_pct, 1), _fmt(g.sm_mhz, 0),
-                         _fmt(g.temp_c, 1), throttle]
-            line += [_fmt(s.host_cpu_pct, 1), _fmt(s.tree_cpu_pct, 1), _fmt(s.tree_rss_mib, 1),
-                     _fmt(s.tree_procs), _fmt(s.cpu_energy_uj, 0),
-                     _phase_at(s.t, windows or ())]
+                throttle = (
+                    "" if g.throttle is None else ("|".join(decode_throttle(g.throttle)) or "none")
+                )
+                line += [
+                    _fmt(g.power_w),
+                    _fmt(energy, 1),
+                    _fmt(g.mem_used_mib, 1),
+                    _fmt(g.proc_mem_mib, 1),
+                    _fmt(g.util_pct, 1),
+                    _fmt(g.sm_mhz, 0),
+                    _fmt(g.temp_c, 1),
+                    throttle,
+                ]
+            line += [
+                _fmt(s.host_cpu_pct, 1),
+                _fmt(s.tree_cpu_pct, 1),
+                _fmt(s.tree_rss_mib, 1),
+                _fmt(s.tree_procs),
+                _fmt(s.cpu_energy_uj, 0),
+                _phase_at(s.t, windows or ()),
+            ]
             out.writerow(line)

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from .csvlog import write_csv
-from .host import ProcessTree, Rapl, system_cpu_percent
+from .host import ProcessTree, Rapl, SystemCpu
 from .nvml import NvmlSampler
 from .samples import ErrorLog, Recording, Sample
 from .summary import PhaseWindow, baseline_from, summarize
@@ -46,34 +46,44 @@ class Monitor:
     def __init__(self, config: MonitorConfig | None = None) -> None:
         self.config = config or MonitorConfig()
         self._clock = self.config.clock
+        self._lock = threading.Lock()
+        self.baseline: dict[str, Any] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh state for a new recording (the baseline is kept)."""
         self._errors = ErrorLog()
         self._nvml = NvmlSampler(self.config.gpu_indices, self.config.nvml_module, self._errors)
         self._tree = ProcessTree(self._errors, self.config.children_refresh_s)
         self._rapl: Rapl | None = None
-        self._lock = threading.Lock()
+        self._cpu: SystemCpu | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._opened = False
+        self._state = "new"  # -> "open" -> "running" -> "stopped"
         self._samples: list[Sample] = []
         self._start_t: float | None = None
         self._stop_t: float | None = None
         self._missed = 0
         self._thread_cpu_s = 0.0
-        self.baseline: dict[str, Any] | None = None
 
     # -- lifecycle ---------------------------------------------------------
     def open(self) -> None:
-        """Initialise NVML and RAPL; done on the first idle_baseline() or start()."""
-        if self._opened:
+        """Initialise NVML and RAPL; done by the first idle_baseline(), start() or sample_once().
+
+        After stop(), this begins a new recording, so one Monitor can serve several repeats.
+        """
+        if self._state == "stopped":
+            self._reset()
+        if self._state != "new":
             return
-        self._opened = True
+        self._state = "open"
         self._nvml.open(self._clock())
         self._rapl = Rapl(self.config.rapl_root)
-        system_cpu_percent()  # prime: psutil's first call has nothing to compare with
+        self._cpu = SystemCpu()
 
     def idle_baseline(self, seconds: float = 2.0) -> dict[str, Any]:
         """Sample for `seconds` in the calling thread, before the run; return the averages."""
-        if self._thread is not None:
+        if self._state == "running":
             raise RuntimeError("idle_baseline() must be called before start()")
         self.open()
         interval = self.config.interval_s
@@ -91,9 +101,10 @@ class Monitor:
 
     def start(self, root_pid: int | None = None) -> None:
         """Start the sampler thread; `root_pid` is the same as track_process(root_pid)."""
-        if self._thread is not None:
-            raise RuntimeError("the monitor was already started")
+        if self._state == "running":
+            raise RuntimeError("the monitor is already running")
         self.open()
+        self._state = "running"
         if root_pid is not None:
             self.track_process(root_pid)
         self._start_t = self._clock()
@@ -106,8 +117,8 @@ class Monitor:
             self._tree.add_root(pid, self._clock())
 
     def stop(self) -> Recording:
-        """Stop the thread (if any), shut NVML down and return the samples."""
-        if self._thread is not None and self._stop_t is None:
+        """Stop the thread (if any), release NVML and /proc handles, return the samples."""
+        if self._state == "running" and self._thread is not None:
             self._stop.set()
             self._thread.join()
             try:  # one last sample, so a phase that ended just now is covered
@@ -115,13 +126,22 @@ class Monitor:
             except Exception as exc:
                 self._errors.record("monitor", "sample", exc, self._clock())
             self._stop_t = self._clock()
+        rec = self.samples
         self.close()
-        return self.samples
+        return rec
 
     def close(self) -> None:
+        """Release NVML, RAPL and /proc handles (stop() calls this)."""
+        if self._state in ("new", "stopped"):
+            return
+        self._state = "stopped"
         self._nvml.close()
+        with self._lock:
+            self._tree.close()
         if self._rapl is not None:
             self._rapl.close()
+        if self._cpu is not None:
+            self._cpu.close()
 
     def __enter__(self) -> Monitor:
         return self
@@ -139,7 +159,7 @@ class Monitor:
             s = Sample(
                 t=t,
                 gpus=self._nvml.read(self._tree.pids, t) if self._nvml.available else (),
-                host_cpu_pct=system_cpu_percent(),
+                host_cpu_pct=self._cpu.read() if self._cpu is not None else None,
                 tree_cpu_pct=cpu,
                 tree_rss_mib=rss,
                 tree_procs=nprocs,
@@ -207,12 +227,14 @@ class Monitor:
             "cpu_pct_of_one_core": 100.0 * cpu / wall if cpu is not None and wall else None,
         }
 
-    def write_csv(self, path: str | os.PathLike[str],
-                  windows: Sequence[PhaseWindow] | None = None) -> None:
+    def write_csv(
+        self, path: str | os.PathLike[str], windows: Sequence[PhaseWindow] | None = None
+    ) -> None:
         """Write the power-log (one row per sample) to `path`."""
         write_csv(self.samples, path, windows)
 
-    def summarize(self, windows: Sequence[PhaseWindow],
-                  images: dict[str, int] | None = None) -> dict[str, Any]:
+    def summarize(
+        self, windows: Sequence[PhaseWindow], images: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         """summarize() over this monitor's samples and baseline."""
         return summarize(self.samples, windows=windows, images=images, baseline=self.baseline)

@@ -8,6 +8,7 @@ CUDA_VISIBLE_DEVICES=2,3 uses NVML devices [2, 3], which is what the monitor mus
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -43,8 +44,13 @@ THROTTLE_BITS: tuple[tuple[int, str], ...] = (
 )
 # Reasons that mean the clocks were held down by a power or thermal limit.
 THROTTLING_REASONS = frozenset(
-    {"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
-     "hw_power_brake_slowdown"}
+    {
+        "sw_power_cap",
+        "hw_slowdown",
+        "sw_thermal_slowdown",
+        "hw_thermal_slowdown",
+        "hw_power_brake_slowdown",
+    }
 )
 
 # metric -> candidate NVML functions, newest first
@@ -52,13 +58,17 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
     "power": ("nvmlDeviceGetPowerUsage",),
     "energy": ("nvmlDeviceGetTotalEnergyConsumption",),
     "memory": ("nvmlDeviceGetMemoryInfo",),
-    "processes": ("nvmlDeviceGetComputeRunningProcesses",
-                  "nvmlDeviceGetComputeRunningProcesses_v2"),
+    "processes": (
+        "nvmlDeviceGetComputeRunningProcesses",
+        "nvmlDeviceGetComputeRunningProcesses_v2",
+    ),
     "utilization": ("nvmlDeviceGetUtilizationRates",),
     "sm_clock": ("nvmlDeviceGetClockInfo",),
     "temperature": ("nvmlDeviceGetTemperature",),
-    "throttle": ("nvmlDeviceGetCurrentClocksEventReasons",
-                 "nvmlDeviceGetCurrentClocksThrottleReasons"),
+    "throttle": (
+        "nvmlDeviceGetCurrentClocksEventReasons",
+        "nvmlDeviceGetCurrentClocksThrottleReasons",
+    ),
 }
 
 
@@ -107,8 +117,9 @@ class _Device:
 class NvmlSampler:
     """Reads the chosen GPUs; a failing metric never blanks the others."""
 
-    def __init__(self, indices: Sequence[int] | None, module: ModuleType | None,
-                 errors: ErrorLog) -> None:
+    def __init__(
+        self, indices: Sequence[int] | None, module: ModuleType | None, errors: ErrorLog
+    ) -> None:
         self._want = None if indices is None else [int(i) for i in indices]
         self._module_in = module
         self._errors = errors
@@ -171,10 +182,8 @@ class NvmlSampler:
 
     def close(self) -> None:
         if self._initialised and self.nvml is not None:
-            try:
+            with contextlib.suppress(Exception):  # shutting down is best effort
                 self.nvml.nvmlShutdown()
-            except Exception:  # shutting down is best effort
-                pass
         self._initialised = False
 
     @property
@@ -226,7 +235,8 @@ class NvmlSampler:
                     calls.pop(0)
                     if not calls:
                         self.unsupported.append(
-                            {"device": dev.index, "metric": metric, "error": str(exc)})
+                            {"device": dev.index, "metric": metric, "error": str(exc)}
+                        )
                     continue
                 self._errors.record("nvml", f"gpu{dev.index} {metric}", exc, t)
                 return None
@@ -244,8 +254,9 @@ class NvmlSampler:
             found = [_bound(getattr(nvml, n), args) for n in names if hasattr(nvml, n)]
             dev.calls[metric] = found
             if not found:
-                self.unsupported.append({"device": dev.index, "metric": metric,
-                                         "error": "function missing from pynvml"})
+                self.unsupported.append(
+                    {"device": dev.index, "metric": metric, "error": "function missing from pynvml"}
+                )
 
     def _identity(self, dev: _Device) -> dict[str, Any]:
         nvml, h = self.nvml, dev.handle
@@ -265,8 +276,10 @@ class NvmlSampler:
 
     def _unsupported(self, exc: Exception) -> bool:
         code = getattr(exc, "value", None)
-        if code in (self._codes["NVML_ERROR_NOT_SUPPORTED"],
-                    self._codes["NVML_ERROR_FUNCTION_NOT_FOUND"]):
+        if code in (
+            self._codes["NVML_ERROR_NOT_SUPPORTED"],
+            self._codes["NVML_ERROR_FUNCTION_NOT_FOUND"],
+        ):
             return True
         # pynvml raises this for an unversioned call the installed driver lacks
         return type(exc).__name__ == "NVMLLibraryMismatchError"

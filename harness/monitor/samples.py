@@ -81,8 +81,16 @@ class ErrorLog:
     def as_list(self) -> list[dict[str, Any]]:
         out = [e.as_dict() for e in self._entries.values()]
         if self.dropped:
-            out.append({"source": "monitor", "what": "errors", "error": "more distinct errors "
-                        "than kept", "count": self.dropped, "first_t": None, "last_t": None})
+            out.append(
+                {
+                    "source": "monitor",
+                    "what": "errors",
+                    "error": "more distinct errors than kept",
+                    "count": self.dropped,
+                    "first_t": None,
+                    "last_t": None,
+                }
+            )
         return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from .nvml import decode_throttle, is_throttled
@@ -74,19 +75,21 @@ def _integrate(series: Series, a: float, b: float) -> float | None:
     pts = [(lo, _interp(ts, vs, lo))]
     pts += [(t, v) for t, v in zip(ts, vs, strict=True) if lo < t < hi]
     pts.append((hi, _interp(ts, vs, hi)))
-    return sum((t1 - t0) * (v0 + v1) / 2 for (t0, v0), (t1, v1) in zip(pts, pts[1:]))
+    return sum((t1 - t0) * (v0 + v1) / 2 for (t0, v0), (t1, v1) in pairwise(pts))
 
 
 def _gpu_get(d: int, attr: str) -> Callable[[Sample], float | None]:
     def get(s: Sample) -> float | None:
         g: GpuSample | None = s.gpus[d] if d < len(s.gpus) else None
         return None if g is None else getattr(g, attr)
+
     return get
 
 
 # -- per-phase parts -----------------------------------------------------------
-def _device_phase(d: int, index: int, rows: Sequence[Sample], inside: Sequence[Sample],
-                  w: PhaseWindow) -> dict[str, Any]:
+def _device_phase(
+    d: int, index: int, rows: Sequence[Sample], inside: Sequence[Sample], w: PhaseWindow
+) -> dict[str, Any]:
     def vals(attr: str) -> list[float]:
         get = _gpu_get(d, attr)
         return [v for v in map(get, inside) if v is not None]
@@ -127,8 +130,13 @@ def _per_sample_sum(inside: Sequence[Sample], n: int, attr: str, need_all: bool)
     return out
 
 
-def _gpu_phase(rows: Sequence[Sample], inside: Sequence[Sample], w: PhaseWindow,
-               indices: Sequence[int], foreign: bool) -> dict[str, Any]:
+def _gpu_phase(
+    rows: Sequence[Sample],
+    inside: Sequence[Sample],
+    w: PhaseWindow,
+    indices: Sequence[int],
+    foreign: bool,
+) -> dict[str, Any]:
     n = len(indices)
     devs = [_device_phase(d, idx, rows, inside, w) for d, idx in enumerate(indices)]
     energies = [dv["energy_j"] for dv in devs]
@@ -136,15 +144,17 @@ def _gpu_phase(rows: Sequence[Sample], inside: Sequence[Sample], w: PhaseWindow,
     total = None if not devs or None in energies else sum(energies)
 
     def pooled(attr: str) -> dict[str, float | None] | None:
-        return _stats([v for d in range(n) for v in map(_gpu_get(d, attr), inside)
-                       if v is not None])
+        return _stats(
+            [v for d in range(n) for v in map(_gpu_get(d, attr), inside) if v is not None]
+        )
 
     proc = _stats(_per_sample_sum(inside, n, "proc_mem_mib", need_all=False))
     reasons = sorted({r for dv in devs for r in dv["throttle_reasons"]})
     out: dict[str, Any] = {
         "power_w": _stats(_per_sample_sum(inside, n, "power_w", need_all=True)),
         "energy_j": _r(total),
-        "energy_source": (sources.pop() if len(sources) == 1 else "mixed") if total is not None
+        "energy_source": (sources.pop() if len(sources) == 1 else "mixed")
+        if total is not None
         else None,
         "memory_used_mib": _stats(_per_sample_sum(inside, n, "mem_used_mib", need_all=True)),
         "process_memory_mib": proc,
@@ -158,13 +168,16 @@ def _gpu_phase(rows: Sequence[Sample], inside: Sequence[Sample], w: PhaseWindow,
     if proc is None:
         out["process_memory_reason"] = (
             "NVML listed compute processes but none of the tracked pids (another user's "
-            "process, or a container PID namespace that hides host pids)" if foreign else
-            "no tracked process was listed by NVML with a memory figure in this window")
+            "process, or a container PID namespace that hides host pids)"
+            if foreign
+            else "no tracked process was listed by NVML with a memory figure in this window"
+        )
     return out
 
 
-def _host_phase(rows: Sequence[Sample], inside: Sequence[Sample], w: PhaseWindow,
-                energy_reason: str | None) -> dict[str, Any]:
+def _host_phase(
+    rows: Sequence[Sample], inside: Sequence[Sample], w: PhaseWindow, energy_reason: str | None
+) -> dict[str, Any]:
     def vals(attr: str) -> list[float]:
         return [v for v in (getattr(s, attr) for s in inside) if v is not None]
 
@@ -182,7 +195,7 @@ def _host_phase(rows: Sequence[Sample], inside: Sequence[Sample], w: PhaseWindow
 
 
 def _window_rows(rows: Sequence[Sample], ts: list[float], w: PhaseWindow) -> Sequence[Sample]:
-    return rows[bisect_left(ts, w.start):bisect_right(ts, w.end)]
+    return rows[bisect_left(ts, w.start) : bisect_right(ts, w.end)]
 
 
 def _covered(ts: list[float], w: PhaseWindow) -> float:
@@ -192,9 +205,12 @@ def _covered(ts: list[float], w: PhaseWindow) -> float:
 
 
 # -- public ---------------------------------------------------------------------
-def summarize(samples: Sequence[Sample], windows: Sequence[PhaseWindow],
-              images: dict[str, int] | None = None,
-              baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(
+    samples: Sequence[Sample],
+    windows: Sequence[PhaseWindow],
+    images: dict[str, int] | None = None,
+    baseline: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Averages, peaks and energy per window; see the package docstring for the schema.
 
     `samples` is what Monitor.stop() returns (a Recording, whose metadata is used) or a
@@ -216,8 +232,13 @@ def summarize(samples: Sequence[Sample], windows: Sequence[PhaseWindow],
     for w in windows:
         inside = _window_rows(rows, ts, w)
         covered = _covered(ts, w)
-        head = {"start": w.start, "end": w.end, "duration_s": _r(w.end - w.start),
-                "covered_s": _r(covered), "samples": len(inside)}
+        head = {
+            "start": w.start,
+            "end": w.end,
+            "duration_s": _r(w.end - w.start),
+            "covered_s": _r(covered),
+            "samples": len(inside),
+        }
         if not inside:
             head["note"] = "no samples in this window"
         host = {**head, **_host_phase(rows, inside, w, getattr(meta, "cpu_energy_reason", None))}
@@ -225,21 +246,31 @@ def summarize(samples: Sequence[Sample], windows: Sequence[PhaseWindow],
         n_img = images.get(w.name)
         energy, source = host["cpu_energy_j"], "cpu" if host["cpu_energy_j"] is not None else None
         if available:
-            gpu = {**head, **_gpu_phase(rows, inside, w, indices,
-                                        bool(getattr(meta, "foreign_gpu_processes", False)))}
+            gpu = {
+                **head,
+                **_gpu_phase(
+                    rows, inside, w, indices, bool(getattr(meta, "foreign_gpu_processes", False))
+                ),
+            }
             gpu["images"] = n_img
-            gpu["joules_per_image"] = _r(gpu["energy_j"] / n_img) if n_img and gpu[
-                "energy_j"] is not None else None
+            gpu["joules_per_image"] = (
+                _r(gpu["energy_j"] / n_img) if n_img and gpu["energy_j"] is not None else None
+            )
             idle = (base or {}).get("gpu_power_w_total")
             if idle is not None and gpu["energy_j"] is not None:
                 gpu["energy_above_baseline_j"] = _r(gpu["energy_j"] - idle * covered)
             gpu_phases[w.name] = gpu
             energy, source = gpu["energy_j"], "gpu"
-        host["cpu_joules_per_image"] = _r(host["cpu_energy_j"] / n_img) if n_img and host[
-            "cpu_energy_j"] is not None else None
+        host["cpu_joules_per_image"] = (
+            _r(host["cpu_energy_j"] / n_img) if n_img and host["cpu_energy_j"] is not None else None
+        )
         phases[w.name] = {
-            "start": w.start, "end": w.end, "samples": len(inside), "images": n_img,
-            "energy_j": energy, "energy_from": source,
+            "start": w.start,
+            "end": w.end,
+            "samples": len(inside),
+            "images": n_img,
+            "energy_j": energy,
+            "energy_from": source,
             "joules_per_image": _r(energy / n_img) if n_img and energy is not None else None,
         }
 
@@ -281,7 +312,8 @@ def baseline_from(samples: Sequence[Sample]) -> dict[str, Any]:
         "samples": len(rows),
         "host_cpu_percent": (host["system_cpu_percent"] or {}).get("mean"),
         "cpu_power_w": _r(host["cpu_energy_j"] / duration)
-        if host["cpu_energy_j"] is not None and duration > 0 else None,
+        if host["cpu_energy_j"] is not None and duration > 0
+        else None,
     }
     if out["cpu_power_w"] is None:
         out["cpu_power_reason"] = host.get("cpu_energy_reason")
@@ -295,8 +327,11 @@ def baseline_from(samples: Sequence[Sample]) -> dict[str, Any]:
         return None if d is None else d["mean"]
 
     out["gpu_power_w_total"] = mean(gpu["power_w"])
-    for key, src in (("gpu_power_w", "power_w"), ("gpu_memory_used_mib", "memory_used_mib"),
-                     ("gpu_utilization_pct", "utilization_pct"),
-                     ("gpu_temperature_c", "temperature_c")):
+    for key, src in (
+        ("gpu_power_w", "power_w"),
+        ("gpu_memory_used_mib", "memory_used_mib"),
+        ("gpu_utilization_pct", "utilization_pct"),
+        ("gpu_temperature_c", "temperature_c"),
+    ):
         out[key] = {str(dv["index"]): mean(dv[src]) for dv in gpu["per_device"]}
     return out

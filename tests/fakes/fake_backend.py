@@ -53,7 +53,14 @@ class FakeTrainer(Trainer):
             raise RuntimeError("the fake framework refuses to start")
 
     def framework_info(self) -> dict[str, Any]:
-        return {"framework": "fake", "version": "0.0", "devices": ["cpu"]}
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        devices = [f"fake-gpu:{i}" for i in visible.split(",") if i] or ["cpu"]
+        return {
+            "framework": "fake",
+            "version": "0.0",
+            "devices": devices,
+            "visible_devices": visible,
+        }
 
     def device_batch(self, images: Any, labels: Any) -> Any:
         return images.shape[0]

@@ -104,7 +104,7 @@ def _make_error_classes() -> None:
     for name, code in list(globals().items()):
         if not name.startswith("NVML_ERROR_"):
             continue
-        words = name[len("NVML_ERROR_"):].split("_")
+        words = name[len("NVML_ERROR_") :].split("_")
         cls_name = "NVMLError_" + "".join(w.capitalize() for w in words)
 
         def new(cls: type, *args: Any, _code: int = code) -> NVMLError:
@@ -192,6 +192,7 @@ class FakeDevice:
     throttle: Value = 0
     power_limit_w: float = 300.0
     event_reasons_api: bool = True  # False: only the older ThrottleReasons call exists
+    processes_v3_api: bool = True  # False: an older driver, only the _v2 process call works
     unsupported: set[str] = field(default_factory=set)  # function names -> NotSupported
     failures: dict[str, list[BaseException | None]] = field(default_factory=dict)
     lost: bool = False
@@ -213,9 +214,13 @@ class _State:
     t0 = 0.0
 
 
-def configure(devices: list[FakeDevice], *, driver_version: str = "550.54.15",
-              init_error: BaseException | None = None,
-              clock: Callable[[], float] | None = None) -> None:
+def configure(
+    devices: list[FakeDevice],
+    *,
+    driver_version: str = "550.54.15",
+    init_error: BaseException | None = None,
+    clock: Callable[[], float] | None = None,
+) -> None:
     """Replace the fake's GPUs; values that are functions get (clock() - t0) as argument."""
     _State.devices = list(devices)
     _State.driver_version = driver_version
@@ -310,7 +315,7 @@ def nvmlDeviceGetPowerManagementLimit(handle: _Handle) -> int:
 
 def nvmlDeviceGetPowerUsage(handle: _Handle) -> int:
     """Milliwatts."""
-    return int(round(_value(_enter(handle, "nvmlDeviceGetPowerUsage").power_w) * 1000))
+    return round(_value(_enter(handle, "nvmlDeviceGetPowerUsage").power_w) * 1000)
 
 
 def nvmlDeviceGetTotalEnergyConsumption(handle: _Handle) -> int:
@@ -332,15 +337,31 @@ def nvmlDeviceGetMemoryInfo(handle: _Handle, version: int | None = None) -> Memo
     return Memory(total=total, free=total - used, used=used)
 
 
+def _processes(dev: FakeDevice) -> list[ProcessInfo]:
+    return [
+        ProcessInfo(pid, None if mib is None else int(mib * _MIB))
+        for pid, mib in _value(dev.processes)
+    ]
+
+
 def nvmlDeviceGetComputeRunningProcesses(handle: _Handle) -> list[ProcessInfo]:
     dev = _enter(handle, "nvmlDeviceGetComputeRunningProcesses")
-    return [ProcessInfo(pid, None if mib is None else int(mib * _MIB))
-            for pid, mib in _value(dev.processes)]
+    if not dev.processes_v3_api:  # what pynvml's unversioned wrapper does then
+        raise NVMLLibraryMismatchError(
+            "Unversioned function called and the pyNVML version "
+            "does not match the NVML lib version."
+        )
+    return _processes(dev)
+
+
+def nvmlDeviceGetComputeRunningProcesses_v2(handle: _Handle) -> list[ProcessInfo]:
+    return _processes(_enter(handle, "nvmlDeviceGetComputeRunningProcesses_v2"))
 
 
 def nvmlDeviceGetUtilizationRates(handle: _Handle) -> Utilization:
-    return Utilization(gpu=int(_value(_enter(handle, "nvmlDeviceGetUtilizationRates").util_pct)),
-                       memory=10)
+    return Utilization(
+        gpu=int(_value(_enter(handle, "nvmlDeviceGetUtilizationRates").util_pct)), memory=10
+    )
 
 
 def nvmlDeviceGetClockInfo(handle: _Handle, type: int) -> int:
