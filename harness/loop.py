@@ -88,13 +88,18 @@ class _Feed:
         else:
             self._prefetch = _Prefetcher(host)
         self.data_wait = 0.0
+        self.fetched = 0
 
     def next(self) -> Any:
         if self._prefetch is None:
             return next(self._device)
         start = time.perf_counter()
-        images, labels = next(self._prefetch)
+        try:
+            images, labels = next(self._prefetch)
+        except StopIteration:
+            raise RuntimeError(f"the training data ran out after {self.fetched} batches") from None
         self.data_wait += time.perf_counter() - start
+        self.fetched += 1
         return self.trainer.device_batch(images, labels)
 
     def close(self) -> None:
