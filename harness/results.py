@@ -104,6 +104,9 @@ def repeat_record(
     ends = [w[1] for name in ("warmup", "timed", "validation") for w in windows[name]]
     # The study's "total execution time": training plus validation, setup excluded.
     record["execution_time_s"] = (max(ends) - first) if first is not None and ends else None
+    # The same without warmup (compilation): comparable across frameworks and caches.
+    timed_start = windows["timed"][0][0] if windows["timed"] else None
+    record["train_validate_s"] = (max(ends) - timed_start) if timed_start is not None else None
     record["validation_time_s"] = sum(v["seconds"] for v in record.get("validation", [])) or None
     if timed_seconds and record.get("data_wait_s") is not None:
         record["data_wait_fraction"] = record["data_wait_s"] / timed_seconds

@@ -79,6 +79,7 @@ def test_repeat_record_counts_rank0_timed_steps_only() -> None:
     assert record["timed"]["images_per_sec"] == pytest.approx(192 / 2.0)
     assert record["warmup"]["first_step_s"] == 1.5
     assert record["execution_time_s"] == pytest.approx(4.0)
+    assert record["train_validate_s"] == pytest.approx(2.0)
     assert record["data_wait_fraction"] == pytest.approx(0.05 / 2.0)
 
 

@@ -1,0 +1,56 @@
+"""JAX (Flax) backend plugin. The framework is imported only by .trainer, in the worker.
+
+One process drives all the run's devices (no multi-process launcher): a jitted train
+step over a ``jax.sharding.Mesh`` with the batch split across the devices.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from harness import hookimpl
+from harness.backend import BackendInfo
+
+if TYPE_CHECKING:
+    from harness.spec import RunSpec
+
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def run_env(spec: RunSpec) -> dict[str, str]:
+    """Environment the worker needs before jax is imported.
+
+    CPU runs pin JAX to the CPU platform and, for ``--cpu-devices N`` (N > 1), split the
+    host into N XLA devices; any XLA_FLAGS the user set are kept (the flag is appended,
+    replacing an earlier device-count flag of theirs).
+    """
+    if spec.num_gpus > 0:
+        return {}
+    env = {"JAX_PLATFORMS": "cpu"}
+    if spec.cpu_devices > 1:
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        kept = [f for f in flags if not f.startswith(_DEVICE_COUNT_FLAG)]
+        env["XLA_FLAGS"] = " ".join([*kept, f"{_DEVICE_COUNT_FLAG}={spec.cpu_devices}"])
+    return env
+
+
+INFO = BackendInfo(
+    name="jax",
+    framework="JAX (Flax)",
+    requires=("jax", "flax", "optax"),
+    install_hint="pip install 'harness[jax]'",
+    trainer="harness.backends.jax.trainer:JaxTrainer",
+    multi_process_launcher=None,
+    precisions=("fp32", "fp16", "bf16"),
+    description="flax.linen modules built from harness.models, optax SGD, one jitted train "
+    "step (shard_map over a device Mesh, batch split, parameters replicated).",
+    worker_env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
+    run_env=run_env,
+)
+
+
+@hookimpl
+def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
+    register(INFO)

@@ -1,0 +1,254 @@
+"""JAX (Flax) trainer: imported only inside the worker process.
+
+One jitted train step does forward, backward, gradient averaging and the optax SGD
+update; its state (parameters, batch statistics, momentum, step, loss scale) is donated,
+so XLA updates the buffers in place. Data parallelism runs in this one process: a
+``Mesh`` over the run's devices, the batch split across them (``P("data")``), the
+state replicated (``P()``). The step is a ``shard_map``: each device runs forward and
+backward on its own slice, then gradients are averaged with ``pmean``, exactly as
+PyTorch's DistributedDataParallel does. Batch norm therefore normalises with each
+device's own batch statistics (as DDP); the running statistics are averaged over the
+devices after each step (DDP instead broadcasts rank 0's), so replicas stay identical.
+
+``optax.sgd(lr, momentum=0.9)`` equals ``torch.optim.SGD(lr, momentum=0.9)``: optax keeps
+``trace = grad + 0.9 * trace`` (started at zero, so the first trace is the gradient, as
+torch's first buffer) and adds ``-lr * trace``; torch keeps ``buf = 0.9 * buf + grad`` and
+subtracts ``lr * buf``.
+
+Backend options (``-o KEY=VALUE``):
+
+- ``compile_cache=on|off|PATH``: JAX's persistent compilation cache (default off), in
+  ``$XDG_CACHE_HOME/harness/jax`` (``~/.cache/harness/jax``) for ``on``. Later processes
+  then load compiled steps instead of compiling: warmup and thus ``execution_time_s``
+  shrink after a run's first repeat, which is why it is off by default.
+
+Not configurable: XLA's CPU thread pool (JAX has no setting for it; ``--threads`` only
+sets the OMP/MKL variables, which XLA does not read). framework_info records this.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from harness.backend import SGD_MOMENTUM, Trainer, WorkerContext
+from harness.spec import RunSpec
+
+from .network import build_module, canonical_state, to_variables
+from .precision import COMPUTE_DTYPES, LossScale, select
+
+OPTIONS = ("compile_cache",)
+_OFF = ("", "0", "false", "no", "off")
+_ON = ("1", "true", "yes", "on")
+
+
+class TrainState(NamedTuple):
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    step: jax.Array
+    loss_scale: LossScale | None  # fp16 only
+
+
+def compile_cache(options: dict[str, str]) -> str | None:
+    """Switches on the persistent compilation cache if asked; returns its folder."""
+    value = options.get("compile_cache", "off")
+    if value.lower() in _OFF:
+        return None
+    if value.lower() in _ON:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        value = os.path.join(base, "harness", "jax")
+    folder = Path(value).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return str(folder)
+
+
+def select_devices(spec: RunSpec) -> list[jax.Device]:
+    """The run's devices: the first ``num_gpus`` visible GPUs, or ``cpu_devices`` CPUs."""
+    if spec.num_gpus > 0:
+        try:
+            found = jax.devices("gpu")
+        except RuntimeError:
+            found = []
+        if len(found) < spec.num_gpus:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            raise RuntimeError(
+                f"a {spec.num_gpus}-GPU run, but JAX sees {len(found)} GPU(s) "
+                f"(CUDA_VISIBLE_DEVICES={visible}); a CUDA build of jax is needed: "
+                "pip install 'jax[cuda12]'"
+            )
+        return found[: spec.num_gpus]
+    found = jax.devices("cpu")
+    if len(found) < spec.cpu_devices:
+        raise RuntimeError(
+            f"{spec.cpu_devices} CPU devices asked for but JAX has {len(found)}: "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={spec.cpu_devices} must be "
+            "set before jax is imported (the harness sets it for its workers)"
+        )
+    return found[: spec.cpu_devices]
+
+
+def _xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+
+
+class JaxTrainer(Trainer):
+    """Trains a harness.models network with flax.linen and optax on one or more devices."""
+
+    layout = "NHWC"
+    oom_markers = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "MemoryError")
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        spec = ctx.spec
+        unknown = sorted(set(spec.options) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown jax option(s) {unknown}; known: {', '.join(OPTIONS)}")
+        self.cache_dir = compile_cache(spec.options)
+        self.devices = select_devices(spec)
+        if ctx.local_devices != len(self.devices):
+            raise RuntimeError(f"the worker plans {ctx.local_devices} device(s) in this "
+                               f"process but the run has {len(self.devices)}")
+        self.mesh = Mesh(np.array(self.devices), ("data",))
+        self.replicated = NamedSharding(self.mesh, P())
+        self.sharded = NamedSharding(self.mesh, P("data"))
+        self.network = ctx.network
+        self.module = build_module(ctx.network, COMPUTE_DTYPES[spec.precision])
+        variables = to_variables(ctx.network, ctx.initial_weights())
+        self.tx = optax.sgd(spec.learning_rate, momentum=SGD_MOMENTUM)
+        params = variables["params"]
+        state = TrainState(
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=self.tx.init(params),
+            step=jnp.asarray(0, jnp.int32),
+            loss_scale=LossScale.create() if spec.precision == "fp16" else None,
+        )
+        self.state = jax.device_put(state, self.replicated)
+        self.dropout_key = jax.random.key(spec.seed)
+        step = jax.shard_map(self._local_step, mesh=self.mesh,
+                             in_specs=(P(), P("data"), P("data")), out_specs=(P(), P()))
+        self._step = jax.jit(step, donate_argnums=0)
+        self._eval: Any = jax.jit(self._evaluate, out_shardings=self.replicated)
+        if ctx.test is not None:  # compile now, so validation time excludes compilation
+            c, h, w = ctx.network.input_shape
+            batch = ctx.process_batch
+            self._eval = self._eval.lower(
+                self.state.params, self.state.batch_stats,
+                jax.ShapeDtypeStruct((batch, h, w, c), jnp.float32, sharding=self.sharded),
+                jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=self.sharded),
+            ).compile()
+
+    # The computations -------------------------------------------------------------------
+
+    def _local_step(self, state: TrainState, x: jax.Array, y: jax.Array):
+        """One device's part of a step (inside shard_map): its slice of the batch."""
+        key = jax.random.fold_in(jax.random.fold_in(self.dropout_key, state.step),
+                                 jax.lax.axis_index("data"))
+
+        def objective(params: Any):
+            logits, updates = self.module.apply(
+                {"params": params, "batch_stats": state.batch_stats}, x, train=True,
+                mutable=["batch_stats"], rngs={"dropout": key},
+            )
+            loss = _xent(logits, y).mean()
+            scaled = loss if state.loss_scale is None else loss * state.loss_scale.scale
+            return scaled, (loss, updates.get("batch_stats", {}))
+
+        # Differentiate each device's own copy (marked device-varying): the gradients
+        # are then this device's, and one pmean averages them, as DDP's all-reduce does.
+        # (Differentiating the replicated parameters directly would psum them instead.)
+        local = jax.lax.pcast(state.params, "data", to="varying")
+        grads, (loss, stats) = jax.grad(objective, has_aux=True)(local)
+        grads = jax.lax.pmean(grads, "data")
+        stats = jax.lax.pmean(stats, "data")
+        loss_scale, finite = state.loss_scale, None
+        if loss_scale is not None:
+            grads, finite = loss_scale.unscale(grads)
+            loss_scale = loss_scale.adjust(finite)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if finite is not None:  # fp16: skip the update when a gradient overflowed
+            params = select(finite, params, state.params)
+            opt_state = select(finite, opt_state, state.opt_state)
+        new = TrainState(params, stats, opt_state, state.step + 1, loss_scale)
+        return new, jax.lax.pmean(loss, "data")
+
+    def _evaluate(self, params: Any, stats: Any, x: jax.Array, y: jax.Array):
+        logits = self.module.apply({"params": params, "batch_stats": stats}, x, train=False)
+        correct = jnp.sum(jnp.argmax(logits, axis=-1) == y)
+        return jnp.sum(_xent(logits, y)), correct
+
+    # The Trainer interface --------------------------------------------------------------
+
+    def framework_info(self) -> dict[str, Any]:
+        return {
+            "framework": "jax",
+            "version": jax.__version__,
+            "flax": flax.__version__,
+            "optax": optax.__version__,
+            "platform": self.devices[0].platform,
+            "devices": [f"{d.platform}:{d.id} {d.device_kind}" for d in self.devices],
+            "strategy": f"shard_map data parallel, Mesh(data={len(self.devices)})",
+            "compile_cache": self.cache_dir,
+            # XLA sizes its CPU thread pool itself; --threads cannot change it.
+            "threads": "XLA default (all cores)" if self.devices[0].platform == "cpu" else None,
+            "xla_flags": os.environ.get("XLA_FLAGS"),
+            "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+
+    def device_batch(self, images: np.ndarray, labels: np.ndarray) -> Any:
+        labels = np.asarray(labels, dtype=np.int32)
+        return jax.device_put(images, self.sharded), jax.device_put(labels, self.sharded)
+
+    def train_step(self, batch: Any) -> Any:
+        self.state, loss = self._step(self.state, *batch)
+        return loss
+
+    def synchronize(self, token: Any) -> None:
+        if token is not None:
+            jax.block_until_ready(token)
+
+    def loss_value(self, token: Any) -> float:
+        return float(token)
+
+    def evaluate(self, batch: Any) -> tuple[float, int]:
+        loss, correct = self._eval(self.state.params, self.state.batch_stats, *batch)
+        return float(loss), int(correct)
+
+    def memory_peak(self) -> dict[str, Any] | None:
+        """XLA's allocator peak per GPU (``peak_bytes_in_use``); None on the CPU."""
+        if self.devices[0].platform == "cpu":
+            return None
+        peaks = [int((d.memory_stats() or {}).get("peak_bytes_in_use", 0)) for d in self.devices]
+        return {"allocator": "jax device.memory_stats peak_bytes_in_use",
+                "peak_bytes": max(peaks), "per_device_peak_bytes": peaks}
+
+    def _variables(self) -> dict[str, Any]:
+        return {"params": self.state.params, "batch_stats": self.state.batch_stats}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return canonical_state(self.network, jax.device_get(self._variables()))
+
+    def replica_states(self) -> list[dict[str, np.ndarray]]:
+        """One canonical state per device, read from that device's own copy."""
+        states = []
+        for device in self.devices:
+            def local(array: jax.Array, device: jax.Device = device) -> np.ndarray:
+                shard = next(s for s in array.addressable_shards if s.device == device)
+                return np.asarray(shard.data)
+
+            copy = jax.tree_util.tree_map(local, self._variables())
+            states.append(canonical_state(self.network, copy))
+        return states
