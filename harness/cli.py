@@ -1,8 +1,9 @@
 """Command line: ``python -m harness [run] --tool T --model M --dataset D ...``.
 
 Subcommands: ``run`` (the default when the first argument is an option), ``list``,
-``download``. A user's mistake prints one line and exits with code 2; a benchmark
-whose repeats did not all succeed exits with 1.
+``download``; ``sweep``, ``report``, ``export``, ``compare`` live in harness.results_cli.
+A user's mistake prints one line and exits with code 2; a benchmark whose repeats did
+not all succeed exits with 1.
 """
 
 from __future__ import annotations
@@ -283,6 +284,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     dl.add_argument("dataset")
     dl.add_argument("--data-dir", help="target folder (default: $HARNESS_DATA_DIR or ./data)")
     handlers["download"] = cmd_download
+    from harness.results_cli import add_commands  # sweep, report, export, compare
+
+    add_commands(sub, handlers)
     return parser, handlers
 
 

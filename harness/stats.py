@@ -38,13 +38,18 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+def t95(df: float) -> float:
+    """Two-sided 95% Student t critical value for ``df`` degrees of freedom (rounded down)."""
+    whole = max(1, math.floor(df))
+    return _T95[whole - 1] if whole <= len(_T95) else 1.96
+
+
 def ci95_halfwidth(values: Sequence[float]) -> float | None:
     """Half-width of the 95% confidence interval of the mean (Student t)."""
     n = len(values)
     if n < 2:
         return None
-    t = _T95[n - 2] if n - 1 <= len(_T95) else 1.96
-    return t * (std(values) or 0.0) / math.sqrt(n)
+    return t95(n - 1) * (std(values) or 0.0) / math.sqrt(n)
 
 
 def describe(values: Sequence[float]) -> dict[str, float | int | None]:

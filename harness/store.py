@@ -3,7 +3,11 @@
 Two tables. ``repeats`` gets a row as soon as each worker process ends, so a crash
 later in the run loses nothing already measured. ``runs`` gets one row per run
 (the aggregate over its repeats) when the run ends. Both keep the full JSON record
-beside the columns that reports filter and group by.
+beside the columns that reports filter and group by. Sweeps keep their state in
+``sweeps`` and ``sweep_cells`` (see harness.sweep.state).
+
+Schema versions: 1 had runs and repeats; 2 adds the sweep tables (opening a version-1
+file adds them).
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -58,6 +62,36 @@ CREATE TABLE IF NOT EXISTS repeats (
     PRIMARY KEY (run_id, repeat)
 );
 CREATE INDEX IF NOT EXISTS runs_config ON runs (tool, model, dataset, hardware);
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    source TEXT,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    owner TEXT,
+    config_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweep_cells (
+    sweep_id TEXT NOT NULL,
+    cell TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    model TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    hardware TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    run_id TEXT,
+    run_status TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    superseded_json TEXT NOT NULL DEFAULT '[]',
+    spec_json TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (sweep_id, cell)
+);
+CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep_id);
 """
 
 # Columns of ``runs`` filled from the result dict: column -> path of keys.
@@ -117,6 +151,11 @@ class ResultStore:
                 )
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A connection inside one transaction (committed on success), for modules that
+        keep their own tables in this file (the sweep state)."""
+        return self._connect()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,141 @@
+"""Grouped bar charts as inline SVG, drawn in Python (no JavaScript, no fonts to fetch).
+
+One chart: groups along x (hardware configurations), one bar per series in each group
+(frameworks), error bars of one standard deviation, and the run's status written in
+place of a bar that has no value ("oom", "-").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from html import escape
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+@dataclass(frozen=True)
+class Bar:
+    mean: float | None
+    std: float | None = None
+    status: str = "-"  # shown when mean is None
+    detail: str = ""  # tooltip text
+
+
+def nice_ticks(top: float, count: int = 5) -> list[float]:
+    """0 and evenly spaced round values (1, 2, 2.5, 5 x 10^k) up to at least ``top``."""
+    if top <= 0 or not math.isfinite(top):
+        return [0.0, 1.0]
+    raw = top / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    n = math.ceil(top / step - 1e-9)
+    return [i * step for i in range(n + 1)]
+
+
+def compact(value: float) -> str:
+    """Short axis and bar labels: 950, 1.2k, 34k, 2.1M, 0.012."""
+    size = abs(value)
+    if size >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if size >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    if size >= 1e3:
+        return f"{value / 1e3:.2g}k" if value % 1000 else f"{value / 1e3:.0f}k"
+    if size >= 1 or value == 0:
+        return f"{value:.3g}"
+    return f"{value:.2g}"
+
+
+def bar_chart(
+    groups: list[str],
+    series: list[str],
+    bars: dict[tuple[str, str], Bar],
+    *,
+    unit: str,
+    colors: dict[str, str],
+    title: str = "",
+    width: int = 560,
+    height: int = 300,
+) -> str:
+    """The SVG element of one grouped bar chart."""
+    left, right, top, bottom = 58, 10, 34, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    highest = max(
+        ((b.mean or 0) + (b.std or 0) for b in bars.values() if b.mean is not None), default=0
+    )
+    ticks = nice_ticks(highest)
+    y_max = ticks[-1]
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - v / y_max)
+
+    out = [
+        f'<svg class="chart" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}">'
+    ]
+    for t in ticks:  # grid and y labels
+        out.append(
+            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
+            f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">'
+            f"{compact(t)}</text>"
+        )
+    out.append(
+        f'<text class="unit" transform="translate(14 {top + plot_h / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle">{escape(unit)}</text>'
+    )
+    x = left + 8  # legend
+    for name in series:
+        out.append(
+            f'<rect x="{x}" y="8" width="11" height="11" fill="{colors[name]}"/>'
+            f'<text class="legend" x="{x + 15}" y="18">{escape(name)}</text>'
+        )
+        x += 22 + 7 * len(name)
+    slot = plot_w / max(1, len(groups))
+    bar_w = min(42.0, (slot - 12) / max(1, len(series)))
+    for gi, group in enumerate(groups):
+        start = left + gi * slot + (slot - bar_w * len(series)) / 2
+        out.append(
+            f'<text class="group" x="{left + (gi + 0.5) * slot:.1f}" y="{height - bottom + 18}" '
+            f'text-anchor="middle">{escape(group)}</text>'
+        )
+        for si, name in enumerate(series):
+            bar = bars.get((group, name), Bar(None))
+            bx = start + si * bar_w
+            cx = bx + bar_w / 2
+            if bar.mean is None or bar.mean <= 0:
+                label = "0" if bar.mean is not None else bar.status
+                out.append(
+                    f'<text class="status" transform="translate({cx + 3:.1f} {y(0) - 4:.1f}) '
+                    f'rotate(-90)">{escape(label)}<title>{escape(bar.detail or label)}</title>'
+                    "</text>"
+                )
+                continue
+            bar_top = y(bar.mean)
+            h = max(1.0, y(0) - bar_top)
+            out.append(
+                f'<rect class="bar" x="{bx + 1:.1f}" y="{y(0) - h:.1f}" width="{bar_w - 2:.1f}" '
+                f'height="{h:.1f}" fill="{colors[name]}" data-value="{bar.mean:.6g}">'
+                f"<title>{escape(bar.detail)}</title></rect>"
+            )
+            label_y = bar_top
+            if bar.std:
+                lo, hi = y(max(0.0, bar.mean - bar.std)), y(bar.mean + bar.std)
+                cap = min(4.0, bar_w / 4)
+                out.append(
+                    f'<path class="err" d="M{cx:.1f} {lo:.1f}V{hi:.1f}M{cx - cap:.1f} {hi:.1f}'
+                    f'H{cx + cap:.1f}M{cx - cap:.1f} {lo:.1f}H{cx + cap:.1f}"/>'
+                )
+                label_y = hi
+            if bar_w >= 22:
+                out.append(
+                    f'<text class="value" x="{cx:.1f}" y="{label_y - 4:.1f}" '
+                    f'text-anchor="middle">{compact(bar.mean)}</text>'
+                )
+    out.append(
+        f'<line class="axis" x1="{left}" x2="{width - right}" y1="{y(0):.1f}" y2="{y(0):.1f}"/>'
+    )
+    out.append("</svg>")
+    return "".join(out)

@@ -1,0 +1,425 @@
+"""Sweep files: a TOML description of a matrix of runs, expanded into cells.
+
+A *cell* is one (tool, model, dataset, hardware configuration): one run of the
+orchestrator. The file format is documented in the README ("Sweeps"); in short::
+
+    [sweep]      name, description, tools, hardware, repeats, models + datasets
+    [defaults]   RunSpec fields for every run
+    [tool.NAME]  RunSpec fields for one tool (e.g. backend options)
+    [[hardware]] name, num_gpus, gpu, cpu_devices, threads (instead of sweep.hardware)
+    [[workloads]] dataset, model (a name or a list) and their training parameters
+
+Parameters apply in this order, later ones winning: the harness defaults, [defaults],
+[tool.NAME], every matching [[workloads]] entry in file order, the hardware entry,
+then ``--set`` overrides from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.spec import RunSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# RunSpec fields a sweep sets from its matrix, never from parameters.
+_MATRIX = frozenset({"tool", "model", "dataset", "num_gpus", "gpu", "cpu_devices"})
+# Short names accepted beside RunSpec's field names.
+ALIASES = {
+    "lr": "learning_rate",
+    "timeout": "timeout_s",
+    "monitor_interval": "monitor_interval_s",
+    "idle_baseline": "idle_baseline_s",
+}
+_SWEEP_KEYS = {"name", "description", "tools", "models", "datasets", "hardware", "repeats"}
+_HARDWARE_KEYS = {"name", "num_gpus", "gpu", "cpu_devices", "threads"}
+_TOP_KEYS = {"sweep", "defaults", "tool", "hardware", "workloads"}
+_GPUS = re.compile(r"^(\d+)\s*-?\s*gpus?$")
+
+
+def _field_kinds() -> dict[str, str]:
+    """RunSpec field -> 'int', 'float', 'bool', 'str' or 'dict' (from its annotation)."""
+    kinds = {}
+    for f in dataclasses.fields(RunSpec):
+        text = str(f.type)
+        for kind in ("dict", "bool", "float", "int", "str"):
+            if kind in text:
+                kinds[f.name] = kind
+                break
+    return kinds
+
+
+PARAMETERS = {name: kind for name, kind in _field_kinds().items() if name not in _MATRIX}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One hardware configuration: a column of the report."""
+
+    label: str
+    num_gpus: int = -1
+    cpu_devices: int = 1
+    gpu: str | None = None
+    threads: int | None = None
+
+
+@dataclass
+class Cell:
+    """One run of the sweep: (tool, model, dataset, hardware) and its RunSpec."""
+
+    key: str
+    position: int
+    hardware: str  # the hardware configuration's label
+    spec: RunSpec
+
+    @property
+    def tool(self) -> str:
+        return self.spec.tool
+
+    @property
+    def model(self) -> str:
+        return self.spec.model
+
+    @property
+    def dataset(self) -> str:
+        return self.spec.dataset
+
+
+@dataclass
+class Workload:
+    datasets: list[str]
+    models: list[str]
+    params: dict[str, Any]
+
+
+@dataclass
+class SweepConfig:
+    """A parsed sweep file."""
+
+    name: str
+    source: str
+    description: str = ""
+    tools: list[str] = field(default_factory=list)
+    hardware: list[Hardware] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (dataset, model)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    per_tool: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workloads: list[Workload] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # the file as parsed, for the state
+
+    def cells(self, overrides: dict[str, Any] | None = None) -> list[Cell]:
+        """Every cell, in order: pair by pair, tool by tool, hardware last."""
+        extra = _params(overrides or {}, "--set")
+        out: list[Cell] = []
+        for dataset, model in self.pairs:
+            for tool in self.tools:
+                for hw in self.hardware:
+                    params = _merge({}, self.defaults)
+                    params = _merge(params, self.per_tool.get(tool, {}))
+                    for w in self.workloads:
+                        if dataset in w.datasets and model in w.models:
+                            params = _merge(params, w.params)
+                    params = _merge(params, {"num_gpus": hw.num_gpus, "gpu": hw.gpu})
+                    params["cpu_devices"] = hw.cpu_devices
+                    if hw.threads is not None:
+                        params["threads"] = hw.threads
+                    params = _merge(params, extra)
+                    spec = RunSpec(tool=tool, model=model, dataset=dataset, **params)
+                    key = f"{tool}/{model}/{dataset}/{hw.label}"
+                    spec.tags.setdefault("sweep_cell", key)
+                    if hw.label != spec.hardware:
+                        spec.tags["hardware_label"] = hw.label
+                    out.append(Cell(key, len(out), hw.label, spec))
+        return out
+
+
+def fingerprint(name: str, cells: list[Cell]) -> str:
+    """Identifies a sweep's plan: the same file and options give the same fingerprint."""
+    body = {"name": name, "cells": [[c.key, c.spec.to_dict()] for c in cells]}
+    text = json.dumps(body, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def select(
+    cells: list[Cell],
+    *,
+    tools: list[str] | None = None,
+    models: list[str] | None = None,
+    datasets: list[str] | None = None,
+    hardware: list[str] | None = None,
+) -> list[Cell]:
+    """The cells matching every given filter (a filter naming nothing known is an error)."""
+    for wanted, attr, flag in (
+        (tools, "tool", "--tools"),
+        (models, "model", "--models"),
+        (datasets, "dataset", "--datasets"),
+        (hardware, "hardware", "--hardware"),
+    ):
+        if not wanted:
+            continue
+        present = list(dict.fromkeys(getattr(c, attr) for c in cells))
+        unknown = [w for w in wanted if w not in present]
+        if unknown:
+            raise UsageError(
+                f"{flag}: {', '.join(unknown)} not in this sweep; it has: {', '.join(present)}"
+            )
+        cells = [c for c in cells if getattr(c, attr) in wanted]
+    return [dataclasses.replace(c, position=i) for i, c in enumerate(cells)]
+
+
+# Reading -----------------------------------------------------------------------------
+
+
+def builtin_names() -> list[str]:
+    folder = resources.files("harness.sweep").joinpath("files")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read_source(source: str) -> tuple[str, str]:
+    """(text, where) of a sweep file path or a built-in sweep's name."""
+    path = Path(source)
+    if path.is_file():
+        return path.read_text(), str(path)
+    builtin = resources.files("harness.sweep").joinpath("files", f"{source}.toml")
+    if builtin.is_file():
+        return builtin.read_text(), f"built-in sweep {source!r}"
+    names = ", ".join(builtin_names())
+    raise UsageError(f"no sweep file {source!r}; give a path or a built-in sweep: {names}")
+
+
+def load(source: str) -> SweepConfig:
+    text, where = read_source(source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{where}: not valid TOML: {exc}") from None
+    return parse(data, where)
+
+
+def parse(data: dict[str, Any], source: str = "<sweep>") -> SweepConfig:
+    """Checks a parsed sweep file; every mistake is a UsageError naming the key."""
+
+    def fail(message: str) -> UsageError:
+        return UsageError(f"{source}: {message}")
+
+    _no_unknown(data, _TOP_KEYS, "top-level", fail)
+    sweep = _table(data.get("sweep", {}), "[sweep]", fail)
+    _no_unknown(sweep, _SWEEP_KEYS, "[sweep]", fail)
+    tools = _names(sweep.get("tools"), "sweep.tools", fail)
+    if not tools:
+        raise fail("sweep.tools must list at least one tool")
+    defaults = _params(_table(data.get("defaults", {}), "[defaults]", fail), "[defaults]", fail)
+    if "repeats" in sweep:
+        defaults = _merge(defaults, _params({"repeats": sweep["repeats"]}, "[sweep]", fail))
+    per_tool = {
+        tool: _params(_table(params, f"[tool.{tool}]", fail), f"[tool.{tool}]", fail)
+        for tool, params in _table(data.get("tool", {}), "[tool]", fail).items()
+    }
+    for tool in per_tool:
+        if tool not in tools:
+            raise fail(f"[tool.{tool}] names a tool that sweep.tools does not list")
+    hardware = _hardware(sweep.get("hardware"), data.get("hardware"), fail)
+
+    workloads: list[Workload] = []
+    pairs: list[tuple[str, str]] = []
+    models = _names(sweep.get("models"), "sweep.models", fail)
+    datasets = _names(sweep.get("datasets"), "sweep.datasets", fail)
+    if bool(models) != bool(datasets):
+        raise fail("sweep.models and sweep.datasets go together (every pair is run)")
+    pairs += [(d, m) for d in datasets for m in models]
+    entries = data.get("workloads", [])
+    if not isinstance(entries, list):
+        raise fail("workloads must be an array of tables: [[workloads]]")
+    for i, entry in enumerate(entries, 1):
+        where = f"[[workloads]] #{i}"
+        entry = dict(_table(entry, where, fail))
+        ds = _names(entry.pop("dataset", None), f"{where} dataset", fail)
+        ms = _names(entry.pop("model", None), f"{where} model", fail)
+        if not ds or not ms:
+            raise fail(f"{where} needs a dataset and a model (a name or a list of names)")
+        workloads.append(Workload(ds, ms, _params(entry, where, fail)))
+        pairs += [(d, m) for d in ds for m in ms]
+    pairs = list(dict.fromkeys(pairs))
+    if not pairs:
+        raise fail("no (dataset, model) pairs: give [[workloads]] or sweep.models/datasets")
+    name = sweep.get("name") or re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem).strip("-")
+    name = name or "sweep"
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise fail(f"sweep.name must be letters, digits, '.', '_' or '-', got {name!r}")
+    return SweepConfig(
+        name=name,
+        source=source,
+        description=str(sweep.get("description", "")),
+        tools=tools,
+        hardware=hardware,
+        pairs=pairs,
+        defaults=defaults,
+        per_tool=per_tool,
+        workloads=workloads,
+        data=data,
+    )
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set KEY=VALUE`` value: TOML's integers, floats and booleans, else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+# Helpers -----------------------------------------------------------------------------
+
+
+def _default_fail(message: str) -> UsageError:
+    return UsageError(message)
+
+
+def _table(value: Any, where: str, fail: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise fail(f"{where} must be a table")
+    return value
+
+
+def _no_unknown(table: dict[str, Any], known: set[str], where: str, fail: Any) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise fail(
+            f"unknown {where} key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+
+
+def _names(value: Any, where: str, fail: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise fail(f"{where} must be a name or a list of names")
+    return list(dict.fromkeys(value))
+
+
+def _params(table: dict[str, Any], where: str, fail: Any = _default_fail) -> dict[str, Any]:
+    """RunSpec parameters from a table: names checked, aliases resolved, types checked."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = ALIASES.get(key, key)
+        if name in _MATRIX:
+            raise fail(f"{where}: {key} is set by the sweep's matrix (tools, hardware, workloads)")
+        kind = PARAMETERS.get(name)
+        if kind is None:
+            known = ", ".join(sorted([*PARAMETERS, *ALIASES]))
+            raise fail(f"{where}: unknown parameter {key!r}; known: {known}")
+        out[name] = _typed(name, kind, value, where, fail)
+    return out
+
+
+def _typed(name: str, kind: str, value: Any, where: str, fail: Any) -> Any:
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "dict": isinstance(value, dict),
+    }[kind]
+    if not ok:
+        raise fail(f"{where}: {name} must be {'a table' if kind == 'dict' else 'a ' + kind}")
+    if kind == "dict":
+        bad = [k for k, v in value.items() if isinstance(v, (dict, list))]
+        if bad:
+            raise fail(f"{where}: {name}.{bad[0]} must be a single value")
+        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    if name == "timeout_s" and value == 0:
+        return None  # as on the command line: 0 means no limit
+    return float(value) if kind == "float" else value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``; backend options and tags merge key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if key in ("options", "tags") and isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _hardware(short: Any, tables: Any, fail: Any) -> list[Hardware]:
+    if short is not None and tables is not None:
+        raise fail("give sweep.hardware or [[hardware]] tables, not both")
+    if short is None and tables is None:
+        return [Hardware("CPU")]
+    items: list[Hardware] = []
+    if short is not None:
+        if not isinstance(short, list):
+            raise fail('sweep.hardware must be a list, e.g. ["cpu", "1gpu", "2gpus"]')
+        for value in short:
+            items.append(_shorthand(value, fail))
+    else:
+        if not isinstance(tables, list):
+            raise fail("hardware must be an array of tables: [[hardware]]")
+        for i, entry in enumerate(tables, 1):
+            items.append(_hardware_table(_table(entry, f"[[hardware]] #{i}", fail), i, fail))
+    labels = [h.label for h in items]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise fail(f"two hardware entries are labelled {twice[0]!r}: give each a distinct name")
+    return items
+
+
+def _shorthand(value: Any, fail: Any) -> Hardware:
+    """-1 / "cpu": the CPU; N / "Ngpu" / "N gpus": N GPUs."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    elif isinstance(value, str) and value.strip().lower() == "cpu":
+        count = -1
+    elif isinstance(value, str) and value.strip().lower() == "gpu":
+        count = 1
+    elif isinstance(value, str) and (m := _GPUS.match(value.strip().lower())):
+        count = int(m.group(1))
+    else:
+        raise fail(f'sweep.hardware: {value!r} is not -1, N, "cpu" or "Ngpus"')
+    if count == 0 or count < -1:
+        raise fail(f"sweep.hardware: {value!r}: -1 is the CPU, N >= 1 GPUs")
+    return Hardware(_label(count, 1, None, None), count)
+
+
+def _hardware_table(entry: dict[str, Any], index: int, fail: Any) -> Hardware:
+    where = f"[[hardware]] #{index}"
+    _no_unknown(entry, _HARDWARE_KEYS, where, fail)
+    num_gpus = entry.get("num_gpus", -1)
+    cpu_devices = entry.get("cpu_devices", 1)
+    threads = entry.get("threads")
+    gpu = entry.get("gpu")
+    for key, value in (("num_gpus", num_gpus), ("cpu_devices", cpu_devices)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise fail(f"{where}: {key} must be an integer")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)):
+        raise fail(f"{where}: threads must be an integer")
+    if gpu is not None:
+        gpu = str(gpu)
+    label = entry.get("name") or _label(num_gpus, cpu_devices, gpu, threads)
+    return Hardware(str(label), num_gpus, cpu_devices, gpu, threads)
+
+
+def _label(num_gpus: int, cpu_devices: int, gpu: str | None, threads: int | None) -> str:
+    """The default label: RunSpec's ("CPU", "1 GPU", "2 GPUs", "CPU x2"), plus details."""
+    label = RunSpec("", "", "", num_gpus=num_gpus, cpu_devices=cpu_devices).hardware
+    if gpu:
+        label += f" [{gpu}]"
+    if threads:
+        label += f" ({threads} threads)"
+    return label

@@ -1,0 +1,294 @@
+"""Helpers for the sweep, report, export and compare tests: synthetic stored runs, a
+fake-backend environment for subprocesses, and a headless Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import stats
+from harness.spec import RunSpec
+from harness.store import ResultStore
+
+FAKES = Path(__file__).resolve().parent / "fakes"
+_counter = itertools.count(1)
+
+
+def figure(mean: float | None, std: float | None = None, n: int = 3) -> dict[str, Any]:
+    """A stats.describe-like dict with the given mean and std."""
+    if mean is None:
+        return stats.describe([])
+    return {
+        "n": n,
+        "mean": mean,
+        "std": 0.0 if std is None else std,
+        "min": mean,
+        "max": mean,
+        "p50": mean,
+        "p90": mean,
+        "p99": mean,
+        "ci95": None,
+    }
+
+
+def make_result(
+    tool: str,
+    model: str,
+    dataset: str,
+    *,
+    num_gpus: int = -1,
+    ips: tuple[float, float] | None = (100.0, 1.0),
+    power: tuple[float, float] | None = None,
+    memory: tuple[float, float] | None = None,
+    jpi: tuple[float, float] | None = None,
+    status: str = "ok",
+    n: int = 3,
+    gpu_name: str | None = None,
+    sweep_id: str | None = None,
+    started_at: str | None = None,
+    tags: dict[str, str] | None = None,
+    host: str = "testhost",
+) -> dict[str, Any]:
+    """A stored-run result as the orchestrator writes it, with chosen figures."""
+    number = next(_counter)
+    spec = RunSpec(
+        tool,
+        model,
+        dataset,
+        num_gpus=num_gpus,
+        batch_size=32,
+        learning_rate=0.1,
+        tags=dict(tags or {}),
+    )
+    if num_gpus > 0 and gpu_name is None:
+        gpu_name = "NVIDIA A100-SXM4-40GB"
+    ok = status in ("ok", "partial")
+    summary: dict[str, Any] = {
+        "status": status,
+        "repeats": n,
+        "repeats_ok": n if status == "ok" else (n - 1 if status == "partial" else 0),
+        "images_per_sec": figure(*(ips or (None,)), n=n) if ok else stats.describe([]),
+        "execution_time_s": figure(12.5, 0.5, n=n),
+        "causes": [] if status == "ok" else [f"RuntimeError: it went {status}"],
+    }
+    for key, pair in (
+        ("gpu_power_w", power),
+        ("gpu_memory_mib", memory),
+        ("joules_per_image", jpi),
+    ):
+        summary[key] = figure(*pair, n=n) if pair and ok else None
+    gpus = [
+        {"index": i, "name": gpu_name, "uuid": f"GPU-{i}", "memory_mib": 40960}
+        for i in range(max(0, num_gpus))
+    ]
+    return {
+        "run_id": f"run-{number:04d}-{tool}-{model}-{dataset}-{num_gpus}",
+        "started_at": started_at
+        or f"2026-01-01T{number // 3600:02d}:{number // 60 % 60:02d}:{number % 60:02d}+00:00",
+        "finished_at": "2026-01-01T01:00:00+00:00",
+        "spec": spec.to_dict(),
+        "hardware": spec.hardware,
+        "gpu_name": gpu_name,
+        "global_batch": 32 * spec.devices,
+        "environment": {
+            "hostname": host,
+            "cpu": "Test CPU",
+            "cpu_logical_cores": 8,
+            "harness_commit": "abc123",
+            "gpus": gpus,
+        },
+        "sweep_id": sweep_id,
+        "repeats": [],
+        "framework": {"framework": tool, "version": "1.0"},
+        "synthetic": True,
+        "summary": summary,
+    }
+
+
+def make_store(path: Path, results: list[dict[str, Any]]) -> ResultStore:
+    store = ResultStore(path)
+    for result in results:
+        store.add_run(result)
+    return store
+
+
+def study_like_results(sweep_id: str | None = None) -> list[dict[str, Any]]:
+    """Two tools, two networks, CPU / 1 GPU / 2 GPUs, with an out-of-memory cell."""
+    out = []
+    for tool, factor in (("pytorch", 1.0), ("tensorflow", 0.8)):
+        for model, dataset, base in (("lenet", "mnist", 2000.0), ("resnet50", "cifar10", 100.0)):
+            cpu = base * factor
+            out.append(
+                make_result(
+                    tool, model, dataset, ips=(cpu, cpu * 0.02), jpi=(0.5, 0.01), sweep_id=sweep_id
+                )
+            )
+            one = cpu * 15
+            out.append(
+                make_result(
+                    tool,
+                    model,
+                    dataset,
+                    num_gpus=1,
+                    ips=(one, one * 0.01),
+                    power=(250.0, 5.0),
+                    memory=(3000.0, 10.0),
+                    jpi=(0.05, 0.001),
+                    sweep_id=sweep_id,
+                )
+            )
+            if tool == "tensorflow" and model == "resnet50":
+                out.append(
+                    make_result(tool, model, dataset, num_gpus=2, status="oom", sweep_id=sweep_id)
+                )
+            else:
+                two = one * 1.8
+                out.append(
+                    make_result(
+                        tool,
+                        model,
+                        dataset,
+                        num_gpus=2,
+                        ips=(two, two * 0.01),
+                        power=(480.0, 8.0),
+                        memory=(6100.0, 20.0),
+                        jpi=(0.045, 0.001),
+                        sweep_id=sweep_id,
+                    )
+                )
+    return out
+
+
+# The fake backend in subprocesses ---------------------------------------------------------
+
+
+def harness_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["HARNESS_PLUGINS"] = "fake_backend"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKES), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        env=harness_env(),
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+# Headless Chromium ----------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+)
+
+
+def chromium_path() -> str | None:
+    explicit = os.environ.get("HARNESS_CHROMIUM")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def require_chromium() -> str:
+    """Chromium's path; in CI (env CI set) a missing browser fails the test."""
+    path = chromium_path()
+    if path is None:
+        message = "chromium is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must check the HTML report in a real browser")
+        pytest.skip(message + "; CI is unset, so the browser check is skipped here")
+    return path
+
+
+def chromium(browser: str, profile: Path, *args: str, timeout: float = 180) -> str:
+    """Runs headless Chromium with the test flags; returns its stdout."""
+    out = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+# Okabe-Ito blue and orange: the first two frameworks' bars.
+BAR_COLOURS = ((0x00, 0x72, 0xB2), (0xE6, 0x9F, 0x00))
+
+
+def check_page_in_browser(
+    page: Path, tmp_path: Path, *, bars: int | None = None, frameworks: int = 2
+) -> Path:
+    """Loads ``page`` in headless Chromium: no errors, no blocked requests, every chart's
+    bars drawn with a positive size; returns a screenshot checked for the bar colours."""
+    browser = require_chromium()
+    url = page.resolve().as_uri()
+    dom = chromium(browser, tmp_path / "profile-dom", "--dump-dom", url)
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body is not None, dom[:500]
+    attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1)))
+    assert attrs.get("rendered") == "yes", attrs
+    assert int(attrs["charts"]) > 0
+    if bars is not None:
+        assert int(attrs["bars"]) == bars
+    html_tag = re.search(r"<html([^>]*)>", dom)
+    assert html_tag is not None
+    assert "data-errors" not in html_tag.group(1), html_tag.group(1)
+    assert "data-blocked" not in html_tag.group(1), html_tag.group(1)
+
+    shot = tmp_path / "report.png"
+    chromium(browser, tmp_path / "profile-shot", f"--screenshot={shot}",
+             "--window-size=1300,2600", url)  # fmt: skip
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        rgb = image.convert("RGB")
+        assert rgb.size == (1300, 2600)
+        colours = rgb.getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 50, "the screenshot is (nearly) blank"
+    counts = {c: n for n, c in colours}
+    for colour in BAR_COLOURS[:frameworks]:  # the bars are on screen, in their colours
+        assert counts.get(colour, 0) > 500, colour
+    return shot
+
+
+def end_orphan_workers(run_dir: Path) -> None:
+    """After SIGKILL the sweep's worker lives on (its own session): end it by its pid."""
+    for events in run_dir.glob("repeat-*/events.jsonl"):
+        for line in events.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "start":
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(event["pid"], signal.SIGKILL)

@@ -1,0 +1,234 @@
+"""Reports from synthetic store contents: values, layout, speedups, missing data, statuses."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from sweep_helpers import make_result, make_store, run_cli, study_like_results
+
+from harness.report import markdown, render, report_data, terminal
+from harness.report.data import METRICS, Row, build, ratio
+from harness.report.svg import compact, nice_ticks
+from harness.report.text import value_text
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    path = tmp_path / "results.sqlite"
+    make_store(path, study_like_results())
+    return path
+
+
+def test_table_values_are_the_stored_means(store_path: Path) -> None:
+    data = report_data(store_path)
+    assert [c.label for c in data.columns] == ["CPU", "1 GPU", "2 GPUs"]
+    assert data.rows == [
+        Row("mnist", "lenet", "pytorch"),
+        Row("mnist", "lenet", "tensorflow"),
+        Row("cifar10", "resnet50", "pytorch"),
+        Row("cifar10", "resnet50", "tensorflow"),
+    ]
+    checked = 0
+    for result in study_like_results():  # the same figures as stored
+        spec = result["spec"]
+        row = Row(spec["dataset"], spec["model"], spec["tool"])
+        column = next(c for c in data.columns if c.label == result["hardware"])
+        for metric in METRICS:
+            value = data.value(metric.key, row, column)
+            stored = result["summary"].get(metric.key)
+            if result["summary"]["status"] != "ok":
+                assert value.mean is None and value.status == result["summary"]["status"]
+            elif stored is None:
+                assert value.mean is None and value_text(value, metric) == "-"
+            else:
+                assert value.mean == stored["mean"] and value.std == stored["std"]
+                checked += 1
+    assert checked == 11 * 2 + 7 * 2  # ips and J/image on the 11 ok runs, GPU ones on 7
+
+
+def md_row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def test_markdown_layout(store_path: Path) -> None:
+    text = markdown(report_data(store_path))
+    lines = text.splitlines()
+    head = lines.index("| metric | dataset | network | framework | CPU | 1 GPU | 2 GPUs |")
+    assert lines[head + 1] == "|---|---|---|---|---:|---:|---:|"
+    body = []
+    for line in lines[head + 2 :]:
+        if not line.startswith("|"):
+            break
+        body.append(line)
+    assert len(body) == len(METRICS) * 4  # one row per (metric, dataset, network, framework)
+    assert body[0] == md_row(
+        "images/sec",
+        "MNIST",
+        "LeNet",
+        "pytorch",
+        "2,000.0 ± 40.0",
+        "30,000.0 ± 300.0",
+        "54,000.0 ± 540.0",
+    )
+    assert (
+        body[3]
+        == "| images/sec | CIFAR-10 | ResNet-50 | tensorflow | 80.0 ± 1.6 | 1,200.0 ± 12.0 | oom |"
+    )
+    assert body[4] == "| GPU memory (MiB) | MNIST | LeNet | pytorch | - | 3,000 ± 10 | 6,100 ± 20 |"
+    assert body[8] == "| GPU power (W) | MNIST | LeNet | pytorch | - | 250.0 ± 5.0 | 480.0 ± 8.0 |"
+    assert body[12] == md_row(
+        "energy per image (J)",
+        "MNIST",
+        "LeNet",
+        "pytorch",
+        "0.5 ± 0.01",
+        "0.05 ± 0.001",
+        "0.045 ± 0.001",
+    )
+    assert "## Speedup: CPU to 1 GPU" in text
+    assert "| MNIST | LeNet | pytorch | 15.00x |" in text
+    assert "## Scaling: 1 to N GPUs" in text
+    assert "| dataset | network | framework | 2 GPUs / 1 GPU | efficiency |" in text
+    assert "| CIFAR-10 | ResNet-50 | pytorch | 1.80x | 90% |" in text
+    assert "| CIFAR-10 | ResNet-50 | tensorflow | oom | oom |" in text
+
+
+def test_speedup_math() -> None:
+    results = [
+        make_result("pytorch", "lenet", "mnist", ips=(200.0, 10.0)),
+        make_result("pytorch", "lenet", "mnist", num_gpus=1, ips=(1000.0, 20.0)),
+        make_result("pytorch", "lenet", "mnist", num_gpus=2, ips=(1500.0, 30.0)),
+        make_result("pytorch", "lenet", "mnist", num_gpus=4, ips=(2600.0, 0.0)),
+        make_result("jax", "lenet", "mnist", ips=(100.0, 1.0)),
+        make_result("jax", "lenet", "mnist", num_gpus=1, status="crashed"),
+    ]
+    data = build(results)
+    gpu, scaling = data.speedups()
+    (row, speed, eff), (jax_row, jax_speed, _) = gpu.rows[1], gpu.rows[0]
+    assert (row.tool, jax_row.tool) == ("pytorch", "jax")
+    assert speed[0].value == pytest.approx(5.0)
+    # relative errors add in quadrature: 5 * sqrt(0.05^2 + 0.02^2)
+    assert speed[0].std == pytest.approx(5.0 * (0.05**2 + 0.02**2) ** 0.5)
+    assert eff[0].value == pytest.approx(5.0)  # divisor 1
+    assert jax_speed[0].value is None and jax_speed[0].status == "crashed"
+    assert scaling.headers == ["2 GPUs / 1 GPU", "4 GPUs / 1 GPU"]
+    _, speeds, effs = scaling.rows[1]
+    assert [s.value for s in speeds] == pytest.approx([1.5, 2.6])
+    assert [e.value for e in effs] == pytest.approx([0.75, 0.65])
+    _, speeds, _ = scaling.rows[0]  # jax has no 2- or 4-GPU run
+    assert [s.status for s in speeds] == ["crashed", "crashed"]  # its 1-GPU baseline crashed
+
+
+def test_ratio_without_data_names_the_missing_side() -> None:
+    from harness.report.data import Value
+
+    assert ratio(Value(None), Value(10.0, 1.0, 3, "ok")).status == "-"
+    assert ratio(Value(10.0, 1.0, 3, "ok"), Value(None, status="oom")).status == "oom"
+    assert ratio(Value(0.0, 0.0, 3, "ok"), Value(1.0, 0.0, 3, "ok")).value is None
+
+
+def test_latest_ok_run_wins_and_statuses_show(tmp_path: Path) -> None:
+    results = [
+        make_result("pytorch", "lenet", "mnist", ips=(100.0, 1.0)),
+        make_result("pytorch", "lenet", "mnist", ips=(200.0, 2.0)),
+        make_result("pytorch", "lenet", "mnist", status="error"),  # newer but failed
+        make_result("tensorflow", "lenet", "mnist", status="timeout"),
+        make_result("tensorflow", "lenet", "mnist", status="oom"),
+        make_result("jax", "lenet", "mnist", ips=(50.0, 5.0), status="partial"),
+        make_result("jax", "lenet", "mnist", status="crashed"),
+    ]
+    make_store(tmp_path / "results.sqlite", results)
+    data = report_data(tmp_path)
+    cpu = data.columns[0]
+    ips = METRICS[0]
+    assert data.value("images_per_sec", Row("mnist", "lenet", "pytorch"), cpu).mean == 200.0
+    tf = data.value("images_per_sec", Row("mnist", "lenet", "tensorflow"), cpu)
+    assert value_text(tf, ips) == "oom"  # the latest, since none is ok
+    jax = data.value("images_per_sec", Row("mnist", "lenet", "jax"), cpu)
+    assert value_text(jax, ips) == "50.0 ± 5.0*"  # partial beats a newer crash
+    assert any(note.startswith("* partial") for note in data.notes)
+
+
+def test_cpu_only_runs_without_gpu_figures_render_everywhere(tmp_path: Path) -> None:
+    bare = make_result("pytorch", "lenet", "mnist", ips=(100.0, 1.0))
+    for key in ("gpu_power_w", "gpu_memory_mib", "joules_per_image"):
+        bare["summary"].pop(key)  # absent, not even None
+    results = [bare, make_result("mxnet", "alexnet", "cifar10", ips=None)]
+    results[1]["summary"]["images_per_sec"] = {"mean": None, "std": None, "n": 0}
+    make_store(tmp_path / "results.sqlite", results)
+    data = report_data(tmp_path)
+    text = markdown(data)
+    assert "| GPU power (W) | MNIST | LeNet | pytorch | - |" in text
+    assert "| images/sec | CIFAR-10 | AlexNet | mxnet | - |" in text
+    assert data.speedups() == []
+    page = render(data, "html")
+    # LeNet: power, memory, energy; AlexNet: all four (it has no images/sec either)
+    assert page.count("no data (not measured on these runs)") == 3 + 4
+    console = Console(record=True, width=200)
+    terminal(data, console)
+    assert "100.0 ± 1.0" in console.export_text()
+
+
+class _Counter(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: dict[str, int] = {}
+        self.bars = 0
+        self.attrs: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        self.attrs += attrs
+        if tag == "rect" and ("class", "bar") in attrs:
+            self.bars += 1
+
+
+def test_html_is_self_contained_with_one_chart_per_metric(store_path: Path) -> None:
+    page = render(report_data(store_path), "html")
+    assert "http:" not in page and "https:" not in page and "url(" not in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    parser = _Counter()
+    parser.feed(page)
+    assert "link" not in parser.tags and "img" not in parser.tags and "iframe" not in parser.tags
+    assert not [a for a in parser.attrs if a[0] in ("src", "href")]
+    assert parser.tags["svg"] == 2 * len(METRICS)  # (dataset, network) x metric
+    # bars: every shown value; images/sec and energy on 3 columns, GPU ones on 2, one oom
+    assert parser.bars == 2 * (3 + 3 + 2 + 2) * 2 - 4
+    assert page.count('class="status"') >= 4  # the oom cell, in each metric's chart
+    assert "54,000.0 ± 540.0" in page  # the table
+    assert "<title>pytorch · 2 GPUs: 54,000.0 ± 540.0 images/s</title>" in page
+
+
+def test_chart_helpers() -> None:
+    assert nice_ticks(54540) == [0, 20000, 40000, 60000]
+    assert nice_ticks(480) == [0, 100, 200, 300, 400, 500]
+    assert nice_ticks(0.5) == [0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5]
+    assert nice_ticks(0) == [0.0, 1.0]
+    assert [compact(v) for v in (0, 950, 1000, 1234, 12345, 2.5e6, 0.0123)] == [
+        "0", "950", "1k", "1.2k", "12.3k", "2.5M", "0.012"
+    ]  # fmt: skip
+
+
+def test_report_cli_formats_and_sweep_filter(tmp_path: Path) -> None:
+    make_store(tmp_path / "results.sqlite", [
+        *study_like_results(sweep_id="s1"),
+        make_result("pytorch", "vgg16", "cifar10", ips=(7.0, 0.5), sweep_id="s2"),
+    ])  # fmt: skip
+    out = run_cli("report", "--store", str(tmp_path), "--format", "markdown", "--sweep", "s2")
+    assert out.returncode == 0, out.stderr
+    assert "| images/sec | CIFAR-10 | VGG-16 | pytorch | 7.0 ± 0.5 |" in out.stdout
+    assert "LeNet" not in out.stdout
+    out = run_cli("report", "--store", str(tmp_path / "results.sqlite"), "--format", "html")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "report.html").read_text().count('<svg class="chart"') == 2 * 4 + 1
+    out = run_cli("report", "--store", str(tmp_path), "-o", str(tmp_path / "r.txt"))
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"images/sec .* VGG-16 .* 7\.0 ± 0\.5", (tmp_path / "r.txt").read_text())
+    missing = run_cli("report", "--store", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no results store at" in missing.stderr
+    unknown = run_cli("report", "--store", str(tmp_path), "--sweep", "nosuch")
+    assert unknown.returncode == 2 and "no sweep 'nosuch'" in unknown.stderr
