@@ -67,17 +67,42 @@ class ModelInfo:
 MODELS: dict[str, ModelInfo] = {
     info.name: info
     for info in (
-        ModelInfo("lenet", "LeNet", "Caffe's MNIST LeNet; MNIST family (1x28x28) only",
-                  lenet.build, lenet.refusal),
-        ModelInfo("alexnet", "AlexNet", "torchvision AlexNet at 224x224; a CIFAR-scale "
-                  "AlexNet at 28x28 and 32x32", alexnet.build, alexnet.refusal),
-        ModelInfo("resnet50", "ResNet-50", "torchvision ResNet-50 v1.5 at 224x224; "
-                  "CIFAR-style 3x3 stem at 28x28 and 32x32", resnet.build, resnet.refusal),
-        ModelInfo("googlenet", "GoogLeNet", "torchvision GoogLeNet (batch norm, no aux "
-                  "heads) at 224x224; CIFAR-style stem at 28x28 and 32x32",
-                  googlenet.build, googlenet.refusal),
-        ModelInfo("vgg16", "VGG-16", "torchvision VGG-16 at 224x224; 512-512 classifier "
-                  "at 28x28 and 32x32", vgg.build, vgg.refusal),
+        ModelInfo(
+            "lenet",
+            "LeNet",
+            "Caffe's MNIST LeNet; MNIST family (1x28x28) only",
+            lenet.build,
+            lenet.refusal,
+        ),
+        ModelInfo(
+            "alexnet",
+            "AlexNet",
+            "torchvision AlexNet at 224x224; a CIFAR-scale AlexNet at 28x28 and 32x32",
+            alexnet.build,
+            alexnet.refusal,
+        ),
+        ModelInfo(
+            "resnet50",
+            "ResNet-50",
+            "torchvision ResNet-50 v1.5 at 224x224; CIFAR-style 3x3 stem at 28x28 and 32x32",
+            resnet.build,
+            resnet.refusal,
+        ),
+        ModelInfo(
+            "googlenet",
+            "GoogLeNet",
+            "torchvision GoogLeNet (batch norm, no aux "
+            "heads) at 224x224; CIFAR-style stem at 28x28 and 32x32",
+            googlenet.build,
+            googlenet.refusal,
+        ),
+        ModelInfo(
+            "vgg16",
+            "VGG-16",
+            "torchvision VGG-16 at 224x224; 512-512 classifier at 28x28 and 32x32",
+            vgg.build,
+            vgg.refusal,
+        ),
     )
 }
 

@@ -10,14 +10,19 @@ import sys
 
 from . import MODELS, ModelError, build, macs_per_image, param_count, refusal, summary_table
 
-STANDARD = (("mnist family", (1, 28, 28), 10), ("cifar10", (3, 32, 32), 10),
-            ("imagenet", (3, 224, 224), 1000))
+STANDARD = (
+    ("mnist family", (1, 28, 28), 10),
+    ("cifar10", (3, 32, 32), 10),
+    ("imagenet", (3, 224, 224), 1000),
+)
 
 
 def counts_table() -> str:
     """Markdown: one row per (model, dataset shape); refused pairs say so."""
-    lines = ["| model | dataset | input | classes | variant | parameters | MACs/image |",
-             "|---|---|---|---|---|---:|---:|"]
+    lines = [
+        "| model | dataset | input | classes | variant | parameters | MACs/image |",
+        "|---|---|---|---|---|---:|---:|",
+    ]
     for name in MODELS:
         for dataset, shape, classes in STANDARD:
             size = "x".join(map(str, shape))
@@ -25,8 +30,10 @@ def counts_table() -> str:
                 lines.append(f"| {name} | {dataset} | {size} | {classes} | refused | - | - |")
                 continue
             net = build(name, shape, classes)
-            lines.append(f"| {name} | {dataset} | {size} | {classes} | {net.variant} | "
-                         f"{param_count(net):,} | {macs_per_image(net) / 1e6:,.1f} M |")
+            lines.append(
+                f"| {name} | {dataset} | {size} | {classes} | {net.variant} | "
+                f"{param_count(net):,} | {macs_per_image(net) / 1e6:,.1f} M |"
+            )
     return "\n".join(lines)
 
 

@@ -24,8 +24,17 @@ def refusal(input_shape: tuple[int, int, int], num_classes: int) -> str | None:
 
 
 def _classifier(hidden: int, num_classes: int) -> Sequential:
-    return Sequential((Dropout(0.5), Dense(hidden), ReLU(),
-                       Dropout(0.5), Dense(hidden), ReLU(), Dense(num_classes)))
+    return Sequential(
+        (
+            Dropout(0.5),
+            Dense(hidden),
+            ReLU(),
+            Dropout(0.5),
+            Dense(hidden),
+            ReLU(),
+            Dense(num_classes),
+        )
+    )
 
 
 def build(input_shape: tuple[int, int, int], num_classes: int) -> Network:
@@ -35,27 +44,54 @@ def build(input_shape: tuple[int, int, int], num_classes: int) -> Network:
         raise ModelError(why)
     variant = variant_of(input_shape)
     if variant == "imagenet":
-        features = Sequential((
-            Conv2D(64, 11, 4, 2), ReLU(), MaxPool(3, 2),
-            Conv2D(192, 5, padding=2), ReLU(), MaxPool(3, 2),
-            Conv2D(384, 3, padding=1), ReLU(),
-            Conv2D(256, 3, padding=1), ReLU(),
-            Conv2D(256, 3, padding=1), ReLU(), MaxPool(3, 2),
-        ))
+        features = Sequential(
+            (
+                Conv2D(64, 11, 4, 2),
+                ReLU(),
+                MaxPool(3, 2),
+                Conv2D(192, 5, padding=2),
+                ReLU(),
+                MaxPool(3, 2),
+                Conv2D(384, 3, padding=1),
+                ReLU(),
+                Conv2D(256, 3, padding=1),
+                ReLU(),
+                Conv2D(256, 3, padding=1),
+                ReLU(),
+                MaxPool(3, 2),
+            )
+        )
         hidden = 4096
-        notes = ("torchvision's AdaptiveAvgPool2d((6, 6)) is omitted: at 224x224 the "
-                 "features are already 6x6, so it is the identity.",)
+        notes = (
+            "torchvision's AdaptiveAvgPool2d((6, 6)) is omitted: at 224x224 the "
+            "features are already 6x6, so it is the identity.",
+        )
     else:
-        features = Sequential((
-            Conv2D(64, 3, padding=1), ReLU(), MaxPool(2, 2, ceil_mode=True),
-            Conv2D(192, 3, padding=1), ReLU(), MaxPool(2, 2, ceil_mode=True),
-            Conv2D(384, 3, padding=1), ReLU(),
-            Conv2D(256, 3, padding=1), ReLU(),
-            Conv2D(256, 3, padding=1), ReLU(), MaxPool(2, 2, ceil_mode=True),
-        ))
+        features = Sequential(
+            (
+                Conv2D(64, 3, padding=1),
+                ReLU(),
+                MaxPool(2, 2, ceil_mode=True),
+                Conv2D(192, 3, padding=1),
+                ReLU(),
+                MaxPool(2, 2, ceil_mode=True),
+                Conv2D(384, 3, padding=1),
+                ReLU(),
+                Conv2D(256, 3, padding=1),
+                ReLU(),
+                Conv2D(256, 3, padding=1),
+                ReLU(),
+                MaxPool(2, 2, ceil_mode=True),
+            )
+        )
         hidden = 1024
-        notes = ("Small variant (not in torchvision): 3x3 convolutions with 64, 192, 384, "
-                 "256, 256 filters, 2x2 ceil-mode max pools, dense 1024-1024-classes.",)
-    body = seq(("features", features), ("flatten", Flatten()),
-               ("classifier", _classifier(hidden, num_classes)))
+        notes = (
+            "Small variant (not in torchvision): 3x3 convolutions with 64, 192, 384, "
+            "256, 256 filters, 2x2 ceil-mode max pools, dense 1024-1024-classes.",
+        )
+    body = seq(
+        ("features", features),
+        ("flatten", Flatten()),
+        ("classifier", _classifier(hidden, num_classes)),
+    )
     return Network("alexnet", variant, tuple(input_shape), num_classes, body, notes)

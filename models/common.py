@@ -26,11 +26,14 @@ def shape_text(input_shape: object) -> str:
 
 def basic_refusal(name: str, input_shape: object, num_classes: object) -> str | None:
     """Why ``input_shape``/``num_classes`` are malformed, whatever the model; None if fine."""
-    if (not isinstance(input_shape, tuple | list) or len(input_shape) != 3
-            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1
-                   for d in input_shape)):
-        return (f"{name} needs an input shape of three positive integers (C, H, W), "
-                f"got {input_shape!r}")
+    if (
+        not isinstance(input_shape, tuple | list)
+        or len(input_shape) != 3
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in input_shape)
+    ):
+        return (
+            f"{name} needs an input shape of three positive integers (C, H, W), got {input_shape!r}"
+        )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         return f"{name} needs a positive integer number of classes, got {num_classes!r}"
     return None
@@ -45,8 +48,10 @@ def variant_refusal(name: str, input_shape: object, num_classes: object) -> str 
     _, h, w = input_shape  # type: ignore[misc]
     if (h, w) in [(s, s) for s in (*SMALL_SIZES, IMAGENET_SIZE)]:
         return None
-    return (f"{name} is defined for 28x28 and 32x32 inputs (MNIST family, CIFAR-10) and "
-            f"224x224 inputs (ImageNet), not {shape_text(input_shape)}")
+    return (
+        f"{name} is defined for 28x28 and 32x32 inputs (MNIST family, CIFAR-10) and "
+        f"224x224 inputs (ImageNet), not {shape_text(input_shape)}"
+    )
 
 
 def variant_of(input_shape: tuple[int, int, int]) -> str:

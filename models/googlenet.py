@@ -54,18 +54,23 @@ def refusal(input_shape: tuple[int, int, int], num_classes: int) -> str | None:
 
 def basic_conv(filters: int, kernel: int, stride: int = 1, padding: int = 0) -> Sequential:
     """torchvision's BasicConv2d: conv (no bias), batch norm eps 0.001, ReLU."""
-    return seq(("conv", Conv2D(filters, kernel, stride, padding, bias=False, init=INIT)),
-               ("bn", BatchNorm(eps=0.001)), ("relu", ReLU()))
+    return seq(
+        ("conv", Conv2D(filters, kernel, stride, padding, bias=False, init=INIT)),
+        ("bn", BatchNorm(eps=0.001)),
+        ("relu", ReLU()),
+    )
 
 
 def inception(c1: int, c3r: int, c3: int, c5r: int, c5: int, proj: int) -> Concat:
     """Four branches concatenated on channels; the "5x5" branch uses 3x3 (torchvision)."""
-    return Concat((
-        basic_conv(c1, 1),
-        Sequential((basic_conv(c3r, 1), basic_conv(c3, 3, padding=1))),
-        Sequential((basic_conv(c5r, 1), basic_conv(c5, 3, padding=1))),
-        Sequential((MaxPool(3, 1, 1, ceil_mode=True), basic_conv(proj, 1))),
-    ))
+    return Concat(
+        (
+            basic_conv(c1, 1),
+            Sequential((basic_conv(c3r, 1), basic_conv(c3, 3, padding=1))),
+            Sequential((basic_conv(c5r, 1), basic_conv(c5, 3, padding=1))),
+            Sequential((MaxPool(3, 1, 1, ceil_mode=True), basic_conv(proj, 1))),
+        )
+    )
 
 
 def _blocks(*names: str) -> list[tuple[str, Node]]:
@@ -78,9 +83,11 @@ def build(input_shape: tuple[int, int, int], num_classes: int) -> Network:
     if why:
         raise ModelError(why)
     variant = variant_of(input_shape)
-    notes = ["Dense bias is 0; torchvision leaves it at PyTorch's default uniform init.",
-             "No auxiliary heads (as torchvision's aux_logits=False) and no "
-             "transform_input (off by default in torchvision without pretrained weights)."]
+    notes = [
+        "Dense bias is 0; torchvision leaves it at PyTorch's default uniform init.",
+        "No auxiliary heads (as torchvision's aux_logits=False) and no "
+        "transform_input (off by default in torchvision without pretrained weights).",
+    ]
     if variant == "imagenet":
         stem: list[tuple[str, Node]] = [
             ("conv1", basic_conv(64, 7, 2, 3)),
@@ -94,14 +101,20 @@ def build(input_shape: tuple[int, int, int], num_classes: int) -> Network:
     else:
         stem = [("conv1", basic_conv(192, 3, padding=1))]
         pool3, pool4 = MaxPool(3, 2, 1), MaxPool(3, 2, 1)
-        notes.append("Small variant (not in torchvision): 3x3 conv 192 stem, no early "
-                     "pools, max pools 3/2 pad 1 after 3b and 4e.")
+        notes.append(
+            "Small variant (not in torchvision): 3x3 conv 192 stem, no early "
+            "pools, max pools 3/2 pad 1 after 3b and 4e."
+        )
     body = seq(
         *stem,
-        *_blocks("3a", "3b"), ("maxpool3", pool3),
-        *_blocks("4a", "4b", "4c", "4d", "4e"), ("maxpool4", pool4),
+        *_blocks("3a", "3b"),
+        ("maxpool3", pool3),
+        *_blocks("4a", "4b", "4c", "4d", "4e"),
+        ("maxpool4", pool4),
         *_blocks("5a", "5b"),
-        ("avgpool", GlobalAvgPool()), ("flatten", Flatten()), ("dropout", Dropout(0.2)),
+        ("avgpool", GlobalAvgPool()),
+        ("flatten", Flatten()),
+        ("dropout", Dropout(0.2)),
         ("fc", Dense(num_classes, init=INIT)),
     )
     return Network("googlenet", variant, tuple(input_shape), num_classes, body, tuple(notes))

@@ -68,8 +68,10 @@ def walk(node: Node | Network, prefix: str = "") -> Iterator[tuple[str, Layer]]:
     elif isinstance(node, Sequential):
         names = node.child_names()
         if len(set(names)) != len(names) or any(not n or "." in n for n in names):
-            raise ValueError(f"{prefix or '<root>'}: child names must be unique, "
-                             f"non-empty and dot-free, got {names}")
+            raise ValueError(
+                f"{prefix or '<root>'}: child names must be unique, "
+                f"non-empty and dot-free, got {names}"
+            )
         for name, child in zip(names, node.layers, strict=True):
             yield from walk(child, _join(prefix, name))
     elif isinstance(node, Residual):
@@ -228,17 +230,19 @@ def _infer(node: Node, prefix: str, shape: Shape, rows: list[LayerShape]) -> Sha
         if node.shortcut is not None:
             short = _infer(node.shortcut, _join(prefix, "shortcut"), shape, rows)
         if body != short:
-            raise ValueError(f"{prefix or '<root>'}: residual body gives {body} "
-                             f"but shortcut gives {short}")
+            raise ValueError(
+                f"{prefix or '<root>'}: residual body gives {body} but shortcut gives {short}"
+            )
         return body
     if isinstance(node, Concat):
         if not node.branches:
             raise ValueError(f"{prefix or '<root>'}: Concat has no branches")
-        outs = [_infer(b, _join(prefix, str(i)), shape, rows)
-                for i, b in enumerate(node.branches)]
+        outs = [_infer(b, _join(prefix, str(i)), shape, rows) for i, b in enumerate(node.branches)]
         if any(len(o) != 3 for o in outs) or len({o[1:] for o in outs}) != 1:
-            raise ValueError(f"{prefix or '<root>'}: Concat branches must give (C, H, W) "
-                             f"maps of equal height and width, got {outs}")
+            raise ValueError(
+                f"{prefix or '<root>'}: Concat branches must give (C, H, W) "
+                f"maps of equal height and width, got {outs}"
+            )
         return (sum(o[0] for o in outs), *outs[0][1:])
     if isinstance(node, LEAVES):
         row = _leaf(prefix, node, shape)
@@ -292,19 +296,34 @@ def flops_per_image(network: Network) -> int:
 def summary_table(network: Network) -> str:
     """A plain-text table: path, layer, output shape, parameters, and totals."""
     rows = infer(network)
-    lines = [(r.path, describe(r.layer), "x".join(map(str, r.out_shape)), f"{r.params:,}")
-             for r in rows]
+    lines = [
+        (r.path, describe(r.layer), "x".join(map(str, r.out_shape)), f"{r.params:,}") for r in rows
+    ]
     head = ("path", "layer", "output", "params")
     widths = [max(len(x[i]) for x in [head, *lines]) for i in range(4)]
 
     def fmt(cells: tuple[str, ...]) -> str:
-        return "  ".join([*(c.ljust(w) for c, w in zip(cells[:3], widths, strict=False)),
-                          cells[3].rjust(widths[3])]).rstrip()
+        return "  ".join(
+            [
+                *(c.ljust(w) for c, w in zip(cells[:3], widths, strict=False)),
+                cells[3].rjust(widths[3]),
+            ]
+        ).rstrip()
 
-    title = (f"{network.name} ({network.variant}) input "
-             f"{'x'.join(map(str, network.input_shape))}, {network.num_classes} classes")
+    title = (
+        f"{network.name} ({network.variant}) input "
+        f"{'x'.join(map(str, network.input_shape))}, {network.num_classes} classes"
+    )
     rule = "-" * len(fmt(head))
     total = sum(r.params for r in rows)
     macs = sum(r.macs for r in rows)
-    return "\n".join([title, fmt(head), rule, *map(fmt, lines), rule,
-                      f"total params {total:,}; MACs per image {macs:,}"])
+    return "\n".join(
+        [
+            title,
+            fmt(head),
+            rule,
+            *map(fmt, lines),
+            rule,
+            f"total params {total:,}; MACs per image {macs:,}",
+        ]
+    )

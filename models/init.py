@@ -41,8 +41,9 @@ def state_keys(network: Network) -> list[tuple[str, tuple[int, ...]]]:
         layer, path = row.layer, row.path
         if isinstance(layer, Conv2D):
             kh, kw = pair(layer.kernel)
-            keys.append((f"{path}.weight", (layer.filters, row.in_shape[0] // layer.groups,
-                                            kh, kw)))
+            keys.append(
+                (f"{path}.weight", (layer.filters, row.in_shape[0] // layer.groups, kh, kw))
+            )
             if layer.bias:
                 keys.append((f"{path}.bias", (layer.filters,)))
         elif isinstance(layer, Dense):
@@ -51,8 +52,10 @@ def state_keys(network: Network) -> list[tuple[str, tuple[int, ...]]]:
                 keys.append((f"{path}.bias", (layer.units,)))
         elif isinstance(layer, BatchNorm):
             channels = (row.in_shape[0],)
-            keys += [(f"{path}.{name}", channels)
-                     for name in ("weight", "bias", "running_mean", "running_var")]
+            keys += [
+                (f"{path}.{name}", channels)
+                for name in ("weight", "bias", "running_mean", "running_var")
+            ]
     return keys
 
 
@@ -75,8 +78,9 @@ def _normal(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> np.
     return out
 
 
-def _trunc_normal(rng: np.random.Generator, shape: tuple[int, ...], std: float,
-                  low: float, high: float) -> np.ndarray:
+def _trunc_normal(
+    rng: np.random.Generator, shape: tuple[int, ...], std: float, low: float, high: float
+) -> np.ndarray:
     """N(0, std^2) restricted to [low, high] (absolute bounds, as torch's trunc_normal_)."""
     out = _normal(rng, shape, std)
     bad = (out < low) | (out > high)

@@ -20,8 +20,10 @@ def refusal(input_shape: tuple[int, int, int], num_classes: int) -> str | None:
     if why:
         return why
     if tuple(input_shape) != INPUT:
-        return (f"lenet is defined for the MNIST family (1x28x28 inputs) only, "
-                f"not {shape_text(tuple(input_shape))}")
+        return (
+            f"lenet is defined for the MNIST family (1x28x28 inputs) only, "
+            f"not {shape_text(tuple(input_shape))}"
+        )
     return None
 
 

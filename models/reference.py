@@ -67,8 +67,10 @@ def forward(
     images = np.asarray(images)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(network.input_shape):
         want = "x".join(map(str, network.input_shape))
-        raise ValueError(f"{network.name} takes images (N, {want.replace('x', ', ')}) "
-                         f"in NCHW, got {images.shape}")
+        raise ValueError(
+            f"{network.name} takes images (N, {want.replace('x', ', ')}) "
+            f"in NCHW, got {images.shape}"
+        )
     out = apply(network.body, weights, images.astype(np.float64), training=training)
     return out.astype(np.float32)
 
@@ -88,11 +90,14 @@ def apply(
         body = apply(node.body, weights, x, training=training, prefix=_join(prefix, "body"))
         if node.shortcut is None:
             return body + x
-        return body + apply(node.shortcut, weights, x, training=training,
-                            prefix=_join(prefix, "shortcut"))
+        return body + apply(
+            node.shortcut, weights, x, training=training, prefix=_join(prefix, "shortcut")
+        )
     if isinstance(node, Concat):
-        outs = [apply(b, weights, x, training=training, prefix=_join(prefix, str(i)))
-                for i, b in enumerate(node.branches)]
+        outs = [
+            apply(b, weights, x, training=training, prefix=_join(prefix, str(i)))
+            for i, b in enumerate(node.branches)
+        ]
         return np.concatenate(outs, axis=1)
     return _layer(node, weights, x, training, prefix)
 
@@ -112,15 +117,27 @@ def _param(weights: Weights, path: str, name: str) -> np.ndarray:
 def _layer(layer: Layer, weights: Weights, x: np.ndarray, training: bool, path: str) -> np.ndarray:
     if isinstance(layer, Conv2D):
         bias = _param(weights, path, "bias") if layer.bias else None
-        return conv2d(x, _param(weights, path, "weight"), bias, stride=layer.stride,
-                      padding=layer.padding, groups=layer.groups)
+        return conv2d(
+            x,
+            _param(weights, path, "weight"),
+            bias,
+            stride=layer.stride,
+            padding=layer.padding,
+            groups=layer.groups,
+        )
     if isinstance(layer, BatchNorm):
         mean = var = None
         if not training:
             mean = _param(weights, path, "running_mean")
             var = _param(weights, path, "running_var")
-        return batch_norm(x, _param(weights, path, "weight"), _param(weights, path, "bias"),
-                          mean, var, eps=layer.eps)
+        return batch_norm(
+            x,
+            _param(weights, path, "weight"),
+            _param(weights, path, "bias"),
+            mean,
+            var,
+            eps=layer.eps,
+        )
     if isinstance(layer, ReLU):
         return np.maximum(x, 0.0)
     if isinstance(layer, MaxPool):
@@ -159,19 +176,20 @@ def conv2d(
     out_c, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw) = pair(stride), pair(padding)
     if c != cg * groups or out_c % groups:
-        raise ValueError(f"conv weight {weight.shape} with groups={groups} does not fit "
-                         f"{c} input channels")
+        raise ValueError(
+            f"conv weight {weight.shape} with groups={groups} does not fit {c} input channels"
+        )
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).transpose(0, 2, 3, 1)  # NHWC
     og = out_c // groups
     out = np.zeros((n * oh * ow, out_c), dtype=np.result_type(x, weight))
     for g in range(groups):
-        xg = xp[..., g * cg:(g + 1) * cg]
-        wg = weight[g * og:(g + 1) * og]  # (og, cg, kh, kw)
-        acc = out[:, g * og:(g + 1) * og]
+        xg = xp[..., g * cg : (g + 1) * cg]
+        wg = weight[g * og : (g + 1) * og]  # (og, cg, kh, kw)
+        acc = out[:, g * og : (g + 1) * og]
         for i in range(kh):
             for j in range(kw):
-                window = xg[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                window = xg[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
                 acc += window.reshape(-1, cg) @ wg[:, :, i, j].T
     if bias is not None:
         out += bias
@@ -200,8 +218,12 @@ def batch_norm(
 
 
 def _pool_geometry(
-    h: int, w: int, kernel: int | tuple[int, int], stride: int | tuple[int, int] | None,
-    padding: int | tuple[int, int], ceil_mode: bool,
+    h: int,
+    w: int,
+    kernel: int | tuple[int, int],
+    stride: int | tuple[int, int] | None,
+    padding: int | tuple[int, int],
+    ceil_mode: bool,
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
     """(kernel, stride, padding, output size) per axis, with torch's output sizes."""
     k = pair(kernel)
@@ -209,24 +231,29 @@ def _pool_geometry(
     p = pair(padding)
     if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
         raise ValueError(f"pool padding {p} must be at most half the kernel {k}")
-    out = (pool_output_size(h, k[0], s[0], p[0], ceil_mode),
-           pool_output_size(w, k[1], s[1], p[1], ceil_mode))
+    out = (
+        pool_output_size(h, k[0], s[0], p[0], ceil_mode),
+        pool_output_size(w, k[1], s[1], p[1], ceil_mode),
+    )
     return k, s, p, out
 
 
 def _padded(x: np.ndarray, k, s, p, out, fill: float) -> np.ndarray:
     """``x`` padded so that every output window fits: p before, enough after."""
-    after = [max(0, (o - 1) * st + kk - size - pp)
-             for o, st, kk, size, pp in zip(out, s, k, x.shape[2:], p, strict=True)]
-    return np.pad(x, ((0, 0), (0, 0), (p[0], after[0]), (p[1], after[1])),
-                  constant_values=fill)
+    after = [
+        max(0, (o - 1) * st + kk - size - pp)
+        for o, st, kk, size, pp in zip(out, s, k, x.shape[2:], p, strict=True)
+    ]
+    return np.pad(x, ((0, 0), (0, 0), (p[0], after[0]), (p[1], after[1])), constant_values=fill)
 
 
 def _windows(xp: np.ndarray, k, s, out):
     """Strided views of ``xp``, one per kernel offset, each of the output's size."""
     for i in range(k[0]):
         for j in range(k[1]):
-            yield xp[:, :, i:i + s[0] * (out[0] - 1) + 1:s[0], j:j + s[1] * (out[1] - 1) + 1:s[1]]
+            yield xp[
+                :, :, i : i + s[0] * (out[0] - 1) + 1 : s[0], j : j + s[1] * (out[1] - 1) + 1 : s[1]
+            ]
 
 
 def max_pool2d(

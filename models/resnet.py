@@ -50,9 +50,14 @@ def bottleneck(in_channels: int, width: int, stride: int) -> Sequential:
     """1x1 (width) -> 3x3 (width, stride) -> 1x1 (4 * width), residual add, ReLU."""
     out = width * EXPANSION
     body = seq(
-        ("conv1", _conv(width, 1)), ("bn1", BatchNorm()), ("relu1", ReLU()),
-        ("conv2", _conv(width, 3, stride, 1)), ("bn2", BatchNorm()), ("relu2", ReLU()),
-        ("conv3", _conv(out, 1)), ("bn3", BatchNorm()),
+        ("conv1", _conv(width, 1)),
+        ("bn1", BatchNorm()),
+        ("relu1", ReLU()),
+        ("conv2", _conv(width, 3, stride, 1)),
+        ("bn2", BatchNorm()),
+        ("relu2", ReLU()),
+        ("conv3", _conv(out, 1)),
+        ("bn3", BatchNorm()),
     )
     shortcut = None
     if stride != 1 or in_channels != out:
@@ -79,12 +84,21 @@ def build(input_shape: tuple[int, int, int], num_classes: int) -> Network:
         raise ModelError(why)
     variant = variant_of(input_shape)
     if variant == "imagenet":
-        stem = [("conv1", _conv(64, 7, 2, 3)), ("bn1", BatchNorm()), ("relu", ReLU()),
-                ("maxpool", MaxPool(3, 2, 1))]
+        stem = [
+            ("conv1", _conv(64, 7, 2, 3)),
+            ("bn1", BatchNorm()),
+            ("relu", ReLU()),
+            ("maxpool", MaxPool(3, 2, 1)),
+        ]
         notes = ("torchvision's AdaptiveAvgPool2d((1, 1)) is written as GlobalAvgPool.",)
     else:
         stem = [("conv1", _conv(64, 3, 1, 1)), ("bn1", BatchNorm()), ("relu", ReLU())]
         notes = ("Small variant (not in torchvision): 3x3/1 stem conv, no stem max pool.",)
-    body = seq(*stem, *stages(), ("avgpool", GlobalAvgPool()), ("flatten", Flatten()),
-               ("fc", Dense(num_classes)))
+    body = seq(
+        *stem,
+        *stages(),
+        ("avgpool", GlobalAvgPool()),
+        ("flatten", Flatten()),
+        ("fc", Dense(num_classes)),
+    )
     return Network("resnet50", variant, tuple(input_shape), num_classes, body, notes)

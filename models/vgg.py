@@ -17,8 +17,7 @@ from __future__ import annotations
 from .common import ModelError, seq, variant_of, variant_refusal
 from .layers import Conv2D, Dense, Dropout, Flatten, MaxPool, Network, Node, ReLU, Sequential
 
-CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-            512, 512, 512, "M")
+CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
 def refusal(input_shape: tuple[int, int, int], num_classes: int) -> str | None:
@@ -43,17 +42,30 @@ def build(input_shape: tuple[int, int, int], num_classes: int) -> Network:
         raise ModelError(why)
     variant = variant_of(input_shape)
     hidden = 4096 if variant == "imagenet" else 512
-    classifier = Sequential((
-        Dense(hidden, init="normal_0.01"), ReLU(), Dropout(0.5),
-        Dense(hidden, init="normal_0.01"), ReLU(), Dropout(0.5),
-        Dense(num_classes, init="normal_0.01"),
-    ))
+    classifier = Sequential(
+        (
+            Dense(hidden, init="normal_0.01"),
+            ReLU(),
+            Dropout(0.5),
+            Dense(hidden, init="normal_0.01"),
+            ReLU(),
+            Dropout(0.5),
+            Dense(num_classes, init="normal_0.01"),
+        )
+    )
     if variant == "imagenet":
-        notes = ("torchvision's AdaptiveAvgPool2d((7, 7)) is omitted: at 224x224 the "
-                 "features are already 7x7, so it is the identity.",)
+        notes = (
+            "torchvision's AdaptiveAvgPool2d((7, 7)) is omitted: at 224x224 the "
+            "features are already 7x7, so it is the identity.",
+        )
     else:
-        notes = ("Small variant (not in torchvision): ceil-mode pools, 512-512-classes "
-                 "classifier on the 512x1x1 features.",)
-    body = seq(("features", _features(ceil_mode=variant == "small")),
-               ("flatten", Flatten()), ("classifier", classifier))
+        notes = (
+            "Small variant (not in torchvision): ceil-mode pools, 512-512-classes "
+            "classifier on the 512x1x1 features.",
+        )
+    body = seq(
+        ("features", _features(ceil_mode=variant == "small")),
+        ("flatten", Flatten()),
+        ("classifier", classifier),
+    )
     return Network("vgg16", variant, tuple(input_shape), num_classes, body, notes)

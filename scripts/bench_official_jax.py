@@ -50,8 +50,9 @@ def official_step(batch: int, size: int, classes: int):
         def __call__(self, x, train: bool):
             norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9)  # noqa: E731
             y = nn.relu(norm()(nn.Conv(self.width, (1, 1), use_bias=False)(x)))
-            y = nn.Conv(self.width, (3, 3), self.stride, padding=((1, 1), (1, 1)),
-                        use_bias=False)(y)
+            y = nn.Conv(self.width, (3, 3), self.stride, padding=((1, 1), (1, 1)), use_bias=False)(
+                y
+            )
             y = nn.relu(norm()(y))
             y = norm()(nn.Conv(self.width * 4, (1, 1), use_bias=False)(y))
             if x.shape[-1] != self.width * 4 or self.stride != 1:
@@ -75,17 +76,23 @@ def official_step(batch: int, size: int, classes: int):
         batch_stats: Any
 
     model = ResNet50(classes)
-    images = jnp.asarray(np.random.default_rng(0).standard_normal((batch, size, size, 3)),
-                         jnp.float32)
+    images = jnp.asarray(
+        np.random.default_rng(0).standard_normal((batch, size, size, 3)), jnp.float32
+    )
     labels = jnp.asarray(np.random.default_rng(1).integers(0, classes, batch), jnp.int32)
     variables = model.init(jax.random.key(0), images[:1], train=False)
-    state = State.create(apply_fn=model.apply, params=variables["params"],
-                         batch_stats=variables["batch_stats"], tx=optax.sgd(0.1, momentum=0.9))
+    state = State.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        tx=optax.sgd(0.1, momentum=0.9),
+    )
 
     def _step(state: State, x, y):
         def loss_fn(params):
             logits, updates = state.apply_fn(
-                {"params": params, "batch_stats": state.batch_stats}, x, mutable=["batch_stats"])
+                {"params": params, "batch_stats": state.batch_stats}, x, mutable=["batch_stats"]
+            )
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
             return loss, updates["batch_stats"]
 
@@ -112,16 +119,21 @@ def harness_step(batch: int, size: int, classes: int):
     from harness.backends.jax.trainer import JaxTrainer
     from harness.spec import RunSpec
 
-    network = dataclasses.replace(models.build("resnet50", (3, 224, 224), classes),
-                                  input_shape=(3, size, size))
-    spec = RunSpec(tool="jax", model="resnet50", dataset="cifar10", batch_size=batch,
-                   learning_rate=0.1)
+    network = dataclasses.replace(
+        models.build("resnet50", (3, 224, 224), classes), input_shape=(3, size, size)
+    )
+    spec = RunSpec(
+        tool="jax", model="resnet50", dataset="cifar10", batch_size=batch, learning_rate=0.1
+    )
     source = datasets.open_source("cifar10", "train", synthetic=True)
-    trainer = JaxTrainer(WorkerContext(spec, network, source, None,
-                                       lambda: models.init_weights(network, 0)))
+    trainer = JaxTrainer(
+        WorkerContext(spec, network, source, None, lambda: models.init_weights(network, 0))
+    )
     rng = np.random.default_rng(0)
-    data = trainer.device_batch(rng.standard_normal((batch, size, size, 3)).astype(np.float32),
-                                rng.integers(0, classes, batch).astype(np.int32))
+    data = trainer.device_batch(
+        rng.standard_normal((batch, size, size, 3)).astype(np.float32),
+        rng.integers(0, classes, batch).astype(np.int32),
+    )
     jax.block_until_ready(data)
     return (lambda: trainer.train_step(data)), models.param_count(network)
 
@@ -165,32 +177,45 @@ def main() -> int:
 
     env = dict(os.environ)
     env.setdefault("JAX_PLATFORMS", "cpu")
-    passed = [f"--{k}={getattr(args, k)}"
-              for k in ("steps", "warmup", "window", "batch", "size", "classes")]
+    passed = [
+        f"--{k}={getattr(args, k)}"
+        for k in ("steps", "warmup", "window", "batch", "size", "classes")
+    ]
     speeds: dict[str, list[float]] = {side: [] for side in SIDES}
     bests: dict[str, list[float]] = {side: [] for side in SIDES}
-    print(f"ResNet-50 v1.5 (ImageNet architecture), {args.size}x{args.size} inputs, "
-          f"{args.classes} classes, batch {args.batch}, {args.steps} timed steps after "
-          f"{args.warmup} warmup, platform {env['JAX_PLATFORMS']}")
+    print(
+        f"ResNet-50 v1.5 (ImageNet architecture), {args.size}x{args.size} inputs, "
+        f"{args.classes} classes, batch {args.batch}, {args.steps} timed steps after "
+        f"{args.warmup} warmup, platform {env['JAX_PLATFORMS']}"
+    )
     for round_ in range(1, args.rounds + 1):
         for side in SIDES if round_ % 2 else SIDES[::-1]:
-            out = subprocess.run([sys.executable, __file__, f"--worker={side}", *passed],
-                                 capture_output=True, text=True, env=env, check=False)
+            out = subprocess.run(
+                [sys.executable, __file__, f"--worker={side}", *passed],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
             if out.returncode:
                 print(out.stderr[-3000:], file=sys.stderr)
                 return 1
             found = json.loads(out.stdout.strip().splitlines()[-1])
             speeds[side].append(found["images_per_sec"])
             bests[side].append(found["best_window"])
-            print(f"round {round_}  {side:8s}  {found['images_per_sec']:8.1f} images/sec"
-                  f"  (best window {found['best_window']:.1f}; {found['params']:,} parameters)",
-                  flush=True)
+            print(
+                f"round {round_}  {side:8s}  {found['images_per_sec']:8.1f} images/sec"
+                f"  (best window {found['best_window']:.1f}; {found['params']:,} parameters)",
+                flush=True,
+            )
     # On a shared machine other load slows whole rounds down: the median over rounds of
     # each process's best window is the least disturbed figure, the plain median the usual.
     for label, values in (("median", speeds), ("median best window", bests)):
         med = {side: statistics.median(v) for side, v in values.items()}
-        print(f"{label}: harness {med['harness']:.1f}, official {med['official']:.1f} "
-              f"images/sec; ratio harness/official {med['harness'] / med['official']:.3f}")
+        print(
+            f"{label}: harness {med['harness']:.1f}, official {med['official']:.1f} "
+            f"images/sec; ratio harness/official {med['harness'] / med['official']:.3f}"
+        )
     return 0
 
 

@@ -52,17 +52,29 @@ def resnet50_imagenet_layout(v1: bool = False):
         body[0] = L.Conv2D(body[0].filters, 1, stride, bias=False, init=HE)
         body[3] = L.Conv2D(body[3].filters, 3, 1, 1, bias=False, init=HE)
         new_body = L.Sequential(tuple(body), residual.body.names)
-        return L.Sequential((L.Residual(new_body, residual.shortcut), *block.layers[1:]),
-                            block.names)
+        return L.Sequential(
+            (L.Residual(new_body, residual.shortcut), *block.layers[1:]), block.names
+        )
 
     named = stages()
     if v1:
-        named = [(name, L.Sequential(tuple(move_stride(b) for b in stage.layers)))
-                 for name, stage in named]
-    stem = [("conv1", L.Conv2D(64, 7, 2, 3, bias=False, init=HE)), ("bn1", L.BatchNorm()),
-            ("relu", L.ReLU()), ("maxpool", L.MaxPool(3, 2, 1))]
-    body = seq(*stem, *named, ("avgpool", L.GlobalAvgPool()), ("flatten", L.Flatten()),
-               ("fc", L.Dense(CLASSES)))
+        named = [
+            (name, L.Sequential(tuple(move_stride(b) for b in stage.layers)))
+            for name, stage in named
+        ]
+    stem = [
+        ("conv1", L.Conv2D(64, 7, 2, 3, bias=False, init=HE)),
+        ("bn1", L.BatchNorm()),
+        ("relu", L.ReLU()),
+        ("maxpool", L.MaxPool(3, 2, 1)),
+    ]
+    body = seq(
+        *stem,
+        *named,
+        ("avgpool", L.GlobalAvgPool()),
+        ("flatten", L.Flatten()),
+        ("fc", L.Dense(CLASSES)),
+    )
     return L.Network("resnet50", "imagenet", SHAPE, CLASSES, body)
 
 
@@ -73,11 +85,17 @@ def _harness_step(args: argparse.Namespace, v1: bool):
     from harness.spec import RunSpec
 
     network = resnet50_imagenet_layout(v1)
-    spec = RunSpec(tool="mxnet", model="resnet50", dataset="cifar10",
-                   batch_size=args.batch_size, learning_rate=args.lr)
+    spec = RunSpec(
+        tool="mxnet",
+        model="resnet50",
+        dataset="cifar10",
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+    )
     source = datasets.open_source("cifar10", "train", synthetic=True)
-    trainer = MXNetTrainer(WorkerContext(spec, network, source, None,
-                                         lambda: models.init_weights(network, 0)))
+    trainer = MXNetTrainer(
+        WorkerContext(spec, network, source, None, lambda: models.init_weights(network, 0))
+    )
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -103,8 +121,9 @@ def _official_step(args: argparse.Namespace):
     net.hybridize(static_alloc=True, static_shape=True)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     loss_fn.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(net.collect_params(), "sgd",
-                            {"learning_rate": args.lr, "momentum": 0.9, "wd": 0.0})
+    trainer = gluon.Trainer(
+        net.collect_params(), "sgd", {"learning_rate": args.lr, "momentum": 0.9, "wd": 0.0}
+    )
     x = mx.nd.random.normal(shape=(args.batch_size, *SHAPE))
     y = mx.nd.array(mx.nd.random.randint(0, CLASSES, shape=(args.batch_size,)), dtype="int32")
 
@@ -134,8 +153,20 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(name: str, args: argparse.Namespace) -> float:
-    command = [sys.executable, __file__, "--child", name, "--batch-size", str(args.batch_size),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--lr", str(args.lr)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--batch-size",
+        str(args.batch_size),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--lr",
+        str(args.lr),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     if out.returncode:
         raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
@@ -160,14 +191,19 @@ def main() -> None:
     from harness.models import macs_per_image, param_count
 
     speeds: dict[str, list[float]] = {name: [] for name in CONTESTANTS}
-    print(f"MXNet {mx.__version__}, CPU, ResNet50 ImageNet layout on {SHAPE}, {CLASSES} "
-          f"classes, batch {args.batch_size}, {args.warmup} warmup + {args.steps} timed steps")
+    print(
+        f"MXNet {mx.__version__}, CPU, ResNet50 ImageNet layout on {SHAPE}, {CLASSES} "
+        f"classes, batch {args.batch_size}, {args.warmup} warmup + {args.steps} timed steps"
+    )
     for index in range(args.rounds):
         order = CONTESTANTS if index % 2 == 0 else CONTESTANTS[::-1]
         for name in order:
             speeds[name].append(run_child(name, args))
-        print(f"round {index + 1}: " + ", ".join(
-            f"{name} {speeds[name][-1]:.1f}" for name in CONTESTANTS) + " images/sec")
+        print(
+            f"round {index + 1}: "
+            + ", ".join(f"{name} {speeds[name][-1]:.1f}" for name in CONTESTANTS)
+            + " images/sec"
+        )
     median = {name: statistics.median(values) for name, values in speeds.items()}
     for name in CONTESTANTS:
         print(f"median {name:10s} {median[name]:8.1f} images/sec")
@@ -175,11 +211,15 @@ def main() -> None:
     print(f"ratio harness-v1/official {median['harness-v1'] / median['official']:.3f}")
     v15 = macs_per_image(resnet50_imagenet_layout(False))
     v1 = macs_per_image(resnet50_imagenet_layout(True))
-    print(f"MACs per image: v1.5 {v15 / 1e6:.1f} M, v1 {v1 / 1e6:.1f} M "
-          f"(v1.5 does {v15 / v1:.3f}x the work)")
-    print(f"parameters: harness {param_count(resnet50_imagenet_layout(False)):,}, "
-          f"harness-v1 {param_count(resnet50_imagenet_layout(True)):,}, "
-          f"official {official_params():,}")
+    print(
+        f"MACs per image: v1.5 {v15 / 1e6:.1f} M, v1 {v1 / 1e6:.1f} M "
+        f"(v1.5 does {v15 / v1:.3f}x the work)"
+    )
+    print(
+        f"parameters: harness {param_count(resnet50_imagenet_layout(False)):,}, "
+        f"harness-v1 {param_count(resnet50_imagenet_layout(True)):,}, "
+        f"official {official_params():,}"
+    )
 
 
 def official_params() -> int:

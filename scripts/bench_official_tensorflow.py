@@ -101,11 +101,20 @@ print(json.dumps({"images_per_sec": batch * steps / seconds, "params": models.pa
 
 
 def measure(code: str, args: argparse.Namespace) -> dict[str, float]:
-    argv = [str(args.size), str(args.classes), str(args.batch_size), str(args.warmup),
-            str(args.steps), str(args.lr), "true" if args.xla else "false", str(args.threads)]
+    argv = [
+        str(args.size),
+        str(args.classes),
+        str(args.batch_size),
+        str(args.warmup),
+        str(args.steps),
+        str(args.lr),
+        "true" if args.xla else "false",
+        str(args.threads),
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                         env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env
+    )
     if out.returncode != 0:
         raise SystemExit(f"measurement failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -126,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: dict[str, list[float]] = {"harness": [], "official": []}
     info: dict[str, dict[str, float]] = {}
-    print(f"ResNet-50, {args.size}x{args.size}x3, {args.classes} classes, batch "
-          f"{args.batch_size}, CPU, xla={args.xla}; {args.steps} timed steps after "
-          f"{args.warmup} warmup")
+    print(
+        f"ResNet-50, {args.size}x{args.size}x3, {args.classes} classes, batch "
+        f"{args.batch_size}, CPU, xla={args.xla}; {args.steps} timed steps after "
+        f"{args.warmup} warmup"
+    )
     for round_ in range(1, args.rounds + 1):
         order = ["harness", "official"] if round_ % 2 else ["official", "harness"]
         line = []
@@ -139,11 +150,15 @@ def main(argv: list[str] | None = None) -> int:
             line.append(f"{name} {result['images_per_sec']:8.1f} img/s")
         print(f"round {round_}: " + "   ".join(line), flush=True)
     harness, official = (statistics.median(runs[k]) for k in ("harness", "official"))
-    print(f"median: harness {harness:.1f} img/s, official {official:.1f} img/s, "
-          f"ratio harness/official {harness / official:.3f}")
-    print(f"trainable parameters: harness (v1.5, no conv bias) {info['harness']['params']:,}, "
-          f"official Keras (v1, conv biases) {info['official']['params']:,}; harness MACs per "
-          f"image {info['harness']['macs']:,}")
+    print(
+        f"median: harness {harness:.1f} img/s, official {official:.1f} img/s, "
+        f"ratio harness/official {harness / official:.3f}"
+    )
+    print(
+        f"trainable parameters: harness (v1.5, no conv bias) {info['harness']['params']:,}, "
+        f"official Keras (v1, conv biases) {info['official']['params']:,}; harness MACs per "
+        f"image {info['harness']['macs']:,}"
+    )
     return 0
 
 

@@ -49,19 +49,32 @@ def vocabulary_network(dropout: bool = True) -> Network:
     inputs, padded max pooling, average pooling counting padding and with a ceil-mode
     window clipped at the edge, Concat, both Residual kinds, a Flatten of a 2x2 map.
     """
+
     def seq(*layers):
         return Sequential(tuple(layers))
 
     body = seq(
-        Conv2D(6, 3, padding=1), BatchNorm(), ReLU(),
+        Conv2D(6, 3, padding=1),
+        BatchNorm(),
+        ReLU(),
         Residual(seq(Conv2D(6, 3, padding=1, groups=2, bias=False), BatchNorm())),
         MaxPool(3, 2, ceil_mode=True),  # 12 -> 6
-        Concat((seq(MaxPool(3, 1, 1), Conv2D(4, 1)),
-                seq(AvgPool(3, 1, 1, ceil_mode=True), Conv2D(3, 1, bias=False)))),
+        Concat(
+            (
+                seq(MaxPool(3, 1, 1), Conv2D(4, 1)),
+                seq(AvgPool(3, 1, 1, ceil_mode=True), Conv2D(3, 1, bias=False)),
+            )
+        ),
         AvgPool(3, 2, ceil_mode=True),  # 6 -> 3, the last window clipped to 2 pixels
-        Residual(seq(Conv2D(8, 3, 2, 1, bias=False), BatchNorm(momentum=0.3)),
-                 seq(Conv2D(8, 1, 2, bias=False), BatchNorm(eps=1e-3))),
-        Flatten(), *([Dropout(0.5)] if dropout else []), Dense(16), ReLU(), Dense(5),
+        Residual(
+            seq(Conv2D(8, 3, 2, 1, bias=False), BatchNorm(momentum=0.3)),
+            seq(Conv2D(8, 1, 2, bias=False), BatchNorm(eps=1e-3)),
+        ),
+        Flatten(),
+        *([Dropout(0.5)] if dropout else []),
+        Dense(16),
+        ReLU(),
+        Dense(5),
     )
     return Network("vocabulary", "small", (3, 12, 12), 5, body)
 
@@ -147,8 +160,10 @@ def test_every_layer_kind_matches_the_reference(train: bool) -> None:
     network = vocabulary_network(dropout=False)
     weights = perturbed(models.init_weights(network, 4))
     images = np.random.default_rng(2).standard_normal((4, 3, 12, 12)).astype(np.float32)
-    assert_close(flax_forward(network, weights, images, train=train),
-                 forward(network, weights, images, training=train))
+    assert_close(
+        flax_forward(network, weights, images, train=train),
+        forward(network, weights, images, training=train),
+    )
 
 
 def test_canonical_state_round_trips_exactly() -> None:
@@ -188,8 +203,15 @@ def make_trainer(network: Network, **spec_fields):
     fields = {"batch_size": 8, "learning_rate": 0.01, **spec_fields}
     spec = RunSpec(tool="jax", model=network.name, dataset="mnist", **fields)
     source = datasets.open_source("mnist", "train", synthetic=True)
-    ctx = WorkerContext(spec, network, source, None, lambda: models.init_weights(network, 0),
-                        local_devices=spec.devices, total_devices=spec.devices)
+    ctx = WorkerContext(
+        spec,
+        network,
+        source,
+        None,
+        lambda: models.init_weights(network, 0),
+        local_devices=spec.devices,
+        total_devices=spec.devices,
+    )
     return JaxTrainer(ctx)
 
 
@@ -239,8 +261,9 @@ def test_first_step_is_torch_sgd_and_running_stats_use_flax_momentum() -> None:
     variables = to_variables(network, weights)
 
     def loss(params):
-        logits, _ = module.apply({**variables, "params": params}, nhwc(images), train=True,
-                                 mutable=["batch_stats"])
+        logits, _ = module.apply(
+            {**variables, "params": params}, nhwc(images), train=True, mutable=["batch_stats"]
+        )
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
     grads = jax.grad(loss)(variables["params"])
@@ -251,8 +274,12 @@ def test_first_step_is_torch_sgd_and_running_stats_use_flax_momentum() -> None:
     for key, value in expected.items():
         if not models.is_buffer(key):
             np.testing.assert_allclose(state[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
-    conv = conv2d(images.astype(np.float64), weights["0.weight"].astype(np.float64),
-                  weights["0.bias"].astype(np.float64), padding=1)
+    conv = conv2d(
+        images.astype(np.float64),
+        weights["0.weight"].astype(np.float64),
+        weights["0.bias"].astype(np.float64),
+        padding=1,
+    )
     mean, var = conv.mean(axis=(0, 2, 3)), conv.var(axis=(0, 2, 3))  # biased, as flax
     np.testing.assert_allclose(state["1.running_mean"], 0.1 * mean, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(state["1.running_var"], 0.9 + 0.1 * var, rtol=1e-4, atol=1e-6)
@@ -285,7 +312,8 @@ def test_out_of_memory_is_recognised() -> None:
     from harness.backends.jax.trainer import JaxTrainer
 
     oom = jax.errors.JaxRuntimeError(
-        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 25.00GiB.")
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 25.00GiB."
+    )
     assert JaxTrainer.is_out_of_memory(oom)
     assert JaxTrainer.is_out_of_memory(MemoryError())
     assert not JaxTrainer.is_out_of_memory(jax.errors.JaxRuntimeError("INVALID_ARGUMENT: x"))
@@ -300,8 +328,10 @@ def test_plugin_registration_and_run_env(monkeypatch: pytest.MonkeyPatch) -> Non
     assert INFO.worker_env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/x --xla_force_host_platform_device_count=7")
     env = run_env(RunSpec("jax", "lenet", "mnist", cpu_devices=3))
-    assert env == {"JAX_PLATFORMS": "cpu", "XLA_FLAGS":
-                   "--xla_dump_to=/x --xla_force_host_platform_device_count=3"}
+    assert env == {
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_dump_to=/x --xla_force_host_platform_device_count=3",
+    }
     assert run_env(RunSpec("jax", "lenet", "mnist")) == {"JAX_PLATFORMS": "cpu"}
     assert run_env(RunSpec("jax", "lenet", "mnist", num_gpus=2)) == {}
 
@@ -336,11 +366,13 @@ print(json.dumps(out))
 
 def test_two_cpu_devices_in_one_process(repo: Path) -> None:
     """2 devices x 4 images == 1 device x 8 images without batch norm; replicas in sync."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
+    )
     code = _TWO_DEVICES.format(tests=str(repo / "tests"))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     for name in ("lenet", "vocabulary"):
@@ -356,9 +388,10 @@ def test_two_cpu_devices_in_one_process(repo: Path) -> None:
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness", "--tool", "jax", "--idle-baseline", "0", "--json",
-         *args],
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "harness", "--tool", "jax", "--idle-baseline", "0", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -369,9 +402,25 @@ def result_of(out: subprocess.CompletedProcess[str]) -> dict:
 
 def test_cli_run_on_synthetic_data_with_a_compile_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    result = result_of(cli("--model", "lenet", "--dataset", "mnist", "--synthetic",
-                           "--warmup-steps", "2", "--steps", "5", "--repeats", "2",
-                           "-o", f"compile_cache={cache}", "--output-dir", str(tmp_path)))
+    result = result_of(
+        cli(
+            "--model",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--synthetic",
+            "--warmup-steps",
+            "2",
+            "--steps",
+            "5",
+            "--repeats",
+            "2",
+            "-o",
+            f"compile_cache={cache}",
+            "--output-dir",
+            str(tmp_path),
+        )
+    )
     assert result["summary"]["status"] == "ok"
     assert result["framework"]["framework"] == "jax"
     assert result["framework"]["compile_cache"] == str(cache.resolve())
@@ -383,10 +432,27 @@ def test_cli_run_on_synthetic_data_with_a_compile_cache(tmp_path: Path) -> None:
 
 def test_cli_trains_real_format_data(tmp_path: Path) -> None:
     data = write_learnable_mnist(tmp_path / "data", "mnist")
-    result = result_of(cli("--model", "lenet", "--dataset", "mnist", "--real",
-                           "--data-dir", str(data), "--epochs", "2", "--batch-size", "8",
-                           "--warmup-steps", "1", "--repeats", "1",
-                           "--output-dir", str(tmp_path / "logs")))
+    result = result_of(
+        cli(
+            "--model",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--real",
+            "--data-dir",
+            str(data),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--warmup-steps",
+            "1",
+            "--repeats",
+            "1",
+            "--output-dir",
+            str(tmp_path / "logs"),
+        )
+    )
     record = result["repeats"][0]
     assert result["synthetic"] is False
     assert record["plan"]["steps_per_epoch"] == 256 // 8
@@ -398,10 +464,29 @@ def test_cli_trains_real_format_data(tmp_path: Path) -> None:
 
 def test_cli_two_cpu_devices_keep_replicas_in_sync(tmp_path: Path) -> None:
     weights = tmp_path / "weights"
-    result = result_of(cli("--model", "lenet", "--dataset", "mnist", "--synthetic",
-                           "--cpu-devices", "2", "--batch-size", "8", "--warmup-steps", "2",
-                           "--steps", "4", "--repeats", "1", "--dump-weights", str(weights),
-                           "--output-dir", str(tmp_path / "logs")))
+    result = result_of(
+        cli(
+            "--model",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--synthetic",
+            "--cpu-devices",
+            "2",
+            "--batch-size",
+            "8",
+            "--warmup-steps",
+            "2",
+            "--steps",
+            "4",
+            "--repeats",
+            "1",
+            "--dump-weights",
+            str(weights),
+            "--output-dir",
+            str(tmp_path / "logs"),
+        )
+    )
     record = result["repeats"][0]
     assert result["launcher"] == "local" and result["processes"] == 1
     assert result["global_batch"] == 16

@@ -46,8 +46,12 @@ from harness.models.layers import (
 )
 
 MNIST, CIFAR, IMAGENET = (1, 28, 28), (3, 32, 32), (3, 224, 224)
-PAIRS = [(n, s, c) for n in MODELS for s, c in ((MNIST, 10), (CIFAR, 10), (IMAGENET, 1000))
-         if not (n == "lenet" and s != MNIST)]
+PAIRS = [
+    (n, s, c)
+    for n in MODELS
+    for s, c in ((MNIST, 10), (CIFAR, 10), (IMAGENET, 1000))
+    if not (n == "lenet" and s != MNIST)
+]
 
 REFERENCE_COUNTS = {
     ("lenet", MNIST, 10): 431_080,
@@ -193,10 +197,19 @@ def test_unsupported_sizes_refused(name, shape):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize(("shape", "classes"), [
-    ((0, 28, 28), 10), ((28, 28), 10), ((1, 28, 28, 1), 10), ("1x28x28", 10),
-    ((1.0, 28, 28), 10), ((1, 28, 28), 0), ((1, 28, 28), True), ((1, 28, 28), 2.5),
-])
+@pytest.mark.parametrize(
+    ("shape", "classes"),
+    [
+        ((0, 28, 28), 10),
+        ((28, 28), 10),
+        ((1, 28, 28, 1), 10),
+        ("1x28x28", 10),
+        ((1.0, 28, 28), 10),
+        ((1, 28, 28), 0),
+        ((1, 28, 28), True),
+        ((1, 28, 28), 2.5),
+    ],
+)
 def test_malformed_inputs_refused(name, shape, classes):
     assert refusal(name, shape, classes)
     with pytest.raises(ModelError):
@@ -229,27 +242,48 @@ def test_walk_paths_unique_and_well_formed(name, shape, classes):
 
 
 def test_path_rules():
-    tree = Sequential((
-        Conv2D(4, 3, padding=1),
-        Residual(Sequential((Conv2D(4, 1), BatchNorm()), ("c", "bn")),
-                 Sequential((Conv2D(4, 1),))),
-        Residual(Sequential((ReLU(),))),
-        Concat((Sequential((Conv2D(2, 1),)), Sequential((MaxPool(3, 1, 1), Conv2D(3, 1))))),
-    ), names=("stem", "res", "ident", "cat"))
+    tree = Sequential(
+        (
+            Conv2D(4, 3, padding=1),
+            Residual(
+                Sequential((Conv2D(4, 1), BatchNorm()), ("c", "bn")), Sequential((Conv2D(4, 1),))
+            ),
+            Residual(Sequential((ReLU(),))),
+            Concat((Sequential((Conv2D(2, 1),)), Sequential((MaxPool(3, 1, 1), Conv2D(3, 1))))),
+        ),
+        names=("stem", "res", "ident", "cat"),
+    )
     assert [p for p, _ in walk(tree)] == [
-        "stem", "res.body.c", "res.body.bn", "res.shortcut.0", "ident.body.0",
-        "cat.0.0", "cat.1.0", "cat.1.1"]
+        "stem",
+        "res.body.c",
+        "res.body.bn",
+        "res.shortcut.0",
+        "ident.body.0",
+        "cat.0.0",
+        "cat.1.0",
+        "cat.1.1",
+    ]
     assert next(p for p, _ in walk(tree, "net")) == "net.stem"
     assert infer(tree, (3, 8, 8))[-1].out_shape == (3, 8, 8)
 
 
 def test_known_paths_match_torchvision_where_possible():
     assert {"features.0", "features.28", "classifier.6"} <= {
-        p for p, _ in walk(build("vgg16", IMAGENET, 1000))}
+        p for p, _ in walk(build("vgg16", IMAGENET, 1000))
+    }
     assert {"features.10", "classifier.1", "classifier.6"} <= {
-        p for p, _ in walk(build("alexnet", IMAGENET, 1000))}
+        p for p, _ in walk(build("alexnet", IMAGENET, 1000))
+    }
     assert [p for p, _ in walk(build("lenet", MNIST, 10))] == [
-        "conv1", "pool1", "conv2", "pool2", "flatten", "ip1", "relu1", "ip2"]
+        "conv1",
+        "pool1",
+        "conv2",
+        "pool2",
+        "flatten",
+        "ip1",
+        "relu1",
+        "ip2",
+    ]
 
 
 def test_walk_rejects_bad_names():
@@ -264,16 +298,19 @@ def test_walk_rejects_bad_names():
 # --- shape inference ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    ((112, 3, 2, 0, True), 56),  # GoogLeNet maxpool1
-    ((112, 3, 2, 0, False), 55),
-    ((5, 2, 2, 1, True), 3),  # ceil would give 4, but that window starts in the right pad
-    ((5, 2, 2, 0, True), 3),
-    ((7, 2, 2, 0, True), 4),
-    ((7, 2, 2, 0, False), 3),
-    ((14, 2, 2, 0, True), 7),
-    ((28, 3, 2, 1, False), 14),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((112, 3, 2, 0, True), 56),  # GoogLeNet maxpool1
+        ((112, 3, 2, 0, False), 55),
+        ((5, 2, 2, 1, True), 3),  # ceil would give 4, but that window starts in the right pad
+        ((5, 2, 2, 0, True), 3),
+        ((7, 2, 2, 0, True), 4),
+        ((7, 2, 2, 0, False), 3),
+        ((14, 2, 2, 0, True), 7),
+        ((28, 3, 2, 1, False), 14),
+    ],
+)
 def test_pool_output_size_is_pytorchs(args, expected):
     assert pool_output_size(*args) == expected
 
@@ -287,29 +324,35 @@ def test_pool_padding_reproduces_ceil_mode():
 
 
 def test_conv_dense_counts_on_a_small_tree():
-    tree = Sequential((Conv2D(8, 3, 2, 1, groups=1), BatchNorm(), ReLU(), GlobalAvgPool(),
-                       Flatten(), Dense(5)))
+    tree = Sequential(
+        (Conv2D(8, 3, 2, 1, groups=1), BatchNorm(), ReLU(), GlobalAvgPool(), Flatten(), Dense(5))
+    )
     rows = infer(tree, (4, 9, 9))
-    assert [r.out_shape for r in rows] == [(8, 5, 5), (8, 5, 5), (8, 5, 5), (8, 1, 1), (8,),
-                                           (5,)]
+    assert [r.out_shape for r in rows] == [(8, 5, 5), (8, 5, 5), (8, 5, 5), (8, 1, 1), (8,), (5,)]
     assert [r.params for r in rows] == [8 * 4 * 9 + 8, 16, 0, 0, 0, 8 * 5 + 5]
     assert rows[0].macs == 5 * 5 * 8 * 4 * 9 and rows[-1].macs == 40
     grouped = infer(Sequential((Conv2D(6, 3, groups=2, bias=False),)), (4, 5, 5))[0]
     assert grouped.params == 6 * 2 * 9 and grouped.macs == 3 * 3 * 6 * 2 * 9
 
 
-@pytest.mark.parametrize(("tree", "shape", "match"), [
-    (Sequential((Conv2D(4, 5),)), (1, 3, 3), "output would be"),
-    (Sequential((MaxPool(2), MaxPool(2))), (1, 3, 3), "output would be"),
-    (Sequential((MaxPool(2, padding=2),)), (1, 8, 8), "half the kernel"),
-    (Sequential((Dense(3),)), (1, 4, 4), "Flatten"),
-    (Sequential((Flatten(), Conv2D(2, 1))), (1, 4, 4), r"\(C, H, W\)"),
-    (Sequential((Conv2D(4, 1, groups=3),)), (4, 4, 4), "groups"),
-    (Residual(Sequential((Conv2D(4, 3),))), (4, 8, 8), "residual"),
-    (Residual(Sequential((Conv2D(8, 1),)), Sequential((Conv2D(8, 1, 2),))), (4, 8, 8),
-     "residual"),
-    (Concat((Sequential((Conv2D(2, 1),)), Sequential((Conv2D(2, 3),)))), (4, 8, 8), "Concat"),
-])
+@pytest.mark.parametrize(
+    ("tree", "shape", "match"),
+    [
+        (Sequential((Conv2D(4, 5),)), (1, 3, 3), "output would be"),
+        (Sequential((MaxPool(2), MaxPool(2))), (1, 3, 3), "output would be"),
+        (Sequential((MaxPool(2, padding=2),)), (1, 8, 8), "half the kernel"),
+        (Sequential((Dense(3),)), (1, 4, 4), "Flatten"),
+        (Sequential((Flatten(), Conv2D(2, 1))), (1, 4, 4), r"\(C, H, W\)"),
+        (Sequential((Conv2D(4, 1, groups=3),)), (4, 4, 4), "groups"),
+        (Residual(Sequential((Conv2D(4, 3),))), (4, 8, 8), "residual"),
+        (
+            Residual(Sequential((Conv2D(8, 1),)), Sequential((Conv2D(8, 1, 2),))),
+            (4, 8, 8),
+            "residual",
+        ),
+        (Concat((Sequential((Conv2D(2, 1),)), Sequential((Conv2D(2, 3),)))), (4, 8, 8), "Concat"),
+    ],
+)
 def test_impossible_shapes_raise_clear_errors(tree, shape, match):
     with pytest.raises(ValueError, match=match):
         infer(tree, shape)
@@ -317,8 +360,12 @@ def test_impossible_shapes_raise_clear_errors(tree, shape, match):
 
 def test_floor_mode_vgg_would_fail_at_28():
     net = build("vgg16", MNIST, 10)
-    floor = Sequential(tuple(MaxPool(2, 2) if isinstance(layer, MaxPool) else layer
-                             for layer in net.body.layers[0].layers))
+    floor = Sequential(
+        tuple(
+            MaxPool(2, 2) if isinstance(layer, MaxPool) else layer
+            for layer in net.body.layers[0].layers
+        )
+    )
     with pytest.raises(ValueError, match="output would be 0x0"):
         infer(floor, MNIST)
 
@@ -342,8 +389,10 @@ def test_state_keys_are_cheap_and_consistent(name, shape, classes):
     assert trainable == param_count(net)
 
 
-@pytest.mark.parametrize(("name", "shape", "classes"),
-                         [p for p in PAIRS if p[1] != IMAGENET] + [("resnet50", IMAGENET, 1000)])
+@pytest.mark.parametrize(
+    ("name", "shape", "classes"),
+    [p for p in PAIRS if p[1] != IMAGENET] + [("resnet50", IMAGENET, 1000)],
+)
 def test_init_matches_state_keys(name, shape, classes):
     net = build(name, shape, classes)
     state = init_weights(net, seed=0)

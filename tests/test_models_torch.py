@@ -19,21 +19,27 @@ def _references(torch):
     nn, F = torch.nn, torch.nn.functional
 
     def _basic(cin: int, cout: int, **kw) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(cin, cout, bias=False, **kw),
-                             nn.BatchNorm2d(cout, eps=1e-3), nn.ReLU())
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, bias=False, **kw), nn.BatchNorm2d(cout, eps=1e-3), nn.ReLU()
+        )
 
     class _Inception(nn.Module):
         def __init__(self, cin: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, proj: int):
             super().__init__()
-            self.branches = nn.ModuleList([
-                _basic(cin, c1, kernel_size=1),
-                nn.Sequential(_basic(cin, c3r, kernel_size=1),
-                              _basic(c3r, c3, kernel_size=3, padding=1)),
-                nn.Sequential(_basic(cin, c5r, kernel_size=1),
-                              _basic(c5r, c5, kernel_size=3, padding=1)),
-                nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True),
-                              _basic(cin, proj, kernel_size=1)),
-            ])
+            self.branches = nn.ModuleList(
+                [
+                    _basic(cin, c1, kernel_size=1),
+                    nn.Sequential(
+                        _basic(cin, c3r, kernel_size=1), _basic(c3r, c3, kernel_size=3, padding=1)
+                    ),
+                    nn.Sequential(
+                        _basic(cin, c5r, kernel_size=1), _basic(c5r, c5, kernel_size=3, padding=1)
+                    ),
+                    nn.Sequential(
+                        nn.MaxPool2d(3, 1, 1, ceil_mode=True), _basic(cin, proj, kernel_size=1)
+                    ),
+                ]
+            )
 
         def forward(self, x):
             return torch.cat([b(x) for b in self.branches], 1)
@@ -43,31 +49,56 @@ def _references(torch):
             stem = [_basic(cin, 192, kernel_size=3, padding=1)]
             pool3, pool4 = nn.MaxPool2d(3, 2, 1), nn.MaxPool2d(3, 2, 1)
         else:
-            stem = [_basic(cin, 64, kernel_size=7, stride=2, padding=3),
-                    nn.MaxPool2d(3, 2, ceil_mode=True), _basic(64, 64, kernel_size=1),
-                    _basic(64, 192, kernel_size=3, padding=1), nn.MaxPool2d(3, 2, ceil_mode=True)]
+            stem = [
+                _basic(cin, 64, kernel_size=7, stride=2, padding=3),
+                nn.MaxPool2d(3, 2, ceil_mode=True),
+                _basic(64, 64, kernel_size=1),
+                _basic(64, 192, kernel_size=3, padding=1),
+                nn.MaxPool2d(3, 2, ceil_mode=True),
+            ]
             pool3, pool4 = nn.MaxPool2d(3, 2, ceil_mode=True), nn.MaxPool2d(2, 2, ceil_mode=True)
-        cfg = [(192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 64), pool3,
-               (480, 192, 96, 208, 16, 48, 64), (512, 160, 112, 224, 24, 64, 64),
-               (512, 128, 128, 256, 24, 64, 64), (512, 112, 144, 288, 32, 64, 64),
-               (528, 256, 160, 320, 32, 128, 128), pool4,
-               (832, 256, 160, 320, 32, 128, 128), (832, 384, 192, 384, 48, 128, 128)]
+        cfg = [
+            (192, 64, 96, 128, 16, 32, 32),
+            (256, 128, 128, 192, 32, 96, 64),
+            pool3,
+            (480, 192, 96, 208, 16, 48, 64),
+            (512, 160, 112, 224, 24, 64, 64),
+            (512, 128, 128, 256, 24, 64, 64),
+            (512, 112, 144, 288, 32, 64, 64),
+            (528, 256, 160, 320, 32, 128, 128),
+            pool4,
+            (832, 256, 160, 320, 32, 128, 128),
+            (832, 384, 192, 384, 48, 128, 128),
+        ]
         blocks = [c if isinstance(c, nn.Module) else _Inception(*c) for c in cfg]
-        return nn.Sequential(*stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
-                             nn.Linear(1024, classes))
+        return nn.Sequential(
+            *stem,
+            *blocks,
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(0.2),
+            nn.Linear(1024, classes),
+        )
 
     class _Bottleneck(nn.Module):
         def __init__(self, cin: int, width: int, stride: int):
             super().__init__()
             out = 4 * width
             self.body = nn.Sequential(
-                nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                nn.Conv2d(width, out, 1, bias=False), nn.BatchNorm2d(out))
+                nn.Conv2d(cin, width, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.Conv2d(width, width, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.Conv2d(width, out, 1, bias=False),
+                nn.BatchNorm2d(out),
+            )
             self.down: nn.Module = nn.Identity()
             if stride != 1 or cin != out:
-                self.down = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False),
-                                          nn.BatchNorm2d(out))
+                self.down = nn.Sequential(
+                    nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out)
+                )
 
         def forward(self, x):
             return F.relu(self.body(x) + self.down(x))
@@ -76,15 +107,20 @@ def _references(torch):
         if small:
             layers = [nn.Conv2d(cin, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
         else:
-            layers = [nn.Conv2d(cin, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                      nn.MaxPool2d(3, 2, 1)]
+            layers = [
+                nn.Conv2d(cin, 64, 7, 2, 3, bias=False),
+                nn.BatchNorm2d(64),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2, 1),
+            ]
         width_in = 64
         for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
             for block in range(blocks):
                 layers.append(_Bottleneck(width_in, width, stride if block == 0 else 1))
                 width_in = 4 * width
-        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                             nn.Linear(2048, classes))
+        return nn.Sequential(
+            *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, classes)
+        )
 
     def vgg16(cin: int, classes: int, small: bool) -> nn.Module:
         layers: list[nn.Module] = []
@@ -95,9 +131,17 @@ def _references(torch):
             else:
                 layers.append(nn.MaxPool2d(2, 2, ceil_mode=small))
         hidden, flat = (512, 512) if small else (4096, 512 * 7 * 7)
-        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(),
-                             nn.Dropout(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(),
-                             nn.Linear(hidden, classes))
+        return nn.Sequential(
+            *layers,
+            nn.Flatten(),
+            nn.Linear(flat, hidden),
+            nn.ReLU(),
+            nn.Dropout(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Dropout(),
+            nn.Linear(hidden, classes),
+        )
 
     def alexnet(cin: int, classes: int, small: bool) -> nn.Module:
         if small:
@@ -107,20 +151,48 @@ def _references(torch):
             k, conv1, hidden, flat = 5, nn.Conv2d(cin, 64, 11, 4, 2), 4096, 256 * 6 * 6
             pool = nn.MaxPool2d(3, 2)
         return nn.Sequential(
-            conv1, nn.ReLU(), pool, nn.Conv2d(64, 192, k, padding=k // 2), nn.ReLU(), pool,
-            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), pool, nn.Flatten(),
-            nn.Dropout(), nn.Linear(flat, hidden), nn.ReLU(),
-            nn.Dropout(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+            conv1,
+            nn.ReLU(),
+            pool,
+            nn.Conv2d(64, 192, k, padding=k // 2),
+            nn.ReLU(),
+            pool,
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(),
+            pool,
+            nn.Flatten(),
+            nn.Dropout(),
+            nn.Linear(flat, hidden),
+            nn.ReLU(),
+            nn.Dropout(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, classes),
+        )
 
     def lenet(cin: int, classes: int, small: bool) -> nn.Module:
-        return nn.Sequential(nn.Conv2d(cin, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5),
-                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(),
-                             nn.Linear(500, classes))
+        return nn.Sequential(
+            nn.Conv2d(cin, 20, 5),
+            nn.MaxPool2d(2),
+            nn.Conv2d(20, 50, 5),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(800, 500),
+            nn.ReLU(),
+            nn.Linear(500, classes),
+        )
 
-    return {"lenet": lenet, "alexnet": alexnet, "resnet50": resnet50,
-            "googlenet": googlenet, "vgg16": vgg16}
+    return {
+        "lenet": lenet,
+        "alexnet": alexnet,
+        "resnet50": resnet50,
+        "googlenet": googlenet,
+        "vgg16": vgg16,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +221,9 @@ def test_matches_hand_written_torch_module(torch, name, shape, classes):
 
 def test_pool_sizes_and_padding_match_torch(torch):
     F = torch.nn.functional
-    for size, k, s, p, ceil in itertools.product(range(1, 13), range(1, 5), range(1, 4),
-                                                 range(3), (False, True)):
+    for size, k, s, p, ceil in itertools.product(
+        range(1, 13), range(1, 5), range(1, 4), range(3), (False, True)
+    ):
         if 2 * p > k or size + 2 * p < k:
             continue
         x = torch.randn(1, 1, size, size)

@@ -138,8 +138,15 @@ def test_pools_beyond_the_catalogue_follow_pytorch() -> None:
         block, _ = _loaded(network, weights)
         images = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
         _close(block(mx.nd.array(images)).asnumpy(), forward(network, weights, images))
-    assert not pool_sizes_agree(L.Network("p", "small", (1, 5, 5), 1, L.Sequential(
-        (L.MaxPool(2, 2, 1, ceil_mode=True), L.Flatten(), L.Dense(1)))))
+    assert not pool_sizes_agree(
+        L.Network(
+            "p",
+            "small",
+            (1, 5, 5),
+            1,
+            L.Sequential((L.MaxPool(2, 2, 1, ceil_mode=True), L.Flatten(), L.Dense(1))),
+        )
+    )
 
 
 def test_canonical_state_round_trips_exactly() -> None:
@@ -171,25 +178,42 @@ def test_canonical_state_round_trips_exactly() -> None:
 # Training ------------------------------------------------------------------------------
 
 
-def _trainer(network: L.Network, devices: int = 1, batch_size: int = 8, lr: float = 0.01,
-             **spec_fields):
+def _trainer(
+    network: L.Network, devices: int = 1, batch_size: int = 8, lr: float = 0.01, **spec_fields
+):
     from harness import datasets
     from harness.backend import WorkerContext
     from harness.backends.mxnet.trainer import MXNetTrainer
     from harness.spec import RunSpec
 
-    spec = RunSpec(tool="mxnet", model=network.name, dataset="mnist", batch_size=batch_size,
-                   learning_rate=lr, cpu_devices=devices, **spec_fields)
+    spec = RunSpec(
+        tool="mxnet",
+        model=network.name,
+        dataset="mnist",
+        batch_size=batch_size,
+        learning_rate=lr,
+        cpu_devices=devices,
+        **spec_fields,
+    )
     source = datasets.open_source("mnist", "train", synthetic=True)
-    ctx = WorkerContext(spec, network, source, None, lambda: models.init_weights(network, 0),
-                        local_devices=devices, total_devices=devices)
+    ctx = WorkerContext(
+        spec,
+        network,
+        source,
+        None,
+        lambda: models.init_weights(network, 0),
+        local_devices=devices,
+        total_devices=devices,
+    )
     return MXNetTrainer(ctx)
 
 
 def _fixed_batch(n: int, shape=(1, 28, 28), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, *shape)).astype(np.float32),
-            rng.integers(0, 10, n).astype(np.int32))
+    return (
+        rng.standard_normal((n, *shape)).astype(np.float32),
+        rng.integers(0, 10, n).astype(np.int32),
+    )
 
 
 def test_training_steps_lower_the_loss_on_a_fixed_batch() -> None:
@@ -266,8 +290,16 @@ def test_two_cpu_contexts_give_the_single_device_update() -> None:
 
 
 def _bn_net() -> L.Network:
-    body = L.Sequential((L.Conv2D(4, 3, bias=False), L.BatchNorm(momentum=0.1), L.ReLU(),
-                         L.GlobalAvgPool(), L.Flatten(), L.Dense(10)))
+    body = L.Sequential(
+        (
+            L.Conv2D(4, 3, bias=False),
+            L.BatchNorm(momentum=0.1),
+            L.ReLU(),
+            L.GlobalAvgPool(),
+            L.Flatten(),
+            L.Dense(10),
+        )
+    )
     return L.Network("bn", "small", (1, 8, 8), 10, body)
 
 
@@ -304,8 +336,10 @@ def test_out_of_memory_is_recognised() -> None:
 
     from harness.backends.mxnet.trainer import MXNetTrainer
 
-    gpu = MXNetError("[12:00:00] src/storage/./pooled_storage_manager.h:161: cudaMalloc "
-                     "retry failed: out of memory")
+    gpu = MXNetError(
+        "[12:00:00] src/storage/./pooled_storage_manager.h:161: cudaMalloc "
+        "retry failed: out of memory"
+    )
     cpu = MXNetError("src/storage/./cpu_device_storage.h:72: Failed to allocate CPU Memory")
     assert MXNetTrainer.is_out_of_memory(gpu)
     assert MXNetTrainer.is_out_of_memory(cpu)
@@ -314,10 +348,11 @@ def test_out_of_memory_is_recognised() -> None:
 
 
 def test_plugin_module_does_not_import_mxnet() -> None:
-    code = ("import sys, harness.backends.mxnet as m; "
-            "assert 'mxnet' not in sys.modules; print(m.INFO.trainer)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import sys, harness.backends.mxnet as m; "
+        "assert 'mxnet' not in sys.modules; print(m.INFO.trainer)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "harness.backends.mxnet.trainer:MXNetTrainer"
 
@@ -341,9 +376,20 @@ def test_run_env_shares_the_cores_between_cpu_contexts() -> None:
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness", "--tool", "mxnet", "--idle-baseline", "0",
-         "--json", *args],
-        capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--tool",
+            "mxnet",
+            "--idle-baseline",
+            "0",
+            "--json",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -353,9 +399,23 @@ def result_of(out: subprocess.CompletedProcess[str]) -> dict:
 
 
 def test_cli_run_on_synthetic_data(tmp_path: Path) -> None:
-    result = result_of(cli("--model", "lenet", "--dataset", "mnist", "--synthetic",
-                           "--warmup-steps", "2", "--steps", "5", "--repeats", "1",
-                           "--output-dir", str(tmp_path)))
+    result = result_of(
+        cli(
+            "--model",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--synthetic",
+            "--warmup-steps",
+            "2",
+            "--steps",
+            "5",
+            "--repeats",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+        )
+    )
     assert result["summary"]["status"] == "ok"
     assert result["framework"]["framework"] == "mxnet"
     assert result["framework"]["hybridized"] is True
@@ -367,10 +427,27 @@ def test_cli_run_on_synthetic_data(tmp_path: Path) -> None:
 
 def test_cli_trains_real_format_data_and_validates(tmp_path: Path) -> None:
     data = write_learnable_mnist(tmp_path / "data", "mnist")
-    result = result_of(cli("--model", "lenet", "--dataset", "mnist", "--real",
-                           "--data-dir", str(data), "--epochs", "3", "--batch-size", "8",
-                           "--warmup-steps", "1", "--repeats", "1",
-                           "--output-dir", str(tmp_path / "logs")))
+    result = result_of(
+        cli(
+            "--model",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--real",
+            "--data-dir",
+            str(data),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--warmup-steps",
+            "1",
+            "--repeats",
+            "1",
+            "--output-dir",
+            str(tmp_path / "logs"),
+        )
+    )
     record = result["repeats"][0]
     assert result["synthetic"] is False
     assert record["plan"]["steps_per_epoch"] == 256 // 8
@@ -382,10 +459,29 @@ def test_cli_trains_real_format_data_and_validates(tmp_path: Path) -> None:
 
 def test_cli_two_cpu_devices_train_in_sync(tmp_path: Path) -> None:
     weights = tmp_path / "weights"
-    result = result_of(cli("--model", "lenet", "--dataset", "mnist", "--synthetic",
-                           "--cpu-devices", "2", "--batch-size", "8", "--warmup-steps", "2",
-                           "--steps", "4", "--repeats", "1", "--dump-weights", str(weights),
-                           "--output-dir", str(tmp_path / "logs")))
+    result = result_of(
+        cli(
+            "--model",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--synthetic",
+            "--cpu-devices",
+            "2",
+            "--batch-size",
+            "8",
+            "--warmup-steps",
+            "2",
+            "--steps",
+            "4",
+            "--repeats",
+            "1",
+            "--dump-weights",
+            str(weights),
+            "--output-dir",
+            str(tmp_path / "logs"),
+        )
+    )
     record = result["repeats"][0]
     assert result["processes"] == 1
     assert result["global_batch"] == 16
@@ -401,12 +497,36 @@ def test_cli_two_cpu_devices_train_in_sync(tmp_path: Path) -> None:
 
 
 def test_cli_bf16_amp_runs_on_the_cpu_and_fp16_is_refused(tmp_path: Path) -> None:
-    result = result_of(cli("--model", "lenet", "--dataset", "mnist", "--synthetic",
-                           "--precision", "bf16", "--warmup-steps", "1", "--steps", "3",
-                           "--repeats", "1", "--output-dir", str(tmp_path)))
+    result = result_of(
+        cli(
+            "--model",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--synthetic",
+            "--precision",
+            "bf16",
+            "--warmup-steps",
+            "1",
+            "--steps",
+            "3",
+            "--repeats",
+            "1",
+            "--output-dir",
+            str(tmp_path),
+        )
+    )
     assert result["summary"]["status"] == "ok"
     assert result["spec"]["precision"] == "bf16"
-    refused = cli("--model", "lenet", "--dataset", "mnist", "--precision", "fp16",
-                  "--output-dir", str(tmp_path))
+    refused = cli(
+        "--model",
+        "lenet",
+        "--dataset",
+        "mnist",
+        "--precision",
+        "fp16",
+        "--output-dir",
+        str(tmp_path),
+    )
     assert refused.returncode == 2
     assert "fp32, bf16" in refused.stderr

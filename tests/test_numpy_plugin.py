@@ -34,12 +34,27 @@ from harness_numpy.layers import Model, softmax_cross_entropy
 from harness_numpy.trainer import NumpyTrainer
 
 # Every supported layer, with overlapping and ceil-mode pools and strided, padded convs.
-TINY = Network("tiny", "small", (2, 5, 5), 3, Sequential((
-    Conv2D(3, 3, padding=1), ReLU(), MaxPool(2, 2, ceil_mode=True),  # 5x5 -> 3x3
-    Conv2D(4, 2, stride=1), MaxPool(3, 1, 1),  # 3x3 -> 2x2 -> 2x2
-    Conv2D(4, 3, stride=2, padding=1),  # 2x2 -> 1x1
-    Flatten(), Dropout(0.5), Dense(5), ReLU(), Dense(3),
-)))
+TINY = Network(
+    "tiny",
+    "small",
+    (2, 5, 5),
+    3,
+    Sequential(
+        (
+            Conv2D(3, 3, padding=1),
+            ReLU(),
+            MaxPool(2, 2, ceil_mode=True),  # 5x5 -> 3x3
+            Conv2D(4, 2, stride=1),
+            MaxPool(3, 1, 1),  # 3x3 -> 2x2 -> 2x2
+            Conv2D(4, 3, stride=2, padding=1),  # 2x2 -> 1x1
+            Flatten(),
+            Dropout(0.5),
+            Dense(5),
+            ReLU(),
+            Dense(3),
+        )
+    ),
+)
 
 
 def _loss(weights: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray) -> float:
@@ -77,8 +92,9 @@ def test_backward_matches_numerical_gradients():
         plus, minus = images.copy(), images.copy()
         plus[index] += eps
         minus[index] -= eps
-        numeric_images[index] = (_loss(weights, plus, labels)
-                                 - _loss(weights, minus, labels)) / (2 * eps)
+        numeric_images[index] = (_loss(weights, plus, labels) - _loss(weights, minus, labels)) / (
+            2 * eps
+        )
     np.testing.assert_allclose(grad_images, numeric_images, rtol=1e-5, atol=1e-8)
 
 
@@ -114,10 +130,16 @@ def test_forward_matches_the_numpy_reference():
 
 
 def _context(network: Network, weights: dict[str, np.ndarray], lr: float, **spec) -> WorkerContext:
-    run = RunSpec(tool="numpy", model=network.name, dataset="mnist", learning_rate=lr,
-                  batch_size=2, **spec)
-    return WorkerContext(spec=run, network=network, train=None, test=None,  # type: ignore[arg-type]
-                         initial_weights=lambda: {k: v.copy() for k, v in weights.items()})
+    run = RunSpec(
+        tool="numpy", model=network.name, dataset="mnist", learning_rate=lr, batch_size=2, **spec
+    )
+    return WorkerContext(
+        spec=run,
+        network=network,
+        train=None,
+        test=None,  # type: ignore[arg-type]
+        initial_weights=lambda: {k: v.copy() for k, v in weights.items()},
+    )
 
 
 def test_sgd_with_momentum_by_hand():
@@ -161,8 +183,10 @@ def test_lenet_learns_a_fixed_batch():
     lenet = build("lenet", (1, 28, 28), 10)
     trainer = NumpyTrainer(_context(lenet, init_weights(lenet, 0), lr=0.01))
     rng = np.random.default_rng(0)
-    batch = trainer.device_batch(rng.standard_normal((16, 1, 28, 28)).astype(np.float32),
-                                 rng.integers(0, 10, 16).astype(np.int32))
+    batch = trainer.device_batch(
+        rng.standard_normal((16, 1, 28, 28)).astype(np.float32),
+        rng.integers(0, 10, 16).astype(np.int32),
+    )
     losses = [trainer.loss_value(trainer.train_step(batch)) for _ in range(8)]
     assert losses[-1] < 0.5 * losses[0]
     state = trainer.state_dict()

@@ -15,11 +15,17 @@ from harness.models.reference import forward
 
 pytestmark = pytest.mark.pytorch
 
-CASES = [("lenet", (1, 28, 28), 10), ("alexnet", (3, 32, 32), 10),
-         ("resnet50", (3, 32, 32), 10), ("googlenet", (3, 32, 32), 10),
-         ("vgg16", (3, 32, 32), 10), ("vgg16", (1, 28, 28), 10),
-         ("alexnet", (3, 224, 224), 1000), ("resnet50", (3, 224, 224), 1000),
-         ("googlenet", (3, 224, 224), 1000)]
+CASES = [
+    ("lenet", (1, 28, 28), 10),
+    ("alexnet", (3, 32, 32), 10),
+    ("resnet50", (3, 32, 32), 10),
+    ("googlenet", (3, 32, 32), 10),
+    ("vgg16", (3, 32, 32), 10),
+    ("vgg16", (1, 28, 28), 10),
+    ("alexnet", (3, 224, 224), 1000),
+    ("resnet50", (3, 224, 224), 1000),
+    ("googlenet", (3, 224, 224), 1000),
+]
 
 
 def _weights(network, seed: int) -> dict[str, np.ndarray]:
@@ -29,10 +35,12 @@ def _weights(network, seed: int) -> dict[str, np.ndarray]:
     norms = [row.path for row in infer(network) if isinstance(row.layer, BatchNorm)]
     for path in norms:
         size = weights[f"{path}.weight"].shape
-        draws = {"weight": 1 + 0.1 * rng.standard_normal(size),
-                 "bias": 0.1 * rng.standard_normal(size),
-                 "running_mean": 0.1 * rng.standard_normal(size),
-                 "running_var": rng.uniform(0.5, 1.5, size)}
+        draws = {
+            "weight": 1 + 0.1 * rng.standard_normal(size),
+            "bias": 0.1 * rng.standard_normal(size),
+            "running_mean": 0.1 * rng.standard_normal(size),
+            "running_var": rng.uniform(0.5, 1.5, size),
+        }
         for name, value in draws.items():
             weights[f"{path}.{name}"] = value.astype(np.float32)
     return weights

@@ -53,11 +53,13 @@ def test_conv_known_kernel_on_4x4():
 
 def test_conv_padding_and_stride():
     weights = {"0.weight": np.ones((1, 1, 3, 3))}
-    out = forward(net((1, 4, 4), Conv2D(1, 3, stride=2, padding=1, bias=False)), weights,
-                  grid(1, 1, 4, 4))
+    out = forward(
+        net((1, 4, 4), Conv2D(1, 3, stride=2, padding=1, bias=False)), weights, grid(1, 1, 4, 4)
+    )
     # Window sums of x = arange(16) reshaped 4x4, zero padded by one pixel.
-    np.testing.assert_array_equal(out[0, 0], [[0 + 1 + 4 + 5, 1 + 2 + 3 + 5 + 6 + 7],
-                                              [4 + 5 + 8 + 9 + 12 + 13, 90]])
+    np.testing.assert_array_equal(
+        out[0, 0], [[0 + 1 + 4 + 5, 1 + 2 + 3 + 5 + 6 + 7], [4 + 5 + 8 + 9 + 12 + 13, 90]]
+    )
 
 
 def test_conv_groups_keep_channels_apart():
@@ -84,8 +86,10 @@ def naive_conv(x, w, b, stride, pad, groups):
     return out
 
 
-@pytest.mark.parametrize(("stride", "pad", "groups", "kernel"),
-                         [(1, 0, 1, 3), (2, 1, 1, 3), (3, 2, 2, (2, 5)), (1, 1, 4, 3)])
+@pytest.mark.parametrize(
+    ("stride", "pad", "groups", "kernel"),
+    [(1, 0, 1, 3), (2, 1, 1, 3), (3, 2, 2, (2, 5)), (1, 1, 4, 3)],
+)
 def test_conv_matches_the_definition(stride, pad, groups, kernel):
     rng = np.random.default_rng(1)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
@@ -93,8 +97,9 @@ def test_conv_matches_the_definition(stride, pad, groups, kernel):
     w = rng.standard_normal((8, 4 // groups, kh, kw))
     b = rng.standard_normal(8)
     got = conv2d(x, w, b, stride=stride, padding=pad, groups=groups)
-    np.testing.assert_allclose(got, naive_conv(x, w, b, stride, pad, groups), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        got, naive_conv(x, w, b, stride, pad, groups), rtol=1e-12, atol=1e-12
+    )
 
 
 # Pooling -------------------------------------------------------------------------------
@@ -123,8 +128,9 @@ def test_avg_pool_counts_padding():
 
 def test_avg_pool_ceil_mode_clips_the_last_window():
     out = avg_pool2d(grid(1, 1, 3, 3), 2, 2, 0, ceil_mode=True)
-    np.testing.assert_array_equal(out[0, 0], [[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2],
-                                              [(6 + 7) / 2, 8 / 1]])
+    np.testing.assert_array_equal(
+        out[0, 0], [[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2], [(6 + 7) / 2, 8 / 1]]
+    )
     # With padding: divisors per axis 3, 3, 2 (clipped at input + padding), real cells 2, 3, 1.
     out = forward(net((1, 4, 4), AvgPool(3, 2, 1, ceil_mode=True)), {}, np.ones((1, 1, 4, 4)))
     axis = np.array([2 / 3, 1, 1 / 2])
@@ -140,7 +146,7 @@ def naive_pool(x, k, s, p, ceil, kind):
     for i, j in itertools.product(range(oh), range(ow)):
         r0, c0 = i * s - p, j * s - p
         r1, c1 = min(r0 + k, h + p), min(c0 + k, w + p)
-        cells = x[:, :, max(r0, 0):min(r1, h), max(c0, 0):min(c1, w)]
+        cells = x[:, :, max(r0, 0) : min(r1, h), max(c0, 0) : min(c1, w)]
         if kind == "max":
             out[:, :, i, j] = cells.max(axis=(2, 3))
         else:
@@ -148,21 +154,34 @@ def naive_pool(x, k, s, p, ceil, kind):
     return out
 
 
-@pytest.mark.parametrize(("k", "s", "p", "ceil"),
-                         [(2, 2, 0, False), (3, 2, 1, True), (3, 2, 0, True), (3, 1, 1, True),
-                          (2, 3, 1, True), (4, 3, 2, False)])
+@pytest.mark.parametrize(
+    ("k", "s", "p", "ceil"),
+    [
+        (2, 2, 0, False),
+        (3, 2, 1, True),
+        (3, 2, 0, True),
+        (3, 1, 1, True),
+        (2, 3, 1, True),
+        (4, 3, 2, False),
+    ],
+)
 def test_pools_match_the_definition(k, s, p, ceil):
     x = np.random.default_rng(2).standard_normal((2, 3, 9, 8))
     np.testing.assert_allclose(max_pool2d(x, k, s, p, ceil), naive_pool(x, k, s, p, ceil, "max"))
-    np.testing.assert_allclose(avg_pool2d(x, k, s, p, ceil), naive_pool(x, k, s, p, ceil, "avg"),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        avg_pool2d(x, k, s, p, ceil), naive_pool(x, k, s, p, ceil, "avg"), rtol=1e-12
+    )
 
 
 # Batch norm ----------------------------------------------------------------------------
 
 
-BN_WEIGHTS = {"0.weight": np.array([2.0, 1.0]), "0.bias": np.array([0.5, 0.0]),
-              "0.running_mean": np.array([1.0, -1.0]), "0.running_var": np.array([4.0, 0.25])}
+BN_WEIGHTS = {
+    "0.weight": np.array([2.0, 1.0]),
+    "0.bias": np.array([0.5, 0.0]),
+    "0.running_mean": np.array([1.0, -1.0]),
+    "0.running_var": np.array([4.0, 0.25]),
+}
 
 
 def test_batch_norm_inference_uses_running_statistics():
@@ -171,8 +190,9 @@ def test_batch_norm_inference_uses_running_statistics():
     # (5 - 1) / 2 * 2 + 0.5 and (0 + 1) / 0.5 * 1 + 0
     np.testing.assert_array_equal(out.ravel(), [4.5, 2.0])
     eps = forward(net((2, 1, 1), BatchNorm()), BN_WEIGHTS, x)
-    np.testing.assert_allclose(eps.ravel(), [4 / math.sqrt(4 + 1e-5) * 2 + 0.5,
-                                             1 / math.sqrt(0.25 + 1e-5)], rtol=1e-6)
+    np.testing.assert_allclose(
+        eps.ravel(), [4 / math.sqrt(4 + 1e-5) * 2 + 0.5, 1 / math.sqrt(0.25 + 1e-5)], rtol=1e-6
+    )
 
 
 def test_batch_norm_training_uses_batch_statistics():
@@ -193,10 +213,14 @@ def test_residual_adds_body_and_shortcut():
     x = np.array([-1.0, 2.0]).reshape(1, 1, 1, 2)
     identity = net((1, 1, 2), Residual(Sequential((ReLU(),))))
     np.testing.assert_array_equal(forward(identity, {}, x).ravel(), [-1.0, 4.0])
-    projected = net((1, 1, 2), Residual(Sequential((Conv2D(1, 1, bias=False),)),
-                                        Sequential((Conv2D(1, 1, bias=False),))))
-    weights = {"0.body.0.weight": np.full((1, 1, 1, 1), 2.0),
-               "0.shortcut.0.weight": np.full((1, 1, 1, 1), 3.0)}
+    projected = net(
+        (1, 1, 2),
+        Residual(Sequential((Conv2D(1, 1, bias=False),)), Sequential((Conv2D(1, 1, bias=False),))),
+    )
+    weights = {
+        "0.body.0.weight": np.full((1, 1, 1, 1), 2.0),
+        "0.shortcut.0.weight": np.full((1, 1, 1, 1), 3.0),
+    }
     np.testing.assert_array_equal(forward(projected, weights, x).ravel(), [-5.0, 10.0])
 
 
@@ -213,8 +237,11 @@ def test_flatten_is_channel_major_and_dense_applies_weight_and_bias():
     weight = np.zeros((2, 8))
     weight[0, 4] = 1.0  # picks channel 1, (0, 0): 4 (NHWC order would pick 2)
     weight[1] = 1.0
-    out = forward(net((2, 2, 2), Flatten(), Dense(2)), {"1.weight": weight,
-                                                        "1.bias": np.array([0.5, -28.0])}, x)
+    out = forward(
+        net((2, 2, 2), Flatten(), Dense(2)),
+        {"1.weight": weight, "1.bias": np.array([0.5, -28.0])},
+        x,
+    )
     np.testing.assert_array_equal(out, [[4.5, 0.0]])
 
 
@@ -230,8 +257,9 @@ def test_global_average_pool_relu_and_dropout():
 def test_apply_runs_a_bare_node_with_a_prefix():
     node = Sequential((Dense(1, bias=False),), ("fc",))
     weights = {"head.fc.weight": np.array([[1.0, 2.0]])}
-    np.testing.assert_array_equal(apply(node, weights, np.array([[3.0, 4.0]]), prefix="head"),
-                                  [[11.0]])
+    np.testing.assert_array_equal(
+        apply(node, weights, np.array([[3.0, 4.0]]), prefix="head"), [[11.0]]
+    )
 
 
 def test_errors_name_the_problem():
@@ -247,10 +275,15 @@ def test_errors_name_the_problem():
 # Catalogue networks --------------------------------------------------------------------
 
 
-CATALOGUE = [("lenet", (1, 28, 28), 10), ("alexnet", (3, 32, 32), 10),
-             ("resnet50", (3, 32, 32), 10), ("googlenet", (3, 32, 32), 10),
-             ("vgg16", (3, 32, 32), 10), ("vgg16", (1, 28, 28), 10),
-             ("googlenet", (3, 224, 224), 1000)]
+CATALOGUE = [
+    ("lenet", (1, 28, 28), 10),
+    ("alexnet", (3, 32, 32), 10),
+    ("resnet50", (3, 32, 32), 10),
+    ("googlenet", (3, 32, 32), 10),
+    ("vgg16", (3, 32, 32), 10),
+    ("vgg16", (1, 28, 28), 10),
+    ("googlenet", (3, 224, 224), 1000),
+]
 
 
 @pytest.mark.parametrize(("name", "shape", "classes"), CATALOGUE)
@@ -274,11 +307,21 @@ def test_deterministic():
 
 
 def test_inference_is_per_image_and_training_mixes_the_batch():
-    body = (Conv2D(4, 3, padding=1), BatchNorm(), ReLU(),
-            Residual(Sequential((Conv2D(4, 3, padding=1, bias=False), BatchNorm()))),
-            Concat((Sequential((MaxPool(3, 2, 1, ceil_mode=True),)),
-                    Sequential((AvgPool(2, 2, ceil_mode=True),)))),
-            GlobalAvgPool(), Flatten(), Dense(3))
+    body = (
+        Conv2D(4, 3, padding=1),
+        BatchNorm(),
+        ReLU(),
+        Residual(Sequential((Conv2D(4, 3, padding=1, bias=False), BatchNorm()))),
+        Concat(
+            (
+                Sequential((MaxPool(3, 2, 1, ceil_mode=True),)),
+                Sequential((AvgPool(2, 2, ceil_mode=True),)),
+            )
+        ),
+        GlobalAvgPool(),
+        Flatten(),
+        Dense(3),
+    )
     network = Network("tiny", "small", (2, 5, 5), 3, Sequential(body))
     weights = init_weights(network, 1)
     images = np.random.default_rng(5).standard_normal((3, 2, 5, 5)).astype(np.float32)

@@ -48,14 +48,34 @@ def network_module(tf):
     return network
 
 
-def make_trainer(net: L.Network, batch: int, *, lr: float = 0.01, precision: str = "fp32",
-                 options: dict[str, str] | None = None, seed: int = 0):
+def make_trainer(
+    net: L.Network,
+    batch: int,
+    *,
+    lr: float = 0.01,
+    precision: str = "fp32",
+    options: dict[str, str] | None = None,
+    seed: int = 0,
+):
     from harness.backends.tensorflow.trainer import TFTrainer
 
-    spec = RunSpec(tool="tensorflow", model=net.name, dataset="cifar10", batch_size=batch,
-                   learning_rate=lr, precision=precision, options=options or {}, seed=seed)
-    ctx = WorkerContext(spec=spec, network=net, train=None, test=None,  # type: ignore[arg-type]
-                        initial_weights=lambda: models.init_weights(net, seed))
+    spec = RunSpec(
+        tool="tensorflow",
+        model=net.name,
+        dataset="cifar10",
+        batch_size=batch,
+        learning_rate=lr,
+        precision=precision,
+        options=options or {},
+        seed=seed,
+    )
+    ctx = WorkerContext(
+        spec=spec,
+        network=net,
+        train=None,
+        test=None,  # type: ignore[arg-type]
+        initial_weights=lambda: models.init_weights(net, seed),
+    )
     return TFTrainer(ctx)
 
 
@@ -102,7 +122,10 @@ def test_plugin_registers_without_importing_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [
-        "TensorFlow", "harness.backends.tensorflow.trainer:TFTrainer", "fp32,fp16,bf16", "true"
+        "TensorFlow",
+        "harness.backends.tensorflow.trainer:TFTrainer",
+        "fp32,fp16,bf16",
+        "true",
     ]
 
 
@@ -118,8 +141,9 @@ def test_parameter_counts_match_the_catalogue(network_module, name, shape, class
     trainable = sum(int(np.prod(v.shape)) for v in tfnet.variables.values() if v.trainable)
     assert trainable == network_module.param_count(tfnet) == models.param_count(net)
     buffers = sum(int(np.prod(s)) for k, s in models.state_keys(net) if models.is_buffer(k))
-    assert sum(int(np.prod(v.shape)) for v in tfnet.variables.values()
-               if not v.trainable) == buffers
+    assert (
+        sum(int(np.prod(v.shape)) for v in tfnet.variables.values() if not v.trainable) == buffers
+    )
 
 
 @pytest.mark.parametrize(
@@ -137,8 +161,9 @@ def test_parameter_counts_match_the_catalogue(network_module, name, shape, class
     ids=str,
 )
 @pytest.mark.parametrize("explicit_padding", [False, True], ids=["pad", "explicit"])
-def test_inference_matches_the_reference(tf, network_module, name, shape, classes, batch,
-                                         explicit_padding):
+def test_inference_matches_the_reference(
+    tf, network_module, name, shape, classes, batch, explicit_padding
+):
     net = models.build(name, shape, classes)
     state = with_bn_statistics(net)
     tfnet = network_module.TFNetwork(net, explicit_padding=explicit_padding)
@@ -186,8 +211,7 @@ def layer_cases() -> list[tuple[L.Layer, tuple[int, int, int]]]:
 
 
 @pytest.mark.parametrize("explicit_padding", [False, True], ids=["pad", "explicit"])
-def test_every_padding_and_pooling_case_matches_the_reference(tf, network_module,
-                                                               explicit_padding):
+def test_every_padding_and_pooling_case_matches_the_reference(tf, network_module, explicit_padding):
     failures = []
     for layer, shape in layer_cases():
         net = single_layer(layer, shape)
@@ -264,8 +288,10 @@ def test_sgd_momentum_and_loss_follow_the_recipe(tf):
     logits0 = reference_forward(net, w0, x)
     g1 = softmax_grad(logits0, y).sum(axis=0)
     loss = trainer.loss_value(trainer.train_step(batch))
-    ce = -np.log(np.exp(logits0 - logits0.max(1, keepdims=True))
-                 / np.exp(logits0 - logits0.max(1, keepdims=True)).sum(1, keepdims=True))
+    ce = -np.log(
+        np.exp(logits0 - logits0.max(1, keepdims=True))
+        / np.exp(logits0 - logits0.max(1, keepdims=True)).sum(1, keepdims=True)
+    )
     assert loss == pytest.approx(ce[np.arange(8), y].mean(), rel=1e-4)
     w1 = trainer.state_dict()
     np.testing.assert_allclose(w1["ip2.bias"], w0["ip2.bias"] - lr * g1, rtol=1e-4, atol=1e-6)
@@ -285,8 +311,9 @@ def test_batch_norm_running_statistics_use_pytorch_momentum(tf):
     x, y = random_batch(net, 4)
     trainer.synchronize(trainer.train_step(trainer.device_batch(nhwc(x), y)))
     after = trainer.state_dict()
-    features = conv2d(x.astype(np.float64), state["conv1.weight"].astype(np.float64),
-                      padding=1)  # what bn1 sees
+    features = conv2d(
+        x.astype(np.float64), state["conv1.weight"].astype(np.float64), padding=1
+    )  # what bn1 sees
     mean = features.mean(axis=(0, 2, 3))
     var = features.var(axis=(0, 2, 3), ddof=1)
     np.testing.assert_allclose(after["bn1.running_mean"], 0.1 * mean, rtol=1e-3, atol=1e-6)
@@ -354,7 +381,8 @@ def test_out_of_memory_is_recognised(tf):
     from harness.backends.tensorflow.trainer import TFTrainer
 
     oom = tf.errors.ResourceExhaustedError(
-        None, None, "OOM when allocating tensor with shape[128,64,112,112] on GPU:0")
+        None, None, "OOM when allocating tensor with shape[128,64,112,112] on GPU:0"
+    )
     assert TFTrainer.is_out_of_memory(oom)
     assert TFTrainer.is_out_of_memory(MemoryError())
     assert not TFTrainer.is_out_of_memory(tf.errors.InvalidArgumentError(None, None, "bad"))
@@ -365,15 +393,30 @@ def test_out_of_memory_is_recognised(tf):
 
 
 def run_cli(*args: str, timeout: float = 600) -> dict:
-    out = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                         text=True, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=timeout
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def cli_args(tmp_path: Path, *extra: str) -> list[str]:
-    return ["--tool", "tensorflow", "--model", "lenet", "--dataset", "mnist", "--repeats", "1",
-            "--idle-baseline", "0", "--output-dir", str(tmp_path / "logs"), "--json", *extra]
+    return [
+        "--tool",
+        "tensorflow",
+        "--model",
+        "lenet",
+        "--dataset",
+        "mnist",
+        "--repeats",
+        "1",
+        "--idle-baseline",
+        "0",
+        "--output-dir",
+        str(tmp_path / "logs"),
+        "--json",
+        *extra,
+    ]
 
 
 def test_cli_synthetic_run(tmp_path):
@@ -386,8 +429,7 @@ def test_cli_synthetic_run(tmp_path):
 
 
 def idx_gz(array: np.ndarray) -> bytes:
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
-                                                                     *array.shape)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     return gzip.compress(header + array.astype(np.uint8).tobytes())
 
 
@@ -406,8 +448,20 @@ def write_mnist(folder: Path, split: str, n: int) -> None:
 def test_cli_real_data_epoch_with_validation(tmp_path):
     write_mnist(tmp_path / "data" / "mnist", "train", 64)
     write_mnist(tmp_path / "data" / "mnist", "test", 20)
-    result = run_cli(*cli_args(tmp_path, "--data-dir", str(tmp_path / "data"), "--real",
-                               "--epochs", "1", "--batch-size", "8", "--warmup-steps", "1"))
+    result = run_cli(
+        *cli_args(
+            tmp_path,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--real",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--warmup-steps",
+            "1",
+        )
+    )
     assert result["summary"]["status"] == "ok"
     record = result["repeats"][0]
     assert record["data"]["synthetic"] is False
@@ -422,9 +476,22 @@ def test_cli_data_parallel_on_two_cpu_devices(tmp_path):
     weights = {}
     for devices, batch in ((2, 8), (1, 16)):
         folder = tmp_path / f"weights{devices}"
-        result = run_cli(*cli_args(tmp_path, "--steps", str(steps), "--warmup-steps", "1",
-                                   "--synthetic", "--cpu-devices", str(devices),
-                                   "--batch-size", str(batch), "--dump-weights", str(folder)))
+        result = run_cli(
+            *cli_args(
+                tmp_path,
+                "--steps",
+                str(steps),
+                "--warmup-steps",
+                "1",
+                "--synthetic",
+                "--cpu-devices",
+                str(devices),
+                "--batch-size",
+                str(batch),
+                "--dump-weights",
+                str(folder),
+            )
+        )
         assert result["summary"]["status"] == "ok"
         record = result["repeats"][0]
         assert record["global_batch"] == 16
@@ -441,5 +508,6 @@ def test_cli_data_parallel_on_two_cpu_devices(tmp_path):
         np.testing.assert_allclose(second[key], first[key], rtol=1e-6, atol=1e-7, err_msg=key)
         assert not np.allclose(first[key], value), f"{key} did not train"
         # the same global batch on one device gives the same weights
-        np.testing.assert_allclose(weights[1][0][key], first[key], rtol=1e-4, atol=1e-5,
-                                   err_msg=key)
+        np.testing.assert_allclose(
+            weights[1][0][key], first[key], rtol=1e-4, atol=1e-5, err_msg=key
+        )

@@ -38,8 +38,12 @@ from harness.models.graph import infer, pool_output_size, pool_padding
 
 Variables = dict[str, Any]
 # Batch-norm entries: canonical name -> (flax collection, flax name).
-_BN_NAMES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-             "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+_BN_NAMES = {
+    "weight": ("params", "scale"),
+    "bias": ("params", "bias"),
+    "running_mean": ("batch_stats", "mean"),
+    "running_var": ("batch_stats", "var"),
+}
 
 
 def _pool_geometry(layer: L.MaxPool | L.AvgPool, x: jax.Array):
@@ -58,7 +62,11 @@ def _avg_pool(layer: L.AvgPool, x: jax.Array) -> jax.Array:
     """PyTorch's avg_pool2d (count_include_pad=True, ceil-mode windows clipped)."""
     kernel, stride, padding, pads, outs = _pool_geometry(layer, x)
     total = jax.lax.reduce_window(
-        x, 0.0, jax.lax.add, (1, *kernel, 1), (1, *stride, 1),
+        x,
+        0.0,
+        jax.lax.add,
+        (1, *kernel, 1),
+        (1, *stride, 1),
         ((0, 0), *pads, (0, 0)),
     )
     divisors = []
@@ -74,14 +82,22 @@ def _leaf(layer: L.Layer, name: str, x: jax.Array, train: bool, dtype: Any) -> j
     if isinstance(layer, L.Conv2D):
         ph, pw = L.pair(layer.padding)
         return nn.Conv(
-            layer.filters, L.pair(layer.kernel), strides=L.pair(layer.stride),
-            padding=((ph, ph), (pw, pw)), use_bias=layer.bias,
-            feature_group_count=layer.groups, dtype=dtype, name=name,
+            layer.filters,
+            L.pair(layer.kernel),
+            strides=L.pair(layer.stride),
+            padding=((ph, ph), (pw, pw)),
+            use_bias=layer.bias,
+            feature_group_count=layer.groups,
+            dtype=dtype,
+            name=name,
         )(x)
     if isinstance(layer, L.BatchNorm):
         return nn.BatchNorm(
-            use_running_average=not train, momentum=1.0 - layer.momentum,
-            epsilon=layer.eps, dtype=dtype, name=name,
+            use_running_average=not train,
+            momentum=1.0 - layer.momentum,
+            epsilon=layer.eps,
+            dtype=dtype,
+            name=name,
         )(x)
     if isinstance(layer, L.ReLU):
         return nn.relu(x)
@@ -116,8 +132,9 @@ class Block(nn.Module):
                 return body + x
             return body + Block(node.shortcut, self.dtype, name="shortcut")(x, train)
         if isinstance(node, L.Concat):
-            outs = [Block(b, self.dtype, name=str(i))(x, train)
-                    for i, b in enumerate(node.branches)]
+            outs = [
+                Block(b, self.dtype, name=str(i))(x, train) for i, b in enumerate(node.branches)
+            ]
             return jnp.concatenate(outs, axis=-1)
         for name, child in zip(node.child_names(), node.layers, strict=True):
             if isinstance(child, (L.Sequential, L.Residual, L.Concat)):
@@ -141,8 +158,10 @@ def variable_shapes(network: L.Network) -> Variables:
 
 def param_count(network: L.Network) -> int:
     """Trainable parameters of the Flax module (the ``params`` collection)."""
-    return sum(int(np.prod(leaf.shape)) for leaf in
-               jax.tree_util.tree_leaves(variable_shapes(network)["params"]))
+    return sum(
+        int(np.prod(leaf.shape))
+        for leaf in jax.tree_util.tree_leaves(variable_shapes(network)["params"])
+    )
 
 
 def _dense_after_flatten(network: L.Network) -> dict[str, tuple[int, int, int]]:
@@ -167,15 +186,21 @@ def _split(key: str) -> tuple[tuple[str, ...], str]:
 def _to_flax(value: np.ndarray, layer: L.Layer, name: str, flat: tuple | None):
     """(collection, flax name, array) for one canonical entry."""
     if isinstance(layer, L.Conv2D):
-        return "params", "kernel" if name == "weight" else "bias", (
-            value.transpose(2, 3, 1, 0) if name == "weight" else value)
+        return (
+            "params",
+            "kernel" if name == "weight" else "bias",
+            (value.transpose(2, 3, 1, 0) if name == "weight" else value),
+        )
     if isinstance(layer, L.Dense):
         if name != "weight":
             return "params", "bias", value
         if flat is not None:  # rows in (H, W, C) order
             c, h, w = flat
-            return "params", "kernel", value.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(
-                h * w * c, -1)
+            return (
+                "params",
+                "kernel",
+                value.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1),
+            )
         return "params", "kernel", value.T
     collection, flax_name = _BN_NAMES[name]
     return collection, flax_name, value

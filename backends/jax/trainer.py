@@ -118,8 +118,10 @@ class JaxTrainer(Trainer):
         self.cache_dir = compile_cache(spec.options)
         self.devices = select_devices(spec)
         if ctx.local_devices != len(self.devices):
-            raise RuntimeError(f"the worker plans {ctx.local_devices} device(s) in this "
-                               f"process but the run has {len(self.devices)}")
+            raise RuntimeError(
+                f"the worker plans {ctx.local_devices} device(s) in this "
+                f"process but the run has {len(self.devices)}"
+            )
         self.mesh = Mesh(np.array(self.devices), ("data",))
         self.replicated = NamedSharding(self.mesh, P())
         self.sharded = NamedSharding(self.mesh, P("data"))
@@ -137,15 +139,20 @@ class JaxTrainer(Trainer):
         )
         self.state = jax.device_put(state, self.replicated)
         self.dropout_key = jax.random.key(spec.seed)
-        step = jax.shard_map(self._local_step, mesh=self.mesh,
-                             in_specs=(P(), P("data"), P("data")), out_specs=(P(), P()))
+        step = jax.shard_map(
+            self._local_step,
+            mesh=self.mesh,
+            in_specs=(P(), P("data"), P("data")),
+            out_specs=(P(), P()),
+        )
         self._step = jax.jit(step, donate_argnums=0)
         self._eval: Any = jax.jit(self._evaluate, out_shardings=self.replicated)
         if ctx.test is not None:  # compile now, so validation time excludes compilation
             c, h, w = ctx.network.input_shape
             batch = ctx.process_batch
             self._eval = self._eval.lower(
-                self.state.params, self.state.batch_stats,
+                self.state.params,
+                self.state.batch_stats,
                 jax.ShapeDtypeStruct((batch, h, w, c), jnp.float32, sharding=self.sharded),
                 jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=self.sharded),
             ).compile()
@@ -154,13 +161,17 @@ class JaxTrainer(Trainer):
 
     def _local_step(self, state: TrainState, x: jax.Array, y: jax.Array):
         """One device's part of a step (inside shard_map): its slice of the batch."""
-        key = jax.random.fold_in(jax.random.fold_in(self.dropout_key, state.step),
-                                 jax.lax.axis_index("data"))
+        key = jax.random.fold_in(
+            jax.random.fold_in(self.dropout_key, state.step), jax.lax.axis_index("data")
+        )
 
         def objective(params: Any):
             logits, updates = self.module.apply(
-                {"params": params, "batch_stats": state.batch_stats}, x, train=True,
-                mutable=["batch_stats"], rngs={"dropout": key},
+                {"params": params, "batch_stats": state.batch_stats},
+                x,
+                train=True,
+                mutable=["batch_stats"],
+                rngs={"dropout": key},
             )
             loss = _xent(logits, y).mean()
             scaled = loss if state.loss_scale is None else loss * state.loss_scale.scale
@@ -232,8 +243,11 @@ class JaxTrainer(Trainer):
         if self.devices[0].platform == "cpu":
             return None
         peaks = [int((d.memory_stats() or {}).get("peak_bytes_in_use", 0)) for d in self.devices]
-        return {"allocator": "jax device.memory_stats peak_bytes_in_use",
-                "peak_bytes": max(peaks), "per_device_peak_bytes": peaks}
+        return {
+            "allocator": "jax device.memory_stats peak_bytes_in_use",
+            "peak_bytes": max(peaks),
+            "per_device_peak_bytes": peaks,
+        }
 
     def _variables(self) -> dict[str, Any]:
         return {"params": self.state.params, "batch_stats": self.state.batch_stats}
@@ -245,6 +259,7 @@ class JaxTrainer(Trainer):
         """One canonical state per device, read from that device's own copy."""
         states = []
         for device in self.devices:
+
             def local(array: jax.Array, device: jax.Device = device) -> np.ndarray:
                 shard = next(s for s in array.addressable_shards if s.device == device)
                 return np.asarray(shard.data)

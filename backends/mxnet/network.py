@@ -32,8 +32,12 @@ from harness.models.graph import LayerShape, infer, pool_output_size
 Params = dict[str, gluon.Parameter]
 
 # canonical parameter name -> attribute of the gluon layer
-_BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "running_mean",
-             "running_var": "running_var"}
+_BN_NAMES = {
+    "weight": "gamma",
+    "bias": "beta",
+    "running_mean": "running_mean",
+    "running_var": "running_var",
+}
 
 
 class Residual(gluon.HybridBlock):
@@ -75,15 +79,22 @@ class Pool(gluon.HybridBlock):
         self.out = tuple(shape.out_shape[1:])
         native = tuple(
             _mxnet_pool_size(size, k, s, p, layer.ceil_mode)
-            for size, k, s, p in zip((height, width), self.kernel, self.stride, self.pad,
-                                     strict=True)
+            for size, k, s, p in zip(
+                (height, width), self.kernel, self.stride, self.pad, strict=True
+            )
         )
         self.crop = native != self.out
 
     def hybrid_forward(self, F, x):
-        y = F.Pooling(x, kernel=self.kernel, stride=self.stride, pad=self.pad,
-                      pool_type=self.pool_type, pooling_convention=self.convention,
-                      count_include_pad=True)
+        y = F.Pooling(
+            x,
+            kernel=self.kernel,
+            stride=self.stride,
+            pad=self.pad,
+            pool_type=self.pool_type,
+            pooling_convention=self.convention,
+            count_include_pad=True,
+        )
         if self.crop:
             y = F.slice(y, begin=(None, None, 0, 0), end=(None, None, *self.out))
         return y
@@ -98,9 +109,15 @@ def _mxnet_pool_size(size: int, kernel: int, stride: int, pad: int, full: bool) 
 def _leaf(layer: L.Layer, shape: LayerShape, params: Params) -> gluon.HybridBlock:
     path = shape.path
     if isinstance(layer, L.Conv2D):
-        block = nn.Conv2D(layer.filters, L.pair(layer.kernel), strides=L.pair(layer.stride),
-                          padding=L.pair(layer.padding), groups=layer.groups,
-                          use_bias=layer.bias, in_channels=shape.in_shape[0])
+        block = nn.Conv2D(
+            layer.filters,
+            L.pair(layer.kernel),
+            strides=L.pair(layer.stride),
+            padding=L.pair(layer.padding),
+            groups=layer.groups,
+            use_bias=layer.bias,
+            in_channels=shape.in_shape[0],
+        )
         names = ["weight", "bias"] if layer.bias else ["weight"]
         params.update({f"{path}.{n}": getattr(block, n) for n in names})
         return block
@@ -110,8 +127,9 @@ def _leaf(layer: L.Layer, shape: LayerShape, params: Params) -> gluon.HybridBloc
         params.update({f"{path}.{n}": getattr(block, n) for n in names})
         return block
     if isinstance(layer, L.BatchNorm):
-        block = nn.BatchNorm(axis=1, momentum=1.0 - layer.momentum, epsilon=layer.eps,
-                             in_channels=shape.in_shape[0])
+        block = nn.BatchNorm(
+            axis=1, momentum=1.0 - layer.momentum, epsilon=layer.eps, in_channels=shape.in_shape[0]
+        )
         params.update({f"{path}.{k}": getattr(block, v) for k, v in _BN_NAMES.items()})
         return block
     if isinstance(layer, L.ReLU):
@@ -127,8 +145,9 @@ def _leaf(layer: L.Layer, shape: LayerShape, params: Params) -> gluon.HybridBloc
     raise TypeError(f"no MXNet translation for {layer!r}")
 
 
-def _build(node: L.Node, prefix: str, shapes: dict[str, LayerShape],
-           params: Params) -> gluon.HybridBlock:
+def _build(
+    node: L.Node, prefix: str, shapes: dict[str, LayerShape], params: Params
+) -> gluon.HybridBlock:
     def join(name: str) -> str:
         return f"{prefix}.{name}" if prefix else name
 
@@ -143,8 +162,9 @@ def _build(node: L.Node, prefix: str, shapes: dict[str, LayerShape],
             shortcut = _build(node.shortcut, join("shortcut"), shapes, params)
         return Residual(_build(node.body, join("body"), shapes, params), shortcut)
     if isinstance(node, L.Concat):
-        return Concat([_build(b, join(str(i)), shapes, params)
-                       for i, b in enumerate(node.branches)])
+        return Concat(
+            [_build(b, join(str(i)), shapes, params) for i, b in enumerate(node.branches)]
+        )
     return _leaf(node, shapes[prefix], params)
 
 
@@ -188,9 +208,14 @@ def pool_sizes_agree(network: L.Network) -> bool:
         if isinstance(layer, (L.MaxPool, L.AvgPool)):
             stride = L.pair(layer.kernel if layer.stride is None else layer.stride)
             for axis in (0, 1):
-                args = (row.in_shape[1 + axis], L.pair(layer.kernel)[axis], stride[axis],
-                        L.pair(layer.padding)[axis])
+                args = (
+                    row.in_shape[1 + axis],
+                    L.pair(layer.kernel)[axis],
+                    stride[axis],
+                    L.pair(layer.padding)[axis],
+                )
                 if _mxnet_pool_size(*args, layer.ceil_mode) != pool_output_size(
-                        *args, layer.ceil_mode):
+                    *args, layer.ceil_mode
+                ):
                     return False
     return True

@@ -96,7 +96,7 @@ def _conv_pads(size: int, kernel: int, stride: int, padding: int) -> tuple[int, 
 
 
 def _padding_mode(*axes: tuple[int, int, int, int], ceil: bool) -> str:
-    """"VALID" or "SAME" where TensorFlow's built-in padding gives exactly PyTorch's
+    """ "VALID" or "SAME" where TensorFlow's built-in padding gives exactly PyTorch's
     windows (same output size, same start offset), else "PAD" (pad explicitly).
 
     ``axes`` are (size, kernel, stride, padding); ``ceil``: a pool in ceil mode.
@@ -157,11 +157,15 @@ class TFNetwork:
         missing = [k for k in self.keys if k not in state]
         unexpected = [k for k in state if k not in self.kinds]
         if missing or unexpected:
-            raise ValueError(f"weights do not match the network: missing {missing}, "
-                             f"unexpected {unexpected}")
+            raise ValueError(
+                f"weights do not match the network: missing {missing}, unexpected {unexpected}"
+            )
         self.variables = {
-            key: tf.Variable(to_framework(state[key], kind), trainable=not is_buffer(key),
-                             name=key.replace(".", "/"))
+            key: tf.Variable(
+                to_framework(state[key], kind),
+                trainable=not is_buffer(key),
+                name=key.replace(".", "/"),
+            )
             for key, kind in self.kinds.items()
         }
 
@@ -190,8 +194,9 @@ class TFNetwork:
 class _Run:
     """One trace of the forward pass: walks the layer tree, collecting BN statistics."""
 
-    def __init__(self, net: TFNetwork, training: bool, seed: tf.Tensor | None,
-                 dtype: tf.DType) -> None:
+    def __init__(
+        self, net: TFNetwork, training: bool, seed: tf.Tensor | None, dtype: tf.DType
+    ) -> None:
         self.net = net
         self.training = training
         self.seed = seed
@@ -247,15 +252,28 @@ class _Run:
         if self.training:
             empty = tf.constant([], tf.float32)
             y, mean, var, *_ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=scale, offset=offset, mean=empty, variance=empty,
-                epsilon=layer.eps, exponential_avg_factor=1.0, data_format="NHWC",
-                is_training=True)
+                x=x,
+                scale=scale,
+                offset=offset,
+                mean=empty,
+                variance=empty,
+                epsilon=layer.eps,
+                exponential_avg_factor=1.0,
+                data_format="NHWC",
+                is_training=True,
+            )
             self.stats[path] = (mean, var)
             return y
         y, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=scale, offset=offset, mean=self.var(path, "running_mean", False),
-            variance=self.var(path, "running_var", False), epsilon=layer.eps,
-            data_format="NHWC", is_training=False)
+            x=x,
+            scale=scale,
+            offset=offset,
+            mean=self.var(path, "running_mean", False),
+            variance=self.var(path, "running_var", False),
+            epsilon=layer.eps,
+            data_format="NHWC",
+            is_training=False,
+        )
         return y
 
     def relu(self, layer: L.ReLU, path: str, x: tf.Tensor) -> tf.Tensor:
@@ -265,16 +283,19 @@ class _Run:
         _, h, w = self.net.shapes[path].in_shape
         (kh, kw), (ph, pw) = L.pair(layer.kernel), L.pair(layer.padding)
         sh, sw = L.pair(layer.kernel if layer.stride is None else layer.stride)
-        pads = (pool_padding(h, kh, sh, ph, layer.ceil_mode),
-                pool_padding(w, kw, sw, pw, layer.ceil_mode))
+        pads = (
+            pool_padding(h, kh, sh, ph, layer.ceil_mode),
+            pool_padding(w, kw, sw, pw, layer.ceil_mode),
+        )
         return (kh, kw), (sh, sw), pads
 
     def max_pool(self, layer: L.MaxPool, path: str, x: tf.Tensor) -> tf.Tensor:
         kernel, stride, (pad_h, pad_w) = self._pool_geometry(layer, path)
         _, h, w = self.net.shapes[path].in_shape
         (ph, pw) = L.pair(layer.padding)
-        mode = _padding_mode((h, kernel[0], stride[0], ph), (w, kernel[1], stride[1], pw),
-                             ceil=layer.ceil_mode)
+        mode = _padding_mode(
+            (h, kernel[0], stride[0], ph), (w, kernel[1], stride[1], pw), ceil=layer.ceil_mode
+        )
         if mode != "PAD":  # SAME max pooling ignores its padding, as -inf padding does
             return tf.nn.max_pool2d(x, kernel, stride, mode)
         x = tf.pad(x, _pad4(pad_h, pad_w), constant_values=float("-inf"))

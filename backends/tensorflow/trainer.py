@@ -170,8 +170,14 @@ class TFTrainer(Trainer):
                 grad = tf.where(ok, grad, tf.zeros_like(grad))
                 rate, mom = tf.where(ok, lr, 0.0), tf.where(ok, momentum, 1.0)
             tf.raw_ops.ResourceApplyMomentum(
-                var=param.handle, accum=buf.handle, lr=tf.cast(rate, tf.float32), grad=grad,
-                momentum=tf.cast(mom, tf.float32), use_locking=False, use_nesterov=False)
+                var=param.handle,
+                accum=buf.handle,
+                lr=tf.cast(rate, tf.float32),
+                grad=grad,
+                momentum=tf.cast(mom, tf.float32),
+                use_locking=False,
+                use_nesterov=False,
+            )
 
         for param, buf, grad in zip(self.params, self.buffers, grads, strict=True):
             self._update(param, sgd, buf, grad, finite)
@@ -200,8 +206,10 @@ class TFTrainer(Trainer):
         # under its own device scope.
         loss, correct = self.strategy.run(lambda a, b: self._eval_inner(a, b), args=(x, y))
         total = tf.distribute.ReduceOp.SUM
-        return (self.strategy.reduce(total, loss, axis=None),
-                self.strategy.reduce(total, correct, axis=None))
+        return (
+            self.strategy.reduce(total, loss, axis=None),
+            self.strategy.reduce(total, correct, axis=None),
+        )
 
     # The Trainer interface -----------------------------------------------------------
 

@@ -66,9 +66,10 @@ class Conv(Layer):
         dx = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=grad.dtype)
         for i in range(kh):
             for j in range(kw):
-                dx[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += (
-                    dcols[..., i, j].transpose(0, 3, 1, 2))
-        return dx[:, :, ph:ph + h, pw:pw + wd]
+                dx[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw] += dcols[
+                    ..., i, j
+                ].transpose(0, 3, 1, 2)
+        return dx[:, :, ph : ph + h, pw : pw + wd]
 
 
 class MaxPool(Layer):
@@ -84,14 +85,18 @@ class MaxPool(Layer):
         (kh, kw), (sh, sw) = self.kernel, self.stride
         for i in range(kh):
             for j in range(kw):
-                yield (slice(i, i + sh * (out[0] - 1) + 1, sh),
-                       slice(j, j + sw * (out[1] - 1) + 1, sw))
+                yield (
+                    slice(i, i + sh * (out[0] - 1) + 1, sh),
+                    slice(j, j + sw * (out[1] - 1) + 1, sw),
+                )
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         n, c, h, w = self.x_shape = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.pad
-        out = (pool_output_size(h, kh, sh, ph, self.ceil),
-               pool_output_size(w, kw, sw, pw, self.ceil))
+        out = (
+            pool_output_size(h, kh, sh, ph, self.ceil),
+            pool_output_size(w, kw, sw, pw, self.ceil),
+        )
         # Pad enough after the input for ceil-mode windows that run past it.
         after_h = max(0, (out[0] - 1) * sh + kh - h - ph)
         after_w = max(0, (out[1] - 1) * sw + kw - w - pw)
@@ -111,7 +116,7 @@ class MaxPool(Layer):
         for index, (rows, cols) in enumerate(self._offsets(grad.shape[2:])):
             dx[:, :, rows, cols] += np.where(self.arg == index, grad, 0)
         (ph, pw), (_, _, h, w) = self.pad, self.x_shape
-        return dx[:, :, ph:ph + h, pw:pw + w]
+        return dx[:, :, ph : ph + h, pw : pw + w]
 
 
 class ReLU(Layer):
@@ -173,15 +178,24 @@ class Dropout(Layer):
 class Model:
     """A harness.models network of plain Sequential containers, as a list of layers."""
 
-    def __init__(self, network: L.Network, weights: dict[str, np.ndarray], *,
-                 dtype: type = np.float32, seed: int = 0) -> None:
+    def __init__(
+        self,
+        network: L.Network,
+        weights: dict[str, np.ndarray],
+        *,
+        dtype: type = np.float32,
+        seed: int = 0,
+    ) -> None:
         rng = np.random.default_rng(seed)
         self.dtype = np.dtype(dtype)
         _check(network.body, "", network.name)
         self.layers: list[tuple[str, Layer]] = []
         for row in infer(network):
-            param = {name: np.array(weights[f"{row.path}.{name}"], dtype=self.dtype)
-                     for name in ("weight", "bias") if f"{row.path}.{name}" in weights}
+            param = {
+                name: np.array(weights[f"{row.path}.{name}"], dtype=self.dtype)
+                for name in ("weight", "bias")
+                if f"{row.path}.{name}" in weights
+            }
             spec = row.layer
             if isinstance(spec, L.Conv2D):
                 layer: Layer = Conv(spec, param["weight"], param.get("bias"))
@@ -225,13 +239,16 @@ def _check(node: L.Node, path: str, model: str) -> None:
             _check(child, f"{path}.{name}" if path else name, model)
         return
     ok = isinstance(node, (L.MaxPool, L.ReLU, L.Flatten, L.Dense, L.Dropout)) or (
-        isinstance(node, L.Conv2D) and node.groups == 1)
+        isinstance(node, L.Conv2D) and node.groups == 1
+    )
     if not ok:
         what = type(node).__name__
         if isinstance(node, L.Conv2D):
             what = f"Conv2D with groups={node.groups}"
-        raise ValueError(f"the numpy backend cannot train {model}: {where} is {what}; it "
-                         f"supports {SUPPORTED} in plain Sequential networks")
+        raise ValueError(
+            f"the numpy backend cannot train {model}: {where} is {what}; it "
+            f"supports {SUPPORTED} in plain Sequential networks"
+        )
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
