@@ -11,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataformats import write_learnable_mnist
+from backend_checks import (
+    PAIRS,
+    check_real_data_training,
+    check_replicas_in_sync,
+    check_synthetic_run,
+    nhwc,
+    two_device_run,
+)
 
 from harness import models
 from harness.models.layers import (
@@ -31,15 +38,6 @@ from harness.models.layers import (
 from harness.models.reference import forward
 
 pytestmark = pytest.mark.jax
-
-PAIRS = [
-    ("lenet", (1, 28, 28), 10),
-    *[
-        (model, shape, classes)
-        for model in ("alexnet", "resnet50", "googlenet", "vgg16")
-        for shape, classes in (((1, 28, 28), 10), ((3, 32, 32), 10), ((3, 224, 224), 1000))
-    ],
-]
 
 
 def vocabulary_network(dropout: bool = True) -> Network:
@@ -90,10 +88,6 @@ def perturbed(weights: dict[str, np.ndarray], seed: int = 1) -> dict[str, np.nda
         elif name in ("running_mean", "bias") and key.replace(name, "running_var") in weights:
             out[key] = rng.normal(0, 0.2, value.shape).astype(np.float32)
     return out
-
-
-def nhwc(images: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(images.transpose(0, 2, 3, 1))
 
 
 def flax_forward(network: Network, weights: dict, images: np.ndarray, train: bool = False):
@@ -386,116 +380,21 @@ def test_two_cpu_devices_in_one_process(repo: Path) -> None:
 # The command line --------------------------------------------------------------------------
 
 
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", "--tool", "jax", "--idle-baseline", "0", "--json", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def result_of(out: subprocess.CompletedProcess[str]) -> dict:
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def test_cli_run_on_synthetic_data_with_a_compile_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "mnist",
-            "--synthetic",
-            "--warmup-steps",
-            "2",
-            "--steps",
-            "5",
-            "--repeats",
-            "2",
-            "-o",
-            f"compile_cache={cache}",
-            "--output-dir",
-            str(tmp_path),
-        )
-    )
-    assert result["summary"]["status"] == "ok"
+    result = check_synthetic_run("jax", tmp_path, "-o", f"compile_cache={cache}")
     assert result["framework"]["framework"] == "jax"
     assert result["framework"]["compile_cache"] == str(cache.resolve())
-    assert result["synthetic"] is True
-    assert all(r["timed"]["images_per_sec"] > 0 for r in result["repeats"])
-    assert result["repeats"][0]["framework"]["pid"] != result["repeats"][1]["framework"]["pid"]
     assert any(cache.iterdir())  # compiled executables were stored
 
 
 def test_cli_trains_real_format_data(tmp_path: Path) -> None:
-    data = write_learnable_mnist(tmp_path / "data", "mnist")
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "mnist",
-            "--real",
-            "--data-dir",
-            str(data),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "8",
-            "--warmup-steps",
-            "1",
-            "--repeats",
-            "1",
-            "--output-dir",
-            str(tmp_path / "logs"),
-        )
-    )
-    record = result["repeats"][0]
-    assert result["synthetic"] is False
-    assert record["plan"]["steps_per_epoch"] == 256 // 8
-    assert record["timed"]["steps"] == 2 * 32
-    assert [v["epoch"] for v in record["validation"]] == [1, 2]
-    assert record["validation"][-1]["images"] == 64
-    assert record["validation"][-1]["accuracy"] > 0.5  # chance is 0.1
+    check_real_data_training("jax", tmp_path, 2, 8, 0.5)
 
 
 def test_cli_two_cpu_devices_keep_replicas_in_sync(tmp_path: Path) -> None:
-    weights = tmp_path / "weights"
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "mnist",
-            "--synthetic",
-            "--cpu-devices",
-            "2",
-            "--batch-size",
-            "8",
-            "--warmup-steps",
-            "2",
-            "--steps",
-            "4",
-            "--repeats",
-            "1",
-            "--dump-weights",
-            str(weights),
-            "--output-dir",
-            str(tmp_path / "logs"),
-        )
-    )
-    record = result["repeats"][0]
+    result = two_device_run("jax", tmp_path)
     assert result["launcher"] == "local" and result["processes"] == 1
-    assert result["global_batch"] == 16
-    assert record["timed"]["images"] == 4 * 16
-    assert record["framework"]["devices"] == ["cpu:0 cpu", "cpu:1 cpu"]
-    files = sorted(weights.glob("*.npz"))
-    assert [f.name for f in files] == ["repeat1-rank0-replica0.npz", "repeat1-rank0-replica1.npz"]
-    first, second = (np.load(f) for f in files)
-    initial = models.init_weights(models.build("lenet", (1, 28, 28), 10), 0)
-    for key in initial:
-        np.testing.assert_allclose(first[key], second[key], rtol=1e-6, atol=1e-7)
-    assert not np.allclose(first["conv1.weight"], initial["conv1.weight"])
+    assert result["repeats"][0]["framework"]["devices"] == ["cpu:0 cpu", "cpu:1 cpu"]
+    names = ["repeat1-rank0-replica0.npz", "repeat1-rank0-replica1.npz"]
+    check_replicas_in_sync(result, tmp_path / "weights2", names)

@@ -4,29 +4,27 @@ parallelism over CPU contexts, the CLI. Marked mxnet: runs in ``tox -e mxnet`` o
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dataformats import write_learnable_mnist
+from backend_checks import (
+    PAIRS,
+    check_real_data_training,
+    check_replicas_in_sync,
+    check_synthetic_run,
+    lenet_run,
+    run_harness,
+    two_device_run,
+)
 
 from harness import models
 from harness.models import layers as L
 from harness.models.reference import apply, forward
 
 pytestmark = pytest.mark.mxnet
-
-PAIRS = [
-    ("lenet", (1, 28, 28), 10),
-    *[
-        (model, shape, classes)
-        for model in ("alexnet", "resnet50", "googlenet", "vgg16")
-        for shape, classes in (((1, 28, 28), 10), ((3, 32, 32), 10), ((3, 224, 224), 1000))
-    ],
-]
 
 
 def _loaded(network: L.Network, weights: dict[str, np.ndarray]):
@@ -374,159 +372,32 @@ def test_run_env_shares_the_cores_between_cpu_contexts() -> None:
 # The CLI -------------------------------------------------------------------------------
 
 
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "--tool",
-            "mxnet",
-            "--idle-baseline",
-            "0",
-            "--json",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def result_of(out: subprocess.CompletedProcess[str]) -> dict:
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def test_cli_run_on_synthetic_data(tmp_path: Path) -> None:
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "mnist",
-            "--synthetic",
-            "--warmup-steps",
-            "2",
-            "--steps",
-            "5",
-            "--repeats",
-            "1",
-            "--output-dir",
-            str(tmp_path),
-        )
-    )
-    assert result["summary"]["status"] == "ok"
+    result = check_synthetic_run("mxnet", tmp_path)
     assert result["framework"]["framework"] == "mxnet"
     assert result["framework"]["hybridized"] is True
-    assert result["synthetic"] is True
-    record = result["repeats"][0]
-    assert record["timed"]["images_per_sec"] > 0
-    assert record["timed"]["images"] == 5 * 64
 
 
 def test_cli_trains_real_format_data_and_validates(tmp_path: Path) -> None:
-    data = write_learnable_mnist(tmp_path / "data", "mnist")
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "mnist",
-            "--real",
-            "--data-dir",
-            str(data),
-            "--epochs",
-            "3",
-            "--batch-size",
-            "8",
-            "--warmup-steps",
-            "1",
-            "--repeats",
-            "1",
-            "--output-dir",
-            str(tmp_path / "logs"),
-        )
-    )
-    record = result["repeats"][0]
-    assert result["synthetic"] is False
-    assert record["plan"]["steps_per_epoch"] == 256 // 8
-    assert record["timed"]["steps"] == 3 * 32
-    assert [v["epoch"] for v in record["validation"]] == [1, 2, 3]
-    assert record["validation"][-1]["images"] == 64
-    assert record["validation"][-1]["accuracy"] > 0.8  # chance is 0.1
+    check_real_data_training("mxnet", tmp_path, 3, 8, 0.8)
 
 
 def test_cli_two_cpu_devices_train_in_sync(tmp_path: Path) -> None:
-    weights = tmp_path / "weights"
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "mnist",
-            "--synthetic",
-            "--cpu-devices",
-            "2",
-            "--batch-size",
-            "8",
-            "--warmup-steps",
-            "2",
-            "--steps",
-            "4",
-            "--repeats",
-            "1",
-            "--dump-weights",
-            str(weights),
-            "--output-dir",
-            str(tmp_path / "logs"),
-        )
-    )
-    record = result["repeats"][0]
+    result = two_device_run("mxnet", tmp_path)
     assert result["processes"] == 1
-    assert result["global_batch"] == 16
-    assert record["timed"]["images"] == 4 * 16
-    assert record["framework"]["devices"] == ["cpu(0)", "cpu(1)"]
-    files = sorted(weights.glob("*.npz"))
-    assert [f.name for f in files] == ["repeat1-rank0-replica0.npz", "repeat1-rank0-replica1.npz"]
-    first, second = (np.load(f) for f in files)
-    initial = models.init_weights(models.build("lenet", (1, 28, 28), 10), 0)
-    for key in initial:
-        np.testing.assert_allclose(first[key], second[key], rtol=1e-6, atol=1e-7)
-    assert not np.allclose(first["conv1.weight"], initial["conv1.weight"])
+    assert result["repeats"][0]["framework"]["devices"] == ["cpu(0)", "cpu(1)"]
+    names = ["repeat1-rank0-replica0.npz", "repeat1-rank0-replica1.npz"]
+    check_replicas_in_sync(result, tmp_path / "weights2", names)
 
 
 def test_cli_bf16_amp_runs_on_the_cpu_and_fp16_is_refused(tmp_path: Path) -> None:
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "mnist",
-            "--synthetic",
-            "--precision",
-            "bf16",
-            "--warmup-steps",
-            "1",
-            "--steps",
-            "3",
-            "--repeats",
-            "1",
-            "--output-dir",
-            str(tmp_path),
-        )
-    )
+    args = ("--synthetic", "--precision", "bf16", "--warmup-steps", "1", "--steps", "3")
+    result = lenet_run("mxnet", tmp_path, *args)
     assert result["summary"]["status"] == "ok"
     assert result["spec"]["precision"] == "bf16"
-    refused = cli(
-        "--model",
-        "lenet",
-        "--dataset",
-        "mnist",
-        "--precision",
-        "fp16",
-        "--output-dir",
-        str(tmp_path),
-    )
+    refused = run_harness(
+        "mxnet", "--model", "lenet", "--dataset", "mnist", "--precision", "fp16",
+        "--output-dir", str(tmp_path),
+    )  # fmt: skip
     assert refused.returncode == 2
     assert "fp32, bf16" in refused.stderr

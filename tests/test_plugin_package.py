@@ -37,8 +37,11 @@ def _ignore(folder: str, names: list[str]) -> set[str]:
 
 def _env() -> dict[str, str]:
     """This environment without anything that points Python or the harness elsewhere."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("HARNESS_", "PYTHON", "VIRTUAL_ENV"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HARNESS_", "PYTHON", "VIRTUAL_ENV"))
+    }
 
 
 class Venv:
@@ -47,8 +50,14 @@ class Venv:
         self.python = str(root / "venv" / "bin" / "python")
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.python, *args], cwd=self.root, env=_env(), text=True,
-                              capture_output=True, timeout=timeout)
+        return subprocess.run(
+            [self.python, *args],
+            cwd=self.root,
+            env=_env(),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
 
     def pip_install(self, target: Path) -> None:
         done = self.run("-m", "pip", "install", "--quiet", str(target))
@@ -72,27 +81,64 @@ def _harness(venv: Venv, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _run_args(venv: Venv, model: str, dataset: str, repeats: int) -> list[str]:
-    return ["--tool", "numpy", "--model", model, "--dataset", dataset, "--steps", "5",
-            "--warmup-steps", "2", "--repeats", str(repeats), "--synthetic",
-            "--output-dir", str(venv.root / "logs"), "--json", "--idle-baseline", "0"]
+    return [
+        "--tool",
+        "numpy",
+        "--model",
+        model,
+        "--dataset",
+        dataset,
+        "--steps",
+        "5",
+        "--warmup-steps",
+        "2",
+        "--repeats",
+        str(repeats),
+        "--synthetic",
+        "--output-dir",
+        str(venv.root / "logs"),
+        "--json",
+        "--idle-baseline",
+        "0",
+    ]
 
 
 def _stored(venv: Venv, run_id: str) -> tuple[tuple, list[tuple]]:
     with sqlite3.connect(venv.root / "logs" / "results.sqlite") as db:
-        run = db.execute("SELECT tool, model, status, repeats_ok FROM runs WHERE run_id = ?",
-                         (run_id,)).fetchone()
-        repeats = db.execute("SELECT repeat, status, cause FROM repeats WHERE run_id = ? "
-                             "ORDER BY repeat", (run_id,)).fetchall()
+        run = db.execute(
+            "SELECT tool, model, status, repeats_ok FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        repeats = db.execute(
+            "SELECT repeat, status, cause FROM repeats WHERE run_id = ? ORDER BY repeat", (run_id,)
+        ).fetchall()
     return run, repeats
 
 
 def test_installed_packages_come_from_the_venv(venv: Venv):
-    code = ("import harness, harness.models, harness.datasets, harness.backends.pytorch, "
-            "harness_numpy; print(harness.__file__); print(harness_numpy.__file__)")
+    code = (
+        "import harness, harness.models, harness.datasets, harness.backends.pytorch, "
+        "harness_numpy; print(harness.__file__); print(harness_numpy.__file__)"
+    )
     done = venv.run("-c", code)
     assert done.returncode == 0, done.stderr
     for line in done.stdout.split():
         assert Path(line).resolve().is_relative_to((venv.root / "venv").resolve()), line
+
+
+def test_install_claims_no_generic_top_level_names(venv: Venv):
+    code = (
+        "import importlib.util, json; print(json.dumps({n: importlib.util.find_spec(n) is None "
+        "for n in ('models', 'datasets', 'backends', 'harness.models', 'harness.datasets')}))"
+    )
+    done = venv.run("-c", code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "models": True,
+        "datasets": True,
+        "backends": True,
+        "harness.models": False,
+        "harness.datasets": False,
+    }
 
 
 def test_list_shows_the_numpy_tool(venv: Venv):
@@ -115,8 +161,9 @@ def test_lenet_benchmark_with_the_numpy_tool(venv: Venv):
     assert summary["repeats"] == summary["repeats_ok"] == 2
     assert summary["images_per_sec"]["mean"] > 0
     assert [r["status"] for r in result["repeats"]] == ["ok", "ok"]
-    assert all(r["timed"]["steps"] == 5 and r["timed"]["images_per_sec"] > 0
-               for r in result["repeats"])
+    assert all(
+        r["timed"]["steps"] == 5 and r["timed"]["images_per_sec"] > 0 for r in result["repeats"]
+    )
     run_dir = venv.root / "logs" / result["run_id"]
     assert json.loads((run_dir / "result.json").read_text())["run_id"] == result["run_id"]
     run, repeats = _stored(venv, result["run_id"])

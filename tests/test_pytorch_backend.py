@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dataformats import write_learnable_mnist
+from backend_checks import (
+    PAIRS,
+    check_real_data_training,
+    check_replicas_in_sync,
+    check_synthetic_run,
+    run_harness,
+    two_device_run,
+)
 
 from harness import models
 
 pytestmark = pytest.mark.pytorch
-
-PAIRS = [
-    ("lenet", (1, 28, 28), 10),
-    *[
-        (model, shape, classes)
-        for model in ("alexnet", "resnet50", "googlenet", "vgg16")
-        for shape, classes in (((1, 28, 28), 10), ((3, 32, 32), 10), ((3, 224, 224), 1000))
-    ],
-]
 
 
 @pytest.mark.parametrize(("model", "shape", "classes"), PAIRS)
@@ -104,168 +99,30 @@ def test_out_of_memory_is_recognised() -> None:
     assert not TorchTrainer.is_out_of_memory(RuntimeError("shape mismatch"))
 
 
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "--tool",
-            "pytorch",
-            "--idle-baseline",
-            "0",
-            "--json",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def result_of(out: subprocess.CompletedProcess[str]) -> dict:
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def test_cli_run_on_synthetic_data(tmp_path: Path) -> None:
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "mnist",
-            "--synthetic",
-            "--warmup-steps",
-            "2",
-            "--steps",
-            "5",
-            "--repeats",
-            "2",
-            "--output-dir",
-            str(tmp_path),
-        )
-    )
-    assert result["summary"]["status"] == "ok"
+    result = check_synthetic_run("pytorch", tmp_path)
     assert result["framework"]["framework"] == "torch"
-    assert result["synthetic"] is True
-    assert all(r["timed"]["images_per_sec"] > 0 for r in result["repeats"])
-    assert result["repeats"][0]["framework"]["pid"] != result["repeats"][1]["framework"]["pid"]
 
 
 def test_cli_trains_real_format_data_to_high_accuracy(tmp_path: Path) -> None:
-    data = write_learnable_mnist(tmp_path / "data", "fashion-mnist")
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "fashion-mnist",
-            "--real",
-            "--data-dir",
-            str(data),
-            "--epochs",
-            "3",
-            "--batch-size",
-            "16",
-            "--warmup-steps",
-            "1",
-            "--repeats",
-            "1",
-            "--output-dir",
-            str(tmp_path / "logs"),
-        )
-    )
-    record = result["repeats"][0]
-    assert result["synthetic"] is False
-    assert record["plan"]["steps_per_epoch"] == 256 // 16
-    assert record["timed"]["steps"] == 3 * 16
-    assert [v["epoch"] for v in record["validation"]] == [1, 2, 3]
-    assert record["validation"][-1]["images"] == 64
-    assert record["validation"][-1]["accuracy"] > 0.8  # chance is 0.1
-    assert record["execution_time_s"] > record["timed"]["seconds"]
+    check_real_data_training("pytorch", tmp_path, 3, 16, 0.8, dataset="fashion-mnist")
 
 
 def test_two_cpu_devices_train_with_ddp_in_sync(tmp_path: Path) -> None:
-    weights = tmp_path / "weights"
-    result = result_of(
-        cli(
-            "--model",
-            "lenet",
-            "--dataset",
-            "mnist",
-            "--synthetic",
-            "--cpu-devices",
-            "2",
-            "--batch-size",
-            "8",
-            "--warmup-steps",
-            "2",
-            "--steps",
-            "4",
-            "--repeats",
-            "1",
-            "--dump-weights",
-            str(weights),
-            "--output-dir",
-            str(tmp_path / "logs"),
-        )
-    )
-    record = result["repeats"][0]
+    result = two_device_run("pytorch", tmp_path)
     assert result["launcher"] == "torchrun" and result["processes"] == 2
-    assert result["global_batch"] == 16
-    assert record["timed"]["images"] == 4 * 16
-    assert record["framework"]["distributed"] == "gloo"
-    files = sorted(weights.glob("*.npz"))
-    assert [f.name for f in files] == ["repeat1-rank0-replica0.npz", "repeat1-rank1-replica0.npz"]
-    rank0, rank1 = (np.load(f) for f in files)
-    initial = models.init_weights(models.build("lenet", (1, 28, 28), 10), 0)
-    for key in initial:
-        np.testing.assert_allclose(rank0[key], rank1[key], rtol=1e-6, atol=1e-7)
-    assert not np.allclose(rank0["conv1.weight"], initial["conv1.weight"])
+    assert result["repeats"][0]["framework"]["distributed"] == "gloo"
+    names = ["repeat1-rank0-replica0.npz", "repeat1-rank1-replica0.npz"]
+    check_replicas_in_sync(result, tmp_path / "weights2", names)
 
 
 def test_dry_run_for_two_gpus_uses_torchrun() -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "--tool",
-            "pytorch",
-            "--model",
-            "resnet50",
-            "--dataset",
-            "cifar10",
-            "--num-gpus",
-            "2",
-            "--dry-run",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    args = ("--model", "resnet50", "--dataset", "cifar10", "--num-gpus", "2")
+    out = run_harness("pytorch", *args, "--dry-run", timeout=120)
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stderr.split())
     assert "-m torch.distributed.run --standalone --nproc-per-node=2 -m harness.worker" in text
     assert "CUDA_VISIBLE_DEVICES=0,1" in text
-    real = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "--tool",
-            "pytorch",
-            "--model",
-            "resnet50",
-            "--dataset",
-            "cifar10",
-            "--num-gpus",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    real = run_harness("pytorch", *args, timeout=120)
     assert real.returncode == 2
     assert "asks for 2 GPU(s) but this machine has 0" in " ".join(real.stderr.split())

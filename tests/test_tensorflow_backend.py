@@ -7,16 +7,20 @@ must be configured before TensorFlow starts) is tested through the CLI in a subp
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from backend_checks import (
+    PAIRS,
+    check_real_data_training,
+    check_replicas_in_sync,
+    check_synthetic_run,
+    nhwc,
+    two_device_run,
+)
 
 from harness import models
 from harness.backend import SGD_MOMENTUM, WorkerContext
@@ -26,12 +30,6 @@ from harness.spec import RunSpec
 
 pytestmark = pytest.mark.tensorflow
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-PAIRS = [("lenet", (1, 28, 28), 10)] + [
-    (name, shape, classes)
-    for name in ("alexnet", "resnet50", "googlenet", "vgg16")
-    for shape, classes in (((1, 28, 28), 10), ((3, 32, 32), 10), ((3, 224, 224), 1000))
-]
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +82,6 @@ def random_batch(net: L.Network, n: int, seed: int = 0) -> tuple[np.ndarray, np.
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, *net.input_shape), dtype=np.float32)
     return x, rng.integers(0, net.num_classes, n).astype(np.int32)
-
-
-def nhwc(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
 def with_bn_statistics(net: L.Network, seed: int = 0) -> dict[str, np.ndarray]:
@@ -392,122 +386,24 @@ def test_out_of_memory_is_recognised(tf):
 # --- the CLI, end to end ---------------------------------------------------------------
 
 
-def run_cli(*args: str, timeout: float = 600) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=timeout
-    )
-    assert out.returncode == 0, out.stderr[-4000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def cli_args(tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "--tool",
-        "tensorflow",
-        "--model",
-        "lenet",
-        "--dataset",
-        "mnist",
-        "--repeats",
-        "1",
-        "--idle-baseline",
-        "0",
-        "--output-dir",
-        str(tmp_path / "logs"),
-        "--json",
-        *extra,
-    ]
-
-
 def test_cli_synthetic_run(tmp_path):
-    result = run_cli(*cli_args(tmp_path, "--steps", "5", "--warmup-steps", "2", "--synthetic"))
-    assert result["summary"]["status"] == "ok"
-    record = result["repeats"][0]
-    assert record["framework"]["framework"] == "tensorflow"
-    assert record["timed"]["images_per_sec"] > 0
-    assert record["timed"]["steps"] == 5 and record["data"]["synthetic"] is True
+    result = check_synthetic_run("tensorflow", tmp_path)
+    assert result["repeats"][0]["framework"]["framework"] == "tensorflow"
 
 
-def idx_gz(array: np.ndarray) -> bytes:
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return gzip.compress(header + array.astype(np.uint8).tobytes())
-
-
-def write_mnist(folder: Path, split: str, n: int) -> None:
-    """Real-format MNIST files: image i is a bright square whose place depends on i % 10."""
-    folder.mkdir(parents=True, exist_ok=True)
-    labels = np.arange(n) % 10
-    images = np.zeros((n, 28, 28), np.uint8)
-    for i, label in enumerate(labels):
-        images[i, 2 * label : 2 * label + 8, 4:12] = 255
-    prefix = "train" if split == "train" else "t10k"
-    (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(idx_gz(images))
-    (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(idx_gz(labels))
-
-
-def test_cli_real_data_epoch_with_validation(tmp_path):
-    write_mnist(tmp_path / "data" / "mnist", "train", 64)
-    write_mnist(tmp_path / "data" / "mnist", "test", 20)
-    result = run_cli(
-        *cli_args(
-            tmp_path,
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--real",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--warmup-steps",
-            "1",
-        )
-    )
-    assert result["summary"]["status"] == "ok"
-    record = result["repeats"][0]
-    assert record["data"]["synthetic"] is False
-    assert record["timed"]["steps"] == 64 // 8
-    validation = record["validation"][-1]
-    assert validation["images"] == 16 and validation["synthetic"] is False
-    assert 0.0 <= validation["accuracy"] <= 1.0 and np.isfinite(validation["loss"])
+def test_cli_real_data_epochs_with_validation(tmp_path):
+    check_real_data_training("tensorflow", tmp_path, 3, 8, 0.8)
 
 
 def test_cli_data_parallel_on_two_cpu_devices(tmp_path):
-    steps = 4
-    weights = {}
-    for devices, batch in ((2, 8), (1, 16)):
-        folder = tmp_path / f"weights{devices}"
-        result = run_cli(
-            *cli_args(
-                tmp_path,
-                "--steps",
-                str(steps),
-                "--warmup-steps",
-                "1",
-                "--synthetic",
-                "--cpu-devices",
-                str(devices),
-                "--batch-size",
-                str(batch),
-                "--dump-weights",
-                str(folder),
-            )
-        )
-        assert result["summary"]["status"] == "ok"
-        record = result["repeats"][0]
-        assert record["global_batch"] == 16
-        assert record["timed"]["images"] == steps * 16
-        assert record["framework"]["distributed"] == ("MirroredStrategy" if devices > 1 else None)
-        assert len(record["framework"]["devices"]) == devices
-        files = sorted(folder.glob("*.npz"))
-        assert len(files) == devices
-        weights[devices] = [dict(np.load(f)) for f in files]
-    net = models.build("lenet", (1, 28, 28), 10)
-    initial = models.init_weights(net, 0)
-    first, second = weights[2]
-    for key, value in initial.items():
-        np.testing.assert_allclose(second[key], first[key], rtol=1e-6, atol=1e-7, err_msg=key)
-        assert not np.allclose(first[key], value), f"{key} did not train"
-        # the same global batch on one device gives the same weights
-        np.testing.assert_allclose(
-            weights[1][0][key], first[key], rtol=1e-4, atol=1e-5, err_msg=key
-        )
+    result = two_device_run("tensorflow", tmp_path)
+    framework = result["repeats"][0]["framework"]
+    assert framework["distributed"] == "MirroredStrategy" and len(framework["devices"]) == 2
+    names = ["repeat1-rank0-replica0.npz", "repeat1-rank0-replica1.npz"]
+    first = check_replicas_in_sync(result, tmp_path / "weights2", names)[0]
+    # the same global batch on one device gives the same weights
+    one = two_device_run("tensorflow", tmp_path, devices=1, batch=16)
+    assert one["repeats"][0]["framework"]["distributed"] is None
+    (single,) = (dict(np.load(f)) for f in (tmp_path / "weights1").glob("*.npz"))
+    for key, value in first.items():
+        np.testing.assert_allclose(single[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
