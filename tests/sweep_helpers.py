@@ -1,5 +1,5 @@
 """Helpers for the sweep, report, export and compare tests: synthetic stored runs, a
-fake-backend environment for subprocesses, and a headless Chromium."""
+and a headless Chromium."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from harness import stats
 from harness.spec import RunSpec
 from harness.store import ResultStore
 
-FAKES = Path(__file__).resolve().parent / "fakes"
 _counter = itertools.count(1)
 
 
@@ -171,25 +169,6 @@ def study_like_results(sweep_id: str | None = None) -> list[dict[str, Any]]:
 
 
 # The fake backend in subprocesses ---------------------------------------------------------
-
-
-def harness_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["HARNESS_PLUGINS"] = "fake_backend"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKES), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        env=harness_env(),
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 # Headless Chromium ----------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import io
 from pathlib import Path
 
 import pytest
-from sweep_helpers import make_result, make_store, run_cli
+from fake_cli import run_cli
+from sweep_helpers import make_result, make_store
 
 from harness.compare import compare, significant
 from harness.report.data import Value

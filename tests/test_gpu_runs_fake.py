@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-FAKES = Path(__file__).resolve().parent / "fakes"
+from fake_cli import harness_env
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.update(HARNESS_PLUGINS="fake_backend", HARNESS_NVML_MODULE="fake_gpu_machine")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKES), env.get("PYTHONPATH")]))
+    env = harness_env(HARNESS_NVML_MODULE="fake_gpu_machine")
     return subprocess.run(
         [
             sys.executable,

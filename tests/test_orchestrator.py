@@ -15,26 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import fake_cli
 import pytest
-
-FAKES = Path(__file__).resolve().parent / "fakes"
-
-
-def harness_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["HARNESS_PLUGINS"] = "fake_backend"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKES), env.get("PYTHONPATH")]))
-    return env
+from fake_cli import harness_env
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        env=harness_env(),
-        timeout=timeout,
-    )
+    """Fake runs here are short: a hang fails within two minutes."""
+    return fake_cli.run_cli(*args, timeout=timeout)
 
 
 def fake_run(tmp_path: Path, *extra: str, repeats: int = 2) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from fake_cli import run_cli
 from rich.console import Console
-from sweep_helpers import make_result, make_store, run_cli, study_like_results
+from sweep_helpers import make_result, make_store, study_like_results
 
 from harness.report import markdown, render, report_data, terminal
 from harness.report.data import METRICS, Row, build, ratio

@@ -7,7 +7,8 @@ import io
 import json
 from pathlib import Path
 
-from sweep_helpers import make_result, make_store, run_cli, study_like_results
+from fake_cli import run_cli
+from sweep_helpers import make_result, make_store, study_like_results
 
 from harness.export import COLUMNS, flat
 from harness.report.source import open_store

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sweep_helpers import check_page_in_browser, end_orphan_workers, run_cli
+from fake_cli import run_cli
+from sweep_helpers import check_page_in_browser, end_orphan_workers
 
 from harness.errors import UsageError
 from harness.interpreters import find_interpreter

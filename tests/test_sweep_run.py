@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sweep_helpers import check_page_in_browser, end_orphan_workers, harness_env, run_cli
+from fake_cli import harness_env, run_cli
+from sweep_helpers import check_page_in_browser, end_orphan_workers
 
 from harness.store import ResultStore
 from harness.sweep.state import SweepState
