@@ -23,13 +23,15 @@ from .graph import (
     output_shape,
     param_count,
     summary_table,
-    walk,
 )
 from .init import init_weights, is_buffer, state_keys
 from .layers import Network
+from .tree import Fold, Forward, walk
 
 __all__ = [
     "MODELS",
+    "Fold",
+    "Forward",
     "LayerShape",
     "ModelError",
     "ModelInfo",

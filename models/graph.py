@@ -1,16 +1,7 @@
-"""Walking a network tree, shape inference, parameter and operation counts.
+"""Shape inference, parameter and operation counts, and pooling geometry.
 
-Path rules (backends and weight files rely on them):
-
-- a leaf layer's path is the names of the containers leading to it, joined with ".",
-  with no leading dot; the network's top-level Sequential contributes no segment;
-- a Sequential names its children by ``child_names()``: their given names, or their
-  indices "0", "1", ... when it has none;
-- a Residual names its children ``body`` and ``shortcut`` (an identity shortcut has no
-  layers, so no path);
-- a Concat names its branches by index: "0", "1", ...
-
-Weight keys are "<path>.<parameter>", as in a PyTorch state_dict (see models.init).
+Paths follow the rules of models.tree, whose walk this module re-exports; weight keys
+are "<path>.<parameter>", as in a PyTorch state_dict (see models.init).
 
 Shapes are per image: (C, H, W) for feature maps, (features,) after Flatten or Dense.
 Output sizes follow PyTorch exactly:
@@ -18,7 +9,8 @@ Output sizes follow PyTorch exactly:
 - convolution: floor((size + 2 * pad - kernel) / stride) + 1;
 - pooling: the same with floor or ceil; in ceil mode a window that would start beyond
   the input and its left padding is dropped (torch's ``pooling_output_shape``), and the
-  padding may be at most half the kernel.
+  padding may be at most half the kernel. A pool's stride defaults to its kernel
+  (``window``, the one place that says so).
 
 Counts: parameters are the trainable ones only (conv and dense weights and biases,
 batch-norm scale and shift; running statistics are buffers, not counted). MACs are the
@@ -28,13 +20,12 @@ activations, pooling and residual additions are not counted); FLOPs are 2 * MACs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .layers import (
     AvgPool,
     BatchNorm,
-    Concat,
     Conv2D,
     Dense,
     Dropout,
@@ -45,46 +36,13 @@ from .layers import (
     Network,
     Node,
     ReLU,
-    Residual,
-    Sequential,
     pair,
 )
+from .tree import LEAVES as LEAVES  # re-exported: models.tree is their home
+from .tree import Forward
+from .tree import walk as walk
 
 Shape = tuple[int, ...]
-LEAVES = (Conv2D, BatchNorm, ReLU, MaxPool, AvgPool, GlobalAvgPool, Flatten, Dense, Dropout)
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def walk(node: Node | Network, prefix: str = "") -> Iterator[tuple[str, Layer]]:
-    """Yield (path, layer) for every leaf layer under ``node``, in execution order.
-
-    Raises ValueError for child names that are empty, contain ".", or repeat.
-    """
-    if isinstance(node, Network):
-        yield from walk(node.body, prefix)
-    elif isinstance(node, Sequential):
-        names = node.child_names()
-        if len(set(names)) != len(names) or any(not n or "." in n for n in names):
-            raise ValueError(
-                f"{prefix or '<root>'}: child names must be unique, "
-                f"non-empty and dot-free, got {names}"
-            )
-        for name, child in zip(names, node.layers, strict=True):
-            yield from walk(child, _join(prefix, name))
-    elif isinstance(node, Residual):
-        yield from walk(node.body, _join(prefix, "body"))
-        if node.shortcut is not None:
-            yield from walk(node.shortcut, _join(prefix, "shortcut"))
-    elif isinstance(node, Concat):
-        for index, branch in enumerate(node.branches):
-            yield from walk(branch, _join(prefix, str(index)))
-    elif isinstance(node, LEAVES):
-        yield prefix, node
-    else:
-        raise TypeError(f"{prefix or '<root>'}: not a layer or container: {node!r}")
 
 
 @dataclass(frozen=True)
@@ -125,12 +83,48 @@ def pool_padding(
     return padding, max(padding, (out - 1) * stride + kernel - size - padding)
 
 
+Pair = tuple[int, int]
+
+
+class PoolGeometry(NamedTuple):
+    """One pooling layer on one (height, width) input, per axis (height, width)."""
+
+    kernel: Pair
+    stride: Pair  # the kernel where the layer gives None
+    padding: Pair  # the layer's symmetric padding
+    out: Pair  # PyTorch's output size
+    pads: tuple[Pair, Pair]  # (before, after) for a floor-mode pool: see pool_padding
+    # Average pooling: PyTorch's divisor per output index (count_include_pad, and a
+    # ceil-mode window clipped at the right padding).
+    divisors: tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def window(layer: Conv2D | MaxPool | AvgPool) -> tuple[Pair, Pair, Pair]:
+    """(kernel, stride, padding) as (height, width) pairs; a pool's stride of None is its
+    kernel (PyTorch's default, and this the one place that says so)."""
+    stride = layer.kernel if layer.stride is None else layer.stride
+    return pair(layer.kernel), pair(stride), pair(layer.padding)
+
+
+def pool_geometry(layer: MaxPool | AvgPool, height: int, width: int) -> PoolGeometry:
+    """Kernel, stride, padding, output size, explicit pads and average divisors."""
+    kernel, stride, padding = window(layer)
+    axes = list(zip((height, width), kernel, stride, padding, strict=True))
+    out = [pool_output_size(*axis, layer.ceil_mode) for axis in axes]
+    pads = [pool_padding(*axis, layer.ceil_mode) for axis in axes]
+    divisors = [
+        tuple(min(i * s - p + k, size + p) - (i * s - p) for i in range(n))
+        for (size, k, s, p), n in zip(axes, out, strict=True)
+    ]
+    return PoolGeometry(
+        kernel, stride, padding, (out[0], out[1]), (pads[0], pads[1]), (divisors[0], divisors[1])
+    )
+
+
 def describe(layer: Layer) -> str:
     """A short human-readable description, e.g. 'Conv2D 64 7x7/2 p3'."""
     if isinstance(layer, Conv2D):
-        kh, kw = pair(layer.kernel)
-        sh, sw = pair(layer.stride)
-        ph, pw = pair(layer.padding)
+        (kh, kw), (sh, sw), (ph, pw) = window(layer)
         text = f"Conv2D {layer.filters} {kh}x{kw}"
         text += f"/{sh}" if sh == sw else f"/{sh}x{sw}"
         if ph or pw:
@@ -139,9 +133,7 @@ def describe(layer: Layer) -> str:
             text += f" g{layer.groups}"
         return text + ("" if layer.bias else " nobias")
     if isinstance(layer, (MaxPool, AvgPool)):
-        kh, kw = pair(layer.kernel)
-        sh, sw = pair(layer.kernel if layer.stride is None else layer.stride)
-        ph, pw = pair(layer.padding)
+        (kh, kw), (sh, sw), (ph, pw) = window(layer)
         text = f"{type(layer).__name__} {kh}x{kw}/{sh}" + (f"x{sw}" if sw != sh else "")
         if ph or pw:
             text += f" p{ph}" if ph == pw else f" p{ph}x{pw}"
@@ -184,13 +176,9 @@ def _leaf(path: str, layer: Layer, shape: Shape) -> LayerShape:
         out: Shape = (layer.filters, oh, ow)
     elif isinstance(layer, (MaxPool, AvgPool)):
         c, h, w = _need_map(path, layer, shape)
-        kh, kw = pair(layer.kernel)
-        sh, sw = pair(layer.kernel if layer.stride is None else layer.stride)
-        ph, pw = pair(layer.padding)
+        (kh, kw), _, (ph, pw), (oh, ow), *_ = pool_geometry(layer, h, w)
         if 2 * ph > kh or 2 * pw > kw:
             raise _fail(path, layer, shape, "padding must be at most half the kernel")
-        oh = pool_output_size(h, kh, sh, ph, layer.ceil_mode)
-        ow = pool_output_size(w, kw, sw, pw, layer.ceil_mode)
         if oh < 1 or ow < 1:
             raise _fail(path, layer, shape, f"output would be {oh}x{ow}")
         out = (c, oh, ow)
@@ -218,37 +206,33 @@ def _leaf(path: str, layer: Layer, shape: Shape) -> LayerShape:
     return LayerShape(path, layer, shape, out, params, macs)
 
 
-def _infer(node: Node, prefix: str, shape: Shape, rows: list[LayerShape]) -> Shape:
-    if isinstance(node, Sequential):
-        names = node.child_names()
-        for name, child in zip(names, node.layers, strict=True):
-            shape = _infer(child, _join(prefix, name), shape, rows)
-        return shape
-    if isinstance(node, Residual):
-        body = _infer(node.body, _join(prefix, "body"), shape, rows)
-        short = shape
-        if node.shortcut is not None:
-            short = _infer(node.shortcut, _join(prefix, "shortcut"), shape, rows)
-        if body != short:
+class _Shapes(Forward[Shape]):
+    """Shape inference as a walk: one LayerShape row per leaf, in execution order."""
+
+    def __init__(self) -> None:
+        self.rows: list[LayerShape] = []
+
+    def layer(self, layer: Layer, path: str, shape: Shape) -> Shape:
+        row = _leaf(path, layer, shape)
+        self.rows.append(row)
+        return row.out_shape
+
+    def add(self, path: str, body: Shape, shortcut: Shape) -> Shape:
+        if body != shortcut:
             raise ValueError(
-                f"{prefix or '<root>'}: residual body gives {body} but shortcut gives {short}"
+                f"{path or '<root>'}: residual body gives {body} but shortcut gives {shortcut}"
             )
         return body
-    if isinstance(node, Concat):
-        if not node.branches:
-            raise ValueError(f"{prefix or '<root>'}: Concat has no branches")
-        outs = [_infer(b, _join(prefix, str(i)), shape, rows) for i, b in enumerate(node.branches)]
-        if any(len(o) != 3 for o in outs) or len({o[1:] for o in outs}) != 1:
+
+    def concatenate(self, path: str, outputs: list[Shape]) -> Shape:
+        if not outputs:
+            raise ValueError(f"{path or '<root>'}: Concat has no branches")
+        if any(len(o) != 3 for o in outputs) or len({o[1:] for o in outputs}) != 1:
             raise ValueError(
-                f"{prefix or '<root>'}: Concat branches must give (C, H, W) "
-                f"maps of equal height and width, got {outs}"
+                f"{path or '<root>'}: Concat branches must give (C, H, W) "
+                f"maps of equal height and width, got {outputs}"
             )
-        return (sum(o[0] for o in outs), *outs[0][1:])
-    if isinstance(node, LEAVES):
-        row = _leaf(prefix, node, shape)
-        rows.append(row)
-        return row.out_shape
-    raise TypeError(f"{prefix or '<root>'}: not a layer or container: {node!r}")
+        return (sum(o[0] for o in outputs), *outputs[0][1:])
 
 
 def infer(network: Network | Node, input_shape: Shape | None = None) -> list[LayerShape]:
@@ -266,10 +250,9 @@ def infer(network: Network | Node, input_shape: Shape | None = None) -> list[Lay
         node, shape = network, tuple(input_shape)
     if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
         raise ValueError(f"input shape must be positive integers, got {shape}")
-    list(walk(node))  # validates the names
-    rows: list[LayerShape] = []
-    _infer(node, "", shape, rows)
-    return rows
+    shapes = _Shapes()
+    shapes.run(node, shape)  # checks every name before the first shape
+    return shapes.rows
 
 
 def output_shape(network: Network) -> Shape:

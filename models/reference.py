@@ -13,7 +13,7 @@ NCHW arrays; the result is returned as float32:
   (axis 1). Inference uses the running statistics; ``training=True`` uses the batch's
   mean and biased variance, as torch does for normalising. Running statistics are
   never updated: this is a pure function;
-- MaxPool: padding counts as -inf; ceil mode follows models.graph.pool_output_size;
+- MaxPool: padding counts as -inf; ceil mode follows models.graph.pool_geometry;
 - AvgPool: padded cells count (count_include_pad=True). A ceil-mode window that runs
   past the right padding is clipped there and its divisor shrinks with it, exactly as
   torch's avg_pool2d computes ``pool_size``;
@@ -24,7 +24,7 @@ NCHW arrays; the result is returned as float32:
 - Residual: ``body(x) + shortcut(x)`` (no activation); Concat: channel concatenation.
 
 Weights are a canonical state dict (models.init): keys "<path>.<name>" with the paths
-of models.graph.walk, conv weights (out, in // groups, kh, kw), dense weights (out, in).
+of models.tree, conv weights (out, in // groups, kh, kw), dense weights (out, in).
 """
 
 from __future__ import annotations
@@ -33,31 +33,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .graph import pool_output_size
-from .layers import (
-    AvgPool,
-    BatchNorm,
-    Concat,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    GlobalAvgPool,
-    Layer,
-    MaxPool,
-    Network,
-    Node,
-    ReLU,
-    Residual,
-    Sequential,
-    pair,
-)
+from . import layers as L
+from .graph import PoolGeometry, pool_geometry
+from .tree import Forward
 
 Weights = Mapping[str, np.ndarray]
+Size = int | tuple[int, int]
 
 
 def forward(
-    network: Network, weights: Weights, images: np.ndarray, *, training: bool = False
+    network: L.Network, weights: Weights, images: np.ndarray, *, training: bool = False
 ) -> np.ndarray:
     """Logits (N, num_classes) float32 of ``network`` for NCHW ``images``.
 
@@ -76,34 +61,26 @@ def forward(
 
 
 def apply(
-    node: Node, weights: Weights, x: np.ndarray, *, training: bool = False, prefix: str = ""
+    node: L.Node, weights: Weights, x: np.ndarray, *, training: bool = False, prefix: str = ""
 ) -> np.ndarray:
     """Runs any node (container or layer) on a batch ``x`` (float64 recommended).
 
     ``prefix`` is the node's path in the network, used to find its weights.
     """
-    if isinstance(node, Sequential):
-        for name, child in zip(node.child_names(), node.layers, strict=True):
-            x = apply(child, weights, x, training=training, prefix=_join(prefix, name))
-        return x
-    if isinstance(node, Residual):
-        body = apply(node.body, weights, x, training=training, prefix=_join(prefix, "body"))
-        if node.shortcut is None:
-            return body + x
-        return body + apply(
-            node.shortcut, weights, x, training=training, prefix=_join(prefix, "shortcut")
-        )
-    if isinstance(node, Concat):
-        outs = [
-            apply(b, weights, x, training=training, prefix=_join(prefix, str(i)))
-            for i, b in enumerate(node.branches)
-        ]
-        return np.concatenate(outs, axis=1)
-    return _layer(node, weights, x, training, prefix)
+    return _Reference(weights, training).run(node, x, prefix)
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+class _Reference(Forward[np.ndarray]):
+    """The walk's leaf rule and Concat rule for NumPy arrays (Residual: body + shortcut)."""
+
+    def __init__(self, weights: Weights, training: bool) -> None:
+        self.weights, self.training = weights, training
+
+    def layer(self, layer: L.Layer, path: str, x: np.ndarray) -> np.ndarray:
+        return _layer(layer, self.weights, x, self.training, path)
+
+    def concatenate(self, path: str, outputs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(outputs, axis=1)
 
 
 def _param(weights: Weights, path: str, name: str) -> np.ndarray:
@@ -114,8 +91,10 @@ def _param(weights: Weights, path: str, name: str) -> np.ndarray:
         raise KeyError(f"weight {key!r} is missing from the state dict") from None
 
 
-def _layer(layer: Layer, weights: Weights, x: np.ndarray, training: bool, path: str) -> np.ndarray:
-    if isinstance(layer, Conv2D):
+def _layer(
+    layer: L.Layer, weights: Weights, x: np.ndarray, training: bool, path: str
+) -> np.ndarray:
+    if isinstance(layer, L.Conv2D):
         bias = _param(weights, path, "bias") if layer.bias else None
         return conv2d(
             x,
@@ -125,7 +104,7 @@ def _layer(layer: Layer, weights: Weights, x: np.ndarray, training: bool, path: 
             padding=layer.padding,
             groups=layer.groups,
         )
-    if isinstance(layer, BatchNorm):
+    if isinstance(layer, L.BatchNorm):
         mean = var = None
         if not training:
             mean = _param(weights, path, "running_mean")
@@ -138,20 +117,20 @@ def _layer(layer: Layer, weights: Weights, x: np.ndarray, training: bool, path: 
             var,
             eps=layer.eps,
         )
-    if isinstance(layer, ReLU):
+    if isinstance(layer, L.ReLU):
         return np.maximum(x, 0.0)
-    if isinstance(layer, MaxPool):
+    if isinstance(layer, L.MaxPool):
         return max_pool2d(x, layer.kernel, layer.stride, layer.padding, layer.ceil_mode)
-    if isinstance(layer, AvgPool):
+    if isinstance(layer, L.AvgPool):
         return avg_pool2d(x, layer.kernel, layer.stride, layer.padding, layer.ceil_mode)
-    if isinstance(layer, GlobalAvgPool):
+    if isinstance(layer, L.GlobalAvgPool):
         return x.mean(axis=(2, 3), keepdims=True)
-    if isinstance(layer, Flatten):
+    if isinstance(layer, L.Flatten):
         return x.reshape(len(x), -1)
-    if isinstance(layer, Dense):
+    if isinstance(layer, L.Dense):
         out = x @ _param(weights, path, "weight").T
         return out + _param(weights, path, "bias") if layer.bias else out
-    if isinstance(layer, Dropout):
+    if isinstance(layer, L.Dropout):
         return x
     raise TypeError(f"{path or '<root>'}: the reference has no rule for {layer!r}")
 
@@ -174,7 +153,7 @@ def conv2d(
     """
     n, c, h, w = x.shape
     out_c, cg, kh, kw = weight.shape
-    (sh, sw), (ph, pw) = pair(stride), pair(padding)
+    (sh, sw), (ph, pw) = L.pair(stride), L.pair(padding)
     if c != cg * groups or out_c % groups:
         raise ValueError(
             f"conv weight {weight.shape} with groups={groups} does not fit {c} input channels"
@@ -217,38 +196,19 @@ def batch_norm(
     return (x - mean.reshape(shape)) * scale + bias.reshape(shape)
 
 
-def _pool_geometry(
-    h: int,
-    w: int,
-    kernel: int | tuple[int, int],
-    stride: int | tuple[int, int] | None,
-    padding: int | tuple[int, int],
-    ceil_mode: bool,
-) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """(kernel, stride, padding, output size) per axis, with torch's output sizes."""
-    k = pair(kernel)
-    s = pair(kernel if stride is None else stride)
-    p = pair(padding)
+def _geometry(layer: L.MaxPool | L.AvgPool, x: np.ndarray) -> PoolGeometry:
+    """models.graph.pool_geometry for an NCHW batch; padding over half the kernel raises."""
+    geometry = pool_geometry(layer, x.shape[2], x.shape[3])
+    k, p = geometry.kernel, geometry.padding
     if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
         raise ValueError(f"pool padding {p} must be at most half the kernel {k}")
-    out = (
-        pool_output_size(h, k[0], s[0], p[0], ceil_mode),
-        pool_output_size(w, k[1], s[1], p[1], ceil_mode),
-    )
-    return k, s, p, out
+    return geometry
 
 
-def _padded(x: np.ndarray, k, s, p, out, fill: float) -> np.ndarray:
-    """``x`` padded so that every output window fits: p before, enough after."""
-    after = [
-        max(0, (o - 1) * st + kk - size - pp)
-        for o, st, kk, size, pp in zip(out, s, k, x.shape[2:], p, strict=True)
-    ]
-    return np.pad(x, ((0, 0), (0, 0), (p[0], after[0]), (p[1], after[1])), constant_values=fill)
-
-
-def _windows(xp: np.ndarray, k, s, out):
-    """Strided views of ``xp``, one per kernel offset, each of the output's size."""
+def _windows(x: np.ndarray, geometry: PoolGeometry, fill: float):
+    """Strided views of ``x`` padded with ``fill``, one per kernel offset, of the output's size."""
+    (pad_h, pad_w), k, s, out = geometry.pads, geometry.kernel, geometry.stride, geometry.out
+    xp = np.pad(x, ((0, 0), (0, 0), pad_h, pad_w), constant_values=fill)
     for i in range(k[0]):
         for j in range(k[1]):
             yield xp[
@@ -257,42 +217,23 @@ def _windows(xp: np.ndarray, k, s, out):
 
 
 def max_pool2d(
-    x: np.ndarray,
-    kernel: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-    ceil_mode: bool = False,
+    x: np.ndarray, kernel: Size, stride: Size | None = None, padding: Size = 0, ceil_mode=False
 ) -> np.ndarray:
     """torch.nn.functional.max_pool2d: padding is -inf, windows past the edge ignored."""
-    k, s, p, out = _pool_geometry(x.shape[2], x.shape[3], kernel, stride, padding, ceil_mode)
-    xp = _padded(x, k, s, p, out, -np.inf)
-    result = np.full((*x.shape[:2], *out), -np.inf, dtype=x.dtype)
-    for window in _windows(xp, k, s, out):
+    geometry = _geometry(L.MaxPool(kernel, stride, padding, ceil_mode), x)
+    result = np.full((*x.shape[:2], *geometry.out), -np.inf, dtype=x.dtype)
+    for window in _windows(x, geometry, -np.inf):
         np.maximum(result, window, out=result)
     return result
 
 
-def _avg_divisors(size: int, kernel: int, stride: int, padding: int, out: int) -> np.ndarray:
-    """torch's pool_size per output index: the window clipped to input + padding."""
-    start = np.arange(out) * stride - padding
-    end = np.minimum(start + kernel, size + padding)
-    return (end - start).astype(np.float64)
-
-
 def avg_pool2d(
-    x: np.ndarray,
-    kernel: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-    ceil_mode: bool = False,
+    x: np.ndarray, kernel: Size, stride: Size | None = None, padding: Size = 0, ceil_mode=False
 ) -> np.ndarray:
     """torch.nn.functional.avg_pool2d with count_include_pad=True (torch's default)."""
-    h, w = x.shape[2:]
-    k, s, p, out = _pool_geometry(h, w, kernel, stride, padding, ceil_mode)
-    xp = _padded(x, k, s, p, out, 0.0)
-    total = np.zeros((*x.shape[:2], *out), dtype=x.dtype)
-    for window in _windows(xp, k, s, out):
+    geometry = _geometry(L.AvgPool(kernel, stride, padding, ceil_mode), x)
+    total = np.zeros((*x.shape[:2], *geometry.out), dtype=x.dtype)
+    for window in _windows(x, geometry, 0.0):
         total += window
-    div_h = _avg_divisors(h, k[0], s[0], p[0], out[0])
-    div_w = _avg_divisors(w, k[1], s[1], p[1], out[1])
+    div_h, div_w = (np.asarray(d, dtype=np.float64) for d in geometry.divisors)
     return total / np.outer(div_h, div_w)

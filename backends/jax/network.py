@@ -1,7 +1,9 @@
 """Translate a harness.models network into a flax.linen module working on NHWC arrays.
 
-Submodules are named after the canonical weight paths (models.graph.walk), so the
-variables tree mirrors the state-dict keys: "layer1.0.residual.body.conv1.weight" lives
+The tree is descended by harness.models.tree (a Forward: leaf layers here, Residual
+sums and Concat joins on channels). Every container is a Block of its own and every
+submodule is named after its path segment, so the variables tree mirrors the
+state-dict keys: "layer1.0.residual.body.conv1.weight" lives
 at ``params["layer1"]["0"]["residual"]["body"]["conv1"]["kernel"]``. Conversions:
 
 - conv weight (out, in // groups, kh, kw) <-> flax kernel (kh, kw, in // groups, out);
@@ -34,7 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from harness.models import layers as L
-from harness.models.graph import infer, pool_output_size, pool_padding
+from harness.models.graph import infer, pool_geometry, window
+from harness.models.tree import CONTAINERS, Forward
 
 Variables = dict[str, Any]
 # Batch-norm entries: canonical name -> (flax collection, flax name).
@@ -46,45 +49,29 @@ _BN_NAMES = {
 }
 
 
-def _pool_geometry(layer: L.MaxPool | L.AvgPool, x: jax.Array):
-    """Kernel, strides, explicit (before, after) padding and output size per spatial axis."""
-    kernel = L.pair(layer.kernel)
-    stride = L.pair(layer.kernel if layer.stride is None else layer.stride)
-    padding = L.pair(layer.padding)
-    pads, outs = [], []
-    for size, k, s, p in zip(x.shape[1:3], kernel, stride, padding, strict=True):
-        pads.append(pool_padding(size, k, s, p, layer.ceil_mode))
-        outs.append(pool_output_size(size, k, s, p, layer.ceil_mode))
-    return kernel, stride, padding, pads, outs
-
-
 def _avg_pool(layer: L.AvgPool, x: jax.Array) -> jax.Array:
     """PyTorch's avg_pool2d (count_include_pad=True, ceil-mode windows clipped)."""
-    kernel, stride, padding, pads, outs = _pool_geometry(layer, x)
+    geometry = pool_geometry(layer, *x.shape[1:3])
     total = jax.lax.reduce_window(
         x,
         0.0,
         jax.lax.add,
-        (1, *kernel, 1),
-        (1, *stride, 1),
-        ((0, 0), *pads, (0, 0)),
+        (1, *geometry.kernel, 1),
+        (1, *geometry.stride, 1),
+        ((0, 0), *geometry.pads, (0, 0)),
     )
-    divisors = []
-    for size, k, s, p, out in zip(x.shape[1:3], kernel, stride, padding, outs, strict=True):
-        start = np.arange(out) * s - p
-        divisors.append(np.minimum(start + k, size + p) - start)
-    divisor = np.outer(*divisors).astype(np.float32)[None, :, :, None]
+    divisor = np.outer(*geometry.divisors).astype(np.float32)[None, :, :, None]
     return (total / divisor).astype(x.dtype)
 
 
 def _leaf(layer: L.Layer, name: str, x: jax.Array, train: bool, dtype: Any) -> jax.Array:
     """Applies one leaf layer inside the calling compact module."""
     if isinstance(layer, L.Conv2D):
-        ph, pw = L.pair(layer.padding)
+        kernel, strides, (ph, pw) = window(layer)
         return nn.Conv(
             layer.filters,
-            L.pair(layer.kernel),
-            strides=L.pair(layer.stride),
+            kernel,
+            strides=strides,
             padding=((ph, ph), (pw, pw)),
             use_bias=layer.bias,
             feature_group_count=layer.groups,
@@ -102,8 +89,8 @@ def _leaf(layer: L.Layer, name: str, x: jax.Array, train: bool, dtype: Any) -> j
     if isinstance(layer, L.ReLU):
         return nn.relu(x)
     if isinstance(layer, L.MaxPool):
-        kernel, stride, _, pads, _ = _pool_geometry(layer, x)
-        return nn.max_pool(x, kernel, stride, padding=pads)
+        geometry = pool_geometry(layer, *x.shape[1:3])
+        return nn.max_pool(x, geometry.kernel, geometry.stride, padding=geometry.pads)
     if isinstance(layer, L.AvgPool):
         return _avg_pool(layer, x)
     if isinstance(layer, L.GlobalAvgPool):
@@ -125,23 +112,26 @@ class Block(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        node = self.node
-        if isinstance(node, L.Residual):
-            body = Block(node.body, self.dtype, name="body")(x, train)
-            if node.shortcut is None:
-                return body + x
-            return body + Block(node.shortcut, self.dtype, name="shortcut")(x, train)
-        if isinstance(node, L.Concat):
-            outs = [
-                Block(b, self.dtype, name=str(i))(x, train) for i, b in enumerate(node.branches)
-            ]
-            return jnp.concatenate(outs, axis=-1)
-        for name, child in zip(node.child_names(), node.layers, strict=True):
-            if isinstance(child, (L.Sequential, L.Residual, L.Concat)):
-                x = Block(child, self.dtype, name=name)(x, train)
-            else:
-                x = _leaf(child, name, x, train, self.dtype)
-        return x
+        return _Scope(self.dtype, train).run(self.node, x)
+
+
+class _Scope(Forward[jax.Array]):
+    """The walk over one Block: its leaves applied in place, named by their last path
+    segment; each child container a nested Block of that name."""
+
+    def __init__(self, dtype: Any, train: bool) -> None:
+        self.dtype, self.train = dtype, train
+
+    def visit(self, child: L.Node, path: str):
+        if isinstance(child, CONTAINERS):
+            return lambda x: Block(child, self.dtype, name=path)(x, self.train)
+        return super().visit(child, path)
+
+    def layer(self, layer: L.Layer, path: str, x: jax.Array) -> jax.Array:
+        return _leaf(layer, path, x, self.train, self.dtype)
+
+    def concatenate(self, path: str, outputs: list[jax.Array]) -> jax.Array:
+        return jnp.concatenate(outputs, axis=-1)
 
 
 def build_module(network: L.Network, dtype: Any = None) -> Block:

@@ -4,9 +4,10 @@ Parameters, optimiser state and batch-norm statistics stay float32 in every prec
 ``fp16``/``bf16`` set the computation dtype of convolutions, dense layers and batch norm
 (flax casts the float32 parameters per call). The loss is computed in float32.
 
-fp16 uses dynamic loss scaling with torch.amp.GradScaler's defaults: start at 2**16,
-halve and skip the update when a gradient is not finite, double after 2000 finite steps.
-bf16 has float32's exponent range and needs no scaling.
+fp16 uses dynamic loss scaling with the values of harness.backends.loss_scale
+(torch.amp.GradScaler's defaults): start at 2**16, halve and skip the update when a
+gradient is not finite, double after 2000 finite steps. bf16 has float32's exponent
+range and needs no scaling.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from harness.backends.loss_scale import GROWTH_INTERVAL, INITIAL_SCALE
+
+__all__ = ["COMPUTE_DTYPES", "GROWTH_INTERVAL", "INITIAL_SCALE", "LossScale", "select"]
+
 COMPUTE_DTYPES: dict[str, Any] = {"fp32": None, "fp16": jnp.float16, "bf16": jnp.bfloat16}
-INITIAL_SCALE = 2.0**16
-GROWTH_INTERVAL = 2000
 
 
 class LossScale(NamedTuple):

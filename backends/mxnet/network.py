@@ -1,7 +1,9 @@
 """Translate a harness.models network into Gluon HybridBlocks (NCHW, MXNet's native layout).
 
-Gluon names parameters by its own global counters, so the builder returns, beside the
-block, a map from each canonical key of harness.models.init to its gluon Parameter.
+The tree is descended by harness.models.tree; this module translates leaf layers and
+says what a Sequential, Residual and Concat become. Gluon names parameters by its own
+global counters, so the builder returns, beside the block, a map from each canonical
+key of harness.models.init to its gluon Parameter.
 Gluon's layouts are the canonical ones: conv weight (out, in // groups, kh, kw), dense
 weight (out, in); batch norm's gamma/beta are the canonical weight/bias.
 
@@ -25,9 +27,11 @@ import math
 import numpy as np
 from mxnet import gluon, nd
 from mxnet.gluon import nn
+from mxnet.gluon.contrib.nn import HybridConcurrent
 
 from harness.models import layers as L
-from harness.models.graph import LayerShape, infer, pool_output_size
+from harness.models.graph import LayerShape, infer, pool_geometry, window
+from harness.models.tree import fold
 
 Params = dict[str, gluon.Parameter]
 
@@ -53,37 +57,16 @@ class Residual(gluon.HybridBlock):
         return self.body(x) + identity
 
 
-class Concat(gluon.HybridBlock):
-    """Runs every branch on the input and concatenates the outputs on channels."""
-
-    def __init__(self, branches: list[gluon.HybridBlock]) -> None:
-        super().__init__()
-        for index, branch in enumerate(branches):
-            self.register_child(branch, str(index))
-
-    def hybrid_forward(self, F, x):
-        return F.concat(*[branch(x) for branch in self._children.values()], dim=1)
-
-
 class Pool(gluon.HybridBlock):
     """Max or average pooling with PyTorch's output size (see the module docstring)."""
 
     def __init__(self, layer: L.MaxPool | L.AvgPool, shape: LayerShape) -> None:
         super().__init__()
-        self.kernel = L.pair(layer.kernel)
-        self.stride = L.pair(layer.kernel if layer.stride is None else layer.stride)
-        self.pad = L.pair(layer.padding)
+        self.kernel, self.stride, self.pad = window(layer)
         self.pool_type = "max" if isinstance(layer, L.MaxPool) else "avg"
         self.convention = "full" if layer.ceil_mode else "valid"
-        _, height, width = shape.in_shape
         self.out = tuple(shape.out_shape[1:])
-        native = tuple(
-            _mxnet_pool_size(size, k, s, p, layer.ceil_mode)
-            for size, k, s, p in zip(
-                (height, width), self.kernel, self.stride, self.pad, strict=True
-            )
-        )
-        self.crop = native != self.out
+        self.crop = not _native_size_agrees(layer, shape.in_shape)
 
     def hybrid_forward(self, F, x):
         y = F.Pooling(
@@ -106,14 +89,28 @@ def _mxnet_pool_size(size: int, kernel: int, stride: int, pad: int, full: bool) 
     return (-(-span // stride) if full else span // stride) + 1
 
 
+def _native_size_agrees(layer: L.MaxPool | L.AvgPool, in_shape: tuple[int, ...]) -> bool:
+    """Whether MXNet's own output size for this pool is PyTorch's (no cropping needed)."""
+    _, height, width = in_shape
+    geometry = pool_geometry(layer, height, width)
+    native = tuple(
+        _mxnet_pool_size(size, k, s, p, layer.ceil_mode)
+        for size, k, s, p in zip(
+            (height, width), geometry.kernel, geometry.stride, geometry.padding, strict=True
+        )
+    )
+    return native == geometry.out
+
+
 def _leaf(layer: L.Layer, shape: LayerShape, params: Params) -> gluon.HybridBlock:
     path = shape.path
     if isinstance(layer, L.Conv2D):
+        kernel, strides, padding = window(layer)
         block = nn.Conv2D(
             layer.filters,
-            L.pair(layer.kernel),
-            strides=L.pair(layer.stride),
-            padding=L.pair(layer.padding),
+            kernel,
+            strides,
+            padding,
             groups=layer.groups,
             use_bias=layer.bias,
             in_channels=shape.in_shape[0],
@@ -145,34 +142,23 @@ def _leaf(layer: L.Layer, shape: LayerShape, params: Params) -> gluon.HybridBloc
     raise TypeError(f"no MXNet translation for {layer!r}")
 
 
-def _build(
-    node: L.Node, prefix: str, shapes: dict[str, LayerShape], params: Params
-) -> gluon.HybridBlock:
-    def join(name: str) -> str:
-        return f"{prefix}.{name}" if prefix else name
-
-    if isinstance(node, L.Sequential):
-        block = nn.HybridSequential()
-        for name, child in zip(node.child_names(), node.layers, strict=True):
-            block.add(_build(child, join(name), shapes, params))
-        return block
-    if isinstance(node, L.Residual):
-        shortcut = None
-        if node.shortcut is not None:
-            shortcut = _build(node.shortcut, join("shortcut"), shapes, params)
-        return Residual(_build(node.body, join("body"), shapes, params), shortcut)
-    if isinstance(node, L.Concat):
-        return Concat(
-            [_build(b, join(str(i)), shapes, params) for i, b in enumerate(node.branches)]
-        )
-    return _leaf(node, shapes[prefix], params)
+def _holding(block: nn.HybridSequential, children: list[gluon.HybridBlock]):
+    block.add(*children)
+    return block
 
 
 def build_block(network: L.Network) -> tuple[gluon.HybridBlock, Params]:
     """The network as one HybridBlock, and canonical key -> gluon Parameter."""
     shapes = {row.path: row for row in infer(network)}
     params: Params = {}
-    block = _build(network.body, "", shapes, params)
+    block = fold(
+        network,
+        leaf=lambda layer, path: _leaf(layer, shapes[path], params),
+        sequential=lambda parts: _holding(nn.HybridSequential(), [b for _, b in parts]),
+        residual=Residual,
+        # HybridConcurrent runs every branch on the input and concatenates on channels.
+        concat=lambda branches: _holding(HybridConcurrent(axis=1), branches),
+    )
     return block, params
 
 
@@ -203,19 +189,8 @@ def canonical_state(params: Params, replica: int = 0) -> dict[str, np.ndarray]:
 
 def pool_sizes_agree(network: L.Network) -> bool:
     """Whether MXNet's own pooling sizes equal PyTorch's for every pool (no cropping)."""
-    for row in infer(network):
-        layer = row.layer
-        if isinstance(layer, (L.MaxPool, L.AvgPool)):
-            stride = L.pair(layer.kernel if layer.stride is None else layer.stride)
-            for axis in (0, 1):
-                args = (
-                    row.in_shape[1 + axis],
-                    L.pair(layer.kernel)[axis],
-                    stride[axis],
-                    L.pair(layer.padding)[axis],
-                )
-                if _mxnet_pool_size(*args, layer.ceil_mode) != pool_output_size(
-                    *args, layer.ceil_mode
-                ):
-                    return False
-    return True
+    return all(
+        _native_size_agrees(row.layer, row.in_shape)
+        for row in infer(network)
+        if isinstance(row.layer, (L.MaxPool, L.AvgPool))
+    )

@@ -1,8 +1,10 @@
 """Translate a harness.models network into torch.nn modules.
 
-Module names follow the weight paths of harness.models.graph.walk, so the module's
-``state_dict`` keys are the canonical keys of harness.models.init (PyTorch's layouts
-are the canonical ones; only the ``num_batches_tracked`` counters are extra).
+The tree is descended by harness.models.tree (this module translates leaf layers and
+says what a Sequential, Residual and Concat become). Module names follow the walk's
+paths, so the module's ``state_dict`` keys are the canonical keys of
+harness.models.init (PyTorch's layouts are the canonical ones; only the
+``num_batches_tracked`` counters are extra).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch
 from torch import nn
 
 from harness.models import layers as L
-from harness.models.graph import LayerShape, infer
+from harness.models.graph import LayerShape, infer, window
+from harness.models.tree import fold
 
 
 class Residual(nn.Module):
@@ -28,26 +31,17 @@ class Residual(nn.Module):
         return self.body(x) + identity
 
 
-class Concat(nn.Module):
-    def __init__(self, branches: list[nn.Module]) -> None:
-        super().__init__()
-        for index, branch in enumerate(branches):
-            self.add_module(str(index), branch)
+class Concat(nn.ModuleList):
+    """The branches, named "0", "1", ..., run on the same input; outputs joined on channels."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([branch(x) for branch in self.children()], dim=1)
+        return torch.cat([branch(x) for branch in self], dim=1)
 
 
 def _leaf(layer: L.Layer, shape: LayerShape) -> nn.Module:
     if isinstance(layer, L.Conv2D):
         return nn.Conv2d(
-            shape.in_shape[0],
-            layer.filters,
-            L.pair(layer.kernel),
-            stride=L.pair(layer.stride),
-            padding=L.pair(layer.padding),
-            bias=layer.bias,
-            groups=layer.groups,
+            shape.in_shape[0], layer.filters, *window(layer), groups=layer.groups, bias=layer.bias
         )
     if isinstance(layer, L.BatchNorm):
         channels = shape.in_shape[0]
@@ -55,12 +49,9 @@ def _leaf(layer: L.Layer, shape: LayerShape) -> nn.Module:
         return norm(channels, eps=layer.eps, momentum=layer.momentum)
     if isinstance(layer, L.ReLU):
         return nn.ReLU(inplace=True)
-    if isinstance(layer, L.MaxPool):
-        stride = layer.kernel if layer.stride is None else layer.stride
-        return nn.MaxPool2d(layer.kernel, stride, layer.padding, ceil_mode=layer.ceil_mode)
-    if isinstance(layer, L.AvgPool):
-        stride = layer.kernel if layer.stride is None else layer.stride
-        return nn.AvgPool2d(layer.kernel, stride, layer.padding, ceil_mode=layer.ceil_mode)
+    if isinstance(layer, (L.MaxPool, L.AvgPool)):
+        pool = nn.MaxPool2d if isinstance(layer, L.MaxPool) else nn.AvgPool2d
+        return pool(*window(layer), ceil_mode=layer.ceil_mode)
     if isinstance(layer, L.GlobalAvgPool):
         return nn.AdaptiveAvgPool2d(1)
     if isinstance(layer, L.Flatten):
@@ -72,30 +63,16 @@ def _leaf(layer: L.Layer, shape: LayerShape) -> nn.Module:
     raise TypeError(f"no PyTorch translation for {layer!r}")
 
 
-def _build(node: L.Node, prefix: str, shapes: dict[str, LayerShape]) -> nn.Module:
-    def join(name: str) -> str:
-        return f"{prefix}.{name}" if prefix else name
-
-    if isinstance(node, L.Sequential):
-        children = OrderedDict(
-            (name, _build(child, join(name), shapes))
-            for name, child in zip(node.child_names(), node.layers, strict=True)
-        )
-        return nn.Sequential(children)
-    if isinstance(node, L.Residual):
-        shortcut = (
-            None if node.shortcut is None else _build(node.shortcut, join("shortcut"), shapes)
-        )
-        return Residual(_build(node.body, join("body"), shapes), shortcut)
-    if isinstance(node, L.Concat):
-        return Concat([_build(b, join(str(i)), shapes) for i, b in enumerate(node.branches)])
-    return _leaf(node, shapes[prefix])
-
-
 def build_module(network: L.Network) -> nn.Module:
     """An nn.Module whose state_dict keys are the network's canonical weight keys."""
     shapes = {row.path: row for row in infer(network)}
-    return _build(network.body, "", shapes)
+    return fold(
+        network,
+        leaf=lambda layer, path: _leaf(layer, shapes[path]),
+        sequential=lambda parts: nn.Sequential(OrderedDict(parts)),
+        residual=Residual,
+        concat=Concat,
+    )
 
 
 def load_canonical_state(module: nn.Module, state: dict[str, np.ndarray]) -> None:

@@ -1,6 +1,8 @@
 """Translate a harness.models network into TensorFlow ops on tf.Variables, in NHWC.
 
-No Keras layers: every layer of models.layers becomes one or two ``tf.nn`` ops, so
+The tree is descended by harness.models.tree (a Forward: leaf layers here, Residual
+sums and Concat joins on channels). No Keras layers: every layer of models.layers
+becomes one or two ``tf.nn`` ops, so
 padding, pooling and batch norm follow the harness's (PyTorch's) conventions exactly:
 
 - Conv2D: ``tf.nn.conv2d``. TF's "SAME" is used only where it yields exactly PyTorch's
@@ -44,10 +46,12 @@ from harness.models.graph import (
     LayerShape,
     conv_output_size,
     infer,
+    pool_geometry,
     pool_output_size,
-    pool_padding,
+    window,
 )
 from harness.models.init import is_buffer, state_keys
+from harness.models.tree import Forward
 
 # How a canonical array maps to the variable's layout: conv (out, in, kh, kw) <-> HWIO,
 # dense (out, in) <-> (in, out); everything else is stored as it is.
@@ -114,15 +118,11 @@ def _padding_mode(*axes: tuple[int, int, int, int], ceil: bool) -> str:
 
 def _avg_correction(shape: LayerShape, layer: L.AvgPool) -> np.ndarray | None:
     """Factor (1, oh, ow, 1) turning a kernel-area average into PyTorch's, or None if 1."""
-    _, h, w = shape.in_shape
-    (kh, kw), (ph, pw) = L.pair(layer.kernel), L.pair(layer.padding)
-    sh, sw = L.pair(layer.kernel if layer.stride is None else layer.stride)
-    factors = []
-    for size, k, s, p in ((h, kh, sh, ph), (w, kw, sw, pw)):
-        out = pool_output_size(size, k, s, p, layer.ceil_mode)
-        start = np.arange(out) * s - p
-        divisor = np.minimum(start + k, size + p) - start
-        factors.append(k / divisor)
+    geometry = pool_geometry(layer, *shape.in_shape[1:])
+    factors = [
+        k / np.asarray(divisor)
+        for k, divisor in zip(geometry.kernel, geometry.divisors, strict=True)
+    ]
     table = np.outer(*factors)
     if np.all(table == 1.0):
         return None
@@ -187,12 +187,13 @@ class TFNetwork:
     ) -> tuple[tf.Tensor, dict[str, tuple[tf.Tensor, tf.Tensor]]]:
         """Logits for NHWC ``x``; ``seed`` (int64 [2]) drives dropout in training."""
         run = _Run(self, training, seed, dtype)
-        out = run.node(self.network.body, "", tf.cast(x, dtype))
+        out = run.run(self.network, tf.cast(x, dtype))
         return tf.cast(out, tf.float32), run.stats
 
 
-class _Run:
-    """One trace of the forward pass: walks the layer tree, collecting BN statistics."""
+class _Run(Forward[tf.Tensor]):
+    """One trace of the forward pass: the walk's leaf and Concat rules, collecting BN
+    statistics (a Residual is the walk's default, body + shortcut)."""
 
     def __init__(
         self, net: TFNetwork, training: bool, seed: tf.Tensor | None, dtype: tf.DType
@@ -207,24 +208,10 @@ class _Run:
         value = self.net.variables[f"{path}.{name}"]
         return tf.cast(value, self.dtype) if cast else tf.convert_to_tensor(value)
 
-    def node(self, node: L.Node, prefix: str, x: tf.Tensor) -> tf.Tensor:
-        def join(name: str) -> str:
-            return f"{prefix}.{name}" if prefix else name
+    def concatenate(self, path: str, outputs: list[tf.Tensor]) -> tf.Tensor:
+        return tf.concat(outputs, axis=-1)
 
-        if isinstance(node, L.Sequential):
-            for name, child in zip(node.child_names(), node.layers, strict=True):
-                x = self.node(child, join(name), x)
-            return x
-        if isinstance(node, L.Residual):
-            body = self.node(node.body, join("body"), x)
-            short = x if node.shortcut is None else self.node(node.shortcut, join("shortcut"), x)
-            return body + short
-        if isinstance(node, L.Concat):
-            outs = [self.node(b, join(str(i)), x) for i, b in enumerate(node.branches)]
-            return tf.concat(outs, axis=-1)
-        return self.leaf(node, prefix, x)
-
-    def leaf(self, layer: L.Layer, path: str, x: tf.Tensor) -> tf.Tensor:
+    def layer(self, layer: L.Layer, path: str, x: tf.Tensor) -> tf.Tensor:
         handler: Callable[[Any, str, tf.Tensor], tf.Tensor] | None = _HANDLERS.get(type(layer))
         if handler is None:
             raise TypeError(f"no TensorFlow translation for {layer!r}")
@@ -234,8 +221,7 @@ class _Run:
 
     def conv(self, layer: L.Conv2D, path: str, x: tf.Tensor) -> tf.Tensor:
         _, h, w = self.net.shapes[path].in_shape
-        (kh, kw), (sh, sw) = L.pair(layer.kernel), L.pair(layer.stride)
-        ph, pw = L.pair(layer.padding)
+        (kh, kw), (sh, sw), (ph, pw) = window(layer)
         mode = _padding_mode((h, kh, sh, ph), (w, kw, sw, pw), ceil=False)
         weight = self.var(path, "weight")
         if mode == "PAD" and self.net.explicit_padding:  # symmetric: cuDNN's own padding
@@ -279,20 +265,9 @@ class _Run:
     def relu(self, layer: L.ReLU, path: str, x: tf.Tensor) -> tf.Tensor:
         return tf.nn.relu(x)
 
-    def _pool_geometry(self, layer: L.MaxPool | L.AvgPool, path: str):
-        _, h, w = self.net.shapes[path].in_shape
-        (kh, kw), (ph, pw) = L.pair(layer.kernel), L.pair(layer.padding)
-        sh, sw = L.pair(layer.kernel if layer.stride is None else layer.stride)
-        pads = (
-            pool_padding(h, kh, sh, ph, layer.ceil_mode),
-            pool_padding(w, kw, sw, pw, layer.ceil_mode),
-        )
-        return (kh, kw), (sh, sw), pads
-
     def max_pool(self, layer: L.MaxPool, path: str, x: tf.Tensor) -> tf.Tensor:
-        kernel, stride, (pad_h, pad_w) = self._pool_geometry(layer, path)
         _, h, w = self.net.shapes[path].in_shape
-        (ph, pw) = L.pair(layer.padding)
+        kernel, stride, (ph, pw), _, (pad_h, pad_w), _ = pool_geometry(layer, h, w)
         mode = _padding_mode(
             (h, kernel[0], stride[0], ph), (w, kernel[1], stride[1], pw), ceil=layer.ceil_mode
         )
@@ -302,7 +277,8 @@ class _Run:
         return tf.nn.max_pool2d(x, kernel, stride, "VALID")
 
     def avg_pool(self, layer: L.AvgPool, path: str, x: tf.Tensor) -> tf.Tensor:
-        kernel, stride, (pad_h, pad_w) = self._pool_geometry(layer, path)
+        _, h, w = self.net.shapes[path].in_shape
+        kernel, stride, _, _, (pad_h, pad_w), _ = pool_geometry(layer, h, w)
         if any(pad_h + pad_w):
             x = tf.pad(x, _pad4(pad_h, pad_w))
         out = tf.nn.avg_pool2d(x, kernel, stride, "VALID")

@@ -10,7 +10,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from harness.models import layers as L
-from harness.models.graph import infer, pool_output_size
+from harness.models.graph import pool_geometry
+from harness.models.tree import Fold
 
 SUPPORTED = "Conv2D (groups=1), MaxPool, ReLU, Flatten, Dense and Dropout"
 
@@ -77,12 +78,10 @@ class MaxPool(Layer):
 
     def __init__(self, spec: L.MaxPool) -> None:
         super().__init__()
-        self.kernel = L.pair(spec.kernel)
-        self.stride = L.pair(spec.kernel if spec.stride is None else spec.stride)
-        self.pad, self.ceil = L.pair(spec.padding), spec.ceil_mode
+        self.spec = spec
 
     def _offsets(self, out: tuple[int, ...]):
-        (kh, kw), (sh, sw) = self.kernel, self.stride
+        (kh, kw), (sh, sw) = self.geometry.kernel, self.geometry.stride
         for i in range(kh):
             for j in range(kw):
                 yield (
@@ -92,15 +91,10 @@ class MaxPool(Layer):
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         n, c, h, w = self.x_shape = x.shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.pad
-        out = (
-            pool_output_size(h, kh, sh, ph, self.ceil),
-            pool_output_size(w, kw, sw, pw, self.ceil),
-        )
-        # Pad enough after the input for ceil-mode windows that run past it.
-        after_h = max(0, (out[0] - 1) * sh + kh - h - ph)
-        after_w = max(0, (out[1] - 1) * sw + kw - w - pw)
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, after_h), (pw, after_w)), constant_values=-np.inf)
+        self.geometry = pool_geometry(self.spec, h, w)
+        out = self.geometry.out
+        # Padded enough after the input for ceil-mode windows that run past it.
+        xp = np.pad(x, ((0, 0), (0, 0), *self.geometry.pads), constant_values=-np.inf)
         best = np.full((n, c, *out), -np.inf, dtype=x.dtype)
         self.arg = np.zeros(best.shape, dtype=np.int32)
         for index, (rows, cols) in enumerate(self._offsets(out)):
@@ -115,7 +109,7 @@ class MaxPool(Layer):
         dx = np.zeros(self.padded_shape, dtype=grad.dtype)
         for index, (rows, cols) in enumerate(self._offsets(grad.shape[2:])):
             dx[:, :, rows, cols] += np.where(self.arg == index, grad, 0)
-        (ph, pw), (_, _, h, w) = self.pad, self.x_shape
+        (ph, pw), (_, _, h, w) = self.geometry.padding, self.x_shape
         return dx[:, :, ph : ph + h, pw : pw + w]
 
 
@@ -186,28 +180,10 @@ class Model:
         dtype: type = np.float32,
         seed: int = 0,
     ) -> None:
-        rng = np.random.default_rng(seed)
         self.dtype = np.dtype(dtype)
-        _check(network.body, "", network.name)
-        self.layers: list[tuple[str, Layer]] = []
-        for row in infer(network):
-            param = {
-                name: np.array(weights[f"{row.path}.{name}"], dtype=self.dtype)
-                for name in ("weight", "bias")
-                if f"{row.path}.{name}" in weights
-            }
-            spec = row.layer
-            if isinstance(spec, L.Conv2D):
-                layer: Layer = Conv(spec, param["weight"], param.get("bias"))
-            elif isinstance(spec, L.Dense):
-                layer = Dense(param["weight"], param.get("bias"))
-            elif isinstance(spec, L.MaxPool):
-                layer = MaxPool(spec)
-            elif isinstance(spec, L.Dropout):
-                layer = Dropout(spec.rate, rng)
-            else:
-                layer = {L.ReLU: ReLU, L.Flatten: Flatten}[type(spec)]()
-            self.layers.append((row.path, layer))
+        self.layers: list[tuple[str, Layer]] = _Translate(
+            network.name, weights, self.dtype, np.random.default_rng(seed)
+        ).fold(network)
 
     def forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)
@@ -231,22 +207,51 @@ class Model:
         return {key: value.astype(np.float32) for key, value, _ in self.parameters()}
 
 
-def _check(node: L.Node, path: str, model: str) -> None:
-    """Raises ValueError naming the first layer or container this backend cannot train."""
-    where = path or "<root>"
-    if isinstance(node, L.Sequential):
-        for name, child in zip(node.child_names(), node.layers, strict=True):
-            _check(child, f"{path}.{name}" if path else name, model)
-        return
-    ok = isinstance(node, (L.MaxPool, L.ReLU, L.Flatten, L.Dense, L.Dropout)) or (
-        isinstance(node, L.Conv2D) and node.groups == 1
-    )
-    if not ok:
+class _Translate(Fold[list[tuple[str, Layer]]]):
+    """The walk's rules for this backend: leaves become layers, a Sequential their list.
+
+    Raises ValueError naming the first layer or container this backend cannot train.
+    """
+
+    def __init__(
+        self, model: str, weights: dict[str, np.ndarray], dtype: np.dtype, rng: np.random.Generator
+    ) -> None:
+        self.model, self.weights, self.dtype, self.rng = model, weights, dtype, rng
+
+    def visit(self, child: L.Node, path: str) -> list[tuple[str, Layer]]:
+        if isinstance(child, (L.Residual, L.Concat)):  # refused before their children
+            raise self._unsupported(child, path)
+        return super().visit(child, path)
+
+    def sequential(self, node, path, parts):
+        return [row for _, part in parts for row in part]
+
+    def leaf(self, spec: L.Layer, path: str) -> list[tuple[str, Layer]]:
+        param = {
+            name: np.array(self.weights[f"{path}.{name}"], dtype=self.dtype)
+            for name in ("weight", "bias")
+            if f"{path}.{name}" in self.weights
+        }
+        if isinstance(spec, L.Conv2D) and spec.groups == 1:
+            layer: Layer = Conv(spec, param["weight"], param.get("bias"))
+        elif isinstance(spec, L.Dense):
+            layer = Dense(param["weight"], param.get("bias"))
+        elif isinstance(spec, L.MaxPool):
+            layer = MaxPool(spec)
+        elif isinstance(spec, L.Dropout):
+            layer = Dropout(spec.rate, self.rng)
+        elif isinstance(spec, (L.ReLU, L.Flatten)):
+            layer = {L.ReLU: ReLU, L.Flatten: Flatten}[type(spec)]()
+        else:
+            raise self._unsupported(spec, path)
+        return [(path, layer)]
+
+    def _unsupported(self, node: L.Node, path: str) -> ValueError:
         what = type(node).__name__
         if isinstance(node, L.Conv2D):
             what = f"Conv2D with groups={node.groups}"
-        raise ValueError(
-            f"the numpy backend cannot train {model}: {where} is {what}; it "
+        return ValueError(
+            f"the numpy backend cannot train {self.model}: {path or '<root>'} is {what}; it "
             f"supports {SUPPORTED} in plain Sequential networks"
         )
 
