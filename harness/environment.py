@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.cpu import available_cores
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +62,7 @@ def collect() -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_logical_cores": os.cpu_count(),
         "cpu_physical_cores": psutil.cpu_count(logical=False),
+        "cpu_cores_available": available_cores(),  # affinity and cgroup quota
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "harness_version": __version__,
         "harness_commit": git_commit(),

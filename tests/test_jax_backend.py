@@ -321,13 +321,17 @@ def test_plugin_registration_and_run_env(monkeypatch: pytest.MonkeyPatch) -> Non
     assert PluginManager().backend("jax") == INFO
     assert INFO.worker_env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/x --xla_force_host_platform_device_count=7")
-    env = run_env(RunSpec("jax", "lenet", "mnist", cpu_devices=3))
+    env = run_env(RunSpec("jax", "lenet", "mnist", cpu_devices=3, threads=7))
     assert env == {
         "JAX_PLATFORMS": "cpu",
         "XLA_FLAGS": "--xla_dump_to=/x --xla_force_host_platform_device_count=3",
+        "PJRT_NPROC": "6",  # the thread policy: 2 per device x 3 devices
     }
-    assert run_env(RunSpec("jax", "lenet", "mnist")) == {"JAX_PLATFORMS": "cpu"}
-    assert run_env(RunSpec("jax", "lenet", "mnist", num_gpus=2)) == {}
+    assert run_env(RunSpec("jax", "lenet", "mnist", threads=2)) == {
+        "JAX_PLATFORMS": "cpu",
+        "PJRT_NPROC": "2",
+    }
+    assert run_env(RunSpec("jax", "lenet", "mnist", num_gpus=2, threads=2)) == {"PJRT_NPROC": "2"}
 
 
 # Several devices in one process ------------------------------------------------------------

@@ -355,18 +355,16 @@ def test_plugin_module_does_not_import_mxnet() -> None:
     assert out.stdout.strip() == "harness.backends.mxnet.trainer:MXNetTrainer"
 
 
-def test_run_env_shares_the_cores_between_cpu_contexts() -> None:
-    import os
-
+def test_run_env_gives_each_cpu_context_one_engine_worker() -> None:
     from harness.backends.mxnet import run_env
     from harness.spec import RunSpec
 
     def env(**fields) -> dict[str, str]:
         return run_env(RunSpec(tool="mxnet", model="lenet", dataset="mnist", **fields))
 
-    cores = os.cpu_count() or 1
-    assert env(cpu_devices=2) == {"OMP_NUM_THREADS": str(max(1, cores // 2))}
-    assert env() == {} and env(cpu_devices=2, threads=3) == {} and env(num_gpus=2) == {}
+    # OMP_NUM_THREADS (the per-device share) comes from the orchestrator's thread policy.
+    one_worker = {"MXNET_CPU_WORKER_NTHREADS": "1"}
+    assert env() == env(cpu_devices=2, threads=3) == env(num_gpus=2) == one_worker
 
 
 # The CLI -------------------------------------------------------------------------------

@@ -12,23 +12,34 @@ from typing import TYPE_CHECKING
 
 from harness import hookimpl
 from harness.backend import BackendInfo
+from harness.cpu import thread_policy
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
 
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+# Read by XLA's PjRt CPU client (xla/pjrt/cpu/cpu_client.cc, DefaultThreadPoolSize).
+_POOL_SIZE_VAR = "PJRT_NPROC"
 
 
 def run_env(spec: RunSpec) -> dict[str, str]:
     """Environment the worker needs before jax is imported.
 
+    The CPU thread policy (harness.cpu): XLA's CPU client sizes its intra-op pool
+    ("XLAEigen", shared by all its devices) and its client pool from ``PJRT_NPROC``
+    (read once, when the client is created; default: the CPUs in the affinity mask),
+    taking at least one thread per device. It is set to the run's intra-op total, i.e.
+    per device x devices; on GPU runs that is the host-side pool.
+
     CPU runs pin JAX to the CPU platform and, for ``--cpu-devices N`` (N > 1), split the
     host into N XLA devices; any XLA_FLAGS the user set are kept (the flag is appended,
     replacing an earlier device-count flag of theirs).
     """
+    policy = thread_policy(spec)
+    env = {_POOL_SIZE_VAR: str(policy.intra_op_total)}
     if spec.num_gpus > 0:
-        return {}
-    env = {"JAX_PLATFORMS": "cpu"}
+        return env
+    env["JAX_PLATFORMS"] = "cpu"
     if spec.cpu_devices > 1:
         flags = os.environ.get("XLA_FLAGS", "").split()
         kept = [f for f in flags if not f.startswith(_DEVICE_COUNT_FLAG)]

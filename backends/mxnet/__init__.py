@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from harness import hookimpl
 from harness.backend import BackendInfo
+from harness.cpu import thread_policy
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
 
 
 def run_env(spec: RunSpec) -> dict[str, str]:
-    """With N CPU contexts, give each device's operators an equal share of the cores.
+    """The CPU thread policy (harness.cpu) in the variables MXNet 1.9 reads at start-up.
 
-    MXNet runs the contexts' operators concurrently, each with OpenMP's default of every
-    core; ``--threads`` (which sets OMP_NUM_THREADS itself) overrides this share.
+    MXNet's engine keeps a pool of ``MXNET_CPU_WORKER_NTHREADS`` worker threads per CPU
+    context (default 1), and each operator runs an OpenMP team of ``OMP_NUM_THREADS``
+    (which the orchestrator sets to the per-device share for every backend; unset, MXNet
+    would take half the processors). The contexts run concurrently: one worker per
+    device (the inter-op rule) with the per-device share each uses the run's total.
     """
-    if spec.num_gpus > 0 or spec.cpu_devices <= 1 or spec.threads:
-        return {}
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // spec.cpu_devices))}
+    return {"MXNET_CPU_WORKER_NTHREADS": str(thread_policy(spec).inter_op)}
 
 
 INFO = BackendInfo(

@@ -22,7 +22,12 @@ INFO = BackendInfo(
 
 
 def torchrun_command(request: LaunchRequest) -> list[str]:
-    """torchrun on this host, one process per device (``--standalone``: single node)."""
+    """torchrun on this host, one process per device (``--standalone``: single node).
+
+    torchrun sets OMP_NUM_THREADS=1 in every rank only when the variable is unset; the
+    orchestrator always sets it (harness.cpu: the per-device share), so that share
+    reaches each rank, and the trainer sets it again with torch.set_num_threads.
+    """
     return [
         request.python,
         "-m",

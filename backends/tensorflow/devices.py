@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import tensorflow as tf
 
+from harness.cpu import report, thread_policy
 from harness.spec import RunSpec
 
 
@@ -35,12 +37,39 @@ def _split_cpu(count: int) -> None:
             ) from exc
 
 
+def set_threads(spec: RunSpec) -> None:
+    """Applies the CPU thread policy (harness.cpu) to TensorFlow's two pools.
+
+    The process's devices (logical CPUs or GPUs) share one intra-op pool and one inter-op
+    pool, so each is sized per device x devices: intra-op ``intra_op_per_device x
+    devices`` threads, inter-op one thread per device. Already initialised (tests in one
+    process): the running pools stay, and :func:`threads` reads back what they are.
+    """
+    policy = thread_policy(spec)
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_intra_op_parallelism_threads(policy.per_process(policy.devices))
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_inter_op_parallelism_threads(policy.inter_op * policy.devices)
+
+
+def threads(devices: int) -> dict[str, Any]:
+    """The pools' sizes read back from TensorFlow, in the policy's terms."""
+    intra = tf.config.threading.get_intra_op_parallelism_threads()
+    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    return report(
+        intra_op_total=intra,
+        intra_op_per_device=intra // devices,
+        inter_op=inter // devices,
+        devices=devices,
+        how="tf.config.threading.set_intra_op_parallelism_threads / "
+        "set_inter_op_parallelism_threads (one pool each, shared by the "
+        f"{devices} device(s): per device = pool / devices), read back with the getters",
+    )
+
+
 def configure(spec: RunSpec) -> list[str]:
     """Sets up threads and devices for ``spec``; returns the device names to use."""
-    if spec.threads:
-        # Already initialised (tests in one process): the running pools stay.
-        with contextlib.suppress(RuntimeError):
-            tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
+    set_threads(spec)
     gpus = tf.config.list_physical_devices("GPU")
     if spec.num_gpus > 0:
         if len(gpus) < spec.num_gpus:
