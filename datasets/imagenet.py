@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -169,16 +169,25 @@ class ImageFolderSource(Source):
         )
 
     def _plans(
-        self, batch_size: int, shuffle: bool, drop_last: bool, epochs: int | None
+        self,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        numbers: Iterable[int],
+        shard: tuple[int, int],
     ) -> Iterator[tuple[np.ndarray, int, int]]:
-        """(indices, epoch seed, position of the first) for every batch to come."""
-        epoch = 0
-        while epochs is None or epoch < epochs:
-            order = self._order(shuffle)
-            epoch_seed = int(self._rng.integers(2**63))
-            for start in self._spans(batch_size, drop_last):
-                yield order[start : start + batch_size], epoch_seed, start
-            epoch += 1
+        """(indices, epoch seed, position of the first) for every batch to come.
+
+        Positions count in the whole epoch's order, so an image's random crop and flip
+        do not depend on how the epoch is sharded.
+        """
+        spans = self._spans(batch_size, drop_last, shard)
+        for epoch in numbers:
+            rng = self.epoch_rng(epoch)
+            order = self._order(shuffle, rng)
+            epoch_seed = int(rng.integers(2**63))
+            for start, stop in spans:
+                yield order[start:stop], epoch_seed, start
 
     def _load_into(
         self, out: np.ndarray, norm: Normaliser, index: int, epoch_seed: int, position: int
@@ -188,11 +197,17 @@ class ImageFolderSource(Source):
         norm.image_hwc_into(arr, out)
 
     def _iterate(
-        self, batch_size: int, layout: Layout, shuffle: bool, drop_last: bool, epochs: int | None
+        self,
+        batch_size: int,
+        layout: Layout,
+        shuffle: bool,
+        drop_last: bool,
+        numbers: Iterable[int],
+        shard: tuple[int, int],
     ) -> Iterator[Batch]:
         i = self.info
         norm = Normaliser(i.mean, i.std, i.image_shape, layout)
-        plans = self._plans(batch_size, shuffle, drop_last, epochs)
+        plans = self._plans(batch_size, shuffle, drop_last, numbers, shard)
         if not self.num_workers:
             for sel, seed, start in plans:
                 out = np.empty((len(sel), *norm.shape), np.float32)

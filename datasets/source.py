@@ -3,13 +3,18 @@
 src = open_source("cifar10", "train", "data")
 for images, labels in src.batches(128, layout="NCHW", epochs=1):
     ...  # images float32 (128, 3, 32, 32) normalised, labels int32 (128,)
+
+# process 1 of 2 of a data-parallel run: its half of every global batch of 256
+for images, labels in src.batches(128, epochs=1, shard=(1, 2)):
+    ...
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +24,8 @@ from .catalogue import DatasetError, DatasetInfo, check_split, dataset_dir, get
 from .normalise import LAYOUTS, Layout, Normaliser
 
 Batch = tuple[np.ndarray, np.ndarray]
+#: (index, count): one shard of ``count`` (processes or devices), see Source.
+Shard = tuple[int, int]
 
 #: Synthetic data keeps at most this many bytes of pre-generated batches (at least one).
 SYNTHETIC_POOL_BYTES = 64 << 20
@@ -31,8 +38,20 @@ class Source:
     Attributes: ``info``, ``split``, ``synthetic`` (True: random data, not the dataset),
     ``description`` (one line for logs and results), ``num_images`` (the split's size;
     for synthetic data the size of the real split, so an epoch has the real length).
-    The shuffling order comes from a generator seeded once with ``seed``: two sources
-    opened with the same arguments yield the same batches.
+    Epoch ``k`` is shuffled by ``numpy.random.default_rng((seed, k))``, a function of
+    the seed and the epoch number only: two sources opened with the same arguments
+    yield the same batches, in every process, however far each has read ahead. Every
+    ``batches`` call starts at epoch ``first_epoch`` (default 0).
+
+    Shards (several processes or devices): ``batches(b, shard=(index, count))`` yields
+    shard ``index`` of ``count``. The global batch is ``b * count``; each epoch has
+    ``num_images // (b * count)`` global batches (drop_last), the same permutation in
+    every shard, and shard ``index`` takes the ``index``-th contiguous block of ``b``
+    images of each global batch. So the shards of one epoch are disjoint, each yields
+    the same number of batches, their union is the epoch (each image exactly once), and
+    the union of their ``i``-th batches is the ``i``-th batch that ``batches(b * count)``
+    yields: device ``d`` sees the same images whether the devices belong to one process
+    or to ``count`` processes.
     """
 
     info: DatasetInfo
@@ -43,17 +62,16 @@ class Source:
 
     def __init__(self, info: DatasetInfo, split: str, seed: int) -> None:
         self.info, self.split, self.seed = info, split, seed
-        self._rng = np.random.default_rng(seed)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.info.name}/{self.split}: {self.description}>"
 
-    def steps_per_epoch(self, batch_size: int, drop_last: bool = True) -> int:
-        """Batches in one epoch of this split."""
+    def steps_per_epoch(
+        self, batch_size: int, drop_last: bool = True, shard: Shard | None = None
+    ) -> int:
+        """Batches one shard (default: the whole split) yields per epoch."""
         _check_batch_size(batch_size)
-        if drop_last:
-            return self.num_images // batch_size
-        return math.ceil(self.num_images / batch_size)
+        return len(self._spans(batch_size, drop_last, _check_shard(shard)))
 
     def batches(
         self,
@@ -63,44 +81,119 @@ class Source:
         shuffle: bool = True,
         drop_last: bool = True,
         epochs: int | None = 1,
+        shard: Shard | None = None,
+        first_epoch: int = 0,
     ) -> Iterator[Batch]:
         """Yield ``(images float32, labels int32)``; ``epochs=None`` cycles for ever.
 
         Images are normalised with the dataset's mean/std and shaped (B, C, H, W) or
         (B, H, W, C). Each epoch is reshuffled when ``shuffle``. With ``drop_last`` an
-        incomplete final batch is skipped, otherwise it is yielded shorter.
+        incomplete final (global) batch is skipped, otherwise it is yielded shorter.
+
+        ``shard=(index, count)``: this shard's ``batch_size`` images of every global
+        batch of ``batch_size * count`` (see the class docstring). Without ``drop_last``
+        the incomplete final global batch is split as evenly as possible (contiguous
+        parts whose sizes differ by at most one); a shard whose part is empty yields
+        one batch fewer.
+
+        ``first_epoch``: the number of the first epoch yielded (its permutation is
+        drawn from ``(seed, first_epoch)``); later epochs count on from it.
         """
         if layout not in LAYOUTS:
             raise DatasetError(f"unknown layout {layout!r}; valid choices: {', '.join(LAYOUTS)}")
         if epochs is not None and (not isinstance(epochs, int) or epochs < 0):
             raise DatasetError(f"epochs must be None or an integer >= 0, got {epochs!r}")
-        if self.steps_per_epoch(batch_size, drop_last) == 0 and epochs != 0:
+        if not isinstance(first_epoch, int) or first_epoch < 0:
+            raise DatasetError(f"first_epoch must be an integer >= 0, got {first_epoch!r}")
+        index, count = _check_shard(shard)
+        if self.steps_per_epoch(batch_size, drop_last, (index, count)) == 0 and epochs != 0:
+            what = f"batch size {batch_size}"
+            if count > 1:
+                what = f"global batch {batch_size} x {count} shards"
             raise DatasetError(
-                f"batch size {batch_size} exceeds the {self.num_images} images of "
+                f"{what} exceeds the {self.num_images} images of "
                 f"{self.info.name} {self.split}: no full batch (use drop_last=False)"
             )
-        return self._iterate(batch_size, layout, shuffle, drop_last, epochs)
+        numbers = (
+            itertools.count(first_epoch)
+            if epochs is None
+            else range(first_epoch, first_epoch + epochs)
+        )
+        return self._iterate(batch_size, layout, shuffle, drop_last, numbers, (index, count))
 
     def _iterate(
-        self, batch_size: int, layout: Layout, shuffle: bool, drop_last: bool, epochs: int | None
+        self,
+        batch_size: int,
+        layout: Layout,
+        shuffle: bool,
+        drop_last: bool,
+        numbers: Iterable[int],
+        shard: tuple[int, int],
     ) -> Iterator[Batch]:
-        epoch = 0
-        while epochs is None or epoch < epochs:
-            yield from self._epoch(batch_size, layout, shuffle, drop_last)
-            epoch += 1
+        for epoch in numbers:
+            yield from self._epoch(batch_size, layout, shuffle, drop_last, shard, epoch)
 
     def _epoch(
-        self, batch_size: int, layout: Layout, shuffle: bool, drop_last: bool
+        self,
+        batch_size: int,
+        layout: Layout,
+        shuffle: bool,
+        drop_last: bool,
+        shard: tuple[int, int],
+        epoch: int,
     ) -> Iterator[Batch]:
         raise NotImplementedError
 
-    def _order(self, shuffle: bool) -> np.ndarray:
+    def epoch_rng(self, epoch: int) -> np.random.Generator:
+        """The generator of epoch ``epoch``: seeded by (seed, epoch), nothing else."""
+        return np.random.default_rng((self.seed, epoch))
+
+    def _order(self, shuffle: bool, rng: np.random.Generator) -> np.ndarray:
         if shuffle:
-            return self._rng.permutation(self.num_images)
+            return rng.permutation(self.num_images)
         return np.arange(self.num_images)
 
-    def _spans(self, batch_size: int, drop_last: bool) -> range:
-        return range(0, self.steps_per_epoch(batch_size, drop_last) * batch_size, batch_size)
+    def _spans(
+        self, batch_size: int, drop_last: bool, shard: tuple[int, int]
+    ) -> list[tuple[int, int]]:
+        """(start, stop) positions in the epoch's order of each batch of one shard."""
+        return shard_spans(self.num_images, batch_size, drop_last, shard)
+
+
+def shard_spans(
+    num_images: int, batch_size: int, drop_last: bool, shard: Shard = (0, 1)
+) -> list[tuple[int, int]]:
+    """Positions ``(start, stop)`` in an epoch's order of the batches of one shard.
+
+    Global batch ``i`` covers positions ``[i * G, (i + 1) * G)`` with
+    ``G = batch_size * count``; shard ``index`` takes ``[i * G + index * batch_size, ...
+    + batch_size)``. Without ``drop_last`` the final incomplete global batch is split
+    into ``count`` contiguous parts as evenly as possible (empty parts are left out).
+    """
+    index, count = shard
+    size = batch_size * count
+    full = num_images // size
+    spans = [
+        (i * size + index * batch_size, i * size + (index + 1) * batch_size) for i in range(full)
+    ]
+    rest = num_images - full * size
+    if rest and not drop_last:
+        base, extra = divmod(rest, count)
+        start = full * size + index * base + min(index, extra)
+        stop = start + base + (1 if index < extra else 0)
+        if stop > start:
+            spans.append((start, stop))
+    return spans
+
+
+def _check_shard(shard: Shard | None) -> Shard:
+    if shard is None:
+        return (0, 1)
+    ok = isinstance(shard, (tuple, list)) and len(shard) == 2
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+    if not ok or not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise DatasetError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
+    return (int(shard[0]), int(shard[1]))
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -153,16 +246,21 @@ class ArraySource(Source):
         return self._normalisers[layout]
 
     def _epoch(
-        self, batch_size: int, layout: Layout, shuffle: bool, drop_last: bool
+        self,
+        batch_size: int,
+        layout: Layout,
+        shuffle: bool,
+        drop_last: bool,
+        shard: tuple[int, int],
+        epoch: int,
     ) -> Iterator[Batch]:
         store, norm = self.images(layout), self._normaliser(layout)
-        order = self._order(shuffle)
-        for start in self._spans(batch_size, drop_last):
+        order = self._order(shuffle, self.epoch_rng(epoch))
+        for start, stop in self._spans(batch_size, drop_last, shard):
             if shuffle:
-                sel = order[start : start + batch_size]
+                sel = order[start:stop]
                 yield norm(store[sel]), self.labels[sel]
             else:
-                stop = start + batch_size
                 yield norm(store[start:stop]), self.labels[start:stop].copy()
 
 
@@ -179,17 +277,24 @@ class SyntheticSource(Source):
         super().__init__(info, split, seed)
         self.num_images = info.split_size(split)
         self.description = f"SYNTHETIC random data ({reason})"
-        self._pools: dict[tuple[int, str], list[Batch]] = {}
+        self._pools: dict[tuple[int, str, int, int], list[Batch]] = {}
 
-    def pool(self, batch_size: int, layout: Layout) -> list[Batch]:
-        """The pre-generated batches for this batch size and layout."""
-        key = (batch_size, layout)
+    def pool(self, batch_size: int, layout: Layout, shard: Shard = (0, 1)) -> list[Batch]:
+        """The pre-generated batches for this batch size, layout and shard.
+
+        Each shard draws its own batches (seeded by seed, batch size, layout and shard),
+        so the shards of a run train on different data, as with a real dataset.
+        """
+        key = (batch_size, layout, *shard)
         if key not in self._pools:
             c, h, w = self.info.image_shape
             shape = (batch_size, c, h, w) if layout == "NCHW" else (batch_size, h, w, c)
             nbytes = 4 * math.prod(shape)
             count = max(1, min(SYNTHETIC_POOL_MAX, SYNTHETIC_POOL_BYTES // nbytes))
-            rng = np.random.default_rng((self.seed, batch_size, LAYOUTS.index(layout)))
+            seed: tuple[int, ...] = (self.seed, batch_size, LAYOUTS.index(layout))
+            if shard != (0, 1):
+                seed = (*seed, *shard)
+            rng = np.random.default_rng(seed)
             self._pools[key] = [
                 (
                     rng.standard_normal(shape, dtype=np.float32),
@@ -200,21 +305,22 @@ class SyntheticSource(Source):
         return self._pools[key]
 
     def _iterate(
-        self, batch_size: int, layout: Layout, shuffle: bool, drop_last: bool, epochs: int | None
+        self,
+        batch_size: int,
+        layout: Layout,
+        shuffle: bool,
+        drop_last: bool,
+        numbers: Iterable[int],
+        shard: tuple[int, int],
     ) -> Iterator[Batch]:
-        pool = self.pool(batch_size, layout)
-        full, rest = divmod(self.num_images, batch_size)
-        tail = 0 if drop_last else rest
-        k, epoch = 0, 0
-        while epochs is None or epoch < epochs:
-            for _ in range(full):
-                yield pool[k % len(pool)]
-                k += 1
-            if tail:
+        pool = self.pool(batch_size, layout, shard)
+        sizes = [stop - start for start, stop in self._spans(batch_size, drop_last, shard)]
+        k = 0
+        for _ in numbers:
+            for size in sizes:
                 images, labels = pool[k % len(pool)]
-                yield images[:tail], labels[:tail]
+                yield (images, labels) if size == batch_size else (images[:size], labels[:size])
                 k += 1
-            epoch += 1
 
 
 def probe(info: DatasetInfo, folder: Path, split: str) -> tuple[list[Path], list[Path]]:

@@ -78,9 +78,29 @@ class WorkerContext:
 class Trainer:
     """Base class of every backend's trainer. Subclasses import their framework.
 
-    The worker's loop calls, in order: ``framework_info``, then for every step
-    ``device_batch`` and ``train_step``, ``synchronize`` before reading a clock,
-    ``evaluate`` during validation, and ``memory_peak`` at the end.
+    The worker's loop calls, in order: ``framework_info``; ``prepare_evaluation`` in
+    setup when the run validates; for every step ``device_batch`` and ``train_step``,
+    ``synchronize`` before reading a clock; ``reset_state`` after warmup in epochs mode;
+    ``evaluate`` during validation, its sums reduced over the processes with
+    ``all_reduce_sum``; and ``memory_peak`` at the end.
+
+    Data semantics with several devices: every process reads its shard of the same
+    per-epoch permutation (``Source.batches(..., shard=(rank, world_size))``), of
+    ``process_batch`` images per step; a trainer driving several devices splits each
+    batch (training and evaluation) into contiguous parts of ``batch_size`` images, one
+    per device, in device order, and reduces the evaluation sums over its devices.
+
+    Optional methods, with their defaults here:
+
+    - ``prepare_evaluation()``: compile or trace the evaluation step now, for batches
+      of ``process_batch`` images, so no validation pays for it (no-op).
+    - ``reset_state()``: weights, batch-norm statistics and optimiser state (momentum,
+      loss scale, step counters) back to ``ctx.initial_weights()`` and a fresh
+      optimiser (raises NotImplementedError: every built-in backend implements it).
+    - ``all_reduce_sum(values)``: element-wise sums over the run's processes (identity
+      for a single process).
+    - ``device_step_times()``: per-step device times measured without draining the
+      queue (e.g. CUDA events), or None.
     """
 
     #: Substrings of an exception's text that mean "out of memory" in this framework.
@@ -109,8 +129,40 @@ class Trainer:
         raise NotImplementedError
 
     def evaluate(self, batch: Any) -> tuple[float, int]:
-        """Summed loss and number of correct predictions over one batch, in inference mode."""
+        """Summed loss and number of correct predictions over one batch, in inference mode.
+
+        The batch is split across this process's devices as in training and the sums
+        are over all of them. Multi-process backends may synchronise here (PyTorch
+        broadcasts rank 0's batch-norm statistics once after training), so every rank
+        evaluates the same number of batches: the loop reads whole global batches."""
         raise NotImplementedError
+
+    def prepare_evaluation(self) -> None:
+        """Compile or trace the evaluation step for ``process_batch`` images, now.
+
+        Called by the loop in setup, before warmup, when the run will validate, and
+        timed on its own (the ``eval_compile`` event), so validation time excludes it.
+        """
+
+    def reset_state(self) -> None:
+        """Weights, batch-norm statistics and optimiser state back to their initial values.
+
+        Called after warmup in epochs mode, so "accuracy after E epochs" means E epochs.
+        After it, the trainer behaves exactly as a freshly built one (same next step).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot reset its state")
+
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        """Element-wise sums of ``values`` over the run's processes (every rank calls it)."""
+        return list(values)
+
+    def device_step_times(self) -> list[float] | None:
+        """Per-step device times in seconds, recorded by device-side timers that do not
+        drain the queue (CUDA events), or None where the backend has none.
+
+        The loop calls it after each synchronised window and reads the list as the
+        device times of the steps run since the previous call."""
+        return None
 
     def memory_peak(self) -> dict[str, Any] | None:
         """The framework allocator's peak, e.g. {"allocator": "...", "peak_bytes": n}."""

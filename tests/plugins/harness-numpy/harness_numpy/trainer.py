@@ -61,3 +61,9 @@ class NumpyTrainer(Trainer):
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return self.model.state_dict()
+
+    def reset_state(self) -> None:
+        """Initial weights and statistics, zero momentum, the dropout seed of a new trainer."""
+        ctx = self.ctx
+        self.model = Model(ctx.network, ctx.initial_weights(), seed=ctx.spec.seed + ctx.rank)
+        self.buffers = {key: np.zeros_like(value) for key, value, _ in self.model.parameters()}
