@@ -1,16 +1,26 @@
 """Comparing two sets of results side by side: images/sec of A and B per configuration.
 
 A side is a results store (a ``results.sqlite`` file or the folder holding one), or a
-sweep id in the store given with ``--store``. Configurations are matched on (tool,
-model, dataset, hardware), where hardware is the configuration ("CPU", "1 GPU", or the
-sweep's own label), not the GPU model, so two machines can be compared. Each side
-shows its latest ok run per configuration (as the report does).
+sweep id or a run id in the store given with ``--store``. Runs are matched on their
+configuration key (harness.configkey): each side shows its latest ok run per key (as
+the report does), and a row pairs the same key on both sides. Configurations left over
+on both sides are then paired by (tool, model, dataset, hardware label), fewest
+differences first, so that two machines (another GPU model, another CPU) or two
+harness versions can be compared: such a row names what differs ("gpus: A100 vs H100")
+and is never called the same configuration. ``--strict`` pairs on the key only. Two
+single runs (two run ids) are always paired, whatever differs.
 
-A difference is *significant* when Welch's t-test over the two runs' repeats rejects
-"same mean" at the 5% level (two-sided): |mean_B - mean_A| / sqrt(s_A²/n_A + s_B²/n_B)
-exceeds Student's t critical value for the Welch-Satterthwaite degrees of freedom
-(rounded down). It needs at least two ok repeats on each side; otherwise the verdict
-is "?". The mark is "faster" or "slower" (B against A) when significant, "same" when not.
+The verdict compares the mean images/sec of B with A's through the 95% confidence
+interval of the ratio of means R = mean_B / mean_A, by the delta method on log R:
+Var(log mean) ~= s^2 / (n * mean^2) per side, SE = sqrt(sum of both), Welch-Satterthwaite
+degrees of freedom, interval R * exp(+-t95(df) * SE). With a band of +-2% (0.98..1.02):
+
+- ``same``: the whole interval lies within the band;
+- ``faster`` / ``slower``: the whole interval lies above / below 1 (B is faster or
+  slower, by more or by less than 2%: the interval says which and by how much);
+- ``inconclusive``: the interval straddles 1 without lying within the band (the repeats
+  cannot tell), or a side has fewer than two ok repeats (no interval);
+- ``-``: a side has no images/sec (no run, or it failed).
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +36,27 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import stats
+from harness import configkey, stats
 from harness.errors import UsageError
 from harness.report.data import (
     Value,
+    configurations,
     dataset_title,
     hardware_label,
     metric_value,
     model_title,
-    pick,
 )
 from harness.report.source import describe_hosts, open_store, resolve_sweep
+
+BAND = 0.02  # "same" means the ratio's 95% CI lies within 1 +- BAND
+VERDICTS = ("faster", "slower", "same", "inconclusive", "-")
 
 
 @dataclass
 class Side:
     label: str
     results: list[dict[str, Any]]
+    single_run: bool = False  # named by a run id
 
 
 @dataclass
@@ -54,83 +68,159 @@ class Comparison:
     a: Value
     b: Value
     ratio: float | None  # B / A
-    verdict: str  # faster, slower, same, ? (too few repeats), - (a side has no value)
+    verdict: str  # faster, slower, same, inconclusive, - (a side has no value)
+    ci: tuple[float, float] | None = None  # 95% CI of the ratio
+    variant: str = ""  # what tells this configuration apart from others in the same cell
+    key_a: str | None = None
+    key_b: str | None = None
+    differences: list[tuple[str, Any, Any]] = field(default_factory=list)  # field, A, B
+
+    @property
+    def same_configuration(self) -> bool:
+        return self.key_a is not None and self.key_a == self.key_b
+
+    @property
+    def framework(self) -> str:
+        return f"{self.tool} · {self.variant}" if self.variant else self.tool
+
+    @property
+    def differs(self) -> str:
+        """What differs between A's and B's configuration ("" when they are the same)."""
+        return configkey.difference_text(self.differences)
 
 
 def load_side(arg: str, store: str | None) -> Side:
-    """A store path (file or folder), or a sweep id (or ``latest``) in ``store``."""
+    """A store path (file or folder), or a run id, a sweep id or ``latest`` in ``store``."""
     path = Path(arg)
     if path.exists():
         opened = open_store(path)
         return Side(str(opened.path), opened.runs())
     if store is None:
-        raise UsageError(f"{arg!r} is not a results store; to name a sweep, give --store FILE")
+        raise UsageError(
+            f"{arg!r} is not a results store; to name a sweep or a run, give --store FILE"
+        )
     opened = open_store(store)
+    run = opened.runs(run_id=arg)
+    if run:
+        return Side(f"run {arg}", run, single_run=True)
     sweep = resolve_sweep(opened, arg)
     assert sweep is not None
     return Side(f"sweep {sweep}", opened.runs(sweep_id=sweep))
 
 
-def _cells(results: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
-    for r in results:
-        spec = r.get("spec") or {}
-        key = (
-            spec.get("tool", "?"),
-            spec.get("model", "?"),
-            spec.get("dataset", "?"),
-            hardware_label(r),
-        )
-        groups.setdefault(key, []).append(r)
-    return {key: pick(runs) for key, runs in groups.items()}
-
-
-def significant(a: Value, b: Value) -> bool | None:
-    """Welch's t-test at 5%; None when a side has fewer than two repeats."""
-    if a.mean is None or b.mean is None or a.n < 2 or b.n < 2:
+def ratio_ci(a: Value, b: Value) -> tuple[float, float] | None:
+    """95% CI of mean_B / mean_A (stats.ratio_ci95_moments); None below 2 repeats."""
+    if not (a.shown and b.shown) or not a.mean or not b.mean:
         return None
-    va, vb = (a.std or 0.0) ** 2 / a.n, (b.std or 0.0) ** 2 / b.n
-    if va + vb == 0:
-        return a.mean != b.mean
-    t = abs(b.mean - a.mean) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / ((va**2 / (a.n - 1)) + (vb**2 / (b.n - 1)))
-    return t > stats.t95(df)
+    found = stats.ratio_ci95_moments(b.mean, b.std or 0.0, b.n, a.mean, a.std or 0.0, a.n)
+    return (found[1], found[2]) if found else None
 
 
-def compare(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[Comparison]:
+def verdict(ci: tuple[float, float] | None) -> str:
+    """same / faster / slower / inconclusive for a 95% CI of B/A (see the module docstring)."""
+    return stats.verdict_of_ci(ci, BAND)
+
+
+def _base(result: dict[str, Any]) -> tuple[str, str, str, str]:
+    spec = result.get("spec") or {}
+    return (
+        spec.get("tool", "?"),
+        spec.get("model", "?"),
+        spec.get("dataset", "?"),
+        hardware_label(result),
+    )
+
+
+def _pairs(a: Side, b: Side, strict: bool) -> list[tuple[Any, Any]]:
+    """(configuration of A or None, configuration of B or None): exact keys first."""
+    ca, cb = configurations(a.results), configurations(b.results)
+    pairs: list[tuple[Any, Any]] = [(ca[k], cb[k]) for k in ca if k in cb]
+    left_a = [g for k, g in ca.items() if k not in cb]
+    left_b = [g for k, g in cb.items() if k not in ca]
+    if a.single_run and b.single_run and len(left_a) == len(left_b) == 1:
+        return [(left_a[0], left_b[0])]
+    if not strict:
+        candidates = sorted(
+            (
+                (len(configkey.differences(ga.config, gb.config)), i, j)
+                for i, ga in enumerate(left_a)
+                for j, gb in enumerate(left_b)
+                if _base(ga.shown) == _base(gb.shown)
+            ),
+        )
+        used_a: set[int] = set()
+        used_b: set[int] = set()
+        for _, i, j in candidates:
+            if i not in used_a and j not in used_b:
+                used_a.add(i)
+                used_b.add(j)
+                pairs.append((left_a[i], left_b[j]))
+        left_a = [g for i, g in enumerate(left_a) if i not in used_a]
+        left_b = [g for j, g in enumerate(left_b) if j not in used_b]
+    pairs += [(g, None) for g in left_a] + [(None, g) for g in left_b]
+    return pairs
+
+
+def compare(
+    a: list[dict[str, Any]] | Side, b: list[dict[str, Any]] | Side, *, strict: bool = False
+) -> list[Comparison]:
     """One row per configuration present on either side, in catalogue order."""
     from harness import datasets, models
 
-    cells_a, cells_b = _cells(a), _cells(b)
+    side_a = a if isinstance(a, Side) else Side("A", a)
+    side_b = b if isinstance(b, Side) else Side("B", b)
+    pairs = _pairs(side_a, side_b, strict)
+    # Variants: what tells apart the configurations that share a (tool, model, dataset,
+    # hardware) cell, over both sides.
+    in_cell: dict[tuple[str, str, str, str], dict[str, dict[str, Any]]] = {}
+    for pair in pairs:
+        for g in pair:
+            if g is not None:
+                in_cell.setdefault(_base(g.shown), {})[g.key] = g.config
+    varying = {c: configkey.varying_fields(list(v.values())) for c, v in in_cell.items()}
+    rows = []
+    for ga, gb in pairs:
+        first = ga or gb
+        base = _base(first.shown)
+        ra = ga.shown if ga else None
+        rb = gb.shown if gb else None
+        va, vb = metric_value(ra, "images_per_sec"), metric_value(rb, "images_per_sec")
+        ratio = vb.mean / va.mean if va.shown and vb.shown and va.mean else None
+        ci = ratio_ci(va, vb) if ratio is not None else None
+        mark = "-" if ratio is None else verdict(ci)
+        diffs = configkey.differences(ga.config, gb.config) if ga and gb else []
+        if ga and gb and ga.key != gb.key:
+            variant = ""  # the differences column says it
+        else:
+            variant = configkey.label(first.config, varying.get(base, []))
+        rows.append(
+            Comparison(
+                *base,
+                va,
+                vb,
+                ratio,
+                mark,
+                ci,
+                variant,
+                ga.key if ga else None,
+                gb.key if gb else None,
+                diffs,
+            )
+        )
     ds_rank = {n: i for i, n in enumerate(datasets.DATASETS)}
     model_rank = {n: i for i, n in enumerate(models.MODELS)}
-    keys = sorted(
-        set(cells_a) | set(cells_b),
-        key=lambda k: (
-            ds_rank.get(k[2], 99),
-            k[2],
-            model_rank.get(k[1], 99),
-            k[1],
-            k[0],
-            not k[3].startswith("CPU"),
-            k[3],
-        ),
+    rows.sort(
+        key=lambda r: (
+            ds_rank.get(r.dataset, 99),
+            r.dataset,
+            model_rank.get(r.model, 99),
+            r.model,
+            r.tool,
+            not r.hardware.startswith("CPU"),
+            r.hardware,
+            r.variant,
+        )
     )
-    rows = []
-    for key in keys:
-        va = metric_value(cells_a.get(key), "images_per_sec")
-        vb = metric_value(cells_b.get(key), "images_per_sec")
-        ratio = vb.mean / va.mean if va.shown and vb.shown and va.mean else None
-        if ratio is None:
-            verdict = "-"
-        else:
-            sig = significant(va, vb)
-            verdict = (
-                "?"
-                if sig is None
-                else ("same" if not sig else ("faster" if ratio > 1 else "slower"))
-            )
-        rows.append(Comparison(key[0], key[1], key[2], key[3], va, vb, ratio, verdict))
     return rows
 
 
@@ -141,42 +231,62 @@ def _speed(v: Value) -> str:
     return text + (f" ± {v.std:,.1f}" if v.std is not None and v.n > 1 else "")
 
 
+def _ci_text(r: Comparison) -> str:
+    return "-" if r.ci is None else f"{r.ci[0]:.3f}-{r.ci[1]:.3f}"
+
+
 def summary_line(rows: list[Comparison]) -> str:
     ratios = [r.ratio for r in rows if r.ratio]
     if not ratios:
         return "no configuration has images/sec on both sides"
     geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
-    count = {v: sum(r.verdict == v for r in rows) for v in ("faster", "slower", "same", "?")}
-    return (
-        f"B/A geometric mean over {len(ratios)} configurations: {geo:.3f}x; B significantly "
-        f"faster in {count['faster']}, slower in {count['slower']}, no significant difference "
-        f"in {count['same']}, too few repeats to tell in {count['?']}"
+    count = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
+    text = (
+        f"B/A geometric mean over {len(ratios)} configurations: {geo:.3f}x; B faster in "
+        f"{count['faster']}, slower in {count['slower']}, the same (within ±{BAND:.0%}) in "
+        f"{count['same']}, inconclusive in {count['inconclusive']}"
     )
+    differing = sum(bool(r.differences) for r in rows)
+    if differing:
+        text += f"; {differing} row(s) pair different configurations (see what differs)"
+    return text
 
 
-_HEADERS = [
-    "dataset",
-    "network",
-    "framework",
-    "hardware",
-    "A images/sec",
-    "B images/sec",
-    "B/A",
-    "difference",
-]
+_EXPLAIN = (
+    "verdict: from the 95% CI of the ratio of mean images/sec (delta method on the log, "
+    f"Welch df): same = CI within ±{BAND:.0%}, faster/slower = CI wholly above/below the "
+    "band, inconclusive = CI straddles a band edge or fewer than 2 ok repeats on a side"
+)
 
 
-def _cells_text(r: Comparison) -> list[str]:
-    return [
+def _headers(rows: list[Comparison]) -> list[str]:
+    headers = [
+        "dataset",
+        "network",
+        "framework",
+        "hardware",
+        "A images/sec",
+        "B images/sec",
+        "B/A",
+        "95% CI",
+        "verdict",
+    ]
+    return headers + (["configuration differs"] if any(r.differences for r in rows) else [])
+
+
+def _cells_text(r: Comparison, with_differs: bool) -> list[str]:
+    cells = [
         dataset_title(r.dataset),
         model_title(r.model),
-        r.tool,
+        r.framework,
         r.hardware,
         _speed(r.a),
         _speed(r.b),
         "-" if r.ratio is None else f"{r.ratio:.3f}",
+        _ci_text(r),
         r.verdict,
     ]
+    return cells + ([r.differs or "-"] if with_differs else [])
 
 
 def terminal(rows: list[Comparison], a: Side, b: Side, console: Console) -> None:
@@ -190,40 +300,45 @@ def terminal(rows: list[Comparison], a: Side, b: Side, console: Console) -> None
         highlight=False,
         soft_wrap=True,
     )
+    headers = _headers(rows)
+    with_differs = len(headers) > 9
     table = Table(header_style="bold")
-    for i, name in enumerate(_HEADERS):
-        table.add_column(name, justify="right" if 4 <= i <= 6 else "left")
-    colour = {"faster": "green", "slower": "red", "same": "dim", "?": "yellow", "-": "dim"}
+    for i, name in enumerate(headers):
+        table.add_column(name, justify="right" if 4 <= i <= 7 else "left")
+    colour = {
+        "faster": "green",
+        "slower": "red",
+        "same": "dim",
+        "inconclusive": "yellow",
+        "-": "dim",
+    }
     for r in rows:
-        cells = [escape(c) for c in _cells_text(r)]
-        cells[-1] = f"[{colour[r.verdict]}]{cells[-1]}[/{colour[r.verdict]}]"
+        cells = [escape(c) for c in _cells_text(r, with_differs)]
+        cells[8] = f"[{colour[r.verdict]}]{cells[8]}[/{colour[r.verdict]}]"
         table.add_row(*cells)
     console.print(table)
     console.print(summary_line(rows), soft_wrap=True)
-    console.print(
-        "[dim]difference: Welch's t-test over the repeats at the 5% level "
-        "(? = fewer than 2 ok repeats on a side)[/dim]"
-    )
+    console.print(f"[dim]{_EXPLAIN}[/dim]", soft_wrap=True)
 
 
 def markdown(rows: list[Comparison], a: Side, b: Side) -> str:
+    headers = _headers(rows)
+    with_differs = len(headers) > 9
+    align = ["---", "---", "---", "---", "---:", "---:", "---:", "---:", "---"]
     lines = [
         "# Comparison",
         "",
         f"- A: {a.label}",
         f"- B: {b.label}",
         "",
-        "| " + " | ".join(_HEADERS) + " |",
-        "|---|---|---|---|---:|---:|---:|---|",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join(align + (["---"] if with_differs else [])) + "|",
     ]
-    lines += ["| " + " | ".join(_cells_text(r)) + " |" for r in rows]
     lines += [
-        "",
-        summary_line(rows) + ".",
-        "",
-        "Difference: Welch's t-test over the repeats at the 5% level.",
-        "",
+        "| " + " | ".join(c.replace("|", "\\|") for c in _cells_text(r, with_differs)) + " |"
+        for r in rows
     ]
+    lines += ["", summary_line(rows) + ".", "", _EXPLAIN[0].upper() + _EXPLAIN[1:] + ".", ""]
     return "\n".join(lines)
 
 
@@ -236,16 +351,22 @@ def to_csv(rows: list[Comparison]) -> str:
             "model",
             "dataset",
             "hardware",
+            "variant",
+            "a_config_key",
             "a_mean",
             "a_std",
             "a_n",
             "a_status",
+            "b_config_key",
             "b_mean",
             "b_std",
             "b_n",
             "b_status",
             "ratio",
+            "ratio_ci_low",
+            "ratio_ci_high",
             "verdict",
+            "differences",
         ]
     )
     for r in rows:
@@ -255,10 +376,16 @@ def to_csv(rows: list[Comparison]) -> str:
                 r.model,
                 r.dataset,
                 r.hardware,
+                r.variant,
+                r.key_a or "",
                 *("" if x is None else x for x in (r.a.mean, r.a.std, r.a.n, r.a.status)),
+                r.key_b or "",
                 *("" if x is None else x for x in (r.b.mean, r.b.std, r.b.n, r.b.status)),
                 "" if r.ratio is None else r.ratio,
+                "" if r.ci is None else r.ci[0],
+                "" if r.ci is None else r.ci[1],
                 r.verdict,
+                r.differs,
             ]
         )
     return out.getvalue()

@@ -1,8 +1,12 @@
 """Exporting stored runs: one CSV row per run with its main figures, or JSON with everything.
 
 CSV columns are :data:`COLUMNS`; a missing figure is an empty field. JSON is an object
-``{"format": "harness-runs", "version": 1, "runs": [...]}`` whose runs carry the same
+``{"format": "harness-runs", "version": 2, "runs": [...]}`` whose runs carry the same
 fields plus ``result``, the full stored result (every repeat, the environment).
+Version 2 added the configuration key and what it is made of (threads, timing mode,
+options, harness version), the median, jitter and olympic mean of images/sec, and
+FLOPs, FLOP/s and MFU (harness.flops). ``export --latest`` keeps one run per
+configuration key: the one the report shows.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import io
 import json
 from typing import Any
 
+from harness import configkey
 from harness.report.data import hardware_label
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 _FIGURES = (
     "images_per_sec",
     "gpu_power_w",
@@ -50,10 +55,26 @@ COLUMNS: tuple[str, ...] = (
     "epochs",
     "precision",
     "synthetic",
+    "threads",
+    "sync_every",
+    "data_workers",
+    "options",
+    "harness_version",
+    "config_key",
     "repeats",
     "repeats_ok",
     *(f"{name}{suffix}" for name in _FIGURES for suffix in ("", "_std")),
     "images_per_sec_ci95",
+    "images_per_sec_median",
+    "images_per_sec_jitter",
+    "images_per_sec_olympic_mean",
+    "forward_flops_per_image",
+    "train_flops_per_image",
+    "flops_per_sec",
+    "flops_per_sec_per_device",
+    "peak_flops_per_device",
+    "peak_source",
+    "mfu",
     "framework",
     "framework_version",
     "host",
@@ -85,6 +106,8 @@ def flat(result: dict[str, Any]) -> dict[str, Any]:
         "framework_version": framework.get("version"),
         "host": env.get("hostname"),
         "harness_commit": env.get("harness_commit"),
+        "harness_version": env.get("harness_version"),
+        "config_key": configkey.config_key(result),
         "causes": "; ".join(summary.get("causes") or []) or None,
     }
     for key in (
@@ -99,14 +122,32 @@ def flat(result: dict[str, Any]) -> dict[str, Any]:
         "steps",
         "epochs",
         "precision",
+        "threads",
+        "sync_every",
+        "data_workers",
     ):
         row[key] = spec.get(key)
+    options = spec.get("options") or {}
+    row["options"] = ",".join(f"{k}={v}" for k, v in sorted(options.items())) or None
     for name in _FIGURES:
         stats = summary.get(name)
         stats = stats if isinstance(stats, dict) else {}
         row[name], row[f"{name}_std"] = stats.get("mean"), stats.get("std")
     speed = summary.get("images_per_sec")
-    row["images_per_sec_ci95"] = speed.get("ci95") if isinstance(speed, dict) else None
+    speed = speed if isinstance(speed, dict) else {}
+    for name in ("ci95", "median", "jitter", "olympic_mean"):
+        row[f"images_per_sec_{name}"] = speed.get(name)
+    fl = summary.get("flops") if isinstance(summary.get("flops"), dict) else {}
+    for column, name in (
+        ("forward_flops_per_image", "forward_per_image"),
+        ("train_flops_per_image", "train_per_image"),
+        ("flops_per_sec", "achieved_total"),
+        ("flops_per_sec_per_device", "achieved_per_device"),
+        ("peak_flops_per_device", "peak_per_device"),
+        ("peak_source", "peak_source"),
+        ("mfu", "mfu"),
+    ):
+        row[column] = fl.get(name)
     return {column: row.get(column) for column in COLUMNS}
 
 

@@ -131,7 +131,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
     a = compare.load_side(args.a, args.store)
     b = compare.load_side(args.b, args.store)
-    rows = compare.compare(a.results, b.results)
+    rows = compare.compare(a, b, strict=args.strict)
     if args.format == "terminal":
         out = Console(width=None if sys.stdout.isatty() else 200)
         compare.terminal(rows, a, b, out)
@@ -188,19 +188,30 @@ def add_commands(sub: argparse._SubParsersAction, handlers: dict[str, Command]) 
     exp.add_argument(
         "--store", default=DEFAULT_STORE, help=f"results store (default {DEFAULT_STORE})"
     )
-    exp.add_argument("--latest", action="store_true", help="only the run a report shows per cell")
+    exp.add_argument(
+        "--latest",
+        action="store_true",
+        help="only the run a report shows per configuration (one per configuration key)",
+    )
     exp.add_argument("--brief", action="store_true", help="JSON without the full results")
     exp.add_argument("-o", "--output", help="write here (default: stdout)")
     handlers["export"] = cmd_export
 
     cmp_ = sub.add_parser(
         "compare",
-        help="images/sec of two result sets side by side",
-        description="A and B: results.sqlite files (or their folders), or sweep ids in --store.",
+        help="images/sec of two result sets side by side, matched by configuration key",
+        description="A and B: results.sqlite files (or their folders), or sweep ids or run ids "
+        "in --store. Rows match on the configuration key; configurations left over are "
+        "paired by (tool, model, dataset, hardware) and the row lists what differs.",
     )
-    cmp_.add_argument("a", help="baseline: a results store, or a sweep id in --store")
-    cmp_.add_argument("b", help="compared: a results store, or a sweep id in --store")
-    cmp_.add_argument("--store", help="the store holding sweep ids A and B")
+    cmp_.add_argument("a", help="baseline: a results store, or a sweep id or run id in --store")
+    cmp_.add_argument("b", help="compared: a results store, or a sweep id or run id in --store")
+    cmp_.add_argument("--store", help="the store holding sweep or run ids A and B")
+    cmp_.add_argument(
+        "--strict",
+        action="store_true",
+        help="pair runs on the configuration key only (no pairs of differing configurations)",
+    )
     cmp_.add_argument("--format", choices=("terminal", "markdown", "csv"), default="terminal")
     cmp_.add_argument("-o", "--output", help="write here (markdown, csv; default: stdout)")
     handlers["compare"] = cmd_compare

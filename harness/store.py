@@ -7,7 +7,10 @@ beside the columns that reports filter and group by. Sweeps keep their state in
 ``sweeps`` and ``sweep_cells`` (see harness.sweep.state).
 
 Schema versions: 1 had runs and repeats; 2 adds the sweep tables (opening a version-1
-file adds them).
+file adds them); 3 adds the runs' configuration key (``config_key``, see
+harness.configkey), achieved FLOP/s and MFU. Opening an older file adds the columns and
+fills ``config_key`` of its runs from their stored results (the same function computes
+it); their FLOP/s and MFU stay empty (those runs did not record them).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -50,7 +53,10 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT,
     harness_commit TEXT,
     sweep_id TEXT,
-    result_json TEXT NOT NULL
+    result_json TEXT NOT NULL,
+    config_key TEXT,
+    flops_per_sec REAL,
+    mfu REAL
 );
 CREATE TABLE IF NOT EXISTS repeats (
     run_id TEXT NOT NULL,
@@ -123,7 +129,12 @@ _RUN_COLUMNS: dict[str, tuple[str, ...]] = {
     "host": ("environment", "hostname"),
     "harness_commit": ("environment", "harness_commit"),
     "sweep_id": ("sweep_id",),
+    "config_key": ("config_key",),
+    "flops_per_sec": ("summary", "flops", "achieved_total"),
+    "mfu": ("summary", "flops", "mfu"),
 }
+# Columns added after version 2, with their types (added to older files when opened).
+_ADDED_COLUMNS = {"config_key": "TEXT", "flops_per_sec": "REAL", "mfu": "REAL"}
 
 
 def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -150,7 +161,40 @@ class ResultStore:
                     f"{self.path} was written by a newer harness (schema {version}); upgrade"
                 )
             db.executescript(_SCHEMA)
+        if version < SCHEMA_VERSION:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Adds the version-3 columns and fills the configuration key of older runs.
+
+        One IMMEDIATE transaction: several processes may open an old file at once."""
+        from harness import configkey
+
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            rows = db.execute(
+                "SELECT run_id, result_json FROM runs WHERE config_key IS NULL"
+            ).fetchall()
+            for run_id, text in rows:
+                try:
+                    key = configkey.config_key(json.loads(text))
+                except (ValueError, TypeError, AttributeError):
+                    key = "legacy"  # an unreadable record: its own cell
+                db.execute("UPDATE runs SET config_key = ? WHERE run_id = ?", (key, run_id))
+            db.execute("CREATE INDEX IF NOT EXISTS runs_key ON runs (config_key)")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """A connection inside one transaction (committed on success), for modules that
@@ -183,7 +227,12 @@ class ResultStore:
             )
 
     def add_run(self, result: dict[str, Any]) -> None:
-        values = [_dig(result, path) for path in _RUN_COLUMNS.values()]
+        from harness import configkey
+
+        values = [
+            configkey.config_key(result) if column == "config_key" else _dig(result, path)
+            for column, path in _RUN_COLUMNS.items()
+        ]
         values.append(json.dumps(result, default=str))
         columns = ", ".join([*_RUN_COLUMNS, "result_json"])
         marks = ", ".join("?" * len(values))

@@ -167,8 +167,9 @@ def test_cpu_only_runs_without_gpu_figures_render_everywhere(tmp_path: Path) -> 
     assert "| images/sec | CIFAR-10 | AlexNet | mxnet | - |" in text
     assert data.speedups() == []
     page = render(data, "html")
-    # LeNet: power, memory, energy; AlexNet: all four (it has no images/sec either)
-    assert page.count("no data (not measured on these runs)") == 3 + 4
+    # LeNet: power, memory, energy; AlexNet: all four (it has no images/sec either);
+    # neither stored FLOP/s or MFU (no summary["flops"])
+    assert page.count("no data (not measured on these runs)") == 3 + 4 + 2 * 2
     console = Console(record=True, width=200)
     terminal(data, console)
     assert "100.0 ± 1.0" in console.export_text()
@@ -196,7 +197,8 @@ def test_html_is_self_contained_with_one_chart_per_metric(store_path: Path) -> N
     parser.feed(page)
     assert "link" not in parser.tags and "img" not in parser.tags and "iframe" not in parser.tags
     assert not [a for a in parser.attrs if a[0] in ("src", "href")]
-    assert parser.tags["svg"] == 2 * len(METRICS)  # (dataset, network) x metric
+    # (dataset, network) x metric; these runs stored no FLOP/s or MFU: no chart for those
+    assert parser.tags["svg"] == 2 * (len(METRICS) - 2)
     # bars: every shown value; images/sec and energy on 3 columns, GPU ones on 2, one oom
     assert parser.bars == 2 * (3 + 3 + 2 + 2) * 2 - 4
     assert page.count('class="status"') >= 4  # the oom cell, in each metric's chart
@@ -233,3 +235,60 @@ def test_report_cli_formats_and_sweep_filter(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no results store at" in missing.stderr
     unknown = run_cli("report", "--store", str(tmp_path), "--sweep", "nosuch")
     assert unknown.returncode == 2 and "no sweep 'nosuch'" in unknown.stderr
+
+
+def _config(result: dict, **spec: object) -> dict:
+    result["spec"].update({"threads": 2} | spec)
+    return result
+
+
+def test_configurations_never_share_a_cell(tmp_path: Path) -> None:
+    base = ("pytorch", "lenet", "mnist")
+    results = [
+        _config(make_result(*base, ips=(100.0, 1.0))),
+        _config(make_result(*base, ips=(150.0, 1.0)), batch_size=64),
+        _config(make_result(*base, ips=(120.0, 1.0)), precision="bf16"),
+        _config(make_result(*base, ips=(130.0, 1.0)), options={"compile": "1"}),
+        _config(make_result(*base, ips=(50.0, 1.0)), threads=1),
+        _config(make_result("tensorflow", "lenet", "mnist", ips=(90.0, 1.0))),
+        _config(make_result(*base, ips=(110.0, 1.0))),  # a newer run of the first one
+        _config(make_result(*base, status="crashed"), batch_size=64),  # never started:
+    ]
+    results[-1]["synthetic"] = None  # its data source is unknown; it joins batch 64
+    make_store(tmp_path / "results.sqlite", results)
+    data = report_data(tmp_path)
+    assert [c.label for c in data.columns] == ["CPU · threads 1", "CPU · threads 2"]
+    one, two = data.columns
+    rows = {r.label: r for r in data.rows}
+    assert list(rows) == [
+        "pytorch · batch 32 · options compile=1 · fp32",
+        "pytorch · batch 32 · options none · bf16",
+        "pytorch · batch 32 · options none · fp32",
+        "pytorch · batch 64 · options none · fp32",
+        "tensorflow",
+    ]
+    ips = {
+        label: tuple(data.value("images_per_sec", r, c).mean for c in (one, two))
+        for label, r in rows.items()
+    }
+    assert ips == {
+        "pytorch · batch 32 · options compile=1 · fp32": (None, 130.0),
+        "pytorch · batch 32 · options none · bf16": (None, 120.0),
+        "pytorch · batch 32 · options none · fp32": (50.0, 110.0),
+        "pytorch · batch 64 · options none · fp32": (None, 150.0),
+        "tensorflow": (None, 90.0),
+    }
+    assert any(note.startswith("Runs are grouped by configuration key") for note in data.notes)
+    text = markdown(data)
+    row = "| images/sec | MNIST | LeNet | pytorch · batch 64 · options none · fp32 | - |"
+    assert row + " 150.0 ± 1.0 |" in text
+    page = render(data, "html")
+    assert "<td>pytorch · batch 32 · options none · bf16</td>" in page
+
+    out = run_cli("export", "--store", str(tmp_path), "--format", "json", "--latest", "--brief")
+    assert out.returncode == 0, out.stderr
+    import json
+
+    runs = json.loads(out.stdout)["runs"]
+    assert sorted(r["images_per_sec"] for r in runs) == [50.0, 90.0, 110.0, 120.0, 130.0, 150.0]
+    assert len({r["config_key"] for r in runs}) == 6

@@ -53,7 +53,7 @@ def test_json_round_trip_and_filters(tmp_path: Path) -> None:
     out = run_cli("export", "--store", str(tmp_path), "--format", "json")
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
-    assert body["format"] == "harness-runs" and body["version"] == 1
+    assert body["format"] == "harness-runs" and body["version"] == 2
     stored = open_store(tmp_path).runs()
     assert [r["result"] for r in body["runs"]] == json.loads(json.dumps(stored))
     assert [r["images_per_sec"] for r in body["runs"]] == [10.0, 20.0, 30.0]

@@ -41,7 +41,7 @@ def test_version_1_store_gains_the_sweep_tables(tmp_path: Path) -> None:
     db.close()
     store = ResultStore(path)  # migrates
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "repeats", "sweeps", "sweep_cells"} <= tables
     assert [r["spec"]["model"] for r in store.runs()] == ["lenet"]

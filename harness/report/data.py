@@ -1,13 +1,18 @@
 """What a report shows, computed once from stored run results, rendered by the others.
 
 The table is the study's: one row per (metric, dataset, network, framework), one
-column per hardware configuration. A *cell* (tool, model, dataset, hardware) may have
-several stored runs; the report uses the latest run whose status is ``ok``, else the
-latest ``partial`` one (some repeats failed: the mean is over the ok ones, marked),
-else the latest run of any status, whose status the cell then shows ("oom", ...).
-Cells with no run show "-". A column is a hardware configuration: the sweep file's
+column per hardware configuration. A *cell* is one configuration (its key,
+harness.configkey: batch, precision, data source, options, threads, timing mode, ...)
+and may have several stored runs; the report uses the latest run whose status is ``ok``,
+else the latest ``partial`` one (some repeats failed: the mean is over the ok ones,
+marked), else the latest run of any status, whose status the cell then shows ("oom",
+...). Cells with no run show "-". A column is a hardware configuration: the sweep file's
 label for it, else "CPU", "CPU x2", "1 GPU", "2 GPUs", with the GPU model appended
-when the runs used more than one kind of GPU.
+when the runs used more than one kind of GPU. Two configurations never share a cell:
+when a framework has runs of several workload configurations (batch, precision, ...)
+it gets one row per configuration, labelled with the fields that differ ("pytorch ·
+batch 64"); when runs under one column label differ in hardware settings (threads, CPU
+or GPU model), the column splits the same way ("CPU · threads 1").
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import datasets, models
+from harness import configkey, datasets, models
 
 
 @dataclass(frozen=True)
 class Metric:
-    key: str  # in result["summary"]
+    key: str  # in result["summary"], or a figure derived from it (DERIVED)
     title: str
     unit: str
     digits: int
@@ -33,7 +38,11 @@ METRICS = (
     Metric("gpu_memory_mib", "GPU memory (MiB)", "MiB", 0),
     Metric("gpu_power_w", "GPU power (W)", "W", 1),
     Metric("joules_per_image", "energy per image (J)", "J", 4),
+    Metric("tflops", "achieved TFLOP/s", "TFLOP/s", 2),
+    Metric("mfu", "MFU (%)", "%", 1),
 )
+# Figures computed from summary["flops"] and images/sec: the std follows images/sec's.
+DERIVED = ("tflops", "mfu")
 METRIC = {m.key: m for m in METRICS}
 
 DATASET_TITLES = {
@@ -83,6 +92,12 @@ class Row:
     dataset: str
     model: str
     tool: str
+    variant: str = ""  # what tells this configuration apart from the tool's others
+
+    @property
+    def label(self) -> str:
+        """The framework column: ``pytorch``, or ``pytorch · batch 64``."""
+        return f"{self.tool} · {self.variant}" if self.variant else self.tool
 
 
 @dataclass(frozen=True)
@@ -151,24 +166,120 @@ def pick(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return runs[-1]
 
 
-def latest_per_cell(
-    results: list[dict[str, Any]],
-) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    """(tool, model, dataset, hardware label) -> the run shown; ``results`` oldest first."""
-    with_gpu = several_gpu_kinds(results)
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+@dataclass
+class Configuration:
+    """The runs of one configuration key, oldest first."""
+
+    key: str
+    config: dict[str, Any]
+    runs: list[dict[str, Any]]
+
+    @property
+    def shown(self) -> dict[str, Any]:
+        return pick(self.runs)
+
+
+def configurations(results: list[dict[str, Any]]) -> dict[str, Configuration]:
+    """Runs grouped by configuration key (``results`` oldest first).
+
+    A run that ended before it learnt something (the data source, when its worker never
+    started) joins the one configuration that agrees with it on everything it knows;
+    with none or several such configurations it stays on its own."""
+    groups: dict[str, Configuration] = {}
     for result in results:
-        spec = result.get("spec") or {}
-        label = hardware_label(result, with_gpu=with_gpu)
-        key = (spec.get("tool", "?"), spec.get("model", "?"), spec.get("dataset", "?"), label)
-        groups.setdefault(key, []).append(result)
-    return {key: pick(runs) for key, runs in groups.items()}
+        key = configkey.config_key(result)
+        if key not in groups:
+            groups[key] = Configuration(key, configkey.config_of(result), [])
+        groups[key].runs.append(result)
+    for key, group in list(groups.items()):
+        unknown = [f for f in configkey.UNKNOWABLE_FIELDS if group.config.get(f) is None]
+        if not unknown:
+            continue
+        known = {k: v for k, v in group.config.items() if k not in unknown}
+        matches = [
+            other
+            for other in groups.values()
+            if other is not group
+            and all(other.config.get(f) is not None for f in unknown)
+            and {k: v for k, v in other.config.items() if k not in unknown} == known
+        ]
+        if len(matches) == 1:
+            target = matches[0]
+            order = {id(r): i for i, r in enumerate(results)}
+            target.runs = sorted(target.runs + group.runs, key=lambda r: order[id(r)])
+            del groups[key]
+    return groups
+
+
+CellKey = tuple[str, str, str, str, str]  # tool, model, dataset, row variant, column label
+
+
+def _layout(
+    results: list[dict[str, Any]],
+) -> tuple[dict[CellKey, dict[str, Any]], dict[str, Column]]:
+    """The run shown per cell, and the columns, for ``results`` oldest first."""
+    with_gpu = several_gpu_kinds(results)
+    groups = list(configurations(results).values())
+    parts = {g.key: configkey.split(g.config) for g in groups}
+    bases: dict[str, str] = {}
+    workloads: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    hardware: dict[str, dict[str, dict[str, Any]]] = {}
+    for g in groups:
+        spec = g.shown.get("spec") or {}
+        base = (spec.get("tool", "?"), spec.get("model", "?"), spec.get("dataset", "?"))
+        bases[g.key] = hardware_label(g.shown, with_gpu=with_gpu)
+        work, hard = parts[g.key]
+        workloads.setdefault(base, {})[configkey.canonical(work)] = work
+        hardware.setdefault(bases[g.key], {})[configkey.canonical(hard)] = hard
+    row_fields = {b: configkey.varying_fields(list(w.values())) for b, w in workloads.items()}
+    col_fields = {b: configkey.varying_fields(list(h.values())) for b, h in hardware.items()}
+    cells: dict[CellKey, dict[str, Any]] = {}
+    columns: dict[str, Column] = {}
+    for g in groups:
+        shown = g.shown
+        spec = shown.get("spec") or {}
+        base = (spec.get("tool", "?"), spec.get("model", "?"), spec.get("dataset", "?"))
+        work, hard = parts[g.key]
+        variant = configkey.label(work, row_fields[base])
+        fields = col_fields[bases[g.key]]
+        label = bases[g.key] + (f" · {configkey.label(hard, fields)}" if fields else "")
+        cells[(*base, variant, label)] = shown
+        column = column_of(shown, with_gpu=with_gpu)
+        columns.setdefault(
+            label, Column(label, column.num_gpus, column.cpu_devices, column.gpu_name)
+        )
+    return cells, columns
+
+
+def latest_per_cell(results: list[dict[str, Any]]) -> dict[CellKey, dict[str, Any]]:
+    """(tool, model, dataset, row variant, column label) -> the run shown; one per
+    configuration key; ``results`` oldest first."""
+    return _layout(results)[0]
+
+
+def _derived(result: dict[str, Any], key: str) -> dict[str, Any]:
+    """Achieved TFLOP/s or MFU (%) as a mean/std/n dict, scaled from images/sec."""
+    summary = result.get("summary") or {}
+    fl = summary.get("flops") if isinstance(summary.get("flops"), dict) else {}
+    speed = summary.get("images_per_sec")
+    speed = speed if isinstance(speed, dict) else {}
+    base = fl.get("achieved_total") if key == "tflops" else fl.get("mfu")
+    if base is None or not speed.get("mean"):
+        return {}
+    factor = (1e-12 if key == "tflops" else 100.0) * base / speed["mean"]
+    std = speed.get("std")
+    return {
+        "mean": speed["mean"] * factor,
+        "std": None if std is None else std * factor,
+        "n": speed.get("n"),
+    }
 
 
 def metric_value(result: dict[str, Any] | None, key: str) -> Value:
     if result is None:
         return Value(None)
-    stats = (result.get("summary") or {}).get(key)
+    summary = result.get("summary") or {}
+    stats = _derived(result, key) if key in DERIVED else summary.get(key)
     stats = stats if isinstance(stats, dict) else {}
     status = run_status(result)
     mean = stats.get("mean") if status in USABLE else None
@@ -204,14 +315,14 @@ class ReportData:
     title: str
     columns: list[Column]
     rows: list[Row]
-    cells: dict[tuple[str, str, str, str], dict[str, Any]]  # (tool, model, dataset, label)
+    cells: dict[CellKey, dict[str, Any]]  # (tool, model, dataset, variant, column label)
     info: list[str] = field(default_factory=list)  # lines about the source
     not_run: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
     notes: list[str] = field(default_factory=list)
     sweep: str | None = None  # the sweep reported on, if one
 
     def result(self, row: Row, column: Column) -> dict[str, Any] | None:
-        return self.cells.get((row.tool, row.model, row.dataset, column.label))
+        return self.cells.get((row.tool, row.model, row.dataset, row.variant, column.label))
 
     def not_run_by_reason(self) -> dict[str, list[str]]:
         """Why -> the runs not run for that reason."""
@@ -228,7 +339,8 @@ class ReportData:
         return list(dict.fromkeys((r.dataset, r.model) for r in self.rows))
 
     def tools(self, dataset: str, model: str) -> list[str]:
-        return [r.tool for r in self.rows if (r.dataset, r.model) == (dataset, model)]
+        """The series of a (dataset, network) chart: row labels (tool and variant)."""
+        return [r.label for r in self.rows if (r.dataset, r.model) == (dataset, model)]
 
     def speedups(self) -> list[SpeedupTable]:
         cpus = [c for c in self.columns if c.is_cpu]
@@ -289,17 +401,12 @@ def build(
     tool_order: list[str] | None = None,
 ) -> ReportData:
     """The report of ``results`` (oldest first, as the store returns them)."""
-    cells = latest_per_cell(results)
-    columns: dict[str, Column] = {}
-    with_gpu = several_gpu_kinds(results)
-    for result in results:
-        column = column_of(result, with_gpu=with_gpu)
-        columns.setdefault(column.label, column)
+    cells, columns = _layout(results)
     dataset_order = {name: i for i, name in enumerate(datasets.DATASETS)}
     model_order = {name: i for i, name in enumerate(models.MODELS)}
     tool_rank = {name: i for i, name in enumerate(tool_order or [])}
     rows = sorted(
-        {Row(ds, model, tool) for tool, model, ds, _ in cells},
+        {Row(ds, model, tool, variant) for tool, model, ds, variant, _ in cells},
         key=lambda r: (
             dataset_order.get(r.dataset, 99),
             r.dataset,
@@ -307,6 +414,7 @@ def build(
             r.model,
             tool_rank.get(r.tool, 99),
             r.tool,
+            r.variant,
         ),
     )
     data = ReportData(
@@ -336,6 +444,22 @@ def _notes(data: ReportData) -> list[str]:
         notes.append(
             f"* partial: {partial} run(s) had failed repeats; their values are the "
             "mean over the repeats that finished ok."
+        )
+    if any(row.variant for row in data.rows) or len(data.cells) > len(
+        {(t, m, d, hardware_label(r)) for (t, m, d, _, _), r in data.cells.items()}
+    ):
+        notes.append(
+            "Runs are grouped by configuration key (batch, precision, data source, backend "
+            "options, threads, timing mode, devices, harness version): a framework with runs "
+            "of several configurations has one row per configuration, and a column one per "
+            "hardware setting, labelled with what differs."
+        )
+    if any(metric_value(r, "tflops").shown for r in shown):
+        notes.append(
+            "TFLOP/s = images/sec x training FLOPs per image (3 x forward; 1 multiply-add = "
+            "2 FLOPs; convolutions and dense layers); MFU = FLOP/s per device / the device's "
+            "peak for the run's precision (GPUs: published dense peaks; CPUs: the GEMM peak "
+            "measured by `python -m harness peak`)."
         )
     synthetic = sum(bool(r.get("synthetic")) for r in shown)
     if synthetic:

@@ -97,7 +97,7 @@ def _results_table(data: ReportData) -> str:
             first = ' class="first"' if i == 0 else ""
             rows.append(
                 f"<tr{first}><td>{escape(metric.title)}</td><td>{escape(dataset_title(row.dataset))}</td>"
-                f"<td>{escape(model_title(row.model))}</td><td>{escape(row.tool)}</td>{cells}</tr>"
+                f"<td>{escape(model_title(row.model))}</td><td>{escape(row.label)}</td>{cells}</tr>"
             )
     return (
         "<table><thead><tr><th>metric</th><th>dataset</th><th>network</th><th>framework</th>"
@@ -123,7 +123,7 @@ def _speedup_tables(data: ReportData) -> str:
                     cells += f'<td class="{css}">{escape(ratio_text(e, percent=True))}</td>'
             rows.append(
                 f"<tr><td>{escape(dataset_title(row.dataset))}</td><td>{escape(model_title(row.model))}"
-                f"</td><td>{escape(row.tool)}</td>{cells}</tr>"
+                f"</td><td>{escape(row.label)}</td>{cells}</tr>"
             )
         out.append(
             f'<h2>{escape(speed.title)}</h2><p class="caption">{escape(speed.description)}.</p>'
@@ -134,7 +134,7 @@ def _speedup_tables(data: ReportData) -> str:
 
 
 def _charts(data: ReportData) -> str:
-    tools = list(dict.fromkeys(r.tool for r in data.rows))
+    tools = list(dict.fromkeys(r.label for r in data.rows))
     colors = {tool: PALETTE[i % len(PALETTE)] for i, tool in enumerate(tools)}
     out = ["<h2>Charts</h2>"]
     for dataset, model in data.pairs():
@@ -148,10 +148,10 @@ def _charts(data: ReportData) -> str:
             for row in rows:
                 for column in data.columns:
                     v = data.value(metric.key, row, column)
-                    detail = f"{row.tool} · {column.label}: {value_text(v, metric)}"
+                    detail = f"{row.label} · {column.label}: {value_text(v, metric)}"
                     if v.shown and metric.unit:
                         detail += f" {metric.unit}"
-                    bars[(column.label, row.tool)] = Bar(
+                    bars[(column.label, row.label)] = Bar(
                         v.mean if v.shown else None,
                         v.std if v.n > 1 else None,
                         value_text(v, metric),

@@ -51,7 +51,7 @@ def ratio_text(r: Ratio, *, percent: bool = False) -> str:
 
 def _row_labels(data: ReportData, metric: Metric, index: int) -> list[str]:
     row = data.rows[index]
-    return [metric.title, dataset_title(row.dataset), model_title(row.model), row.tool]
+    return [metric.title, dataset_title(row.dataset), model_title(row.model), row.label]
 
 
 # Terminal ----------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def terminal(data: ReportData, console: Console) -> None:
                 cells.append(escape(ratio_text(r)))
                 if efficiency:
                     cells.append(escape(ratio_text(e, percent=True)))
-            t.add_row(dataset_title(row.dataset), model_title(row.model), row.tool, *cells)
+            t.add_row(dataset_title(row.dataset), model_title(row.model), row.label, *cells)
         console.print(t)
     if data.not_run:
         console.print(f"[bold]not run ({len(data.not_run)})[/bold]")
@@ -153,7 +153,7 @@ def markdown(data: ReportData) -> str:
             headers += [header, "efficiency"] if efficiency else [header]
         rows = []
         for row, ratios, effs in speed.rows:
-            cells = [dataset_title(row.dataset), model_title(row.model), row.tool]
+            cells = [dataset_title(row.dataset), model_title(row.model), row.label]
             for r, e in zip(ratios, effs, strict=True):
                 cells.append(ratio_text(r))
                 if efficiency:

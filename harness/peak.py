@@ -1,0 +1,256 @@
+"""The CPU's measured GEMM peak, for MFU on CPU runs: ``python -m harness peak``.
+
+A dense matrix product of two n x n matrices costs 2 n^3 FLOPs. The command times NumPy's
+``matmul`` (its BLAS) for a few large square sizes per precision (fp32; fp64 with
+``--fp64``), each size repeated until it has run ``min_time`` seconds, with as many BLAS
+threads as the cores available to the harness (CPU affinity and cgroup quota,
+harness.cpu.available_cores), and keeps the best rate per precision. That is the peak a
+framework's own GEMMs can be compared with on this machine (the operation-level
+benchmarks may later replace it).
+
+The result is cached in ``$HARNESS_CACHE_DIR/peak.json`` (default ``~/.cache/harness``),
+one entry per machine, keyed by host name, CPU model, cores available and NumPy's BLAS;
+runs look their machine up there (:func:`lookup`) and otherwise report no MFU with the
+hint to run the command. NumPy is imported only when measuring or looking up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.environment import cpu_model
+
+CACHE_FILE = "peak.json"
+CACHE_VERSION = 1
+DEFAULT_SIZES = (1024, 2048, 4096)
+DTYPES = {"fp32": "float32", "fp64": "float64"}
+NO_PEAK = "no peak measured: run `python -m harness peak`"
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cache_path() -> Path:
+    base = os.environ.get("HARNESS_CACHE_DIR") or str(Path.home() / ".cache" / "harness")
+    return Path(base) / CACHE_FILE
+
+
+def cores_available() -> int:
+    try:
+        from harness.cpu import available_cores
+    except ImportError:  # pragma: no cover - harness.cpu is part of the harness
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return available_cores()
+
+
+def blas_name() -> str:
+    """NumPy's version and BLAS, e.g. ``numpy 2.1.0 scipy-openblas 0.3.27``."""
+    import numpy
+
+    name = version = None
+    try:
+        config = numpy.show_config(mode="dicts")  # numpy >= 1.26
+        blas = (config.get("Build Dependencies") or {}).get("blas") or {}
+        name, version = blas.get("name"), blas.get("version")
+    except (TypeError, AttributeError):
+        info = getattr(numpy.__config__, "blas_opt_info", None) or {}
+        libraries = info.get("libraries") if isinstance(info, dict) else None
+        name = ",".join(libraries) if libraries else None
+    parts = [f"numpy {numpy.__version__}", name or "unknown BLAS", version or ""]
+    return " ".join(p for p in parts if p)
+
+
+def machine() -> dict[str, Any]:
+    """What identifies the measurement: host, CPU model, cores, BLAS."""
+    return {
+        "hostname": socket.gethostname(),
+        "cpu": cpu_model(),
+        "cores": cores_available(),
+        "blas": blas_name(),
+    }
+
+
+def machine_key(info: dict[str, Any]) -> str:
+    return f"{info['hostname']} | {info['cpu']} | {info['cores']} cores | {info['blas']}"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"version": CACHE_VERSION, "machines": {}}
+    if not isinstance(data, dict) or not isinstance(data.get("machines"), dict):
+        return {"version": CACHE_VERSION, "machines": {}}
+    return data
+
+
+def _set_threads(cores: int) -> None:
+    """BLAS threads = the cores available, unless NumPy is loaded or the user set them."""
+    import sys
+
+    if "numpy" in sys.modules:
+        return
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, str(cores))
+
+
+def gemm_rate(n: int, dtype: str, min_time: float) -> float:
+    """Best FLOP/s of ``n x n @ n x n`` in ``dtype`` over repeats lasting ``min_time`` s."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    out = np.empty((n, n), dtype=dtype)
+    np.matmul(a, b, out=out)  # warm up: threads started, pages touched
+    best = float("inf")
+    spent, runs = 0.0, 0
+    while spent < min_time or runs < 2:
+        start = time.perf_counter()
+        np.matmul(a, b, out=out)
+        elapsed = time.perf_counter() - start
+        best = min(best, elapsed)
+        spent += elapsed
+        runs += 1
+    return 2.0 * n**3 / best
+
+
+def measure(
+    sizes: tuple[int, ...] = DEFAULT_SIZES,
+    precisions: tuple[str, ...] = ("fp32",),
+    min_time: float = 1.0,
+    on_result: Any = None,
+) -> dict[str, Any]:
+    """Measures every (precision, size); the entry :func:`save` caches."""
+    cores = cores_available()
+    _set_threads(cores)
+    info = machine()
+    rates: dict[str, dict[str, float]] = {}
+    for precision in precisions:
+        rates[precision] = {}
+        for n in sizes:
+            rate = gemm_rate(n, DTYPES[precision], min_time)
+            rates[precision][str(n)] = rate
+            if on_result:
+                on_result(precision, n, rate)
+    threads = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    return {
+        **info,
+        "key": machine_key(info),
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "threads": threads,
+        "sizes": list(sizes),
+        "rates": rates,
+        "peaks": {p: max(r.values()) for p, r in rates.items() if r},
+    }
+
+
+def save(entry: dict[str, Any], path: Path | None = None) -> Path:
+    path = path or cache_path()
+    data = _read_cache(path)
+    data["version"] = CACHE_VERSION
+    data["machines"][entry["key"]] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    temporary.replace(path)
+    return path
+
+
+def cached(path: Path | None = None) -> dict[str, Any] | None:
+    """This machine's entry in the cache, or None."""
+    data = _read_cache(path or cache_path())
+    return data["machines"].get(machine_key(machine()))
+
+
+def lookup(precision: str, path: Path | None = None) -> tuple[float | None, str]:
+    """(this CPU's measured peak FLOP/s for ``precision``, its source or why there is none)."""
+    entry = cached(path)
+    if entry is None:
+        return None, NO_PEAK
+    value = (entry.get("peaks") or {}).get(precision)
+    if not value:
+        measured = ", ".join(sorted(entry.get("peaks") or {})) or "none"
+        return None, f"no CPU peak for {precision} (measured: {measured})"
+    return float(value), (
+        f"GEMM peak measured by `python -m harness peak` on {entry.get('measured_at', '?')} "
+        f"({entry.get('cores', '?')} cores, {entry.get('blas', '?')})"
+    )
+
+
+# The command ---------------------------------------------------------------------------
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    from harness.errors import UsageError
+
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UsageError(f"--sizes takes integers like 1024,2048, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--sizes takes positive integers, got {text!r}")
+    return sizes
+
+
+def cmd_peak(args: Any, console: Any) -> int:
+    from rich.markup import escape
+
+    if args.show:
+        entry = cached()
+        if entry is None:
+            console.print(f"{NO_PEAK} (cache: {escape(str(cache_path()))})", highlight=False)
+            return 1
+        _print_entry(entry, console)
+        return 0
+    precisions = ("fp32", "fp64") if args.fp64 else ("fp32",)
+    sizes = _sizes(args.sizes)
+    console.print(
+        f"measuring dense GEMM (NumPy matmul) on {cores_available()} cores: sizes "
+        f"{', '.join(map(str, sizes))}, {', '.join(precisions)}, at least {args.min_time:g} s each",
+        highlight=False,
+    )
+
+    def progress(precision: str, n: int, rate: float) -> None:
+        console.print(f"  {precision} n={n}: {rate / 1e9:,.1f} GFLOP/s", highlight=False)
+
+    entry = measure(sizes, precisions, args.min_time, on_result=progress)
+    path = save(entry)
+    _print_entry(entry, console)
+    console.print(f"cached in {escape(str(path))}; runs on this machine use it for MFU")
+    return 0
+
+
+def _print_entry(entry: dict[str, Any], console: Any) -> None:
+    from rich.markup import escape
+
+    console.print(f"machine: {escape(entry['key'])}", highlight=False)
+    for precision, value in sorted((entry.get("peaks") or {}).items()):
+        print(f"peak {precision}: {value / 1e9:,.1f} GFLOP/s (measured {entry['measured_at']})")
+
+
+def add_command(sub: Any, handlers: dict[str, Any]) -> None:
+    """Registers ``peak`` with the main parser."""
+    parser = sub.add_parser(
+        "peak",
+        help="measure this CPU's dense GEMM peak (for MFU on CPU runs) and cache it",
+        description="Times NumPy matmul on large square matrices with the cores available and "
+        "caches the best FLOP/s per precision for this machine.",
+    )
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, DEFAULT_SIZES)),
+        help=f"matrix sizes n (default {','.join(map(str, DEFAULT_SIZES))})",
+    )
+    parser.add_argument("--fp64", action="store_true", help="measure fp64 too")
+    parser.add_argument(
+        "--min-time", type=float, default=1.0, help="seconds per size at least (default 1)"
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="print the cached peak, measure nothing"
+    )
+    handlers["peak"] = cmd_peak
