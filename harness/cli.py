@@ -58,9 +58,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr", type=float, dest="learning_rate", help="learning rate (default: the study's)"
     )
     train.add_argument(
-        "--warmup-steps", type=int, default=10, help="untimed steps first (default 10)"
+        "--warmup-steps",
+        type=int,
+        help="untimed steps first (default: until the step time is steady)",
     )
-    train.add_argument("--steps", type=int, default=100, help="timed steps (default 100)")
+    train.add_argument(
+        "--steps",
+        type=int,
+        help="timed steps (default: measure until the 95%% CI is within ±2%%, see --min-time)",
+    )
     train.add_argument("--epochs", type=int, help="train whole epochs instead of --steps")
     train.add_argument(
         "--precision", default="fp32", help="fp32 (default), fp16 or bf16 mixed precision"
@@ -99,7 +105,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     meas = parser.add_argument_group("measurement")
     meas.add_argument("--repeats", type=int, default=3, help="fresh processes per run (default 3)")
     meas.add_argument(
-        "--sync-every", type=int, default=1, help="synchronise every N timed steps (default 1)"
+        "--sync-every",
+        type=int,
+        help="synchronise the device every N steps; 1: time every step "
+        "(default: windows of steps lasting ~0.3 s)",
+    )
+    meas.add_argument(
+        "--min-time",
+        type=float,
+        dest="min_time_s",
+        default=10.0,
+        help="adaptive length: seconds measured at least (default 10)",
+    )
+    meas.add_argument(
+        "--max-time",
+        type=float,
+        dest="max_time_s",
+        default=30.0,
+        help="adaptive length: seconds measured at most (default 30)",
     )
     meas.add_argument(
         "--timeout",
@@ -162,6 +185,8 @@ def spec_from_args(args: argparse.Namespace):  # -> RunSpec
         validate=args.validate,
         seed=args.seed,
         sync_every=args.sync_every,
+        min_time_s=args.min_time_s,
+        max_time_s=args.max_time_s,
         threads=args.threads,
         timeout_s=args.timeout_s or None,
         monitor_interval_s=args.monitor_interval_s,
@@ -284,6 +309,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     dl.add_argument("dataset")
     dl.add_argument("--data-dir", help="target folder (default: $HARNESS_DATA_DIR or ./data)")
     handlers["download"] = cmd_download
+    from harness.peak import add_command as add_peak  # peak: the CPU's GEMM peak
+
+    add_peak(sub, handlers)
     from harness.results_cli import add_commands  # sweep, report, export, compare
 
     add_commands(sub, handlers)

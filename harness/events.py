@@ -6,9 +6,13 @@ event carries ``event`` (its kind), ``t`` (time.monotonic(), comparable across
 processes on one machine, the monitor uses the same clock), ``wall`` (Unix time)
 and ``rank`` (the worker process).
 
-Kinds: ``start`` (framework, versions, devices), ``phase`` (name, state start|end),
-``steps`` (a chunk of timed step durations), ``loss``, ``validation``, ``memory``,
-``info``, ``error`` (kind oom|error, message, traceback) and ``end`` (status).
+Kinds: ``start`` (framework, versions, devices, effective threads), ``data``, ``plan``,
+``phase`` (name, state start|end), ``steps`` (a chunk of measurement windows
+``[[steps, seconds], ...]``, plus ``device_seconds`` with device timers), ``eta`` (time
+left in the repeat), ``timing`` (mode, window size, how warmup ended and how the length
+was decided), ``eval_compile`` (seconds spent compiling the evaluation in setup),
+``loss``, ``data_wait``, ``validation``, ``memory``, ``info``, ``error`` (kind
+oom|error, message, traceback) and ``end`` (status).
 """
 
 from __future__ import annotations

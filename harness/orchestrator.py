@@ -21,8 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness import datasets, environment, gpus, models
+from harness import configkey, datasets, environment, flops, gpus, models
 from harness.backend import BackendInfo
+from harness.cpu import thread_policy
 from harness.errors import UsageError
 from harness.events import EventTail, read_events
 from harness.interpreters import Interpreter, find_interpreter
@@ -96,9 +97,20 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
         env.update(backend.run_env(spec))
     env.update(gpus.worker_env(selected))
     env["PYTHONUNBUFFERED"] = "1"
-    if spec.threads:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[name] = str(spec.threads)
+    # The CPU thread policy (harness.cpu): per-operator thread counts for OpenMP, MKL and
+    # OpenBLAS; torchrun keeps them (it sets OMP_NUM_THREADS=1 only when it is unset).
+    policy = thread_policy(spec)
+    env.update(policy.env())
+    if policy.intra_op_total != spec.threads:
+        warnings.append(
+            f"--threads {spec.threads} over {policy.devices} devices: "
+            f"{policy.intra_op_per_device} per device, {policy.intra_op_total} in all"
+        )
+    if policy.intra_op_total > policy.cores_available:
+        warnings.append(
+            f"{policy.intra_op_total} intra-op threads on {policy.cores_available} cores "
+            "available: threads will share cores"
+        )
     pm.launcher(launcher)  # fails early if the plugin that provides it is missing
     return Plan(spec, backend, interpreter, selected, processes, local, launcher, env, warnings)
 
@@ -299,6 +311,12 @@ def execute(
     result["summary"] = aggregate(repeats)
     if monitor is not None:
         result["summary"].update(monitor.aggregate(repeats))
+    try:
+        result["summary"]["flops"] = flops.for_result(result)
+    except Exception as exc:  # a FLOPs or peak fault must not lose the run
+        result["summary"]["flops"] = {"error": repr(exc)}
+    result["config"] = configkey.build_config(result)
+    result["config_key"] = configkey.key_of(result["config"])
     (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
     store.add_run(result)
     pm.run_finished(spec, result)

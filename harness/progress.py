@@ -1,12 +1,41 @@
-"""Live progress of a run on the terminal, fed by the worker's events."""
+"""Live progress of a run on the terminal, fed by the worker's events.
+
+The worker sends its timed windows in ``steps`` events and, from the first warmup
+window on, its estimate of the time left in ``eta`` events (``seconds``, and
+``at_most`` when the length is adaptive); the bar shows both, and the time left in the
+whole run, assuming the repeats still to come last as long as this one.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from harness.sweep.progress import duration
+
+
+def steps_in(event: dict[str, Any]) -> int:
+    """Steps covered by a ``steps`` event."""
+    return sum(int(n) for n, _ in event.get("windows") or ())
+
+
+def speed_of(event: dict[str, Any], global_batch: int) -> float | None:
+    """images/sec over the windows of a ``steps`` event."""
+    windows = event.get("windows") or ()
+    seconds = sum(s for _, s in windows)
+    return steps_in(event) * global_batch / seconds if seconds > 0 else None
+
+
+def time_left(event: dict[str, Any]) -> str:
+    """ "~1m20s left (at most 2m05s)" from an ``eta`` event."""
+    text = f"~{duration(event.get('seconds'))} left"
+    if event.get("at_most") is not None:
+        text += f" (at most {duration(event['at_most'])})"
+    return text
 
 
 class RunProgress:
@@ -20,8 +49,9 @@ class RunProgress:
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.fields[steps]}"),
             TextColumn("{task.fields[speed]}"),
+            TextColumn("{task.fields[left]}"),
             TimeElapsedColumn(),
             console=console,
             transient=False,
@@ -29,8 +59,11 @@ class RunProgress:
         )
         self._task: TaskID | None = None
         self._repeat = 0
-        self._warmup = 0
         self._batch = 0
+        self._done = 0
+        self._total: int | None = None
+        self._started = 0.0
+        self._announced = False
 
     def __enter__(self) -> RunProgress:
         self._progress.__enter__()
@@ -41,34 +74,57 @@ class RunProgress:
 
     def start_repeat(self, repeat: int) -> None:
         self._repeat = repeat
+        self._done, self._total, self._announced = 0, None, False
+        self._started = time.monotonic()
         text = f"{self.label} · repeat {repeat}/{self.repeats}"
-        self._task = self._progress.add_task(f"{text} · starting", total=None, speed="")
+        self._task = self._progress.add_task(
+            f"{text} · starting", total=None, steps="", speed="", left=""
+        )
         if not self.live:
             self.console.print(f"{text}: starting worker")
 
     def _describe(self, phase: str) -> str:
         return f"{self.label} · repeat {self._repeat}/{self.repeats} · {phase}"
 
+    def _steps_text(self) -> str:
+        total = f"/{self._total}" if self._total else ""
+        return f"{self._done}{total} steps"
+
+    def _left(self, event: dict[str, Any]) -> str:
+        """Time left in this repeat, and in the run when more repeats follow."""
+        text = time_left(event)
+        later = self.repeats - self._repeat
+        if later > 0 and event.get("seconds") is not None:
+            this_repeat = time.monotonic() - self._started + event["seconds"]
+            text += f" · run ~{duration(event['seconds'] + later * this_repeat)}"
+        return text
+
     def event(self, event: dict[str, Any]) -> None:
         if event.get("rank", 0) != 0 or self._task is None:
             return
         kind = event["event"]
         if kind == "plan":
-            self._warmup = event["warmup_steps"]
             self._batch = event["global_batch"]
-            self._progress.update(self._task, total=self._warmup + event["timed_steps"])
+            warmup, timed = event.get("warmup_steps"), event.get("timed_steps")
+            self._total = warmup + timed if warmup is not None and timed is not None else None
+            self._progress.update(self._task, total=self._total, steps=self._steps_text())
         elif kind == "phase" and event.get("state") == "start":
             self._progress.update(self._task, description=self._describe(event["name"]))
             if not self.live:
                 self.console.print(self._describe(event["name"]))
         elif kind == "steps":
-            done = len(event["seconds"])
-            fields: dict[str, Any] = {}
-            if event["phase"] == "timed" and event["seconds"]:
-                mean = sum(event["seconds"]) / len(event["seconds"])
-                fields["speed"] = f"{self._batch / mean:,.1f} img/s" if mean > 0 else ""
-            self._progress.advance(self._task, done)
-            self._progress.update(self._task, **fields)
+            self._done += steps_in(event)
+            fields: dict[str, Any] = {"steps": self._steps_text()}
+            speed = speed_of(event, self._batch) if event["phase"] == "timed" else None
+            if speed:
+                fields["speed"] = f"{speed:,.1f} img/s"
+            self._progress.update(self._task, completed=self._done, **fields)
+        elif kind == "eta":
+            left = self._left(event)
+            self._progress.update(self._task, left=left)
+            if not self.live and not self._announced:
+                self.console.print(f"{self._describe(event['phase'])}: {left}")
+                self._announced = True
         elif kind == "error" and not self.live:
             message = escape(str(event.get("message", ""))[:200])
             self.console.print(f"worker error: {message}", highlight=False)
@@ -77,7 +133,7 @@ class RunProgress:
         if self._task is not None:
             speed = record["timed"]["images_per_sec"]
             text = f"{record['status']}" + (f" · {speed:,.1f} img/s" if speed else "")
-            self._progress.update(self._task, description=self._describe(text))
+            self._progress.update(self._task, description=self._describe(text), left="")
             self._task = None
         if not self.live:
             speed = record["timed"]["images_per_sec"]

@@ -47,29 +47,57 @@ def repeat_record(
         status = "oom" if first.get("kind") == "oom" else "error"
         cause = f"{first.get('type', 'Error')}: {first.get('message', '')}".strip()
 
-    steps = {"warmup": [], "timed": []}
+    windows: dict[str, list[tuple[int, float]]] = {"warmup": [], "timed": []}
+    device: dict[str, list[float]] = {"warmup": [], "timed": []}
     for e in rank0:
-        if e["event"] == "steps" and e.get("phase") in steps:
-            steps[e["phase"]].extend(e["seconds"])
-    timed = steps["timed"]
-    timed_seconds = sum(timed)
-    images = len(timed) * global_batch
+        if e["event"] == "steps" and e.get("phase") in windows:
+            windows[e["phase"]].extend((int(n), float(s)) for n, s in e["windows"])
+            device[e["phase"]].extend(e.get("device_seconds") or [])
+    timing = next((e for e in rank0 if e["event"] == "timing"), None)
+    timing = {k: v for k, v in (timing or {}).items() if k not in ("event", "t", "wall", "rank")}
+    timed = windows["timed"]
+    timed_steps = sum(n for n, _ in timed)
+    timed_seconds = sum(s for _, s in timed)
+    images = timed_steps * global_batch
+    per_window = [s / n for n, s in timed if n > 0]
+    speeds = [n * global_batch / s for n, s in timed if s > 0]
+    if device["timed"]:
+        step_times, basis = device["timed"], "device"
+    else:
+        one_by_one = bool(timed) and all(n == 1 for n, _ in timed)
+        step_times, basis = per_window, "step" if one_by_one else "window"
+    speed_stats = stats.describe(speeds)
+    warm = windows["warmup"]
     record: dict[str, Any] = {
         "status": status,
         "cause": cause,
         "global_batch": global_batch,
         "timed": {
-            "steps": len(timed),
+            "steps": timed_steps,
             "images": images,
             "seconds": timed_seconds,
             "images_per_sec": images / timed_seconds if timed_seconds > 0 else None,
-            "step_time_s": stats.describe(timed),
+            # per step: window time / steps per window ("window"), each step timed on
+            # its own ("step"), or the device's own per-step timers ("device")
+            "step_time_s": stats.describe(step_times),
+            "step_time_basis": basis,
+            "windows": len(timed),
+            "window_steps": timing.get("window_steps"),
+            "window_images_per_sec": speed_stats,
+            "ci95_rel": (
+                speed_stats["ci95"] / speed_stats["mean"]
+                if speed_stats["ci95"] is not None and speed_stats["mean"]
+                else None
+            ),
         },
         "warmup": {
-            "steps": len(steps["warmup"]),
-            "seconds": sum(steps["warmup"]),
-            "first_step_s": steps["warmup"][0] if steps["warmup"] else None,
+            "steps": sum(n for n, _ in warm),
+            "seconds": sum(s for _, s in warm),
+            "first_step_s": warm[0][1] if warm and warm[0][0] == 1 else None,
+            "windows": len(warm),
+            "end": timing.get("warmup_end"),
         },
+        "timing": timing,
         "windows": {
             name: _phase_windows(rank0, name) for name in ("setup", "warmup", "timed", "validation")
         },
@@ -86,6 +114,8 @@ def repeat_record(
             record["framework_memory"] = {
                 k: v for k, v in e.items() if k not in ("event", "t", "wall", "rank")
             }
+        elif kind == "eval_compile":
+            record["eval_compile_s"] = e["seconds"]
         elif kind == "data_wait":
             record["data_wait_s"] = record.get("data_wait_s", 0.0) + e["seconds"]
         elif kind == "validation":
@@ -138,7 +168,24 @@ def aggregate(repeats: list[dict[str, Any]]) -> dict[str, Any]:
         "execution_time_s": stats.describe(collect(("execution_time_s",))),
         "step_time_p50_s": stats.describe(collect(("timed", "step_time_s", "p50"))),
         "accuracy": stats.describe([a for a in accuracies if a is not None]),
+        "eval_compile_s": stats.describe(collect(("eval_compile_s",))),
+        "timing": _timing_summary(ok),
         "causes": sorted({r["cause"] for r in repeats if r.get("cause")}),
+    }
+
+
+def _timing_summary(ok: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the repeats were timed and how long they ran, each as it happened."""
+
+    def each(key: str) -> list[Any]:
+        return list(dict.fromkeys((r.get("timing") or {}).get(key) for r in ok))
+
+    modes = each("mode")
+    return {
+        "mode": modes[0] if len(modes) == 1 else (modes or None),
+        "window_steps": [(r.get("timing") or {}).get("window_steps") for r in ok],
+        "warmup_end": [(r.get("timing") or {}).get("warmup_end") for r in ok],
+        "length": [(r.get("timing") or {}).get("length") for r in ok],
     }
 
 

@@ -41,8 +41,10 @@ class RunSpec:
     cpu_devices: int = 1  # with num_gpus -1: split the CPU into this many data-parallel devices
     batch_size: int | None = None  # per device; None: the study's default for (dataset, model)
     learning_rate: float | None = None  # None: the study's default
-    warmup_steps: int = 10
-    steps: int = 100  # timed steps (ignored when epochs is set)
+    warmup_steps: int | None = None  # None: until the step time is steady; N: exactly N
+    steps: int | None = None  # timed steps; None: adaptive length (ignored with epochs)
+    min_time_s: float = 10.0  # adaptive length: measure at least this long
+    max_time_s: float = 30.0  # adaptive length: stop here even if the CI is still wide
     epochs: int | None = None  # train whole epochs instead of a number of steps
     repeats: int = 3
     precision: str = "fp32"
@@ -51,7 +53,7 @@ class RunSpec:
     synthetic: bool | None = None  # None: real files if present, else synthetic
     validate: bool | None = None  # None: validate when training whole epochs on real data
     seed: int = 0
-    sync_every: int = 1  # synchronise the device every N timed steps (per-step stats need 1)
+    sync_every: int | None = None  # None: windows of ~0.3 s; N: sync every N steps (1: per step)
     threads: int | None = None  # intra-op CPU threads; None: the framework's default
     timeout_s: float | None = 3600.0  # per repeat; None: no limit
     monitor_interval_s: float = 0.1  # resource sampling period
@@ -105,6 +107,7 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     line, naming the valid choices) for anything a user got wrong.
     """
     from harness import datasets, models
+    from harness.cpu import available_cores
 
     if spec.tool not in tools:
         choices = ", ".join(sorted(tools)) or "none installed"
@@ -140,6 +143,12 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     _positive("--epochs", spec.epochs)
     _positive("--repeats", spec.repeats)
     _positive("--sync-every", spec.sync_every)
+    _positive("--min-time", spec.min_time_s, allow_zero=True)
+    _positive("--max-time", spec.max_time_s)
+    if spec.min_time_s > spec.max_time_s:
+        raise UsageError(
+            f"--min-time ({spec.min_time_s:g} s) must not exceed --max-time ({spec.max_time_s:g} s)"
+        )
     _positive("--cpu-devices", spec.cpu_devices)
     _positive("--threads", spec.threads)
     _positive("--data-workers", spec.data_workers, allow_zero=True)
@@ -153,4 +162,7 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     out = dataclasses.replace(spec, options=dict(spec.options), tags=dict(spec.tags))
     out.batch_size = spec.batch_size or batch
     out.learning_rate = spec.learning_rate or lr
+    # --threads: intra-op threads of the whole run (harness.cpu); default the cores
+    # available to this process (affinity and cgroup quota); validated above.
+    out.threads = spec.threads or available_cores()
     return out

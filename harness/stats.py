@@ -1,4 +1,18 @@
-"""Small statistics without NumPy (the orchestrator stays light)."""
+"""Small statistics without NumPy (the orchestrator stays light).
+
+What a result reports over the repeats of a run (and over the windows of a repeat):
+
+- ``mean``, ``std`` (sample, n - 1) and ``ci95``: the half-width of the 95% confidence
+  interval of the mean (Student t);
+- ``median`` and ``jitter``: 1.4826 x the median absolute deviation, a spread that one
+  outlier does not inflate (it equals the std for normally distributed values);
+- ``olympic_mean``: MLPerf's mean without the fastest and the slowest value, only when
+  there are at least 5 values (None otherwise);
+- ``min``, ``p50``, ``p90``, ``p99``, ``max``.
+
+:func:`ratio_ci95` and :func:`verdict` compare two samples (e.g. images/sec of two runs):
+the 95% confidence interval of the ratio of their means, and what it allows one to say.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +25,9 @@ _T95 = (
     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 )  # fmt: skip
+
+MAD_TO_STD = 1.4826  # scales the median absolute deviation to the std of a normal law
+OLYMPIC_MIN = 5  # values needed before the olympic mean drops the extremes
 
 
 def mean(values: Sequence[float]) -> float | None:
@@ -38,6 +55,26 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+def median(values: Sequence[float]) -> float | None:
+    return percentile(values, 50)
+
+
+def jitter(values: Sequence[float]) -> float | None:
+    """1.4826 x the median absolute deviation from the median (0.0 for one value)."""
+    centre = median(values)
+    if centre is None:
+        return None
+    return MAD_TO_STD * (median([abs(v - centre) for v in values]) or 0.0)
+
+
+def olympic_mean(values: Sequence[float]) -> float | None:
+    """The mean without the smallest and the largest value; None below 5 values."""
+    if len(values) < OLYMPIC_MIN:
+        return None
+    ordered = sorted(values)
+    return mean(ordered[1:-1])
+
+
 def t95(df: float) -> float:
     """Two-sided 95% Student t critical value for ``df`` degrees of freedom (rounded down)."""
     whole = max(1, math.floor(df))
@@ -53,7 +90,7 @@ def ci95_halfwidth(values: Sequence[float]) -> float | None:
 
 
 def describe(values: Sequence[float]) -> dict[str, float | int | None]:
-    """Count, mean, std, min, percentiles, max and the 95% CI half-width of ``values``."""
+    """Count, mean, std, 95% CI half-width, median, jitter, olympic mean and percentiles."""
     return {
         "n": len(values),
         "mean": mean(values),
@@ -64,4 +101,73 @@ def describe(values: Sequence[float]) -> dict[str, float | int | None]:
         "p99": percentile(values, 99),
         "max": max(values) if values else None,
         "ci95": ci95_halfwidth(values),
+        "median": median(values),
+        "jitter": jitter(values),
+        "olympic_mean": olympic_mean(values),
     }
+
+
+def ratio_ci95_moments(
+    mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int
+) -> tuple[float, float, float] | None:
+    """mean_a / mean_b and its 95% confidence interval from summary moments: (ratio, low, high).
+
+    The interval is the delta method's on the log scale:
+    ``log(ratio) ± t * sqrt(cv_a² / n_a + cv_b² / n_b)`` with ``cv = std / mean`` and t at
+    the Welch-Satterthwaite degrees of freedom; it is always positive and symmetric in
+    which sample is on top. None when a side has fewer than 2 values or a mean <= 0.
+    """
+    if n_a < 2 or n_b < 2 or not mean_a or not mean_b or mean_a <= 0 or mean_b <= 0:
+        return None
+    va = std_a**2 / (mean_a * mean_a * n_a)  # squared relative standard errors
+    vb = std_b**2 / (mean_b * mean_b * n_b)
+    ratio = mean_a / mean_b
+    if va + vb == 0:
+        return ratio, ratio, ratio
+    df = (va + vb) ** 2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1))
+    half = t95(df) * math.sqrt(va + vb)
+    return ratio, ratio * math.exp(-half), ratio * math.exp(half)
+
+
+def ratio_ci95(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float] | None:
+    """mean(a) / mean(b) and its 95% confidence interval (see :func:`ratio_ci95_moments`)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    return ratio_ci95_moments(
+        mean(a) or 0.0, std(a) or 0.0, len(a), mean(b) or 0.0, std(b) or 0.0, len(b)
+    )
+
+
+def verdict_of_ci(
+    ci: tuple[float, float] | None, tolerance: float = 0.02, higher_is_faster: bool = True
+) -> str:
+    """ "same" when the ratio's CI lies within 1 ± ``tolerance``; "faster" or "slower" when
+    it lies wholly above or below 1 (``higher_is_faster``: a ratio of throughputs, else of
+    times); "inconclusive" when it straddles 1 or is None (too few values to tell).
+    """
+    if ci is None:
+        return "inconclusive"
+    low, high = ci
+    if 1 - tolerance <= low and high <= 1 + tolerance:
+        return "same"
+    if low > 1:
+        return "faster" if higher_is_faster else "slower"
+    if high < 1:
+        return "slower" if higher_is_faster else "faster"
+    return "inconclusive"
+
+
+def verdict(
+    a: Sequence[float], b: Sequence[float], tolerance: float = 0.02, higher_is_faster: bool = True
+) -> str:
+    """How ``a`` compares with ``b`` (see :func:`verdict_of_ci`), from the samples."""
+    found = ratio_ci95(a, b)
+    return verdict_of_ci(found[1:] if found else None, tolerance, higher_is_faster)
+    _, low, high = found
+    if 1 - tolerance <= low and high <= 1 + tolerance:
+        return "same"
+    if low > 1:
+        return "faster" if higher_is_faster else "slower"
+    if high < 1:
+        return "slower" if higher_is_faster else "faster"
+    return "inconclusive"

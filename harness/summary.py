@@ -62,6 +62,10 @@ def print_summary(console: Console, result: dict[str, Any], run_dir: str) -> Non
             f"[bold]images/sec: {speed['mean']:,.1f} ± {speed['std']:,.1f} std{ci}[/bold]"
             f" over {summary['repeats_ok']} of {summary['repeats']} repeats"
         )
+    for line in timing_lines(result):
+        console.print(line, highlight=False)
+    for line in flops_lines(result):
+        console.print(line, highlight=False)
     for line in resource_lines(summary):
         console.print(line)
     source = data.get("description") or "-"
@@ -83,6 +87,58 @@ def print_summary(console: Console, result: dict[str, Any], run_dir: str) -> Non
     console.print(f"results: {run_dir}/result.json (and the results store)")
 
 
+_MODES = {
+    "window": "the device synchronised at the end of each window of {w}; step times"
+    " are per-window figures (window time / steps)",
+    "per-step": "every step synchronised and timed on its own (--sync-every 1)",
+    "device-events": "windows of {w}, step times from the device's own per-step timers",
+}
+_WARMUP = {
+    "steady": "until steady",
+    "fixed": "fixed",
+    "bound: steps": "stopped at its step bound, not steady",
+    "bound: time": "stopped at its time bound, not steady",
+}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def timing_lines(result: dict[str, Any]) -> list[str]:
+    """Median, jitter and olympic mean; how steps were timed; how the length was decided."""
+    lines = []
+    speed = result["summary"].get("images_per_sec") or {}
+    if speed.get("median") is not None:
+        line = f"median {speed['median']:,.1f} · jitter {_num(speed.get('jitter'))} (1.4826 x MAD)"
+        if speed.get("olympic_mean") is not None:
+            line += f" · olympic mean {speed['olympic_mean']:,.1f} (fastest and slowest dropped)"
+        lines.append(line)
+    ok = [r for r in result["repeats"] if r.get("timing")]
+    if not ok:
+        return lines
+    first = ok[0]["timing"]
+    windows = sorted({r["timing"].get("window_steps") or 0 for r in ok})
+    mode = _MODES.get(first.get("mode"), str(first.get("mode")))
+    text = "/".join(map(str, windows)) + (" step" if windows == [1] else " steps")
+    lines.append("timing: " + mode.format(w=text))
+    for r in ok:
+        t, timed, warm = r["timing"], r["timed"], r["warmup"]
+        how = t.get("length") or "?"
+        if how.startswith("ci within"):
+            how = f"95% CI of the window throughput {how[3:]}"
+        elif how == "max time":
+            how = f"--max-time {t.get('max_time_s', 0):g} s reached before the CI was within ±2%"
+        ci = f" (±{timed['ci95_rel']:.1%})" if timed.get("ci95_rel") is not None else ""
+        lines.append(
+            f"  repeat {r.get('repeat', '?')}: warmup {_count(warm['steps'], 'step')}, "
+            f"{_WARMUP.get(t.get('warmup_end'), t.get('warmup_end'))}; "
+            f"timed {_count(timed['steps'], 'step')} in {timed['seconds']:,.1f} s, "
+            f"{_count(timed['windows'], 'window')}: {how}{ci}"
+        )
+    return lines
+
+
 def resource_lines(summary: dict[str, Any]) -> list[str]:
     """Power, memory and energy lines, when the monitor measured them."""
     lines = []
@@ -101,4 +157,33 @@ def resource_lines(summary: dict[str, Any]) -> list[str]:
             lines.append(f"{label}: {_num(value['mean'], digits, unit)}")
     for note in summary.get("resource_notes", []):
         lines.append(f"[dim]{note}[/dim]")
+    return lines
+
+
+def flops_lines(result: dict[str, Any]) -> list[str]:
+    """FLOPs per image, achieved FLOP/s, MFU (harness.flops) and the configuration key."""
+    from harness.flops import flops_text
+
+    lines = []
+    fl = result["summary"].get("flops") or {}
+    if fl.get("train_per_image"):
+        line = (
+            f"FLOPs/image: {fl['forward_per_image'] / 1e9:,.3g} G forward,"
+            f" {fl['train_per_image'] / 1e9:,.3g} G training (3x forward)"
+        )
+        if fl.get("achieved_total") is not None:
+            line += (
+                f" · achieved {flops_text(fl['achieved_total'])}"
+                f" ({flops_text(fl['achieved_per_device'])} per device)"
+            )
+        lines.append(line)
+        if fl.get("mfu") is not None:
+            lines.append(
+                f"MFU: {fl['mfu']:.1%} of {flops_text(fl['peak_per_device'])} per device"
+                f" [dim]({escape(fl.get('peak_source') or '')})[/dim]"
+            )
+        elif fl.get("note"):
+            lines.append(f"MFU: - [dim]({escape(fl['note'])})[/dim]")
+    if result.get("config_key"):
+        lines.append(f"configuration key: {result['config_key']}")
     return lines

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backend import Trainer, WorkerContext
+from harness.cpu import available_cores
 from harness.events import Emitter
 from harness.spec import RunSpec
 
@@ -33,14 +34,15 @@ def build_context(job: dict[str, Any], rank: int, world_size: int) -> WorkerCont
     spec = RunSpec.from_dict(job["spec"])
     info = datasets.DATASETS[spec.dataset]
     network = models.build(spec.model, info.image_shape, info.num_classes)
-    # Each process draws its own stream of batches (a different seed per rank).
-    workers = (os.cpu_count() or 1) if spec.data_workers is None else spec.data_workers
+    # Every process opens the train split with the SAME seed, so all draw the same
+    # permutation per epoch; the loop reads this rank's shard of it (strict partition).
+    workers = available_cores() if spec.data_workers is None else spec.data_workers
     train = datasets.open_source(
         spec.dataset,
         "train",
         spec.data_dir,
         synthetic=spec.synthetic,
-        seed=spec.seed + rank,
+        seed=spec.seed,
         num_workers=workers,
     )
     wants_validation = spec.validate or (

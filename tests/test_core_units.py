@@ -27,6 +27,52 @@ def test_stats_describe_matches_hand_computation() -> None:
     assert d["ci95"] == pytest.approx(2.365 * math.sqrt(32 / 7) / math.sqrt(8))
     assert stats.describe([])["mean"] is None
     assert stats.describe([3.0])["std"] == 0.0
+    # median absolute deviation: |v - 4.5| = 2.5 .5 .5 .5 .5 .5 2.5 4.5 -> median 0.5
+    assert d["median"] == 4.5
+    assert d["jitter"] == pytest.approx(1.4826 * 0.5)
+    # olympic: 2 and 9 dropped
+    assert d["olympic_mean"] == pytest.approx(29 / 6)
+
+
+def test_median_jitter_and_olympic_mean() -> None:
+    assert stats.median([3.0, 1.0, 2.0]) == 2.0
+    assert stats.median([4.0, 1.0, 2.0, 3.0]) == 2.5
+    assert stats.median([]) is None
+    # one outlier moves the mean and the std, not the median or the jitter
+    steady = [100.0, 101.0, 99.0, 100.0, 102.0, 98.0]
+    outlier = [*steady[:-1], 10.0]
+    assert stats.jitter(steady) == pytest.approx(1.4826 * 1.0)
+    assert stats.jitter(outlier) == pytest.approx(1.4826 * 1.0)
+    assert stats.std(outlier) > 30 * stats.std(steady) / 1.5
+    assert stats.jitter([5.0]) == 0.0 and stats.jitter([]) is None
+    # olympic mean: needs 5 values; drops one fastest and one slowest only
+    assert stats.olympic_mean([1.0, 2.0, 3.0, 4.0]) is None
+    assert stats.olympic_mean([10.0, 1.0, 2.0, 3.0, 1000.0]) == 5.0
+    assert stats.olympic_mean([7.0, 7.0, 1.0, 7.0, 7.0]) == 7.0
+
+
+def test_ratio_interval_and_verdicts() -> None:
+    a = [100.0, 102.0, 98.0, 100.0, 101.0, 99.0]
+    ratio, low, high = stats.ratio_ci95(a, a)
+    assert ratio == 1.0 and low < 1.0 < high
+    # log-scale delta method: exp(± t(df) * sqrt(cv_a^2/n_a + cv_b^2/n_b))
+    cv2 = (stats.std(a) / 100.0) ** 2 / 6
+    df = (2 * cv2) ** 2 / (2 * cv2 * cv2 / 5)  # Welch-Satterthwaite: 10
+    assert high == pytest.approx(math.exp(stats.t95(df) * math.sqrt(2 * cv2)))
+    assert low * high == pytest.approx(1.0)
+    assert stats.verdict(a, a) == "same"
+    assert stats.verdict([v * 1.1 for v in a], a) == "faster"
+    assert stats.verdict([v * 0.9 for v in a], a) == "slower"
+    assert stats.verdict([v * 0.9 for v in a], a, higher_is_faster=False) == "faster"
+    # a 1% difference measured within ±0.2%: the interval lies within ±2%, "same"
+    tight = [100.0, 100.2, 99.8, 100.1, 99.9]
+    assert stats.verdict([v * 1.01 for v in tight], tight) == "same"
+    # a wide interval around 1: the repeats cannot tell
+    noisy = [80.0, 120.0, 95.0, 110.0]
+    assert stats.verdict(noisy, [100.0, 101.0, 99.0]) == "inconclusive"
+    assert stats.verdict([100.0], a) == "inconclusive"
+    assert stats.ratio_ci95([1.0], a) is None
+    assert stats.ratio_ci95([2.0, 2.0], [1.0, 1.0]) == (2.0, 2.0, 2.0)
 
 
 def test_emitter_and_tail_round_trip(tmp_path) -> None:
@@ -49,15 +95,23 @@ def test_emitter_and_tail_round_trip(tmp_path) -> None:
 
 
 def _events(step_seconds: list[float], *, error: dict | None = None) -> list[dict]:
+    """Events of a repeat whose timed steps were timed one by one."""
+    windows = [[1, s] for s in step_seconds]
     t = 100.0
     events = [
         {"event": "phase", "name": "warmup", "state": "start", "t": t, "rank": 0},
-        {"event": "steps", "phase": "warmup", "seconds": [1.5, 0.2], "t": t + 1.7, "rank": 0},
+        {
+            "event": "steps",
+            "phase": "warmup",
+            "windows": [[1, 1.5], [1, 0.2]],
+            "t": t + 1.7,
+            "rank": 0,
+        },
         {"event": "phase", "name": "warmup", "state": "end", "t": t + 1.7, "rank": 0},
         {"event": "phase", "name": "timed", "state": "start", "t": t + 2, "rank": 0},
-        {"event": "steps", "phase": "timed", "seconds": step_seconds, "t": t + 3, "rank": 0},
+        {"event": "steps", "phase": "timed", "windows": windows, "t": t + 3, "rank": 0},
         # another rank's steps must not be counted twice
-        {"event": "steps", "phase": "timed", "seconds": step_seconds, "t": t + 3, "rank": 1},
+        {"event": "steps", "phase": "timed", "windows": windows, "t": t + 3, "rank": 1},
         {
             "event": "phase",
             "name": "timed",
@@ -81,6 +135,24 @@ def test_repeat_record_counts_rank0_timed_steps_only() -> None:
     assert record["execution_time_s"] == pytest.approx(4.0)
     assert record["train_validate_s"] == pytest.approx(2.0)
     assert record["data_wait_fraction"] == pytest.approx(0.05 / 2.0)
+
+
+def test_repeat_record_describes_windows_as_windows() -> None:
+    events = _events([])
+    for e in events:
+        if e["event"] == "steps" and e["phase"] == "timed":
+            e["windows"] = [[4, 1.0], [4, 2.0], [2, 0.5]]
+    events.append({"event": "timing", "mode": "window", "window_steps": 4, "rank": 0, "t": 0})
+    record = repeat_record(events, status="ok", cause=None, global_batch=8)
+    timed = record["timed"]
+    assert (timed["steps"], timed["images"], timed["seconds"]) == (10, 80, 3.5)
+    assert timed["images_per_sec"] == 80 / 3.5
+    assert timed["step_time_basis"] == "window"
+    assert timed["step_time_s"]["n"] == 3  # one figure per window: 0.25, 0.5, 0.25
+    assert timed["step_time_s"]["p50"] == 0.25 and timed["step_time_s"]["max"] == 0.5
+    assert timed["window_images_per_sec"]["mean"] == pytest.approx((32 + 16 + 32) / 3)
+    assert timed["windows"] == 3 and timed["window_steps"] == 4
+    assert record["timing"] == {"mode": "window", "window_steps": 4}
 
 
 def test_repeat_record_takes_cause_from_worker_error() -> None:

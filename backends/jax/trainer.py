@@ -22,8 +22,10 @@ Backend options (``-o KEY=VALUE``):
   then load compiled steps instead of compiling: warmup and thus ``execution_time_s``
   shrink after a run's first repeat, which is why it is off by default.
 
-Not configurable: XLA's CPU thread pool (JAX has no setting for it; ``--threads`` only
-sets the OMP/MKL variables, which XLA does not read). framework_info records this.
+CPU threads (harness.cpu): the orchestrator sets ``PJRT_NPROC`` (backends/jax run_env),
+which sizes XLA's CPU intra-op pool, shared by all the client's devices;
+framework_info["threads"] counts that pool's threads (named ``XLAEigen``) in
+/proc/self/task. XLA:CPU has no inter-op pool or setting, so ``inter_op`` is None.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from harness.backend import SGD_MOMENTUM, Trainer, WorkerContext
+from harness.cpu import report
 from harness.spec import RunSpec
 
 from .network import build_module, canonical_state, to_variables
@@ -72,6 +75,38 @@ def compile_cache(options: dict[str, str]) -> str | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return str(folder)
+
+
+def xla_thread_count() -> int | None:
+    """Threads of XLA's CPU intra-op pool ("XLAEigen", "tf_XLAEigen" once TSL prefixes
+    it), counted in /proc/self/task; None where that cannot be read (not Linux)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    count = 0
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as handle:
+                name = handle.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        count += "XLAEigen" in name
+    return count
+
+
+def xla_threads(devices: int) -> dict[str, Any]:
+    """framework_info["threads"]: XLA's CPU pool as it runs, in the policy's terms."""
+    pool = xla_thread_count()
+    return report(
+        intra_op_total=pool,
+        intra_op_per_device=pool // devices if pool is not None else None,
+        inter_op=None,
+        devices=devices,
+        how=f"PJRT_NPROC={os.environ.get('PJRT_NPROC')} sizes XLA's CPU intra-op pool, "
+        f"shared by the {devices} device(s) (per device = pool / devices); read back by "
+        "counting its XLAEigen threads in /proc/self/task; XLA:CPU has no inter-op setting",
+    )
 
 
 def select_devices(spec: RunSpec) -> list[jax.Device]:
@@ -127,17 +162,8 @@ class JaxTrainer(Trainer):
         self.sharded = NamedSharding(self.mesh, P("data"))
         self.network = ctx.network
         self.module = build_module(ctx.network, COMPUTE_DTYPES[spec.precision])
-        variables = to_variables(ctx.network, ctx.initial_weights())
         self.tx = optax.sgd(spec.learning_rate, momentum=SGD_MOMENTUM)
-        params = variables["params"]
-        state = TrainState(
-            params=params,
-            batch_stats=variables.get("batch_stats", {}),
-            opt_state=self.tx.init(params),
-            step=jnp.asarray(0, jnp.int32),
-            loss_scale=LossScale.create() if spec.precision == "fp16" else None,
-        )
-        self.state = jax.device_put(state, self.replicated)
+        self.state = self._initial_state()
         self.dropout_key = jax.random.key(spec.seed)
         step = jax.shard_map(
             self._local_step,
@@ -146,16 +172,23 @@ class JaxTrainer(Trainer):
             out_specs=(P(), P()),
         )
         self._step = jax.jit(step, donate_argnums=0)
+        # Evaluation: the batch sharded over the mesh as in training (each device its
+        # contiguous slice), the loss sum and correct count reduced over the devices.
         self._eval: Any = jax.jit(self._evaluate, out_shardings=self.replicated)
-        if ctx.test is not None:  # compile now, so validation time excludes compilation
-            c, h, w = ctx.network.input_shape
-            batch = ctx.process_batch
-            self._eval = self._eval.lower(
-                self.state.params,
-                self.state.batch_stats,
-                jax.ShapeDtypeStruct((batch, h, w, c), jnp.float32, sharding=self.sharded),
-                jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=self.sharded),
-            ).compile()
+        self._eval_compiled: Any = None  # for batches of process_batch images
+
+    def _initial_state(self) -> TrainState:
+        """The state of a fresh trainer: initial weights, zero momentum, step 0."""
+        variables = to_variables(self.ctx.network, self.ctx.initial_weights())
+        params = variables["params"]
+        state = TrainState(
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=self.tx.init(params),
+            step=jnp.asarray(0, jnp.int32),
+            loss_scale=LossScale.create() if self.ctx.spec.precision == "fp16" else None,
+        )
+        return jax.device_put(state, self.replicated)
 
     # The computations -------------------------------------------------------------------
 
@@ -213,8 +246,7 @@ class JaxTrainer(Trainer):
             "devices": [f"{d.platform}:{d.id} {d.device_kind}" for d in self.devices],
             "strategy": f"shard_map data parallel, Mesh(data={len(self.devices)})",
             "compile_cache": self.cache_dir,
-            # XLA sizes its CPU thread pool itself; --threads cannot change it.
-            "threads": "XLA default (all cores)" if self.devices[0].platform == "cpu" else None,
+            "threads": xla_threads(len(self.devices)),
             "xla_flags": os.environ.get("XLA_FLAGS"),
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
@@ -234,9 +266,28 @@ class JaxTrainer(Trainer):
     def loss_value(self, token: Any) -> float:
         return float(token)
 
+    def prepare_evaluation(self) -> None:
+        """Compiles the evaluation step for batches of ``process_batch`` images."""
+        c, h, w = self.ctx.network.input_shape
+        batch = self.ctx.process_batch
+        self._eval_compiled = self._eval.lower(
+            self.state.params,
+            self.state.batch_stats,
+            jax.ShapeDtypeStruct((batch, h, w, c), jnp.float32, sharding=self.sharded),
+            jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=self.sharded),
+        ).compile()
+
     def evaluate(self, batch: Any) -> tuple[float, int]:
-        loss, correct = self._eval(self.state.params, self.state.batch_stats, *batch)
+        run = self._eval
+        if self._eval_compiled is not None and batch[0].shape[0] == self.ctx.process_batch:
+            run = self._eval_compiled
+        loss, correct = run(self.state.params, self.state.batch_stats, *batch)
         return float(loss), int(correct)
+
+    def reset_state(self) -> None:
+        """Initial weights and statistics, zero momentum, step 0 (so the same dropout
+        keys) and a fresh loss scale: the state of a new trainer."""
+        self.state = self._initial_state()
 
     def memory_peak(self) -> dict[str, Any] | None:
         """XLA's allocator peak per GPU (``peak_bytes_in_use``); None on the CPU."""

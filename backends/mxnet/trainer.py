@@ -24,6 +24,7 @@ it reports the device-wide memory in use at the end of the run
 
 from __future__ import annotations
 
+import ctypes
 import os
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from harness.backend import SGD_MOMENTUM, Trainer, WorkerContext
+from harness.cpu import report
 from harness.models.init import is_buffer
 
 from .network import build_block, canonical_state, load_canonical_state
@@ -45,6 +47,38 @@ def _flag(options: dict[str, str], name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.lower() in ("1", "true", "yes", "on")
+
+
+def _openmp_max_threads() -> int | None:
+    """omp_get_max_threads() of the OpenMP runtime loaded with MXNet: the team size its
+    operators use (MXNet takes it as is when OMP_NUM_THREADS is set)."""
+    with open("/proc/self/maps") as handle:
+        paths = {line.split()[-1] for line in handle if "/lib" in line}
+    for marker in ("libgomp", "libiomp", "libomp"):
+        for path in sorted(paths):
+            if marker in os.path.basename(path):
+                return int(ctypes.CDLL(path).omp_get_max_threads())
+    return None
+
+
+def mxnet_threads(devices: int) -> dict[str, Any]:
+    """framework_info["threads"]: the OpenMP team size read back from the runtime and the
+    engine's workers per CPU context from the environment MXNet started with (MXNet has
+    no getter for it; it reads the variable once, when the engine starts)."""
+    try:
+        per_device = _openmp_max_threads()
+    except (OSError, AttributeError):
+        per_device = None
+    workers = int(os.environ.get("MXNET_CPU_WORKER_NTHREADS", "1"))
+    return report(
+        intra_op_total=per_device * devices if per_device is not None else None,
+        intra_op_per_device=per_device,
+        inter_op=workers,
+        devices=devices,
+        how="OMP_NUM_THREADS read back with the OpenMP runtime's omp_get_max_threads "
+        f"(one team per operator, {devices} context(s) running concurrently); "
+        "MXNET_CPU_WORKER_NTHREADS (engine workers per context) from the environment",
+    )
 
 
 def _contexts(ctx: WorkerContext) -> list[mx.Context]:
@@ -95,6 +129,13 @@ class MXNetTrainer(Trainer):
             self.block.hybridize(static_alloc=True, static_shape=True)
             self.loss_fn.hybridize(static_alloc=True, static_shape=True)
         self.kvstore = spec.options.get("kvstore", "device" if self.gpu else "local")
+        self._fresh_trainer()
+        self.buffers = [p for k, p in self.params.items() if is_buffer(k)]
+        self._stale_replicas = False
+
+    def _fresh_trainer(self) -> None:
+        """A new gluon.Trainer: zero momentum, new kvstore, new AMP loss scaler."""
+        spec = self.ctx.spec
         self.trainer = gluon.Trainer(
             self.block.collect_params(),
             "sgd",
@@ -105,8 +146,6 @@ class MXNetTrainer(Trainer):
             from mxnet.contrib import amp
 
             amp.init_trainer(self.trainer)
-        self.buffers = [p for k, p in self.params.items() if is_buffer(k)]
-        self._stale_replicas = False
 
     def framework_info(self) -> dict[str, Any]:
         features = mx.runtime.Features()
@@ -119,7 +158,7 @@ class MXNetTrainer(Trainer):
             "hybridized": self.hybridized,
             "cuda": features.is_enabled("CUDA"),
             "mkldnn": features.is_enabled("MKLDNN"),
-            "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+            "threads": mxnet_threads(len(self.contexts)),
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
 
@@ -172,6 +211,25 @@ class MXNetTrainer(Trainer):
             hits = logits.argmax(axis=1) == y.astype("float32")
             correct += int(hits.sum().asscalar())
         return loss_sum, correct
+
+    def prepare_evaluation(self) -> None:
+        """Builds the inference graphs of the hybridised blocks now, one per context, by
+        evaluating a batch of zeros of ``process_batch`` images (split as real ones)."""
+        if not self.hybridized:
+            return
+        c, h, w = self.ctx.network.input_shape
+        size = self.ctx.process_batch
+        self.evaluate(
+            self.device_batch(np.zeros((size, c, h, w), np.float32), np.zeros(size, np.int32))
+        )
+
+    def reset_state(self) -> None:
+        """Initial weights and batch-norm statistics on every context, a new gluon.Trainer
+        (no momentum, fresh loss scaler) and the random seed of a fresh trainer."""
+        load_canonical_state(self.params, self.ctx.initial_weights())
+        self._stale_replicas = False
+        self._fresh_trainer()
+        mx.random.seed(self.ctx.spec.seed)
 
     def memory_peak(self) -> dict[str, Any] | None:
         if not self.gpu:

@@ -13,6 +13,7 @@ import torch.distributed as dist
 from torch import nn
 
 from harness.backend import SGD_MOMENTUM, Trainer, WorkerContext
+from harness.cpu import ThreadPolicy, report, thread_policy
 
 from .network import build_module, canonical_state, load_canonical_state
 
@@ -21,6 +22,32 @@ _AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _flag(options: dict[str, str], name: str) -> bool:
     return options.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def apply_threads(policy: ThreadPolicy) -> dict[str, Any]:
+    """Sets this rank's intra-op and inter-op threads and reads them back.
+
+    One process drives one device, so a rank gets the per-device share; torchrun passes
+    the orchestrator's OMP_NUM_THREADS (the same share) through instead of its default 1.
+    The inter-op pool can be sized once per process, before any parallel work: in a
+    process that already has one (tests), the pool stays and the read-back says so.
+    """
+    torch.set_num_threads(policy.intra_op_per_device)
+    if torch.get_num_interop_threads() != policy.inter_op:
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(policy.inter_op)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_process = torch.get_num_threads()
+    omp = os.environ.get("OMP_NUM_THREADS")  # torchrun's 1 unless the orchestrator's share
+    return report(
+        intra_op_total=per_process * world,
+        intra_op_per_device=per_process,
+        inter_op=torch.get_num_interop_threads(),
+        devices=world,
+        how=f"torch.set_num_threads / set_num_interop_threads in each of {world} "
+        "process(es) (one device each), read back with get_num_threads / "
+        f"get_num_interop_threads; the process saw OMP_NUM_THREADS={omp}",
+    )
 
 
 class TorchTrainer(Trainer):
@@ -36,8 +63,7 @@ class TorchTrainer(Trainer):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         spec = ctx.spec
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
+        self.threads = apply_threads(thread_policy(spec))
         torch.manual_seed(spec.seed)
         self.cuda = spec.num_gpus > 0
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -67,20 +93,33 @@ class TorchTrainer(Trainer):
         if self.distributed:
             ids = [self.device.index] if self.cuda else None
             model = nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        # Evaluation runs the plain module, compiled too when asked: each rank its shard,
+        # no collective per batch (rank 0's batch-norm statistics are broadcast once,
+        # before the first evaluation after training; see _sync_buffers).
+        self.eval_model: nn.Module = module
         if _flag(spec.options, "compile"):
             model = torch.compile(model)  # type: ignore[assignment]
+            self.eval_model = torch.compile(module)  # type: ignore[assignment]
         self.model = model
         self.model.train()
-        self.optimizer = torch.optim.SGD(
-            module.parameters(), lr=spec.learning_rate, momentum=SGD_MOMENTUM
-        )
         self.loss_fn = nn.CrossEntropyLoss()
         self.amp_dtype = _AMP_DTYPES.get(spec.precision)
+        self._fresh_optimiser()
+        self._buffers_stale = False  # batch-norm statistics may differ across ranks
+        # The random state a fresh trainer starts training with (dropout), for reset_state.
+        self._rng_state = torch.random.get_rng_state()
+        self._cuda_rng_state = torch.cuda.get_rng_state(self.device) if self.cuda else None
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _fresh_optimiser(self) -> None:
+        spec = self.ctx.spec
+        self.optimizer = torch.optim.SGD(
+            self.module.parameters(), lr=spec.learning_rate, momentum=SGD_MOMENTUM
+        )
         self.scaler = (
             torch.amp.GradScaler("cuda") if spec.precision == "fp16" and self.cuda else None
         )
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -88,10 +127,7 @@ class TorchTrainer(Trainer):
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def framework_info(self) -> dict[str, Any]:
-        if self.cuda:
-            devices = [torch.cuda.get_device_name(self.device)]
-        else:
-            devices = [f"cpu ({torch.get_num_threads()} threads)"]
+        devices = [torch.cuda.get_device_name(self.device)] if self.cuda else ["cpu"]
         return {
             "framework": "torch",
             "version": torch.__version__,
@@ -100,6 +136,7 @@ class TorchTrainer(Trainer):
             "devices": devices,
             "distributed": dist.get_backend() if self.distributed else None,
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "threads": self.threads,
         }
 
     def device_batch(self, images: np.ndarray, labels: np.ndarray) -> Any:
@@ -124,6 +161,7 @@ class TorchTrainer(Trainer):
         else:
             loss.backward()
             self.optimizer.step()
+        self._buffers_stale = self.distributed
         return loss.detach()
 
     def synchronize(self, token: Any) -> None:
@@ -133,17 +171,63 @@ class TorchTrainer(Trainer):
     def loss_value(self, token: Any) -> float:
         return float(token.item())
 
-    def evaluate(self, batch: Any) -> tuple[float, int]:
-        x, y = batch
-        self.model.eval()
+    def _sync_buffers(self) -> None:
+        """Rank 0's batch-norm statistics to every rank (DDP broadcasts them before each
+        training forward, so after a step each rank holds its own update of them)."""
+        if self._buffers_stale:
+            for buffer in self.module.buffers():
+                dist.broadcast(buffer, 0)
+            self._buffers_stale = False
+
+    def _eval_forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.module.eval()
         try:
             with torch.no_grad(), self._autocast():
-                logits = self.model(x)
+                logits = self.eval_model(x)
                 loss = nn.functional.cross_entropy(logits.float(), y, reduction="sum")
                 correct = (logits.argmax(dim=1) == y).sum()
         finally:
-            self.model.train()
+            self.module.train()
+        return loss, correct
+
+    def prepare_evaluation(self) -> None:
+        """Eager PyTorch has nothing to prepare; with ``compile=true`` this compiles the
+        evaluation forward for batches of ``batch_size`` images."""
+        if self.eval_model is self.module:
+            return
+        c, h, w = self.ctx.network.input_shape
+        size = self.ctx.process_batch
+        x = torch.zeros((size, c, h, w), device=self.device)
+        x = x.contiguous(memory_format=self.memory_format)
+        y = torch.zeros(size, dtype=torch.long, device=self.device)
+        loss, _ = self._eval_forward(x, y)
+        loss.item()
+
+    def evaluate(self, batch: Any) -> tuple[float, int]:
+        self._sync_buffers()
+        loss, correct = self._eval_forward(*batch)
         return float(loss.item()), int(correct.item())
+
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        if not self.distributed:
+            return list(values)
+        total = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return [float(v) for v in total.tolist()]
+
+    def reset_state(self) -> None:
+        """Initial weights and batch-norm statistics, a new optimiser (no momentum) and
+        loss scaler, and the random state of a fresh trainer."""
+        load_canonical_state(self.module, self.ctx.initial_weights())
+        with torch.no_grad():
+            for name, buffer in self.module.named_buffers():
+                if name.endswith("num_batches_tracked"):
+                    buffer.zero_()
+        self._buffers_stale = False
+        self._fresh_optimiser()
+        torch.random.set_rng_state(self._rng_state)
+        if self._cuda_rng_state is not None:
+            torch.cuda.set_rng_state(self._cuda_rng_state, self.device)
 
     def memory_peak(self) -> dict[str, Any] | None:
         if not self.cuda:
@@ -155,6 +239,8 @@ class TorchTrainer(Trainer):
         }
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        if self.distributed:
+            self._sync_buffers()
         return canonical_state(self.module)
 
     def close(self) -> None:

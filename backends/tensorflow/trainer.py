@@ -36,12 +36,13 @@ import numpy as np
 import tensorflow as tf
 
 from harness.backend import SGD_MOMENTUM, Trainer, WorkerContext
+from harness.backends.loss_scale import GROWTH_INTERVAL as _GROWTH_INTERVAL
+from harness.backends.loss_scale import INITIAL_SCALE as _INITIAL_SCALE
 
 from . import devices as dev
 from .network import TFNetwork, to_canonical
 
 _DTYPES = {"fp32": tf.float32, "fp16": tf.float16, "bf16": tf.bfloat16}
-_INITIAL_SCALE, _GROWTH_INTERVAL = 2.0**16, 2000
 
 
 def _flag(options: dict[str, str], name: str) -> bool:
@@ -228,7 +229,7 @@ class TFTrainer(Trainer):
                 else None
             ),
             "xla": self.xla,
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or None,
+            "threads": dev.threads(len(self.devices)),
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
 
@@ -263,6 +264,25 @@ class TFTrainer(Trainer):
     def evaluate(self, batch: Any) -> tuple[float, int]:
         loss, correct = self._eval(*batch)
         return float(loss.numpy()), int(correct.numpy())
+
+    def prepare_evaluation(self) -> None:
+        """Traces (and with XLA compiles) the evaluation function now, by running it once
+        on a batch of zeros of ``process_batch`` images split as real batches are."""
+        c, h, w = self.ctx.network.input_shape
+        size = self.ctx.process_batch
+        batch = self.device_batch(np.zeros((size, h, w, c), np.float32), np.zeros(size, np.int32))
+        self.evaluate(batch)
+
+    def reset_state(self) -> None:
+        """Initial weights and batch-norm statistics on every replica, zero momentum,
+        step 0 (so the same dropout seeds) and the initial fp16 loss scale."""
+        with self._scope():
+            self.net.assign(self.ctx.initial_weights())
+            for buf in self.buffers:
+                buf.assign(tf.zeros(buf.shape))
+            self.step.assign(0)
+            self.scale.assign(_INITIAL_SCALE)
+            self.good_steps.assign(0)
 
     def memory_peak(self) -> dict[str, Any] | None:
         if not self.gpu:

@@ -42,7 +42,12 @@ ALIASES = {
     "timeout": "timeout_s",
     "monitor_interval": "monitor_interval_s",
     "idle_baseline": "idle_baseline_s",
+    "min_time": "min_time_s",
+    "max_time": "max_time_s",
 }
+# Parameters whose harness default is "decide while running" (TOML has no null):
+# "auto" restores that default where an earlier table gave a number.
+AUTO = frozenset({"warmup_steps", "steps", "sync_every"})
 _SWEEP_KEYS = {"name", "description", "tools", "models", "datasets", "hardware", "repeats"}
 _HARDWARE_KEYS = {"name", "num_gpus", "gpu", "cpu_devices", "threads"}
 _TOP_KEYS = {"sweep", "defaults", "tool", "hardware", "workloads"}
@@ -327,6 +332,8 @@ def _params(table: dict[str, Any], where: str, fail: Any = _default_fail) -> dic
 
 
 def _typed(name: str, kind: str, value: Any, where: str, fail: Any) -> Any:
+    if name in AUTO and value == "auto":
+        return None
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -335,7 +342,10 @@ def _typed(name: str, kind: str, value: Any, where: str, fail: Any) -> Any:
         "dict": isinstance(value, dict),
     }[kind]
     if not ok:
-        raise fail(f"{where}: {name} must be {'a table' if kind == 'dict' else 'a ' + kind}")
+        wanted = "a table" if kind == "dict" else "a " + kind
+        if name in AUTO:
+            wanted += ' or "auto"'
+        raise fail(f"{where}: {name} must be {wanted}")
     if kind == "dict":
         bad = [k for k, v in value.items() if isinstance(v, (dict, list))]
         if bad:

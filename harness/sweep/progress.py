@@ -116,13 +116,14 @@ class SweepProgress:
             self._progress.update(self._run, total=total or None)
         elif kind == "phase" and event.get("state") == "start":
             self._progress.update(self._run, description=self._describe(event["name"]))
-        elif kind == "steps":
-            seconds = event.get("seconds") or []
-            self._progress.advance(self._run, len(seconds))
-            if event.get("phase") == "timed" and seconds:
-                mean = sum(seconds) / len(seconds)
-                if mean > 0:
-                    self._progress.update(self._run, info=f"{self._batch / mean:,.1f} img/s")
+        elif kind == "steps":  # windows of steps: [[steps, seconds], ...]
+            windows = event.get("windows") or []
+            steps = sum(int(n) for n, _ in windows)
+            seconds = sum(s for _, s in windows)
+            self._progress.advance(self._run, steps)
+            if event.get("phase") == "timed" and seconds > 0:
+                speed = steps * self._batch / seconds
+                self._progress.update(self._run, info=f"{speed:,.1f} img/s")
 
     def tick(self, eta: float | None) -> None:
         """Refreshes the ETA (called between events)."""

@@ -367,7 +367,8 @@ def _dry_run(request: SweepRequest, expanded: Expanded | None, path: Path, conso
                 runnable += 1
                 what = "run"
         spec = planned.spec if isinstance(planned, Plan) else cell.spec
-        steps = f"{spec.epochs} epochs" if spec.epochs else str(spec.steps)
+        steps = f"{spec.epochs} epochs" if spec.epochs else str(spec.steps or "auto")
+        warmup = "auto" if spec.warmup_steps is None else str(spec.warmup_steps)
         lr = f"{spec.learning_rate:g}" if spec.learning_rate else "-"
         table.add_row(
             str(i),
@@ -377,7 +378,7 @@ def _dry_run(request: SweepRequest, expanded: Expanded | None, path: Path, conso
             escape(cell.hardware),
             str(spec.batch_size or "-"),
             lr,
-            f"{spec.warmup_steps}+{steps}",
+            f"{warmup}+{steps}",
             str(spec.repeats),
             what,
         )

@@ -67,7 +67,7 @@ class FakeTrainer(Trainer):
 
     def train_step(self, batch: Any) -> Any:
         self.steps += 1
-        if self.steps == self.ctx.spec.warmup_steps + self.fail_at:
+        if self.steps == (self.ctx.spec.warmup_steps or 0) + self.fail_at:
             self._misbehave()
         time.sleep(self.step_s)
         return 1.0 / self.steps
