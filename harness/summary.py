@@ -76,9 +76,18 @@ def print_summary(console: Console, result: dict[str, Any], run_dir: str) -> Non
     if fw:
         devices = ", ".join(str(d) for d in fw.get("devices", [])) or "-"
         console.print(f"framework: {fw.get('framework', '?')} {fw.get('version', '')} on {devices}")
+        threads = fw.get("threads")
+        if isinstance(threads, dict):
+            inter = threads.get("inter_op")
+            console.print(
+                f"threads: {threads.get('intra_op_total')} intra-op "
+                f"({threads.get('intra_op_per_device')} per device x {threads.get('devices')})"
+                f", inter-op {'-' if inter is None else inter}"
+            )
     env = result["environment"]
     console.print(
         f"host: {env['hostname']} · {env['cpu']} · {env['cpu_logical_cores']} logical cores"
+        f" ({env.get('cpu_cores_available', '?')} available)"
         f" · {env['memory_gib']} GiB · python {env['python']}"
         f" · harness {env['harness_version']} ({env.get('harness_commit') or 'no git'})"
     )
