@@ -68,22 +68,27 @@ def iter_events(lines: list[str]) -> Iterator[dict[str, Any]]:
 
 
 class EventTail:
-    """Follows a growing events file from the orchestrator, for live progress."""
+    """Follows a growing events file from the orchestrator: the one reading of the events.
+
+    Poll while the worker lives (live progress), then once with ``final=True`` after it
+    has ended: together the polls return every event :func:`read_events` would."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._offset = 0
         self._partial = ""
 
-    def poll(self) -> list[dict[str, Any]]:
+    def poll(self, *, final: bool = False) -> list[dict[str, Any]]:
+        """The events completed since the last poll. ``final``: the writer has ended, so a
+        last line without a newline is complete (parsed; skipped if torn)."""
         try:
             with self.path.open("r", errors="replace") as handle:
                 handle.seek(self._offset)
                 chunk = handle.read()
                 self._offset = handle.tell()
         except FileNotFoundError:
-            return []
+            chunk = ""
         text = self._partial + chunk
         lines = text.split("\n")
-        self._partial = lines.pop()  # an incomplete line waits for the next poll
+        self._partial = "" if final else lines.pop()  # an incomplete line waits
         return list(iter_events(lines))

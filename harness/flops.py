@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.models import Network
 
 TRAIN_FACTOR = 3  # training FLOPs = forward + backward (2 x forward)
 TERA = 1e12
@@ -99,12 +102,19 @@ def gpu_peak_for(name: str, precision: str) -> tuple[float | None, str]:
     return value * TERA, f"published dense {precision.upper()} tensor-core peak of the {peak.name}"
 
 
-def forward_flops_per_image(model: str, dataset: str) -> int:
-    """2 x MACs of one forward pass of ``model`` on one ``dataset`` image."""
+def forward_flops_per_image(model: str, dataset: str, network: Network | None = None) -> int:
+    """2 x MACs of one forward pass of ``model`` on one ``dataset`` image.
+
+    ``network``: that model already built for that dataset (the orchestrator's plan holds
+    it), so it is not built again; None builds it."""
     from harness import datasets, models
 
-    info = datasets.DATASETS[dataset]
-    return models.flops_per_image(models.build(model, info.image_shape, info.num_classes))
+    if network is None:
+        info = datasets.DATASETS[dataset]
+        network = models.build(model, info.image_shape, info.num_classes)
+    elif network.name != model:
+        raise ValueError(f"the network given is {network.name!r}, not {model!r}")
+    return models.flops_per_image(network)
 
 
 def train_flops_per_image(forward: float) -> float:
@@ -152,9 +162,10 @@ def summarize(
     devices: int,
     peak_per_device: float | None,
     peak_source: str,
+    network: Network | None = None,
 ) -> dict[str, Any]:
     """``result["summary"]["flops"]``: the FLOPs, FLOP/s and MFU of a run."""
-    forward = forward_flops_per_image(model, dataset)
+    forward = forward_flops_per_image(model, dataset, network)
     train = train_flops_per_image(forward)
     total = images_per_sec * train if images_per_sec is not None else None
     per_device = total / max(1, devices) if total is not None else None
@@ -174,9 +185,14 @@ def summarize(
 
 
 def for_result(
-    result: dict[str, Any], cpu_peak: tuple[float | None, str] | None = None
+    result: dict[str, Any],
+    cpu_peak: tuple[float | None, str] | None = None,
+    *,
+    network: Network | None = None,
 ) -> dict[str, Any]:
-    """The flops summary of an orchestrator result (spec, environment, summary)."""
+    """The flops summary of an orchestrator result (spec, environment, summary).
+
+    ``network``: the run's network, already built (see :func:`forward_flops_per_image`)."""
     spec = result.get("spec") or {}
     num_gpus = int(spec.get("num_gpus", -1))
     cpu_devices = int(spec.get("cpu_devices", 1) or 1)
@@ -198,6 +214,7 @@ def for_result(
         devices=num_gpus if num_gpus > 0 else cpu_devices,
         peak_per_device=peak,
         peak_source=source,
+        network=network,
     )
 
 

@@ -25,13 +25,14 @@ from harness import configkey, datasets, environment, flops, gpus, models
 from harness.backend import BackendInfo
 from harness.cpu import thread_policy
 from harness.errors import UsageError
-from harness.events import EventTail, read_events
+from harness.events import EventTail
 from harness.interpreters import Interpreter, find_interpreter
 from harness.launchers import LaunchRequest
 from harness.plugins import PluginManager, get_plugin_manager
 from harness.results import aggregate, repeat_record
 from harness.spec import RunSpec, resolve
 from harness.store import ResultStore
+from harness.worker import Job
 
 _POLL_S = 0.2
 _KILL_GRACE_S = 10.0
@@ -40,7 +41,11 @@ _LOG_TAIL_LINES = 20
 
 @dataclass
 class Plan:
-    """Everything decided before the first worker starts."""
+    """Everything decided before the first worker starts.
+
+    It carries what the orchestrator process makes once: the network (built and
+    checked once, in :func:`plan_run`; the FLOPs are counted on it) and the plugin
+    manager every later step uses."""
 
     spec: RunSpec
     backend: BackendInfo
@@ -51,9 +56,15 @@ class Plan:
     launcher: str
     env: dict[str, str] = field(default_factory=dict)  # variables set for the worker
     warnings: list[str] = field(default_factory=list)
+    network: models.Network | None = None  # spec.model built for spec.dataset
+    pm: PluginManager | None = None  # the plugin manager that planned the run
+
+    def plugins(self) -> PluginManager:
+        """The plan's plugin manager (the process-wide one for a plan made by hand)."""
+        return self.pm if self.pm is not None else get_plugin_manager()
 
     def command(self, job_path: str) -> list[str]:
-        launcher = get_plugin_manager().launcher(self.launcher)
+        launcher = self.plugins().launcher(self.launcher)
         return launcher.build(LaunchRequest(self.interpreter.python, job_path, self.processes))
 
 
@@ -68,12 +79,20 @@ def new_run_id(spec: RunSpec) -> str:
 
 
 def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool = True) -> Plan:
-    """Validate ``spec``, pick interpreter, GPUs and launcher. Raises UsageError."""
+    """Validate ``spec``, build its network, pick interpreter, GPUs and launcher.
+
+    The one place the orchestrator process builds the network (the model's builder is
+    the one check that it is defined for the dataset) and asks the plugins' refusal hook;
+    the Plan carries the network and ``pm``. Raises UsageError."""
     pm = pm or get_plugin_manager()
     spec = resolve(spec, pm.backends)
     backend = pm.backend(spec.tool)
     info = datasets.DATASETS[spec.dataset]
-    reason = pm.refusal(spec, backend, models.build(spec.model, info.image_shape, info.num_classes))
+    try:
+        network = models.build(spec.model, info.image_shape, info.num_classes)
+    except models.ModelError as exc:
+        raise UsageError(f"cannot run {spec.model} on {spec.dataset}: {exc}") from None
+    reason = pm.refusal(spec, backend, network)
     if reason:
         raise UsageError(f"{spec.tool} cannot run {spec.model} on {spec.dataset}: {reason}")
     interpreter = find_interpreter(backend, spec.python)
@@ -112,7 +131,19 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
             "available: threads will share cores"
         )
     pm.launcher(launcher)  # fails early if the plugin that provides it is missing
-    return Plan(spec, backend, interpreter, selected, processes, local, launcher, env, warnings)
+    return Plan(
+        spec,
+        backend,
+        interpreter,
+        selected,
+        processes,
+        local,
+        launcher,
+        env,
+        warnings,
+        network=network,
+        pm=pm,
+    )
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
@@ -157,23 +188,32 @@ def _wait(
     started: float,
     tail: EventTail,
     on_event: EventCallback | None,
+    events: list[dict[str, Any]],
 ) -> tuple[int | None, str, str | None]:
-    """Waits for the worker, forwarding its events: (exit code, status, cause)."""
+    """Waits for the worker, collecting its events into ``events`` and forwarding them:
+    (exit code, status, cause)."""
     try:
         while True:
             try:
                 return proc.wait(timeout=_POLL_S), "ok", None
             except subprocess.TimeoutExpired:
                 pass
-            if on_event:
-                for event in tail.poll():
-                    on_event(event)
+            _take(tail.poll(), events, on_event)
             if timeout_s and time.monotonic() - started > timeout_s:
                 _kill_tree(proc)
                 return proc.returncode, "timeout", f"exceeded the {timeout_s:g} s timeout"
     except KeyboardInterrupt:
         _kill_tree(proc)
         return proc.returncode, "interrupted", "interrupted by the user (Ctrl-C)"
+
+
+def _take(
+    new: list[dict[str, Any]], events: list[dict[str, Any]], on_event: EventCallback | None
+) -> None:
+    events.extend(new)
+    if on_event:
+        for event in new:
+            on_event(event)
 
 
 def run_repeat(
@@ -190,18 +230,14 @@ def run_repeat(
     rep_dir = run_dir / f"repeat-{repeat}"
     rep_dir.mkdir(parents=True, exist_ok=True)
     events_path = rep_dir / "events.jsonl"
-    job = {
-        "run_id": run_id,
-        "repeat": repeat,
-        "spec": spec.to_dict(),
-        "events": str(events_path.resolve()),
-        "processes": plan.processes,
-        "local_devices": plan.local_devices,
-        "total_devices": spec.devices,
-        "gpu_indices": [g.index for g in plan.gpus],
-    }
+    job = Job(
+        spec=spec,
+        local_devices=plan.local_devices,
+        events=str(events_path.resolve()),
+        repeat=repeat,
+    )
     job_path = rep_dir / "job.json"
-    job_path.write_text(json.dumps(job, indent=2))
+    job_path.write_text(json.dumps(job.to_dict(), indent=2))
     command = plan.command(str(job_path.resolve()))
     (rep_dir / "command.txt").write_text(" ".join(command) + "\n")
     log_path = rep_dir / "worker.log"
@@ -210,7 +246,8 @@ def run_repeat(
     if monitor is not None:
         monitor.prepare()  # the idle baseline, before the first worker exists
     started_wall, started = utc_now(), time.monotonic()
-    tail = EventTail(events_path)
+    tail = EventTail(events_path)  # the one reading of the events: live, then final
+    events: list[dict[str, Any]] = []
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -218,14 +255,11 @@ def run_repeat(
         if monitor is not None:
             monitor.start(root_pid=proc.pid)
         try:
-            exit_code, status, cause = _wait(proc, spec.timeout_s, started, tail, on_event)
+            exit_code, status, cause = _wait(proc, spec.timeout_s, started, tail, on_event, events)
         finally:
-            samples = monitor.stop() if monitor is not None else None
+            recording = monitor.stop() if monitor is not None else None
     ended = time.monotonic()
-    if on_event:
-        for event in tail.poll():
-            on_event(event)
-    events = read_events(events_path)
+    _take(tail.poll(final=True), events, on_event)  # the worker has ended: the rest
     if status == "ok" and exit_code != 0:
         status, cause = "crashed", _exit_cause(exit_code or 0, log_path)
     elif status == "ok" and not any(e["event"] == "end" for e in events):
@@ -239,9 +273,11 @@ def run_repeat(
         process_wall_s=ended - started,
         command=command,
     )
-    if monitor is not None and samples is not None:
+    if monitor is not None and recording is not None:
         try:
-            record["resources"] = monitor.summarize_repeat(samples, record, started, ended, rep_dir)
+            record["resources"] = monitor.summarize_repeat(
+                recording, record, started, ended, rep_dir
+            )
         except Exception as exc:  # a monitor fault must not lose the repeat
             record["resources"] = {"errors": [{"what": "summary", "error": repr(exc), "count": 1}]}
     (rep_dir / "record.json").write_text(json.dumps(record, indent=2, default=str))
@@ -264,8 +300,10 @@ def execute(
     monitor_factory: Callable[[Plan], Any] | None = None,
     sweep_id: str | None = None,
 ) -> RunOutcome:
-    """Runs every repeat of ``plan`` and stores the result."""
-    pm = pm or get_plugin_manager()
+    """Runs every repeat of ``plan`` and stores the result.
+
+    ``pm``: the plugin manager whose observer hooks see the run; the plan's by default."""
+    pm = pm or plan.plugins()
     spec = plan.spec
     run_id = new_run_id(spec)
     output = Path(spec.output_dir)
@@ -312,7 +350,7 @@ def execute(
     if monitor is not None:
         result["summary"].update(monitor.aggregate(repeats))
     try:
-        result["summary"]["flops"] = flops.for_result(result)
+        result["summary"]["flops"] = flops.for_result(result, network=plan.network)
     except Exception as exc:  # a FLOPs or peak fault must not lose the run
         result["summary"]["flops"] = {"error": repr(exc)}
     result["config"] = configkey.build_config(result)

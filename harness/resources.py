@@ -16,7 +16,7 @@ from typing import Any
 
 from harness import stats
 from harness.gpus import nvml_module_name
-from harness.monitor import Monitor, MonitorConfig, PhaseWindow
+from harness.monitor import Monitor, MonitorConfig, PhaseWindow, Recording, summarize, write_csv
 
 
 def _mean_of(phase: dict[str, Any] | None, key: str) -> float | None:
@@ -73,13 +73,20 @@ class RunMonitor:
     def start(self, root_pid: int) -> None:
         self.monitor.start(root_pid=root_pid)
 
-    def stop(self) -> Any:
+    def stop(self) -> Recording:
+        """The repeat's recording: the one copy of its samples, which summarize_repeat reads."""
         return self.monitor.stop()
 
     def summarize_repeat(
-        self, recording: Any, record: dict[str, Any], started: float, ended: float, folder: Path
+        self,
+        recording: Recording,
+        record: dict[str, Any],
+        started: float,
+        ended: float,
+        folder: Path,
     ) -> dict[str, Any]:
-        """The monitor's summary of one repeat, plus ``timed`` merged over its epochs."""
+        """The summary of ``recording`` (what stop() returned) over the repeat's phases, plus
+        ``timed`` merged over its epochs; the power-log is written from it too."""
         windows = [PhaseWindow("run", started, ended)]
         timed_names = []
         for name in ("setup", "warmup", "timed", "validation"):
@@ -98,8 +105,8 @@ class RunMonitor:
         for label in timed_names:  # images per timed window: whole epochs, or all steps
             count = plan.get("steps_per_epoch") if len(timed_names) > 1 else steps_left
             images[label] = (count or 0) * per_step
-        self.monitor.write_csv(folder / "power.csv", windows)
-        summary = self.monitor.summarize(windows, images)
+        write_csv(recording, folder / "power.csv", windows)
+        summary = summarize(recording, windows=windows, images=images)
         summary["timed"] = self._merge_timed(summary, timed_names, record["timed"]["images"])
         return summary
 

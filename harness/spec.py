@@ -104,7 +104,9 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     """Validate ``spec`` against the catalogues and fill in defaults.
 
     ``tools`` maps tool names to their BackendInfo. Raises UsageError (one clear
-    line, naming the valid choices) for anything a user got wrong.
+    line, naming the valid choices) for anything a user got wrong. Whether the model is
+    defined for the dataset's images is not asked here: ``orchestrator.plan_run`` builds
+    the network once and turns the builder's refusal into the same kind of error.
     """
     from harness import datasets, models
     from harness.cpu import available_cores
@@ -118,9 +120,6 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
         names = ", ".join(datasets.DATASETS)
         raise UsageError(f"unknown dataset {spec.dataset!r}; choose from: {names}")
     info = datasets.DATASETS[spec.dataset]
-    reason = models.refusal(spec.model, info.image_shape, info.num_classes)
-    if reason:
-        raise UsageError(f"cannot run {spec.model} on {spec.dataset}: {reason}")
 
     if spec.num_gpus == 0 or spec.num_gpus < -1:
         raise UsageError(

@@ -1,17 +1,20 @@
 """The worker: one repeat of one run, inside the framework's interpreter.
 
 Started by the orchestrator as ``python -m harness.worker JOB.json`` (through a
-launcher). Reads the job, builds the network and the data, loads the backend's trainer
-(the only place a framework gets imported), runs the benchmark loop and reports
-everything as events. Exit codes: 0 ok, 1 error, 3 out of memory.
+launcher). Reads the job (a :class:`Job`: exactly what this module reads), builds the
+network and the data, loads the backend's trainer (the only place a framework gets
+imported), runs the benchmark loop and reports everything as events. Exit codes: 0 ok,
+1 error, 3 out of memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +26,49 @@ from harness.spec import RunSpec
 EXIT_OK, EXIT_ERROR, EXIT_OOM = 0, 1, 3
 
 
+@dataclass(frozen=True)
+class Job:
+    """One repeat's orders to its worker processes, as written to ``job.json``.
+
+    It holds exactly what the worker reads, and the worker reads all of it. The GPUs
+    reach the worker through its environment (``CUDA_VISIBLE_DEVICES``), the run's
+    data-parallel devices in all through ``spec.devices``.
+    """
+
+    spec: RunSpec
+    local_devices: int = 1  # data-parallel devices each process drives
+    events: str | None = None  # the events file; None: events are dropped
+    repeat: int = 1  # names the weights dump_weights saves
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_dict(),
+            "local_devices": self.local_devices,
+            "events": self.events,
+            "repeat": self.repeat,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        """The job of ``data``; a key the worker would not read is an error."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"the job holds keys the worker does not read: {unknown}")
+        fields = {k: data[k] for k in names if k in data}
+        fields["spec"] = RunSpec.from_dict(data["spec"])
+        return cls(**fields)
+
+
 def _rank() -> tuple[int, int]:
     """(rank, world size) from the launcher's environment (torchrun sets both)."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def build_context(job: dict[str, Any], rank: int, world_size: int) -> WorkerContext:
+def build_context(job: Job, rank: int, world_size: int) -> WorkerContext:
     from harness import datasets, models
 
-    spec = RunSpec.from_dict(job["spec"])
+    spec = job.spec
     info = datasets.DATASETS[spec.dataset]
     network = models.build(spec.model, info.image_shape, info.num_classes)
     # Every process opens the train split with the SAME seed, so all draw the same
@@ -63,27 +100,27 @@ def build_context(job: dict[str, Any], rank: int, world_size: int) -> WorkerCont
         initial_weights=lambda: models.init_weights(network, spec.seed),
         rank=rank,
         world_size=world_size,
-        local_devices=int(job.get("local_devices", 1)),
-        total_devices=int(job.get("total_devices", 1)),
+        local_devices=job.local_devices,
+        total_devices=spec.devices,
     )
 
 
-def dump_weights(trainer: Trainer, folder: Path, job: dict[str, Any], rank: int) -> None:
+def dump_weights(trainer: Trainer, folder: Path, job: Job, rank: int) -> None:
     """Saves each replica's weights as repeat<R>-rank<r>-replica<i>.npz."""
     import numpy as np
 
     folder.mkdir(parents=True, exist_ok=True)
     for index, state in enumerate(trainer.replica_states()):
-        name = f"repeat{job.get('repeat', 1)}-rank{rank}-replica{index}.npz"
+        name = f"repeat{job.repeat}-rank{rank}-replica{index}.npz"
         np.savez(folder / name, **state)
 
 
-def run_job(job: dict[str, Any]) -> int:
+def run_job(job: Job) -> int:
     from harness.loop import run_benchmark
     from harness.plugins import PluginManager
 
     rank, world_size = _rank()
-    emitter = Emitter(job.get("events"), rank=rank)
+    emitter = Emitter(job.events, rank=rank)
     trainer: Trainer | None = None
     trainer_cls: type[Trainer] = Trainer
     try:
@@ -133,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m harness.worker JOB.json", file=sys.stderr)
         return 2
-    return run_job(json.loads(Path(args[0]).read_text()))
+    return run_job(Job.from_dict(json.loads(Path(args[0]).read_text())))
 
 
 if __name__ == "__main__":

@@ -114,17 +114,24 @@ def names() -> list[str]:
     return list(MODELS)
 
 
+def _unknown(name: str) -> str:
+    return f"unknown model {name!r}; choose one of: {', '.join(MODELS)}"
+
+
 def refusal(name: str, input_shape: tuple[int, int, int], num_classes: int) -> str | None:
     """Why model ``name`` cannot be built for this input (or is unknown); None if it can."""
     info = MODELS.get(name)
     if info is None:
-        return f"unknown model {name!r}; choose one of: {', '.join(MODELS)}"
+        return _unknown(name)
     return info.check(input_shape, num_classes)
 
 
 def build(name: str, input_shape: tuple[int, int, int], num_classes: int) -> Network:
-    """The network ``name`` for this input; ModelError names the reason if it cannot be."""
-    why = refusal(name, input_shape, num_classes)
-    if why:
-        raise ModelError(why)
-    return MODELS[name].builder(tuple(input_shape), num_classes)  # type: ignore[arg-type]
+    """The network ``name`` for this input; ModelError names the reason if it cannot be.
+
+    The input is checked once, by the model's builder (the same check as :func:`refusal`):
+    callers that build need not ask :func:`refusal` first."""
+    info = MODELS.get(name)
+    if info is None:
+        raise ModelError(_unknown(name))
+    return info.builder(input_shape, num_classes)

@@ -92,8 +92,9 @@ HOLDINGS: dict[str, Callable[[Any, Any], list[np.ndarray]]] = {
 }
 
 
-def _job(tool: str, data_dir: Path, local: int, world: int) -> dict[str, Any]:
+def _job(tool: str, data_dir: Path, local: int, world: int) -> Any:
     from harness.spec import RunSpec
+    from harness.worker import Job
 
     spec = RunSpec(
         tool=tool,
@@ -109,7 +110,7 @@ def _job(tool: str, data_dir: Path, local: int, world: int) -> dict[str, Any]:
         seed=SEED,
         data_workers=0,
     )
-    return {"spec": spec.to_dict(), "local_devices": local, "total_devices": local * world}
+    return Job(spec=spec, local_devices=local)  # local * world devices: spec.cpu_devices
 
 
 def _max_gap(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:

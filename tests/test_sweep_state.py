@@ -135,8 +135,10 @@ class _Orchestrator:
     def __init__(self, fail: set[str]) -> None:
         self.fail = fail
         self.executed: list[str] = []
+        self.plugin_managers: list[Any] = []  # the pm each plan_run and execute was given
 
-    def plan_run(self, spec: Any) -> Any:
+    def plan_run(self, spec: Any, pm: Any = None) -> Any:
+        self.plugin_managers.append(pm)
         if spec.model == "resnet50" and spec.num_gpus > 0:
             raise UsageError("asks for 1 GPU(s) but this machine has 0")
         return SimpleNamespace(spec=spec)
@@ -145,6 +147,7 @@ class _Orchestrator:
         spec = plan.spec
         key = spec.tags["sweep_cell"]
         self.executed.append(key)
+        self.plugin_managers.append(pm._pm)  # the sweep's _Observer around its pm
         result = make_result(spec.tool, spec.model, spec.dataset, num_gpus=spec.num_gpus,
                              sweep_id=sweep_id, tags=spec.tags)  # fmt: skip
         run_dir = Path(spec.output_dir) / result["run_id"]
@@ -204,3 +207,13 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(
     cells = {c.key: c for c in SweepState(store, sweep["sweep_id"]).cells()}
     assert cells["pytorch/alexnet/cifar10/CPU"].run_status == "ok"
     assert cells["pytorch/alexnet/cifar10/CPU"].superseded == [failed.run_id]
+
+
+def test_one_plugin_manager_plans_and_runs_every_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _Orchestrator(fail=set())
+    assert _sweep(tmp_path, monkeypatch, fake) == 0
+    assert len(fake.plugin_managers) == 6 + 5  # six cells planned, five run
+    (pm,) = {id(p): p for p in fake.plugin_managers}.values()
+    assert pm is not None  # given explicitly, not left to plan_run's default

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from harness.errors import UsageError
 from harness.orchestrator import Plan, execute, plan_run
-from harness.plugins import get_plugin_manager
+from harness.plugins import PluginManager, get_plugin_manager
 from harness.store import ResultStore
 from harness.sweep.config import Cell, fingerprint, load, select
 from harness.sweep.progress import Eta, SweepProgress, duration
@@ -94,8 +94,9 @@ def run_sweep(request: SweepRequest, console: Console) -> int:
     state.claim()
     try:
         notes = state.reconcile(retry_failed=request.retry_failed)
-        plans = _plan(state)
-        return _run(state, plans, notes, resumed, console)
+        pm = get_plugin_manager()  # one for the sweep: every plan and run uses it
+        plans = _plan(state, pm)
+        return _run(state, plans, notes, resumed, console, pm)
     except KeyboardInterrupt:
         state.release("interrupted")
         console.print("[yellow]interrupted[/yellow]: finished runs are stored")
@@ -130,17 +131,17 @@ def _open_state(
     return state, False
 
 
-def _try_plan(cell: CellState | Cell) -> Plan | str:
+def _try_plan(cell: CellState | Cell, pm: PluginManager) -> Plan | str:
     """The plan, or why this cell cannot run."""
     try:
-        return plan_run(cell.spec)
+        return plan_run(cell.spec, pm)
     except UsageError as exc:
         return str(exc)
     except Exception as exc:  # a broken plugin or machine: skip the cell, say why
         return f"{type(exc).__name__}: {exc}"
 
 
-def _plan(state: SweepState) -> dict[str, Plan]:
+def _plan(state: SweepState, pm: PluginManager) -> dict[str, Plan]:
     """Plans every cell not done; refused ones become skipped (and earlier skips re-checked)."""
     plans: dict[str, Plan] = {}
     for cell in state.cells():
@@ -148,7 +149,7 @@ def _plan(state: SweepState) -> dict[str, Plan]:
             continue
         # runs go to the store this sweep lives in, wherever it is opened from
         cell.spec.output_dir = str(state.store.path.parent)
-        planned = _try_plan(cell)
+        planned = _try_plan(cell, pm)
         if isinstance(planned, str):
             if cell.status != SKIPPED or cell.reason != planned:
                 state.mark_skipped(cell, planned)
@@ -247,13 +248,13 @@ def _run(
     notes: list[str],
     resumed: bool,
     console: Console,
+    pm: PluginManager,
 ) -> int:
     from harness.resources import monitor_factory
 
     _print_header(state, notes, resumed, console)
     todo = [c for c in state.cells() if c.status == PENDING and c.key in plans]
     eta = Eta()
-    pm = get_plugin_manager()
     with SweepProgress(console, len(todo), state.sweep_id) as progress:
         for index, cell in enumerate(todo):
             plan = plans[cell.key]
@@ -353,13 +354,14 @@ def _dry_run(request: SweepRequest, expanded: Expanded | None, path: Path, conso
     table.add_column("plan", overflow="fold")
     runnable = 0
     reasons: dict[str, int] = {}
+    pm = get_plugin_manager()
     for i, cell in enumerate(cells, 1):
         before = existing.get(cell.key)
         planned: Plan | str | None = None
         if before is not None and before.status == DONE:
             what = f"done: {before.run_status} ({before.run_id})"
         else:
-            planned = _try_plan(cell)
+            planned = _try_plan(cell, pm)
             if isinstance(planned, str):
                 number = reasons.setdefault(planned, len(reasons) + 1)
                 what = f"[yellow]skip[/yellow] ({number})"
