@@ -254,8 +254,9 @@ def summary_line(rows: list[Comparison]) -> str:
 
 _EXPLAIN = (
     "verdict: from the 95% CI of the ratio of mean images/sec (delta method on the log, "
-    f"Welch df): same = CI within ±{BAND:.0%}, faster/slower = CI wholly above/below the "
-    "band, inconclusive = CI straddles a band edge or fewer than 2 ok repeats on a side"
+    f"Welch df): same = CI within ±{BAND:.0%}, faster/slower = CI wholly above/below 1, "
+    "inconclusive = CI straddles 1 (and is not within the band) or fewer than 2 ok "
+    "repeats on a side"
 )
 
 
