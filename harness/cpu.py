@@ -171,6 +171,18 @@ def cgroup_cpu_limit(root: str | os.PathLike[str] = "/") -> float | None:
     return min(limits) if limits else None
 
 
+def cpu_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The instruction-set flags of the first CPU in ``cpuinfo``; None where unreadable."""
+    text = _read(Path(cpuinfo))
+    if text is None:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return None
+
+
 def available_cores(root: str | os.PathLike[str] = "/") -> int:
     """CPU affinity intersected with the cgroup quota: min(affinity, floor(quota)), >= 1."""
     cores = affinity_cores()

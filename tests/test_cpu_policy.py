@@ -260,3 +260,25 @@ def test_backends_run_env_carries_the_framework_settings() -> None:
     assert mxnet_env(RunSpec("mxnet", "lenet", "mnist", cpu_devices=2, threads=4)) == {
         "MXNET_CPU_WORKER_NTHREADS": "1"
     }
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n\nprocessor\t: 1\n")
+    assert cpu.cpu_flags(info) == frozenset({"fpu", "sse2", "avx2", "avx512f"})
+    assert cpu.cpu_flags(tmp_path / "missing") is None
+    (tmp_path / "empty").write_text("processor\t: 0\n")
+    assert cpu.cpu_flags(tmp_path / "empty") is None
+
+
+def test_mxnet_refuses_bf16_on_a_cpu_without_avx512() -> None:
+    from harness.backends.mxnet import BF16_CPU_FLAGS, bf16_refusal
+
+    spec = RunSpec("mxnet", "lenet", "mnist", precision="bf16")
+    reason = bf16_refusal(spec, frozenset({"avx2", "avx512f"}))
+    assert reason is not None and "avx512bw" in reason and "fp32" in reason
+    assert bf16_refusal(spec, BF16_CPU_FLAGS | {"avx2"}) is None
+    assert bf16_refusal(spec, None) is None  # unknown flags: let the run say
+    assert bf16_refusal(RunSpec("mxnet", "lenet", "mnist"), frozenset()) is None  # fp32
+    gpu = RunSpec("mxnet", "lenet", "mnist", precision="bf16", num_gpus=1)
+    assert bf16_refusal(gpu, frozenset()) is None

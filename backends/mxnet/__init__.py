@@ -7,10 +7,15 @@ from typing import TYPE_CHECKING
 
 from harness import hookimpl
 from harness.backend import BackendInfo
-from harness.cpu import thread_policy
+from harness.cpu import cpu_flags, thread_policy
 
 if TYPE_CHECKING:
+    from harness.models import Network
     from harness.spec import RunSpec
+
+# oneDNN's bf16 kernels in MXNet 1.9 need AVX-512 (its "avx512_core" level); without it
+# every bf16 primitive fails to be created ("could not create a primitive descriptor").
+BF16_CPU_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
 
 
 def run_env(spec: RunSpec) -> dict[str, str]:
@@ -44,3 +49,23 @@ INFO = BackendInfo(
 @hookimpl
 def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
     register(INFO)
+
+
+def bf16_refusal(spec: RunSpec, flags: frozenset[str] | None) -> str | None:
+    """Why bf16 cannot run on this CPU (None: it can, or the flags are unknown)."""
+    if spec.precision != "bf16" or spec.num_gpus > 0 or flags is None:
+        return None
+    missing = sorted(BF16_CPU_FLAGS - flags)
+    if not missing:
+        return None
+    return (
+        f"bf16 on the CPU needs AVX-512 for oneDNN's bf16 kernels; this CPU lacks "
+        f"{', '.join(missing)}: use --precision fp32"
+    )
+
+
+@hookimpl
+def harness_refuse_run(spec: RunSpec, backend: BackendInfo, network: Network) -> str | None:
+    if backend.name != INFO.name:
+        return None
+    return bf16_refusal(spec, cpu_flags())
