@@ -89,6 +89,38 @@ def test_bf16_autocast_trains() -> None:
     assert np.isfinite(trainer.loss_value(trainer.train_step(batch)))
 
 
+def test_cuda_events_time_each_step_without_a_gpu_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-o cuda_events=true``: one (start, end) event pair around every step, read back
+    and cleared by device_step_times. The events are torch.cuda.Event's API, faked here
+    (no GPU exists on the test machines); on a CPU run the option records nothing."""
+    import torch
+
+    trainer, _ = _trainer("lenet", (1, 28, 28), 10, options={"cuda_events": "true"})
+    assert trainer.device_step_times() is None  # CPU run: no device timers
+
+    clock = iter(range(100))
+
+    class FakeEvent:
+        def __init__(self, enable_timing: bool = False) -> None:
+            assert enable_timing
+            self.at: int | None = None
+
+        def record(self) -> None:
+            self.at = next(clock)
+
+        def elapsed_time(self, end: FakeEvent) -> float:  # milliseconds, as CUDA's
+            assert self.at is not None and end.at is not None
+            return float(end.at - self.at) * 4.0
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    trainer._step_events = []  # as a GPU run with cuda_events=true starts
+    batch = trainer.device_batch(np.ones((8, 1, 28, 28), np.float32), np.arange(8, dtype=np.int32))
+    for _ in range(3):
+        trainer.train_step(batch)
+    assert trainer.device_step_times() == [0.004, 0.004, 0.004]
+    assert trainer.device_step_times() == []  # read once
+
+
 def test_out_of_memory_is_recognised() -> None:
     import torch
 

@@ -54,7 +54,9 @@ class TorchTrainer(Trainer):
     """Trains a harness.models network with torch.nn; DDP when the run has several processes.
 
     Backend options (``-o KEY=VALUE``): ``compile=true`` wraps the model in
-    torch.compile; ``channels_last=true`` uses the NHWC memory format on GPUs.
+    torch.compile; ``channels_last=true`` uses the NHWC memory format on GPUs;
+    ``cuda_events=true`` records every step between two CUDA events on GPUs, so each
+    step's device time is known without draining the queue (timing mode "device-events").
     """
 
     layout = "NCHW"
@@ -85,6 +87,10 @@ class TorchTrainer(Trainer):
         load_canonical_state(module, ctx.initial_weights())
         module.to(self.device)
         self.memory_format = torch.contiguous_format
+        # (start, end) CUDA events of the steps since the last device_step_times() call.
+        self._step_events: list[tuple[Any, Any]] | None = (
+            [] if self.cuda and _flag(spec.options, "cuda_events") else None
+        )
         if self.cuda and _flag(spec.options, "channels_last"):
             self.memory_format = torch.channels_last
             module.to(memory_format=self.memory_format)
@@ -150,6 +156,26 @@ class TorchTrainer(Trainer):
         return x, y
 
     def train_step(self, batch: Any) -> Any:
+        if self._step_events is None:
+            return self._train_step(batch)
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        loss = self._train_step(batch)
+        end.record()
+        self._step_events.append((start, end))
+        return loss
+
+    def device_step_times(self) -> list[float] | None:
+        """Device seconds of each step since the last call (the loop calls it after a
+        window's synchronize, so every event has completed); None without cuda_events."""
+        if self._step_events is None:
+            return None
+        times = [start.elapsed_time(end) / 1000.0 for start, end in self._step_events]
+        self._step_events.clear()
+        return times
+
+    def _train_step(self, batch: Any) -> Any:
         x, y = batch
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
