@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from harness.backend import BackendInfo
     from harness.launchers import Launcher
     from harness.models import Network
-    from harness.spec import RunSpec
+    from harness.run.spec import RunSpec
 
 hookspec = pluggy.HookspecMarker("harness")
 

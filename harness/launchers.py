@@ -22,7 +22,7 @@ class LaunchRequest:
 
     def worker_args(self) -> list[str]:
         """Arguments after the interpreter that start one worker."""
-        return ["-m", "harness.worker", self.spec_path]
+        return ["-m", "harness.run.worker", self.spec_path]
 
 
 @dataclass(frozen=True)

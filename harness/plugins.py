@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from harness.backend import BackendInfo
     from harness.launchers import Launcher
     from harness.models import Network
-    from harness.spec import RunSpec
+    from harness.run.spec import RunSpec
 
 ENTRY_POINT_GROUP = "harness"
 # Extra plugin modules to load, comma-separated import names: for developing a plugin

@@ -23,3 +23,10 @@ def repo() -> Path:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """No test (nor the workers it starts) reads the machine's cached GEMM peak: MFU
+    figures and the report's charts must not depend on whether someone ran `peak`."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -93,8 +93,8 @@ HOLDINGS: dict[str, Callable[[Any, Any], list[np.ndarray]]] = {
 
 
 def _job(tool: str, data_dir: Path, local: int, world: int) -> Any:
-    from harness.spec import RunSpec
-    from harness.worker import Job
+    from harness.run.spec import RunSpec
+    from harness.run.worker import Job
 
     spec = RunSpec(
         tool=tool,
@@ -122,7 +122,7 @@ def drive(tool: str, data_dir: Path, out: Path, local: int) -> None:
     """One process of the check; writes ``out/rank<r>.json``."""
     from harness import models
     from harness.models.reference import forward
-    from harness.worker import _rank, build_context
+    from harness.run.worker import _rank, build_context
 
     rank, world = _rank()
     job = _job(tool, data_dir, local, world)

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from harness import stats
-from harness.spec import RunSpec
-from harness.store import ResultStore
+from harness.results import stats
+from harness.results.store import ResultStore
+from harness.run.spec import RunSpec
 
 _counter = itertools.count(1)
 

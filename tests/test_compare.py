@@ -12,9 +12,9 @@ import pytest
 from fake_cli import run_cli
 from sweep_helpers import make_result, make_store
 
-from harness import stats
-from harness.compare import Side, compare, ratio_ci, verdict
 from harness.report.data import Value
+from harness.results import stats
+from harness.results.compare import Side, compare, ratio_ci, verdict
 
 
 def ok(mean: float, std: float, n: int = 3) -> Value:

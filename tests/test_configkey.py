@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fake_cli import run_cli
 
-from harness import configkey
-from harness.spec import RunSpec
+from harness.results import configkey
+from harness.run.spec import RunSpec
 
 
 def result(**spec: Any) -> dict[str, Any]:
@@ -181,7 +181,7 @@ def test_a_fake_run_stores_its_key_and_configuration(tmp_path: Path) -> None:
     assert stored["config"] == configkey.build_config(stored)
     assert stored["config"]["batch_size"] == 8 and stored["config"]["threads"] >= 1
     assert f"configuration key: {stored['config_key']}" in out.stderr
-    from harness.store import ResultStore
+    from harness.results.store import ResultStore
 
     store = ResultStore(tmp_path / "results.sqlite")
     assert [r["run_id"] for r in store.runs(config_key=stored["config_key"])] == [stored["run_id"]]

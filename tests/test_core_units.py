@@ -8,12 +8,12 @@ import re
 
 import pytest
 
-from harness import stats
 from harness.errors import UsageError
-from harness.events import Emitter, EventTail, read_events
-from harness.gpus import Gpu, Inventory, select, worker_env
-from harness.results import aggregate, repeat_record
-from harness.store import ResultStore
+from harness.machine.gpus import Gpu, Inventory, select, worker_env
+from harness.results import stats
+from harness.results.records import aggregate, repeat_record
+from harness.results.store import ResultStore
+from harness.run.events import Emitter, EventTail, read_events
 
 
 def test_stats_describe_matches_hand_computation() -> None:

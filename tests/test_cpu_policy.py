@@ -12,9 +12,9 @@ import pytest
 from harness import cpu, hookimpl
 from harness.backend import BackendInfo
 from harness.errors import UsageError
-from harness.orchestrator import plan_run
 from harness.plugins import PluginManager
-from harness.spec import RunSpec, resolve
+from harness.run.orchestrator import plan_run
+from harness.run.spec import RunSpec, resolve
 
 # Cores available ---------------------------------------------------------------------------
 

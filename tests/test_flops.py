@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from sweep_helpers import make_result
 
-from harness import flops, models
+from harness import models
 from harness.datasets import DATASETS
+from harness.results import flops
 
 
 def test_forward_flops_are_two_per_multiply_accumulate() -> None:
@@ -137,9 +138,9 @@ def test_for_result_of_a_gpu_run() -> None:
 
 
 def test_report_and_export_show_flops_and_mfu(tmp_path) -> None:
-    from harness.export import flat
     from harness.report.data import METRICS, Row, build
     from harness.report.text import markdown
+    from harness.results.export import flat
 
     r = gpu_result()
     r["summary"]["flops"] = flops.for_result(r)

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import datasets, models, stats
+from harness import datasets, models
 from harness.backend import Trainer, WorkerContext
-from harness.events import Emitter, read_events
-from harness.loop import Limits, auto_window, run_benchmark
-from harness.results import aggregate, repeat_record
-from harness.spec import RunSpec
+from harness.results import stats
+from harness.results.records import aggregate, repeat_record
+from harness.run.events import Emitter, read_events
+from harness.run.loop import Limits, auto_window, run_benchmark
+from harness.run.spec import RunSpec
 
 
 class FakeClock:

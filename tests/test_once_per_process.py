@@ -22,14 +22,16 @@ import pytest
 
 import harness.models
 import harness.models.lenet
-from harness import events, hookimpl, orchestrator, plugins, resources, worker
+from harness import hookimpl, plugins
 from harness.backend import BackendInfo, Trainer
 from harness.errors import UsageError
-from harness.events import EventTail
 from harness.launchers import Launcher, LaunchRequest
+from harness.monitor import resources
 from harness.monitor.monitor import Monitor
-from harness.spec import RunSpec
-from harness.worker import Job
+from harness.run import events, orchestrator, worker
+from harness.run.events import EventTail
+from harness.run.spec import RunSpec
+from harness.run.worker import Job
 
 sys.path.insert(0, str(fake_cli.FAKES))
 import fake_backend  # tests/fakes, as HARNESS_PLUGINS loads it in the workers
@@ -209,7 +211,7 @@ def test_the_plans_command_uses_the_plans_plugin_manager(
         fake_spec(tmp_path, tool="fake-multi", cpu_devices=2), fake_pm(OnlyHere())
     )
     assert plan.launcher == "only-here"
-    assert plan.command("job.json") == ["only-here", "2", "-m", "harness.worker", "job.json"]
+    assert plan.command("job.json") == ["only-here", "2", "-m", "harness.run.worker", "job.json"]
     assert counts["get_plugin_manager"] == 0
 
 

@@ -268,12 +268,12 @@ def test_dry_run_builds_the_multi_device_command(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stderr.split())
-    assert "-m torch.distributed.run --standalone --nproc-per-node=2 -m harness.worker" in text
+    assert "-m torch.distributed.run --standalone --nproc-per-node=2 -m harness.run.worker" in text
     assert "CUDA_VISIBLE_DEVICES=0,1" in text
     assert "asks for 2 GPU(s) but this machine has 0" in text  # said clearly, as a warning
     cpu = run_cli("--tool", "fake", "--model", "lenet", "--dataset", "mnist", "--dry-run")
     assert "CUDA_VISIBLE_DEVICES= " in " ".join(cpu.stderr.split()) + " "
-    assert "-m harness.worker" in cpu.stderr
+    assert "-m harness.run.worker" in cpu.stderr
 
 
 def test_list_shows_plugins_models_and_datasets() -> None:

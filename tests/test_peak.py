@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from fake_cli import run_cli
 
-from harness import flops, peak
+from harness.machine import peak
+from harness.results import flops
 
 
 @pytest.fixture
@@ -94,7 +95,7 @@ def test_peak_command_measures_caches_and_shows(tmp_path: Path) -> None:
 def test_help_does_not_import_numpy() -> None:
     code = (
         "import sys\n"
-        "from harness.cli import main\n"
+        "from harness.cli.main import main\n"
         "for argv in (['--help'], ['peak', '--help']):\n"
         "    try:\n"
         "        main(argv)\n"

@@ -52,7 +52,7 @@ def _trainer(model: str, shape: tuple, classes: int, **spec_fields):
     from harness import datasets
     from harness.backend import WorkerContext
     from harness.backends.pytorch.trainer import TorchTrainer
-    from harness.spec import RunSpec
+    from harness.run.spec import RunSpec
 
     spec = RunSpec(
         tool="pytorch",
@@ -153,7 +153,7 @@ def test_dry_run_for_two_gpus_uses_torchrun() -> None:
     out = run_harness("pytorch", *args, "--dry-run", timeout=120)
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stderr.split())
-    assert "-m torch.distributed.run --standalone --nproc-per-node=2 -m harness.worker" in text
+    assert "-m torch.distributed.run --standalone --nproc-per-node=2 -m harness.run.worker" in text
     assert "CUDA_VISIBLE_DEVICES=0,1" in text
     real = run_harness("pytorch", *args, timeout=120)
     assert real.returncode == 2

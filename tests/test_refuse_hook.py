@@ -10,9 +10,9 @@ from harness import hookimpl
 from harness.backend import BackendInfo
 from harness.errors import UsageError
 from harness.models import layers
-from harness.orchestrator import plan_run
 from harness.plugins import PluginManager
-from harness.spec import RunSpec
+from harness.run.orchestrator import plan_run
+from harness.run.spec import RunSpec
 
 PICKY = BackendInfo(name="picky", framework="Picky", requires=(), install_hint="-", trainer="x:Y")
 

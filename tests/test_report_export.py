@@ -10,8 +10,8 @@ from pathlib import Path
 from fake_cli import run_cli
 from sweep_helpers import make_result, make_store, study_like_results
 
-from harness.export import COLUMNS, flat
 from harness.report.source import open_store
+from harness.results.export import COLUMNS, flat
 
 
 def test_csv_round_trip(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sweep_helpers import make_result
 
-from harness import configkey
 from harness.report.data import build
-from harness.store import SCHEMA_VERSION, ResultStore
+from harness.results import configkey
+from harness.results.store import SCHEMA_VERSION, ResultStore
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "store-schema2.sql"
 

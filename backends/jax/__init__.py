@@ -15,7 +15,7 @@ from harness.backend import BackendInfo
 from harness.cpu import thread_policy
 
 if TYPE_CHECKING:
-    from harness.spec import RunSpec
+    from harness.run.spec import RunSpec
 
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 # Read by XLA's PjRt CPU client (xla/pjrt/cpu/cpu_client.cc, DefaultThreadPoolSize).

@@ -2,7 +2,7 @@
 
 The table is the study's: one row per (metric, dataset, network, framework), one
 column per hardware configuration. A *cell* is one configuration (its key,
-harness.configkey: batch, precision, data source, options, threads, timing mode, ...)
+harness.results.configkey: batch, precision, data source, options, threads, timing mode, ...)
 and may have several stored runs; the report uses the latest run whose status is ``ok``,
 else the latest ``partial`` one (some repeats failed: the mean is over the ok ones,
 marked), else the latest run of any status, whose status the cell then shows ("oom",
@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import configkey, datasets, models
+from harness import datasets, models
+from harness.results import configkey
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.report.data import ReportData, build
-from harness.store import ResultStore
+from harness.results.store import ResultStore
 
 
 def store_path(path: str | Path) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.spec import RunSpec
+from harness.run.spec import RunSpec
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from harness import stats
+from harness.results import stats
 
 
 def duration(seconds: float | None) -> str:

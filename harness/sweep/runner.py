@@ -19,9 +19,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import UsageError
-from harness.orchestrator import Plan, execute, plan_run
 from harness.plugins import PluginManager, get_plugin_manager
-from harness.store import ResultStore
+from harness.results.store import ResultStore
+from harness.run.orchestrator import Plan, execute, plan_run
 from harness.sweep.config import Cell, fingerprint, load, select
 from harness.sweep.progress import Eta, SweepProgress, duration
 from harness.sweep.state import DONE, FAILED, PENDING, SKIPPED, CellState, SweepState
@@ -250,7 +250,7 @@ def _run(
     console: Console,
     pm: PluginManager,
 ) -> int:
-    from harness.resources import monitor_factory
+    from harness.monitor.resources import monitor_factory
 
     _print_header(state, notes, resumed, console)
     todo = [c for c in state.cells() if c.status == PENDING and c.key in plans]

@@ -22,9 +22,9 @@ from datetime import datetime
 from typing import Any
 
 from harness.errors import UsageError
-from harness.orchestrator import utc_now
-from harness.spec import RunSpec
-from harness.store import ResultStore
+from harness.results.store import ResultStore
+from harness.run.orchestrator import utc_now
+from harness.run.spec import RunSpec
 from harness.sweep.config import Cell
 
 PENDING, RUNNING, DONE, SKIPPED = "pending", "running", "done", "skipped"

@@ -170,8 +170,8 @@ def resource_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def flops_lines(result: dict[str, Any]) -> list[str]:
-    """FLOPs per image, achieved FLOP/s, MFU (harness.flops) and the configuration key."""
-    from harness.flops import flops_text
+    """FLOPs per image, achieved FLOP/s, MFU (harness.results.flops) and the configuration key."""
+    from harness.results.flops import flops_text
 
     lines = []
     fl = result["summary"].get("flops") or {}

@@ -1,7 +1,7 @@
 """Command line: ``python -m harness [run] --tool T --model M --dataset D ...``.
 
 Subcommands: ``run`` (the default when the first argument is an option), ``list``,
-``download``; ``sweep``, ``report``, ``export``, ``compare`` live in harness.results_cli.
+``download``; ``sweep``, ``report``, ``export``, ``compare`` live in harness.cli.results.
 A user's mistake prints one line and exits with code 2; a benchmark whose repeats did
 not all succeed exits with 1.
 """
@@ -163,7 +163,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(args: argparse.Namespace):  # -> RunSpec
-    from harness.spec import RunSpec
+    from harness.run.spec import RunSpec
 
     return RunSpec(
         tool=args.tool,
@@ -200,9 +200,9 @@ def spec_from_args(args: argparse.Namespace):  # -> RunSpec
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from harness.orchestrator import execute, plan_run
-    from harness.progress import RunProgress
-    from harness.summary import print_summary
+    from harness.cli.progress import RunProgress
+    from harness.cli.summary import print_summary
+    from harness.run.orchestrator import execute, plan_run
 
     spec = spec_from_args(args)
     plan = plan_run(spec, check_gpus=not args.dry_run)
@@ -230,7 +230,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 progress.start_repeat(repeat + 1)
 
         progress.start_repeat(1)
-        from harness.resources import monitor_factory
+        from harness.monitor.resources import monitor_factory
 
         outcome = execute(
             plan, on_event=on_event, on_repeat=on_repeat, monitor_factory=monitor_factory
@@ -309,10 +309,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     dl.add_argument("dataset")
     dl.add_argument("--data-dir", help="target folder (default: $HARNESS_DATA_DIR or ./data)")
     handlers["download"] = cmd_download
-    from harness.peak import add_command as add_peak  # peak: the CPU's GEMM peak
+    from harness.machine.peak import add_command as add_peak  # peak: the CPU's GEMM peak
 
     add_peak(sub, handlers)
-    from harness.results_cli import add_commands  # sweep, report, export, compare
+    from harness.cli.results import add_commands  # sweep, report, export, compare
 
     add_commands(sub, handlers)
     return parser, handlers

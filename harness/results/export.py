@@ -5,7 +5,7 @@ CSV columns are :data:`COLUMNS`; a missing figure is an empty field. JSON is an 
 fields plus ``result``, the full stored result (every repeat, the environment).
 Version 2 added the configuration key and what it is made of (threads, timing mode,
 options, harness version), the median, jitter and olympic mean of images/sec, and
-FLOPs, FLOP/s and MFU (harness.flops). ``export --latest`` keeps one run per
+FLOPs, FLOP/s and MFU (harness.results.flops). ``export --latest`` keeps one run per
 configuration key: the one the report shows.
 """
 
@@ -16,8 +16,8 @@ import io
 import json
 from typing import Any
 
-from harness import configkey
 from harness.report.data import hardware_label
+from harness.results import configkey
 
 EXPORT_VERSION = 2
 _FIGURES = (

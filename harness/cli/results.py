@@ -1,6 +1,6 @@
 """Subcommands over sweeps and the results store: sweep, report, export, compare.
 
-``harness.cli`` registers them with :func:`add_commands`; each handler takes the parsed
+``harness.cli.main`` registers them with :func:`add_commands`; each handler takes the parsed
 arguments and the (stderr) console and returns the exit code. Reports, exports and
 comparisons go to stdout, or to ``-o FILE``.
 """
@@ -113,9 +113,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from harness.export import export
     from harness.report.data import latest_per_cell
     from harness.report.source import load_runs, open_store, resolve_sweep
+    from harness.results.export import export
 
     store = open_store(args.store)
     results = load_runs(store, resolve_sweep(store, args.sweep))
@@ -127,7 +127,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from harness import compare
+    from harness.results import compare
 
     a = compare.load_side(args.a, args.store)
     b = compare.load_side(args.b, args.store)

@@ -19,7 +19,7 @@ accumulation, which is what frameworks use: on GeForce cards that is half the
 FP16-accumulate figure); fp32 runs use the TF32 tensor-core peak on GPUs that have one
 (Ampere and later), because cuDNN, TensorFlow and XLA run fp32 convolutions in TF32 there
 by default; on older GPUs the FP32 (CUDA core) peak. CPUs: the GEMM peak that
-``python -m harness peak`` measured on this machine (:mod:`harness.peak`), divided by the
+``python -m harness peak`` measured on this machine (:mod:`harness.machine.peak`), divided by the
 run's CPU devices; without one, MFU is None and the result says how to measure it.
 """
 
@@ -88,7 +88,7 @@ def gpu_peak_for(name: str, precision: str) -> tuple[float | None, str]:
     """(peak FLOP/s per device, where it comes from) for a GPU and a precision."""
     peak = gpu_peak(name)
     if peak is None:
-        return None, f"no published peak for GPU {name!r} in harness.flops.GPU_PEAKS"
+        return None, f"no published peak for GPU {name!r} in harness.results.flops.GPU_PEAKS"
     if precision == "fp32":
         if peak.tf32 is not None:
             return peak.tf32 * TERA, (
@@ -132,7 +132,7 @@ def device_peak(
     """(peak FLOP/s of one data-parallel device, its source or why there is none).
 
     ``cpu_peak``: (the measured GEMM peak of the whole CPU for ``precision``, its source),
-    as :func:`harness.peak.lookup` returns it; looked up when not given."""
+    as :func:`harness.machine.peak.lookup` returns it; looked up when not given."""
     if num_gpus > 0:
         peaks = [gpu_peak_for(n, precision) for n in gpu_names] or [(None, "no GPU recorded")]
         missing = next((src for value, src in peaks if value is None), None)
@@ -142,7 +142,7 @@ def device_peak(
         sources = list(dict.fromkeys(src for _, src in peaks))
         return sum(values) / len(values), "; ".join(sources)
     if cpu_peak is None:
-        from harness import peak
+        from harness.machine import peak
 
         cpu_peak = peak.lookup(precision)
     whole, source = cpu_peak

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.environment import cpu_model
+from harness.machine.environment import cpu_model
 
 CACHE_FILE = "peak.json"
 CACHE_VERSION = 1

@@ -13,7 +13,7 @@ from typing import Any
 from harness import __version__
 from harness.cpu import available_cores
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def cpu_model() -> str:

@@ -2,7 +2,7 @@
 
 A side is a results store (a ``results.sqlite`` file or the folder holding one), or a
 sweep id or a run id in the store given with ``--store``. Runs are matched on their
-configuration key (harness.configkey): each side shows its latest ok run per key (as
+configuration key (harness.results.configkey): each side shows its latest ok run per key (as
 the report does), and a row pairs the same key on both sides. Configurations left over
 on both sides are then paired by (tool, model, dataset, hardware label), fewest
 differences first, so that two machines (another GPU model, another CPU) or two
@@ -36,7 +36,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import configkey, stats
 from harness.errors import UsageError
 from harness.report.data import (
     Value,
@@ -47,6 +46,7 @@ from harness.report.data import (
     model_title,
 )
 from harness.report.source import describe_hosts, open_store, resolve_sweep
+from harness.results import configkey, stats
 
 BAND = 0.02  # "same" means the ratio's 95% CI lies within 1 +- BAND
 VERDICTS = ("faster", "slower", "same", "inconclusive", "-")

@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness import stats
-from harness.events import Emitter
+from harness.results import stats
+from harness.run.events import Emitter
 
 if TYPE_CHECKING:
     from harness.backend import Trainer, WorkerContext

@@ -8,7 +8,7 @@ beside the columns that reports filter and group by. Sweeps keep their state in
 
 Schema versions: 1 had runs and repeats; 2 adds the sweep tables (opening a version-1
 file adds them); 3 adds the runs' configuration key (``config_key``, see
-harness.configkey), achieved FLOP/s and MFU. Opening an older file adds the columns and
+harness.results.configkey), achieved FLOP/s and MFU. Opening an older file adds the columns and
 fills ``config_key`` of its runs from their stored results (the same function computes
 it); their FLOP/s and MFU stay empty (those runs did not record them).
 """
@@ -168,7 +168,7 @@ class ResultStore:
         """Adds the version-3 columns and fills the configuration key of older runs.
 
         One IMMEDIATE transaction: several processes may open an old file at once."""
-        from harness import configkey
+        from harness.results import configkey
 
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
@@ -227,7 +227,7 @@ class ResultStore:
             )
 
     def add_run(self, result: dict[str, Any]) -> None:
-        from harness import configkey
+        from harness.results import configkey
 
         values = [
             configkey.config_key(result) if column == "config_key" else _dig(result, path)

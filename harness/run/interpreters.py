@@ -27,7 +27,7 @@ from pathlib import Path
 from harness.backend import BackendInfo
 from harness.errors import UsageError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _PROBE = (
     "import importlib.util, json, sys\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import stats
+from harness.results import stats
 
 STATUSES = ("ok", "oom", "error", "crashed", "timeout", "interrupted")
 

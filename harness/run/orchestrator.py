@@ -21,18 +21,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness import configkey, datasets, environment, flops, gpus, models
+from harness import datasets, models
 from harness.backend import BackendInfo
 from harness.cpu import thread_policy
 from harness.errors import UsageError
-from harness.events import EventTail
-from harness.interpreters import Interpreter, find_interpreter
 from harness.launchers import LaunchRequest
+from harness.machine import environment, gpus
 from harness.plugins import PluginManager, get_plugin_manager
-from harness.results import aggregate, repeat_record
-from harness.spec import RunSpec, resolve
-from harness.store import ResultStore
-from harness.worker import Job
+from harness.results import configkey, flops
+from harness.results.records import aggregate, repeat_record
+from harness.results.store import ResultStore
+from harness.run.events import EventTail
+from harness.run.interpreters import Interpreter, find_interpreter
+from harness.run.spec import RunSpec, resolve
+from harness.run.worker import Job
 
 _POLL_S = 0.2
 _KILL_GRACE_S = 10.0

@@ -1,6 +1,6 @@
 """The worker: one repeat of one run, inside the framework's interpreter.
 
-Started by the orchestrator as ``python -m harness.worker JOB.json`` (through a
+Started by the orchestrator as ``python -m harness.run.worker JOB.json`` (through a
 launcher). Reads the job (a :class:`Job`: exactly what this module reads), builds the
 network and the data, loads the backend's trainer (the only place a framework gets
 imported), runs the benchmark loop and reports everything as events. Exit codes: 0 ok,
@@ -20,8 +20,8 @@ from typing import Any
 
 from harness.backend import Trainer, WorkerContext
 from harness.cpu import available_cores
-from harness.events import Emitter
-from harness.spec import RunSpec
+from harness.run.events import Emitter
+from harness.run.spec import RunSpec
 
 EXIT_OK, EXIT_ERROR, EXIT_OOM = 0, 1, 3
 
@@ -116,8 +116,8 @@ def dump_weights(trainer: Trainer, folder: Path, job: Job, rank: int) -> None:
 
 
 def run_job(job: Job) -> int:
-    from harness.loop import run_benchmark
     from harness.plugins import PluginManager
+    from harness.run.loop import run_benchmark
 
     rank, world_size = _rank()
     emitter = Emitter(job.events, rank=rank)
@@ -168,7 +168,7 @@ def run_job(job: Job) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m harness.worker JOB.json", file=sys.stderr)
+        print("usage: python -m harness.run.worker JOB.json", file=sys.stderr)
         return 2
     return run_job(Job.from_dict(json.loads(Path(args[0]).read_text())))
 
