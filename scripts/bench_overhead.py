@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""Does the harness slow down what it measures? Harness vs a bare loop, side by side.
+
+Each round trains the same model on the same synthetic batch twice, each time in a
+fresh process of the framework's interpreter: once in a bare loop written here, which
+drives the backend's own trainer (built from a WorkerContext as the worker builds it,
+with the worker's environment: thread counts, XLA flags) as simply as it can
+(``device_batch`` once, the warmup, one synchronisation, N ``train_step`` calls, one
+synchronisation, wall-clock images/sec), and once through ``python -m harness`` with
+the same fixed warmup and steps. Rounds alternate the order; the script prints both
+figures per round and the median ratio harness / bare (target: >= 0.97 for PyTorch,
+>= 0.9 for the others). The harness uses its default timing (the device synchronised
+at the end of windows of ~0.3 s; ``--sync-every 1`` times every step on its own).
+
+The interpreter: ``--python``, else ``HARNESS_PYTHON_<TOOL>``, else this one, else
+``.venvs/<tool>`` or ``.tox/<tool>`` (as the harness finds it). Run this script with any
+interpreter that has the harness, e.g.
+
+    .tox/jax/bin/python scripts/bench_overhead.py --tool jax --batch-size 16 --steps 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+from typing import Any
+
+from harness.run.orchestrator import Plan, plan_run
+from harness.run.spec import RunSpec
+
+TARGET = {"pytorch": 0.97}  # every other tool: 0.9
+
+BARE_LOOP = r"""
+import json, sys, time
+from harness.plugins import PluginManager
+from harness.run.spec import RunSpec
+from harness.run.worker import Job, build_context
+
+spec = RunSpec.from_dict(json.loads(sys.argv[1]))
+local_devices = int(sys.argv[2])
+ctx = build_context(Job(spec, local_devices=local_devices), 0, 1)
+trainer = PluginManager().backend(spec.tool).load_trainer()(ctx)
+host = ctx.train.batches(ctx.process_batch, layout=trainer.layout, epochs=None)
+batch = trainer.device_batch(*next(host))
+token = None
+for _ in range(spec.warmup_steps):
+    token = trainer.train_step(batch)
+if token is not None:
+    trainer.synchronize(token)
+start = time.perf_counter()
+for _ in range(spec.steps):
+    token = trainer.train_step(batch)
+trainer.synchronize(token)
+seconds = time.perf_counter() - start
+trainer.close()
+print(json.dumps({"images_per_sec": ctx.global_batch * spec.steps / seconds}))
+"""
+
+
+def last_json(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bare(plan: Plan) -> float:
+    command = [plan.interpreter.python, "-c", BARE_LOOP, plan.spec.to_json()]
+    env = {**os.environ, **plan.env}
+    return last_json([*command, str(plan.local_devices)], env)["images_per_sec"]
+
+
+def harness(plan: Plan, args: argparse.Namespace, output: str) -> float:
+    spec = plan.spec
+    command = [
+        plan.interpreter.python, "-m", "harness", "--tool", spec.tool, "--model", spec.model,
+        "--dataset", spec.dataset, "--batch-size", str(spec.batch_size),
+        "--lr", str(spec.learning_rate), "--warmup-steps", str(spec.warmup_steps),
+        "--steps", str(spec.steps), "--repeats", "1", "--synthetic", "--idle-baseline", "0",
+        "--python", plan.interpreter.python, "--output-dir", output, "--json",
+    ]  # fmt: skip
+    if args.threads:  # otherwise both sides get the harness's default (the cores available)
+        command += ["--threads", str(args.threads)]
+    if args.sync_every:
+        command += ["--sync-every", str(args.sync_every)]
+    return last_json(command)["summary"]["images_per_sec"]["mean"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--tool", required=True, help="pytorch, tensorflow, jax or mxnet")
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--dataset", default="cifar10")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, help="default: the study's")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="0: the harness's default")
+    parser.add_argument(
+        "--sync-every", type=int, default=0, help="the harness's --sync-every (0: its default)"
+    )
+    parser.add_argument("--python", help="the framework's interpreter (default: as the harness)")
+    args = parser.parse_args()
+    spec = RunSpec(
+        tool=args.tool,
+        model=args.model,
+        dataset=args.dataset,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup,
+        steps=args.steps,
+        repeats=1,
+        synthetic=True,
+        threads=args.threads or None,
+        idle_baseline_s=0,
+        python=args.python,
+    )
+    plan = plan_run(spec, check_gpus=False)
+    print(f"interpreter: {plan.interpreter.python} ({plan.interpreter.source})", flush=True)
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_no in range(1, args.rounds + 1):
+            if round_no % 2:
+                b, h = bare(plan), harness(plan, args, tmp)
+            else:
+                h, b = harness(plan, args, tmp), bare(plan)
+            ratios.append(h / b)
+            print(
+                f"round {round_no}: bare {b:8.2f} img/s   harness {h:8.2f} img/s   "
+                f"ratio {h / b:.3f}",
+                flush=True,
+            )
+    timing = f"--sync-every {args.sync_every}" if args.sync_every else "default window timing"
+    spread = f", min {min(ratios):.3f} max {max(ratios):.3f}" if len(ratios) > 1 else ""
+    print(
+        f"{args.tool} {args.model} {args.dataset} batch {plan.spec.batch_size}, "
+        f"{args.steps} timed steps, {timing}: harness/bare median ratio "
+        f"{statistics.median(ratios):.3f}{spread} (target >= {TARGET.get(args.tool, 0.9)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
