@@ -141,8 +141,10 @@ def ratio_ci95(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, fl
 def verdict_of_ci(
     ci: tuple[float, float] | None, tolerance: float = 0.02, higher_is_faster: bool = True
 ) -> str:
-    """ "same" when the ratio's CI lies within 1 ± ``tolerance``; "faster" or "slower" when
-    it lies wholly above or below 1 (``higher_is_faster``: a ratio of throughputs, else of
+    """The verdict on a ratio's 95% CI (low, high).
+
+    "same" when it lies within 1 ± ``tolerance``; "faster" or "slower" when it lies
+    wholly above or below 1 (``higher_is_faster``: a ratio of throughputs, else of
     times); "inconclusive" when it straddles 1 or is None (too few values to tell).
     """
     if ci is None:
@@ -163,11 +165,3 @@ def verdict(
     """How ``a`` compares with ``b`` (see :func:`verdict_of_ci`), from the samples."""
     found = ratio_ci95(a, b)
     return verdict_of_ci(found[1:] if found else None, tolerance, higher_is_faster)
-    _, low, high = found
-    if 1 - tolerance <= low and high <= 1 + tolerance:
-        return "same"
-    if low > 1:
-        return "faster" if higher_is_faster else "slower"
-    if high < 1:
-        return "slower" if higher_is_faster else "faster"
-    return "inconclusive"
