@@ -51,7 +51,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="CPU runs: split the CPU into N data-parallel devices",
     )
-    hw.add_argument("--threads", type=int, help="intra-op CPU threads (default: the framework's)")
+    hw.add_argument(
+        "--threads",
+        type=int,
+        help="intra-op CPU threads of the whole run, split over its devices "
+        "(default: the cores available)",
+    )
     train = parser.add_argument_group("training")
     train.add_argument("--batch-size", type=int, help="per device (default: the study's value)")
     train.add_argument(
@@ -86,7 +91,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", help="where datasets live (default: $HARNESS_DATA_DIR or ./data)"
     )
     data.add_argument(
-        "--data-workers", type=int, help="threads decoding ImageNet JPEGs (default: one per core)"
+        "--data-workers",
+        type=int,
+        help="threads decoding ImageNet JPEGs (default: one per core available)",
     )
     src = data.add_mutually_exclusive_group()
     src.add_argument(

@@ -54,7 +54,7 @@ class RunSpec:
     validate: bool | None = None  # None: validate when training whole epochs on real data
     seed: int = 0
     sync_every: int | None = None  # None: windows of ~0.3 s; N: sync every N steps (1: per step)
-    threads: int | None = None  # intra-op CPU threads; None: the framework's default
+    threads: int | None = None  # intra-op threads of the whole run; None: cores available
     timeout_s: float | None = 3600.0  # per repeat; None: no limit
     monitor_interval_s: float = 0.1  # resource sampling period
     idle_baseline_s: float = 2.0  # idle sampling before the first repeat; 0: none
