@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from harness.backend import BackendInfo
     from harness.launchers import Launcher
     from harness.models import Network
+    from harness.results.schema import RepeatRecord, RunResult
     from harness.run.spec import RunSpec
 
 hookspec = pluggy.HookspecMarker("harness")
@@ -71,13 +72,16 @@ def harness_run_started(spec: RunSpec, run_dir: Path) -> None:
 
 
 @hookspec
-def harness_repeat_finished(spec: RunSpec, repeat: dict[str, Any]) -> None:
+def harness_repeat_finished(spec: RunSpec, repeat: RepeatRecord) -> None:
     """One repeat (one worker process) has ended, successfully or not.
 
-    ``repeat`` is the JSON-able record stored in the results store.
+    ``repeat`` is the typed record stored in the results store
+    (harness.results.schema; ``repeat.to_json()`` gives its JSON). Do not change it.
     """
 
 
 @hookspec
-def harness_run_finished(spec: RunSpec, result: dict[str, Any]) -> None:
-    """A run has ended and its result (``result.json``) has been written and stored."""
+def harness_run_finished(spec: RunSpec, result: RunResult) -> None:
+    """A run has ended and its result (``result.json``) has been written and stored.
+
+    ``result`` is a harness.results.schema.RunResult (attributes, ``to_json()``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from harness.backend import BackendInfo
     from harness.launchers import Launcher
     from harness.models import Network
+    from harness.results.schema import RepeatRecord, RunResult
     from harness.run.spec import RunSpec
 
 ENTRY_POINT_GROUP = "harness"
@@ -32,22 +34,85 @@ class PluginManager:
         self._pm.register(launchers, name="harness.launchers")
         for plugin in plugins:
             self._pm.register(plugin)
-        self.load_errors: dict[str, str] = {}
+        self.load_errors: dict[str, str] = {}  # plugin name -> why it was left out
         if entry_points:
             self._load_entry_points()
             self._load_env_plugins()
+        self._check_unknown_hooks()
         self.backends: dict[str, BackendInfo] = {}
         self.launchers: dict[str, Launcher] = {}
-        self._pm.hook.harness_register_backends(register=self._add_backend)
-        self._pm.hook.harness_register_launchers(register=self._add_launcher)
+        self._owners: dict[tuple[str, str], str] = {}  # (kind, name) -> plugin name
+        self._register("harness_register_backends", "backend", self.backends)
+        self._register("harness_register_launchers", "launcher", self.launchers)
+
+    # Loading, each plugin on its own: one broken plugin is reported and left out --------
+
+    def _leave_out(self, plugin_name: str, why: str) -> None:
+        """Reports ``plugin_name`` (in ``load_errors``) and unregisters it with all it gave."""
+        self.load_errors.setdefault(plugin_name, why)
+        plugin = self._pm.get_plugin(plugin_name)
+        if plugin is not None:
+            self._pm.unregister(plugin, name=plugin_name)
+        for (kind, name), owner in list(getattr(self, "_owners", {}).items()):
+            if owner == plugin_name:
+                del self._owners[(kind, name)]
+                (self.backends if kind == "backend" else self.launchers).pop(name, None)
+
+    def _check_unknown_hooks(self) -> None:
+        """pluggy's check_pending, per plugin: a hook no hookspec defines (a misspelt
+        ``harness_register_backend``) is reported and its plugin left out."""
+        for name, caller in list(vars(self._pm.hook).items()):
+            if not name.startswith("harness_") or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("harness_")))
+                self._leave_out(
+                    impl.plugin_name, f"unknown hook {name!r} (no such hookspec; hooks: {known})"
+                )
+        self._pm.check_pending()  # nothing unknown is left
+
+    def _register(self, hook: str, kind: str, registry: dict[str, Any]) -> None:
+        """Calls one registration hook plugin by plugin; a plugin that raises or whose
+        name clashes with an earlier plugin's is reported and left out."""
+        caller = getattr(self._pm.hook, hook)
+        for impl in caller.get_hookimpls():  # registration order: the first plugin wins
+            plugin_name = impl.plugin_name
+            added: list[Any] = []
+            try:
+                impl.function(register=added.append)
+            except Exception as exc:
+                self._leave_out(plugin_name, f"{hook} raised {type(exc).__name__}: {exc}")
+                continue
+            clash = next((item.name for item in added if (kind, item.name) in self._owners), None)
+            if clash is None:
+                names = [item.name for item in added]
+                clash = next((n for n in names if names.count(n) > 1), None)
+            if clash is not None:
+                owner = self._owners.get((kind, clash), plugin_name)
+                self._leave_out(
+                    plugin_name, f"registers the {kind} {clash!r}, which {owner!r} registers too"
+                )
+                continue
+            for item in added:
+                registry[item.name] = item
+                self._owners[(kind, item.name)] = plugin_name
 
     def _load_entry_points(self) -> None:
         # Load one by one so that a broken third-party plugin is reported, not fatal.
         from importlib.metadata import entry_points
 
+        seen: dict[str, str] = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if self._pm.get_plugin(ep.name) is not None:
+            if ep.name in seen or self._pm.get_plugin(ep.name) is not None:
+                if seen.get(ep.name) not in (None, ep.value):  # the same one twice is fine
+                    self.load_errors[f"{ep.name} ({ep.value})"] = (
+                        f"another plugin already uses the entry-point name {ep.name!r} "
+                        f"({seen[ep.name]}): rename one of them"
+                    )
                 continue
+            seen[ep.name] = ep.value
             try:
                 self._pm.register(ep.load(), name=ep.name)
             except Exception as exc:
@@ -64,16 +129,6 @@ class PluginManager:
                 self._pm.register(importlib.import_module(name), name=name)
             except Exception as exc:
                 self.load_errors[name] = f"{type(exc).__name__}: {exc}"
-
-    def _add_backend(self, info: BackendInfo) -> None:
-        if info.name in self.backends:
-            raise ValueError(f"two plugins register the backend {info.name!r}")
-        self.backends[info.name] = info
-
-    def _add_launcher(self, launcher: Launcher) -> None:
-        if launcher.name in self.launchers:
-            raise ValueError(f"two plugins register the launcher {launcher.name!r}")
-        self.launchers[launcher.name] = launcher
 
     def backend(self, name: str) -> BackendInfo:
         try:
@@ -92,19 +147,37 @@ class PluginManager:
             choices = ", ".join(sorted(self.launchers))
             raise UsageError(f"unknown launcher {name!r}; registered: {choices}") from None
 
+    def _call_each(self, hook: str, *, first: bool = False, **kwargs: Any) -> Any:
+        """Calls ``hook`` plugin by plugin; one that raises is reported on stderr and left
+        out, and the others still run. ``first``: stop at the first non-None result."""
+        caller = getattr(self._pm.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+            except Exception as exc:
+                why = f"{hook} raised {type(exc).__name__}: {exc}"
+                print(f"warning: plugin {impl.plugin_name!r} left out: {why}", file=sys.stderr)
+                self._leave_out(impl.plugin_name, why)
+                continue
+            if first and result is not None:
+                return result
+        return None
+
     def refusal(self, spec: RunSpec, backend: BackendInfo, network: Network) -> str | None:
-        return self._pm.hook.harness_refuse_run(spec=spec, backend=backend, network=network)
+        return self._call_each(
+            "harness_refuse_run", first=True, spec=spec, backend=backend, network=network
+        )
 
     # Observer hooks ---------------------------------------------------------------
 
     def run_started(self, spec: RunSpec, run_dir: Path) -> None:
-        self._pm.hook.harness_run_started(spec=spec, run_dir=run_dir)
+        self._call_each("harness_run_started", spec=spec, run_dir=run_dir)
 
-    def repeat_finished(self, spec: RunSpec, repeat: dict[str, Any]) -> None:
-        self._pm.hook.harness_repeat_finished(spec=spec, repeat=repeat)
+    def repeat_finished(self, spec: RunSpec, repeat: RepeatRecord) -> None:
+        self._call_each("harness_repeat_finished", spec=spec, repeat=repeat)
 
-    def run_finished(self, spec: RunSpec, result: dict[str, Any]) -> None:
-        self._pm.hook.harness_run_finished(spec=spec, result=result)
+    def run_finished(self, spec: RunSpec, result: RunResult) -> None:
+        self._call_each("harness_run_finished", spec=spec, result=result)
 
 
 @cache

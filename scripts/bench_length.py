@@ -20,12 +20,13 @@ repeats); on a small CPU the fixed run takes hours, so ``--fixed-timeout`` bound
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from harness.results.schema import RunResult
 
 FIXED = ["--warmup-steps", "10", "--steps", "100", "--sync-every", "1"]
 
@@ -59,19 +60,19 @@ def run(args: argparse.Namespace, extra: list[str], output: Path, timeout: float
         raise SystemExit(
             f"harness run failed ({' '.join(extra) or 'defaults'}):\n{out.stderr[-3000:]}"
         )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    speed = result["summary"]["images_per_sec"]
-    records = result["repeats"]
+    result = RunResult.from_json(out.stdout.strip().splitlines()[-1])
+    speed = result.summary.images_per_sec
+    records = result.repeats
     return {
         "wall_s": wall,
         "timed_out": False,
-        "mean": speed["mean"],
-        "ci95": speed.get("ci95"),
-        "ci95_rel": speed["ci95"] / speed["mean"] if speed.get("ci95") and speed["mean"] else None,
-        "timed_s": sum(r["timed"]["seconds"] for r in records),
-        "warmup_steps": [r["warmup"]["steps"] for r in records],
-        "timed_steps": [r["timed"]["steps"] for r in records],
-        "length": [(r.get("timing") or {}).get("length") for r in records],
+        "mean": speed.mean,
+        "ci95": speed.ci95,
+        "ci95_rel": speed.ci95 / speed.mean if speed.ci95 and speed.mean else None,
+        "timed_s": sum(r.timed.seconds for r in records),
+        "warmup_steps": [r.warmup.steps for r in records],
+        "timed_steps": [r.timed.steps for r in records],
+        "length": [r.timing.length for r in records],
     }
 
 

@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 from typing import Any
 
+from harness.results.schema import RunResult
 from harness.run.orchestrator import Plan, plan_run
 from harness.run.spec import RunSpec
 
@@ -87,7 +88,7 @@ def harness(plan: Plan, args: argparse.Namespace, output: str) -> float:
         command += ["--threads", str(args.threads)]
     if args.sync_every:
         command += ["--sync-every", str(args.sync_every)]
-    return last_json(command)["summary"]["images_per_sec"]["mean"]
+    return RunResult.from_json(last_json(command)).summary.images_per_sec.mean
 
 
 def main() -> None:

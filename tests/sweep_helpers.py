@@ -4,40 +4,33 @@ and a headless Chromium."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.results import stats
+from harness.results.schema import RunResult, RunSummary, Stat
 from harness.results.store import ResultStore
 from harness.run.spec import RunSpec
 
 _counter = itertools.count(1)
 
 
-def figure(mean: float | None, std: float | None = None, n: int = 3) -> dict[str, Any]:
-    """A stats.describe-like dict with the given mean and std."""
+def figure(mean: float | None, std: float | None = None, n: int = 3) -> Stat:
+    """Statistics with the given mean and std."""
     if mean is None:
-        return stats.describe([])
-    return {
-        "n": n,
-        "mean": mean,
-        "std": 0.0 if std is None else std,
-        "min": mean,
-        "max": mean,
-        "p50": mean,
-        "p90": mean,
-        "p99": mean,
-        "ci95": None,
-    }
+        return Stat.of([])
+    s = 0.0 if std is None else std
+    return Stat(n=n, mean=mean, std=s, min=mean, max=mean, p50=mean, p90=mean, p99=mean)
 
 
 def make_result(
@@ -57,7 +50,7 @@ def make_result(
     started_at: str | None = None,
     tags: dict[str, str] | None = None,
     host: str = "testhost",
-) -> dict[str, Any]:
+) -> RunResult:
     """A stored-run result as the orchestrator writes it, with chosen figures."""
     number = next(_counter)
     spec = RunSpec(
@@ -72,56 +65,71 @@ def make_result(
     if num_gpus > 0 and gpu_name is None:
         gpu_name = "NVIDIA A100-SXM4-40GB"
     ok = status in ("ok", "partial")
-    summary: dict[str, Any] = {
-        "status": status,
-        "repeats": n,
-        "repeats_ok": n if status == "ok" else (n - 1 if status == "partial" else 0),
-        "images_per_sec": figure(*(ips or (None,)), n=n) if ok else stats.describe([]),
-        "execution_time_s": figure(12.5, 0.5, n=n),
-        "causes": [] if status == "ok" else [f"RuntimeError: it went {status}"],
-    }
+    summary = RunSummary(
+        status=status,
+        repeats=n,
+        repeats_ok=n if status == "ok" else (n - 1 if status == "partial" else 0),
+        images_per_sec=figure(*(ips or (None,)), n=n) if ok else Stat.of([]),
+        execution_time_s=figure(12.5, 0.5, n=n),
+        causes=[] if status == "ok" else [f"RuntimeError: it went {status}"],
+    )
     for key, pair in (
         ("gpu_power_w", power),
         ("gpu_memory_mib", memory),
         ("joules_per_image", jpi),
     ):
-        summary[key] = figure(*pair, n=n) if pair and ok else None
+        setattr(summary, key, figure(*pair, n=n) if pair and ok else None)
     gpus = [
         {"index": i, "name": gpu_name, "uuid": f"GPU-{i}", "memory_mib": 40960}
         for i in range(max(0, num_gpus))
     ]
-    return {
-        "run_id": f"run-{number:04d}-{tool}-{model}-{dataset}-{num_gpus}",
-        "started_at": started_at
+    return RunResult(
+        run_id=f"run-{number:04d}-{tool}-{model}-{dataset}-{num_gpus}",
+        started_at=started_at
         or f"2026-01-01T{number // 3600:02d}:{number // 60 % 60:02d}:{number % 60:02d}+00:00",
-        "finished_at": "2026-01-01T01:00:00+00:00",
-        "spec": spec.to_dict(),
-        "hardware": spec.hardware,
-        "gpu_name": gpu_name,
-        "global_batch": 32 * spec.devices,
-        "environment": {
+        finished_at="2026-01-01T01:00:00+00:00",
+        spec=spec,
+        hardware=spec.hardware,
+        gpu_name=gpu_name,
+        global_batch=32 * spec.devices,
+        environment={
             "hostname": host,
             "cpu": "Test CPU",
             "cpu_logical_cores": 8,
             "harness_commit": "abc123",
             "gpus": gpus,
         },
-        "sweep_id": sweep_id,
-        "repeats": [],
-        "framework": {"framework": tool, "version": "1.0"},
-        "synthetic": True,
-        "summary": summary,
-    }
+        sweep_id=sweep_id,
+        framework={"framework": tool, "version": "1.0"},
+        synthetic=True,
+        summary=summary,
+    )
 
 
-def make_store(path: Path, results: list[dict[str, Any]]) -> ResultStore:
+def with_spec(result: RunResult, **fields: Any) -> RunResult:
+    """``result`` with other spec fields (batch_size, precision, options, ...)."""
+    result.spec = dataclasses.replace(result.spec, **fields)
+    result.global_batch = (result.spec.batch_size or 0) * result.spec.devices
+    return result
+
+
+def store_from_fixture(name: str, folder: Path) -> Path:
+    """``folder/results.sqlite`` made from the SQL dump ``tests/fixtures/NAME``."""
+    path = folder / "results.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript((Path(__file__).resolve().parent / "fixtures" / name).read_text())
+    db.close()
+    return path
+
+
+def make_store(path: Path, results: list[RunResult]) -> ResultStore:
     store = ResultStore(path)
     for result in results:
         store.add_run(result)
     return store
 
 
-def study_like_results(sweep_id: str | None = None) -> list[dict[str, Any]]:
+def study_like_results(sweep_id: str | None = None) -> list[RunResult]:
     """Two tools, two networks, CPU / 1 GPU / 2 GPUs, with an out-of-memory cell."""
     out = []
     for tool, factor in (("pytorch", 1.0), ("tensorflow", 0.8)):

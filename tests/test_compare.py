@@ -6,15 +6,15 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fake_cli import run_cli
-from sweep_helpers import make_result, make_store
+from sweep_helpers import make_result, make_store, with_spec
 
 from harness.report.data import Value
 from harness.results import stats
 from harness.results.compare import Side, compare, ratio_ci, verdict
+from harness.results.schema import Stat
 
 
 def ok(mean: float, std: float, n: int = 3) -> Value:
@@ -22,8 +22,8 @@ def ok(mean: float, std: float, n: int = 3) -> Value:
 
 
 def repeats(values: list[float]) -> Value:
-    d = stats.describe(values)
-    return Value(d["mean"], d["std"], d["n"], "ok")
+    d = Stat.of(values)
+    return Value(d.mean, d.std, d.n, "ok")
 
 
 def test_ratio_ci_by_hand() -> None:
@@ -68,13 +68,6 @@ def test_verdict_band_edges() -> None:
     assert verdict((0.97, 0.999)) == "slower"
     assert verdict((0.5, 0.9799)) == "slower"
     assert verdict(None) == "inconclusive"
-
-
-def variant(result: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    """``result`` with other spec fields (batch_size, precision, options, ...)."""
-    result["spec"].update(spec)
-    result["global_batch"] = result["spec"]["batch_size"]
-    return result
 
 
 def _pair(tmp_path: Path) -> tuple[Path, Path]:
@@ -135,14 +128,14 @@ def test_rows_ratios_and_marks(tmp_path: Path) -> None:
 def test_configurations_are_matched_on_the_key_and_kept_apart() -> None:
     base = ("pytorch", "lenet", "mnist")
     a = [
-        variant(make_result(*base, ips=(100.0, 0.5)), batch_size=32),
-        variant(make_result(*base, ips=(180.0, 0.5)), batch_size=64),
-        variant(make_result(*base, ips=(90.0, 0.5)), precision="bf16"),
+        with_spec(make_result(*base, ips=(100.0, 0.5)), batch_size=32),
+        with_spec(make_result(*base, ips=(180.0, 0.5)), batch_size=64),
+        with_spec(make_result(*base, ips=(90.0, 0.5)), precision="bf16"),
     ]
     b = [
-        variant(make_result(*base, ips=(100.2, 0.5)), batch_size=32),
-        variant(make_result(*base, ips=(200.0, 0.5)), batch_size=64),
-        variant(make_result(*base, ips=(95.0, 0.5)), precision="bf16"),
+        with_spec(make_result(*base, ips=(100.2, 0.5)), batch_size=32),
+        with_spec(make_result(*base, ips=(200.0, 0.5)), batch_size=64),
+        with_spec(make_result(*base, ips=(95.0, 0.5)), precision="bf16"),
     ]
     rows = compare(a, b)
     assert len(rows) == 3 and all(r.same_configuration for r in rows)
@@ -163,27 +156,27 @@ def test_configurations_are_matched_on_the_key_and_kept_apart() -> None:
     assert row.differences == [("batch_size", 32, 64)]
     assert row.differs == "batch_size: 32 vs 64"
     # only options differ: listed as such; --strict keeps them apart
-    c = variant(make_result(*base, ips=(100.0, 0.5)), options={"cudnn": "on"})
+    c = with_spec(make_result(*base, ips=(100.0, 0.5)), options={"cudnn": "on"})
     (row,) = compare(a[:1], [c])
     assert row.differs == "options: none vs cudnn=on"
     assert len(compare(a[:1], [c], strict=True)) == 2
 
 
 def test_two_single_runs_are_compared_whatever_differs(tmp_path: Path) -> None:
-    one = variant(make_result("pytorch", "lenet", "mnist", ips=(100.0, 1.0)), batch_size=16)
-    two = variant(make_result("jax", "lenet", "mnist", ips=(120.0, 1.0)), precision="bf16")
+    one = with_spec(make_result("pytorch", "lenet", "mnist", ips=(100.0, 1.0)), batch_size=16)
+    two = with_spec(make_result("jax", "lenet", "mnist", ips=(120.0, 1.0)), precision="bf16")
     rows = compare(Side("A", [one], single_run=True), Side("B", [two], single_run=True))
     assert len(rows) == 1 and rows[0].ratio == pytest.approx(1.2)
     fields = [name for name, _, _ in rows[0].differences]
     assert fields == ["batch_size", "precision", "tool"]
 
     make_store(tmp_path / "results.sqlite", [one, two])
-    out = run_cli("compare", "--store", str(tmp_path), one["run_id"], two["run_id"],
+    out = run_cli("compare", "--store", str(tmp_path), one.run_id, two.run_id,
                   "--format", "markdown")  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "| configuration differs |" in out.stdout
     assert "batch_size: 16 vs 32; precision: fp32 vs bf16; tool: pytorch vs jax" in out.stdout
-    assert f"- A: run {one['run_id']}" in out.stdout
+    assert f"- A: run {one.run_id}" in out.stdout
 
 
 def test_cli_with_two_files_and_with_two_sweeps(tmp_path: Path) -> None:

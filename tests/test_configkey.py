@@ -12,15 +12,17 @@ import pytest
 from fake_cli import run_cli
 
 from harness.results import configkey
+from harness.results.schema import SCHEMA_VERSION, RunResult
 from harness.run.spec import RunSpec
 
 
 def result(**spec: Any) -> dict[str, Any]:
-    """A stored-run result as the orchestrator writes it (the fields the key reads)."""
+    """A stored run's JSON as the orchestrator writes it (the fields the key reads)."""
     fields = {"batch_size": 32, "learning_rate": 0.1, "threads": 4} | spec
     run_spec = RunSpec("pytorch", "resnet50", "cifar10", **fields)
     gpus = [{"index": i, "name": "NVIDIA A100-SXM4-40GB"} for i in range(max(0, run_spec.num_gpus))]
     return {
+        "schema_version": SCHEMA_VERSION,
         "spec": run_spec.to_dict(),
         "gpu_name": gpus[0]["name"] if gpus else None,
         "synthetic": True,
@@ -28,13 +30,17 @@ def result(**spec: Any) -> dict[str, Any]:
     }
 
 
+def typed(r: dict[str, Any]) -> RunResult:
+    return RunResult.from_json(r)
+
+
 def key(r: dict[str, Any]) -> str:
-    return configkey.key_of(configkey.build_config(r))
+    return configkey.key_of(configkey.build_config(typed(r)))
 
 
 def test_key_is_a_short_digest_of_canonical_json_and_stable() -> None:
     r = result()
-    config = configkey.build_config(r)
+    config = configkey.build_config(typed(r))
     text = json.dumps(config, sort_keys=True, separators=(",", ":"))
     assert configkey.canonical(config) == text
     assert len(key(r)) == 12 and int(key(r), 16) >= 0
@@ -146,19 +152,24 @@ def test_every_spec_field_is_classified() -> None:
     assert names - known == set()
 
 
-def test_unknown_spec_fields_go_into_the_key() -> None:
+def test_unknown_spec_fields_go_into_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     r = result()
-    r["spec"]["nodes"] = 2  # a field this module does not know yet
-    assert key(r) != key(result())
+    before = key(r)
+    # "seed" as if it were a new RunSpec field this module does not know yet
+    monkeypatch.setattr(
+        configkey, "EXCLUDED_SPEC_FIELDS", configkey.EXCLUDED_SPEC_FIELDS - {"seed"}
+    )
+    assert configkey.build_config(typed(r))["seed"] == 0
+    assert key(r) != before
 
 
 def test_stored_key_wins_and_differences_read_well() -> None:
     r = result()
-    assert configkey.config_key(r) == key(r)
+    assert configkey.config_key(typed(r)) == key(r)
     r["config_key"] = "abcdef012345"
-    assert configkey.config_key(r) == "abcdef012345"
-    a = configkey.build_config(result())
-    b = configkey.build_config(result(batch_size=64, precision="fp16", sync_every=1))
+    assert configkey.config_key(typed(r)) == "abcdef012345"
+    a = configkey.build_config(typed(result()))
+    b = configkey.build_config(typed(result(batch_size=64, precision="fp16", sync_every=1)))
     diffs = configkey.differences(a, b)
     assert diffs == [("batch_size", 32, 64), ("precision", "fp32", "fp16"), ("sync_every", None, 1)]
     assert configkey.difference_text(diffs) == (
@@ -178,13 +189,13 @@ def test_a_fake_run_stores_its_key_and_configuration(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     stored = json.loads(out.stdout.strip().splitlines()[-1])
     assert stored["config_key"] == configkey.key_of(stored["config"])
-    assert stored["config"] == configkey.build_config(stored)
+    assert stored["config"] == configkey.build_config(typed(stored))
     assert stored["config"]["batch_size"] == 8 and stored["config"]["threads"] >= 1
     assert f"configuration key: {stored['config_key']}" in out.stderr
     from harness.results.store import ResultStore
 
     store = ResultStore(tmp_path / "results.sqlite")
-    assert [r["run_id"] for r in store.runs(config_key=stored["config_key"])] == [stored["run_id"]]
+    assert [r.run_id for r in store.runs(config_key=stored["config_key"])] == [stored["run_id"]]
     flops = stored["summary"]["flops"]
     assert flops["train_per_image"] == 3 * flops["forward_per_image"] > 0
     assert flops["mfu"] is None and "python -m harness peak" in flops["note"]  # empty cache

@@ -12,8 +12,10 @@ from harness.errors import UsageError
 from harness.machine.gpus import Gpu, Inventory, select, worker_env
 from harness.results import stats
 from harness.results.records import aggregate, repeat_record
-from harness.results.store import ResultStore
+from harness.results.schema import RunResult, Timing
+from harness.results.store import ResultStore, StoreError
 from harness.run.events import Emitter, EventTail, read_events
+from harness.run.spec import RunSpec
 
 
 def test_stats_describe_matches_hand_computation() -> None:
@@ -128,13 +130,13 @@ def _events(step_seconds: list[float], *, error: dict | None = None) -> list[dic
 
 def test_repeat_record_counts_rank0_timed_steps_only() -> None:
     record = repeat_record(_events([0.5, 0.5, 1.0]), status="ok", cause=None, global_batch=64)
-    assert record["timed"]["steps"] == 3
-    assert record["timed"]["images"] == 192
-    assert record["timed"]["images_per_sec"] == pytest.approx(192 / 2.0)
-    assert record["warmup"]["first_step_s"] == 1.5
-    assert record["execution_time_s"] == pytest.approx(4.0)
-    assert record["train_validate_s"] == pytest.approx(2.0)
-    assert record["data_wait_fraction"] == pytest.approx(0.05 / 2.0)
+    assert record.timed.steps == 3
+    assert record.timed.images == 192
+    assert record.timed.images_per_sec == pytest.approx(192 / 2.0)
+    assert record.warmup.first_step_s == 1.5
+    assert record.execution_time_s == pytest.approx(4.0)
+    assert record.train_validate_s == pytest.approx(2.0)
+    assert record.data_wait_fraction == pytest.approx(0.05 / 2.0)
 
 
 def test_repeat_record_describes_windows_as_windows() -> None:
@@ -144,15 +146,15 @@ def test_repeat_record_describes_windows_as_windows() -> None:
             e["windows"] = [[4, 1.0], [4, 2.0], [2, 0.5]]
     events.append({"event": "timing", "mode": "window", "window_steps": 4, "rank": 0, "t": 0})
     record = repeat_record(events, status="ok", cause=None, global_batch=8)
-    timed = record["timed"]
-    assert (timed["steps"], timed["images"], timed["seconds"]) == (10, 80, 3.5)
-    assert timed["images_per_sec"] == 80 / 3.5
-    assert timed["step_time_basis"] == "window"
-    assert timed["step_time_s"]["n"] == 3  # one figure per window: 0.25, 0.5, 0.25
-    assert timed["step_time_s"]["p50"] == 0.25 and timed["step_time_s"]["max"] == 0.5
-    assert timed["window_images_per_sec"]["mean"] == pytest.approx((32 + 16 + 32) / 3)
-    assert timed["windows"] == 3 and timed["window_steps"] == 4
-    assert record["timing"] == {"mode": "window", "window_steps": 4}
+    timed = record.timed
+    assert (timed.steps, timed.images, timed.seconds) == (10, 80, 3.5)
+    assert timed.images_per_sec == 80 / 3.5
+    assert timed.step_time_basis == "window"
+    assert timed.step_time_s.n == 3  # one figure per window: 0.25, 0.5, 0.25
+    assert timed.step_time_s.p50 == 0.25 and timed.step_time_s.max == 0.5
+    assert timed.window_images_per_sec.mean == pytest.approx((32 + 16 + 32) / 3)
+    assert timed.windows == 3 and timed.window_steps == 4
+    assert record.timing == Timing(mode="window", window_steps=4)
 
 
 def test_repeat_record_takes_cause_from_worker_error() -> None:
@@ -165,12 +167,12 @@ def test_repeat_record_takes_cause_from_worker_error() -> None:
         cause="exit 3",
         global_batch=8,
     )
-    assert record["status"] == "oom"
-    assert "CUDA out of memory" in record["cause"]
+    assert record.status == "oom"
+    assert "CUDA out of memory" in record.cause
     timeout = repeat_record(
         _events([0.5], error={"kind": "error"}), status="timeout", cause="exceeded", global_batch=8
     )
-    assert timeout["status"] == "timeout"
+    assert timeout.status == "timeout"
 
 
 def test_aggregate_over_ok_repeats() -> None:
@@ -179,39 +181,33 @@ def test_aggregate_over_ok_repeats() -> None:
     ]
     bad = repeat_record(_events([]), status="crashed", cause="killed", global_batch=10)
     summary = aggregate([*ok, bad])
-    assert summary["status"] == "partial"
-    assert summary["repeats_ok"] == 2
-    assert summary["images_per_sec"]["mean"] == pytest.approx((20.0 + 10.0) / 2)
-    assert summary["causes"] == ["killed"]
-    assert aggregate(ok)["status"] == "ok"
-    assert aggregate([bad])["status"] == "crashed"
+    assert summary.status == "partial"
+    assert summary.repeats_ok == 2
+    assert summary.images_per_sec.mean == pytest.approx((20.0 + 10.0) / 2)
+    assert summary.causes == ["killed"]
+    assert aggregate(ok).status == "ok"
+    assert aggregate([bad]).status == "crashed"
 
 
 def test_store_keeps_repeats_and_runs(tmp_path) -> None:
     store = ResultStore(tmp_path / "r.sqlite")
     record = repeat_record(_events([0.5]), status="ok", cause=None, global_batch=4)
     store.add_repeat("run-1", 1, record)
-    result = {
-        "run_id": "run-1",
-        "started_at": "2026-01-01T00:00:00+00:00",
-        "spec": {
-            "tool": "t",
-            "model": "lenet",
-            "dataset": "mnist",
-            "num_gpus": -1,
-            "batch_size": 4,
-            "precision": "fp32",
-        },
-        "hardware": "CPU",
-        "synthetic": True,
-        "summary": aggregate([record]),
-        "environment": {"hostname": "h"},
-    }
+    result = RunResult(
+        run_id="run-1",
+        started_at="2026-01-01T00:00:00+00:00",
+        spec=RunSpec("t", "lenet", "mnist", batch_size=4),
+        hardware="CPU",
+        synthetic=True,
+        summary=aggregate([record]),
+        environment={"hostname": "h"},
+    )
     store.add_run(result)
     again = ResultStore(tmp_path / "r.sqlite")  # reopening keeps everything
     runs = again.runs(tool="t")
-    assert len(runs) == 1 and runs[0]["run_id"] == "run-1"
-    assert again.repeats("run-1")[0]["timed"]["images"] == 4
+    assert runs == [result]
+    assert again.repeats("run-1") == [record]
+    assert again.repeats("run-1")[0].timed.images == 4
     with pytest.raises(ValueError):
         again.runs(nonsense=1)
 
@@ -262,6 +258,6 @@ def test_store_rejects_newer_schema(tmp_path) -> None:
     db = sqlite3.connect(path)
     db.execute("PRAGMA user_version = 99")
     db.close()
-    with pytest.raises(RuntimeError, match="newer harness"):
+    with pytest.raises(StoreError, match="newer harness"):
         ResultStore(path)
     assert json.loads(json.dumps({"ok": True}))  # the store's JSON round trip is plain json

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from sweep_helpers import make_result
+from sweep_helpers import make_result, with_spec
 
 from harness import models
 from harness.datasets import DATASETS
 from harness.results import flops
+from harness.results.schema import RunResult
 
 
 def test_forward_flops_are_two_per_multiply_accumulate() -> None:
@@ -30,12 +29,12 @@ def test_flop_rates_and_mfu_arithmetic() -> None:
         peak_per_device=100e12,
         peak_source="published peak",
     )
-    assert out["forward_per_image"] == forward
-    assert out["train_per_image"] == 3 * forward
-    assert out["achieved_total"] == pytest.approx(1000.0 * 3 * forward)
-    assert out["achieved_per_device"] == pytest.approx(1000.0 * 3 * forward / 4)
-    assert out["mfu"] == pytest.approx(1000.0 * 3 * forward / 4 / 100e12)
-    assert out["peak_source"] == "published peak" and "note" not in out
+    assert out.forward_per_image == forward
+    assert out.train_per_image == 3 * forward
+    assert out.achieved_total == pytest.approx(1000.0 * 3 * forward)
+    assert out.achieved_per_device == pytest.approx(1000.0 * 3 * forward / 4)
+    assert out.mfu == pytest.approx(1000.0 * 3 * forward / 4 / 100e12)
+    assert out.peak_source == "published peak" and out.note is None
     failed = flops.summarize(
         model="resnet50",
         dataset="cifar10",
@@ -44,8 +43,8 @@ def test_flop_rates_and_mfu_arithmetic() -> None:
         peak_per_device=None,
         peak_source="no peak measured: run `python -m harness peak`",
     )
-    assert failed["achieved_total"] is None and failed["mfu"] is None
-    assert failed["peak_source"] is None and "harness peak" in failed["note"]
+    assert failed.achieved_total is None and failed.mfu is None
+    assert failed.peak_source is None and "harness peak" in failed.note
 
 
 @pytest.mark.parametrize(
@@ -117,22 +116,21 @@ def test_device_peaks_for_gpus_and_cpus() -> None:
     assert missing == (None, "no peak")
 
 
-def gpu_result(ips: float = 2000.0) -> dict[str, Any]:
+def gpu_result(ips: float = 2000.0) -> RunResult:
     r = make_result("pytorch", "resnet50", "cifar10", num_gpus=2, ips=(ips, 20.0))
-    r["spec"]["precision"] = "fp16"
-    return r
+    return with_spec(r, precision="fp16")
 
 
 def test_for_result_of_a_gpu_run() -> None:
     out = flops.for_result(gpu_result())
     train = 3 * flops.forward_flops_per_image("resnet50", "cifar10")
-    assert out["achieved_total"] == pytest.approx(2000.0 * train)
-    assert out["achieved_per_device"] == pytest.approx(1000.0 * train)
-    assert out["peak_per_device"] == 312e12
-    assert out["mfu"] == pytest.approx(1000.0 * train / 312e12)
+    assert out.achieved_total == pytest.approx(2000.0 * train)
+    assert out.achieved_per_device == pytest.approx(1000.0 * train)
+    assert out.peak_per_device == 312e12
+    assert out.mfu == pytest.approx(1000.0 * train / 312e12)
     cpu = make_result("jax", "lenet", "mnist", ips=(500.0, 5.0))
     out = flops.for_result(cpu, cpu_peak=(1e11, "measured here"))
-    assert out["mfu"] == pytest.approx(
+    assert out.mfu == pytest.approx(
         500.0 * 3 * flops.forward_flops_per_image("lenet", "mnist") / 1e11
     )
 
@@ -143,20 +141,20 @@ def test_report_and_export_show_flops_and_mfu(tmp_path) -> None:
     from harness.results.export import flat
 
     r = gpu_result()
-    r["summary"]["flops"] = flops.for_result(r)
+    r.summary.flops = flops.for_result(r)
     data = build([r])
     row, column = Row("cifar10", "resnet50", "pytorch"), data.columns[0]
     tflops = data.value("tflops", row, column)
-    assert tflops.mean == pytest.approx(r["summary"]["flops"]["achieved_total"] / 1e12)
+    assert tflops.mean == pytest.approx(r.summary.flops.achieved_total / 1e12)
     assert tflops.std == pytest.approx(tflops.mean * 20.0 / 2000.0)  # images/sec's relative std
     mfu = data.value("mfu", row, column)
-    assert mfu.mean == pytest.approx(100 * r["summary"]["flops"]["mfu"])
+    assert mfu.mean == pytest.approx(100 * r.summary.flops.mfu)
     assert [m.key for m in METRICS][-2:] == ["tflops", "mfu"]
     text = markdown(data)
     assert f"| MFU (%) | CIFAR-10 | ResNet-50 | pytorch | {mfu.mean:,.1f} ± " in text
     assert any("3 x forward" in note for note in data.notes)
     row = flat(r)
-    assert row["mfu"] == r["summary"]["flops"]["mfu"] and row["peak_flops_per_device"] == 312e12
+    assert row["mfu"] == r.summary.flops.mfu and row["peak_flops_per_device"] == 312e12
     assert row["train_flops_per_image"] == 3 * row["forward_flops_per_image"]
 
 

@@ -18,6 +18,7 @@ from harness import datasets, models
 from harness.backend import Trainer, WorkerContext
 from harness.results import stats
 from harness.results.records import aggregate, repeat_record
+from harness.results.schema import Warmup
 from harness.run.events import Emitter, read_events
 from harness.run.loop import Limits, auto_window, run_benchmark
 from harness.run.spec import RunSpec
@@ -154,27 +155,21 @@ def test_fixed_windows_are_timed_as_windows_and_nothing_is_spread(tmp_path) -> N
     assert calls[5:] == ["step"] * 3 + ["sync"] + ["step"] * 3 + ["sync"] + ["step", "sync"]
     assert windows_of(events, "warmup") == [[1, 0.5], [2, 0.5]]
     assert windows_of(events, "timed") == [[3, 0.5], [3, 0.875], [1, 0.75]]
-    timed = record["timed"]
-    assert (timed["steps"], timed["images"], timed["seconds"]) == (7, 56, 2.125)
-    assert timed["images_per_sec"] == 56 / 2.125  # images / wall time of the timed phase
+    timed = record.timed
+    assert (timed.steps, timed.images, timed.seconds) == (7, 56, 2.125)
+    assert timed.images_per_sec == 56 / 2.125  # images / wall time of the timed phase
     # step statistics are per-window figures: three windows, nothing per step invented
-    assert timed["step_time_basis"] == "window"
-    assert timed["step_time_s"]["n"] == 3
-    assert (timed["step_time_s"]["min"], timed["step_time_s"]["max"]) == (0.5 / 3, 0.75)
-    assert timed["step_time_s"]["p50"] == 0.875 / 3
-    assert timed["windows"] == 3 and timed["window_steps"] == 3
-    assert record["timing"]["mode"] == "window"
-    assert record["timing"]["length"] == "fixed steps"
-    assert record["timing"]["warmup_end"] == "fixed"
-    assert record["warmup"] == {
-        "steps": 3,
-        "seconds": 1.0,
-        "first_step_s": 0.5,
-        "windows": 2,
-        "end": "fixed",
-    }
+    assert timed.step_time_basis == "window"
+    assert timed.step_time_s.n == 3
+    assert (timed.step_time_s.min, timed.step_time_s.max) == (0.5 / 3, 0.75)
+    assert timed.step_time_s.p50 == 0.875 / 3
+    assert timed.windows == 3 and timed.window_steps == 3
+    assert record.timing.mode == "window"
+    assert record.timing.length == "fixed steps"
+    assert record.timing.warmup_end == "fixed"
+    assert record.warmup == Warmup(steps=3, seconds=1.0, first_step_s=0.5, windows=2, end="fixed")
     assert [e["name"] for e in events if e["event"] == "phase"] == ["warmup"] * 2 + ["timed"] * 2
-    assert "validation" not in record
+    assert record.validation == []
 
 
 def test_sync_every_one_times_every_step_on_its_own(tmp_path) -> None:
@@ -183,11 +178,11 @@ def test_sync_every_one_times_every_step_on_its_own(tmp_path) -> None:
         tmp_path, lambda i: durations[i], warmup_steps=1, steps=5, sync_every=1
     )
     _, record = run(tmp_path, trainer, ctx, emitter, clock)
-    assert record["timing"]["mode"] == "per-step"
-    assert record["timed"]["step_time_basis"] == "step"
-    step = record["timed"]["step_time_s"]
-    assert step["n"] == 5 and step["p50"] == 0.25 and step["max"] == 0.75
-    assert step["mean"] == pytest.approx(2.0 / 5)
+    assert record.timing.mode == "per-step"
+    assert record.timed.step_time_basis == "step"
+    step = record.timed.step_time_s
+    assert step.n == 5 and step.p50 == 0.25 and step.max == 0.75
+    assert step.mean == pytest.approx(2.0 / 5)
 
 
 def test_device_timers_give_per_step_times_without_extra_syncs(tmp_path) -> None:
@@ -198,12 +193,12 @@ def test_device_timers_give_per_step_times_without_extra_syncs(tmp_path) -> None
     _, record = run(tmp_path, trainer, ctx, emitter, clock)
     # warmup ends on a 0.25 s step: windows of 2 steps (0.375 s), and every step's device
     # time is recorded beside them
-    assert record["timing"]["mode"] == "device-events"
-    assert record["timed"]["step_time_basis"] == "device"
-    step = record["timed"]["step_time_s"]
-    assert step["n"] == 80 and step["min"] == 0.125 and step["max"] == 0.25
-    assert record["timed"]["windows"] < 80  # fewer synchronisations than steps
-    assert record["timed"]["seconds"] == 40 * 0.375
+    assert record.timing.mode == "device-events"
+    assert record.timed.step_time_basis == "device"
+    step = record.timed.step_time_s
+    assert step.n == 80 and step.min == 0.125 and step.max == 0.25
+    assert record.timed.windows < 80  # fewer synchronisations than steps
+    assert record.timed.seconds == 40 * 0.375
 
 
 def test_automatic_window_lasts_about_a_third_of_a_second() -> None:
@@ -235,8 +230,8 @@ def test_warmup_runs_until_two_successive_windows_are_within_five_percent(tmp_pa
         [3, 0.1875],
         [5, 0.3125],
     ]
-    assert record["warmup"]["end"] == "steady" and record["warmup"]["steps"] == 13
-    assert record["timing"]["window_steps"] == 5  # chosen from the last warmup window
+    assert record.warmup.end == "steady" and record.warmup.steps == 13
+    assert record.timing.window_steps == 5  # chosen from the last warmup window
     assert windows_of(events, "timed") == [[5, 0.3125], [5, 0.3125]]
 
 
@@ -244,7 +239,7 @@ def test_steady_from_the_first_window(tmp_path) -> None:
     trainer, ctx, emitter, clock = make(tmp_path, constant(0.25), steps=4)
     events, record = run(tmp_path, trainer, ctx, emitter, clock)
     assert windows_of(events, "warmup") == [[1, 0.25], [2, 0.5]]  # at least one window
-    assert record["warmup"]["end"] == "steady"
+    assert record.warmup.end == "steady"
 
 
 def test_warmup_that_never_settles_ends_at_its_bounds(tmp_path) -> None:
@@ -265,14 +260,14 @@ def test_warmup_that_never_settles_ends_at_its_bounds(tmp_path) -> None:
         [1, 0.25],
         [1, 0.5],
     ]
-    assert record["warmup"]["end"] == "bound: steps"
+    assert record.warmup.end == "bound: steps"
 
     limits = Limits(window_s=0.1, warmup_max_steps=1000, warmup_max_s=1.0)
     trainer, ctx, emitter, clock = make(by_time, alternating, steps=2)
     events, record = run(by_time, trainer, ctx, emitter, clock, limits)
     # the time bound counts the windows after the first step: 0.5+0.25+0.5 >= 1.0
     assert windows_of(events, "warmup") == [[1, 0.25], [1, 0.5], [1, 0.25], [1, 0.5]]
-    assert record["warmup"]["end"] == "bound: time"
+    assert record.warmup.end == "bound: time"
 
 
 def test_no_warmup_times_one_step_then_chooses_the_window(tmp_path) -> None:
@@ -280,7 +275,7 @@ def test_no_warmup_times_one_step_then_chooses_the_window(tmp_path) -> None:
     events, record = run(tmp_path, trainer, ctx, emitter, clock)
     assert windows_of(events, "warmup") == []
     assert [w[0] for w in windows_of(events, "timed")] == [1, 20, 20, 4]
-    assert record["timing"]["window_steps"] == 20
+    assert record.timing.window_steps == 20
 
 
 # Adaptive length ----------------------------------------------------------------------
@@ -291,16 +286,16 @@ def test_steady_run_stops_at_min_time_once_the_interval_is_narrow(tmp_path) -> N
     events, record = run(tmp_path, trainer, ctx, emitter, clock)
     # windows of 20 steps = 0.3125 s; the CI is zero, so min_time (10 s) decides: 32 windows
     assert windows_of(events, "timed") == [[20, 0.3125]] * 32
-    assert record["timing"]["length"] == "ci within 2%"
-    assert record["timed"]["seconds"] == 10.0
-    assert record["timed"]["ci95_rel"] == 0.0
+    assert record.timing.length == "ci within 2%"
+    assert record.timed.seconds == 10.0
+    assert record.timed.ci95_rel == 0.0
 
 
 def test_min_windows_hold_when_windows_are_long(tmp_path) -> None:
     trainer, ctx, emitter, clock = make(tmp_path, constant(4.0), min_time_s=1.0)
     events, record = run(tmp_path, trainer, ctx, emitter, clock)
     assert windows_of(events, "timed") == [[1, 4.0]] * 5  # Limits.min_windows
-    assert record["timing"]["length"] == "ci within 2%"
+    assert record.timing.length == "ci within 2%"
 
 
 def test_noisy_run_stops_at_the_first_window_with_a_two_percent_interval(tmp_path) -> None:
@@ -312,7 +307,7 @@ def test_noisy_run_stops_at_the_first_window_with_a_two_percent_interval(tmp_pat
 
     trainer, ctx, emitter, clock = make(tmp_path, noisy, min_time_s=2.0, max_time_s=60.0)
     events, record = run(tmp_path, trainer, ctx, emitter, clock)
-    assert record["timing"]["length"] == "ci within 2%"
+    assert record.timing.length == "ci within 2%"
     timed = [(int(n), s) for n, s in windows_of(events, "timed")]
     batch = ctx.global_batch
 
@@ -325,7 +320,7 @@ def test_noisy_run_stops_at_the_first_window_with_a_two_percent_interval(tmp_pat
     stop = next(k for k in eligible if rel(timed[:k]) <= 0.02)
     assert stop == len(timed)  # it stopped at the first window that met every condition
     assert len(timed) > eligible[0]  # ... which was not the first eligible one
-    assert record["timed"]["ci95_rel"] == pytest.approx(rel(timed))
+    assert record.timed.ci95_rel == pytest.approx(rel(timed))
 
 
 def test_noisy_run_stops_at_max_time(tmp_path) -> None:
@@ -335,7 +330,7 @@ def test_noisy_run_stops_at_max_time(tmp_path) -> None:
     limits = Limits(window_s=0.5, warmup_max_s=1.0)
     trainer, ctx, emitter, clock = make(tmp_path, wild, min_time_s=1.0, max_time_s=8.0)
     events, record = run(tmp_path, trainer, ctx, emitter, clock, limits)
-    assert record["timing"]["length"] == "max time"
+    assert record.timing.length == "max time"
     timed = windows_of(events, "timed")
     seconds = [s for _, s in timed]
     assert sum(seconds[:-1]) < 8.0 <= sum(seconds)  # the window that crossed max_time ended it
@@ -383,24 +378,24 @@ def test_epochs_validate_after_each_epoch_after_a_reset(tmp_path) -> None:
     trainer.processes = 2  # all_reduce_sum as if a second process had the same figures
     _, record = run(tmp_path, trainer, ctx, emitter, clock)
     per_epoch = 60_000 // 8  # synthetic MNIST keeps the real epoch length
-    assert record["plan"]["steps_per_epoch"] == per_epoch
-    assert record["timed"]["steps"] == 2 * per_epoch
-    assert record["timing"]["length"] == "epochs"
-    assert [v["epoch"] for v in record["validation"]] == [1, 2]
+    assert record.plan["steps_per_epoch"] == per_epoch
+    assert record.timed.steps == 2 * per_epoch
+    assert record.timing.length == "epochs"
+    assert [v.epoch for v in record.validation] == [1, 2]
     # this process's whole batches of the test split, summed over the two "processes"
-    assert record["validation"][0]["images"] == 2 * 10_000
-    assert record["validation"][0]["accuracy"] == 1.0
-    assert record["eval_compile_s"] == 1.5
+    assert record.validation[0].images == 2 * 10_000
+    assert record.validation[0].accuracy == 1.0
+    assert record.eval_compile_s == 1.5
     calls = trainer.calls
     assert calls.index("prepare_evaluation") < calls.index("step")
     first_timed_step = calls.index("step", calls.index("sync"))  # after the 1 warmup step
     assert calls.index("reset_state") < first_timed_step
     assert calls.count("reset_state") == 1
     assert calls.count("all_reduce_sum") == 2
-    assert len(record["windows"]["timed"]) == 2
+    assert len(record.windows["timed"]) == 2
     # validation happens between the timed phases, never inside them
-    first_timed, second_timed = record["windows"]["timed"]
-    first_validation = record["windows"]["validation"][0]
+    first_timed, second_timed = record.windows["timed"]
+    first_validation = record.windows["validation"][0]
     assert first_timed[1] <= first_validation[0] < first_validation[1] <= second_timed[0]
 
 
@@ -409,7 +404,7 @@ def test_no_evaluation_compile_and_no_reset_without_validation_or_epochs(tmp_pat
     events, record = run(tmp_path, trainer, ctx, emitter, clock)
     assert "prepare_evaluation" not in trainer.calls and "reset_state" not in trainer.calls
     assert not any(e["event"] == "eval_compile" for e in events)
-    assert "eval_compile_s" not in record
+    assert record.eval_compile_s is None
 
 
 class ShardedData:
@@ -517,14 +512,14 @@ def test_repeats_aggregate_with_median_jitter_and_timing(tmp_path) -> None:
         folder.mkdir()
         trainer, ctx, emitter, clock = make(folder, constant(step), warmup_steps=1, steps=40)
         records.append(run(folder, trainer, ctx, emitter, clock)[1])
-    speeds = sorted(r["timed"]["images_per_sec"] for r in records)
+    speeds = sorted(r.timed.images_per_sec for r in records)
     assert speeds == [256.0, 512.0, 512.0, 512.0, 1024.0]  # 8 images per step
     summary = aggregate(records)
-    ips = summary["images_per_sec"]
-    assert ips["median"] == 512.0
-    assert ips["jitter"] == 0.0  # three of five agree exactly: the MAD ignores the others
-    assert ips["olympic_mean"] == 512.0
-    assert ips["mean"] == pytest.approx(563.2)
-    assert summary["timing"]["mode"] == "window"
-    assert summary["timing"]["length"] == ["fixed steps"] * 5
-    assert not math.isnan(ips["ci95"])
+    ips = summary.images_per_sec
+    assert ips.median == 512.0
+    assert ips.jitter == 0.0  # three of five agree exactly: the MAD ignores the others
+    assert ips.olympic_mean == 512.0
+    assert ips.mean == pytest.approx(563.2)
+    assert summary.timing.mode == "window"
+    assert summary.timing.length == ["fixed steps"] * 5
+    assert not math.isnan(ips.ci95)

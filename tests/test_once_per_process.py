@@ -122,22 +122,22 @@ def test_one_run_builds_checks_and_reads_each_thing_once(
         plan, on_event=live.append, monitor_factory=resources.monitor_factory
     )
     result = outcome.result
-    assert result["summary"]["status"] == "ok", result["summary"]
+    assert result.summary.status == "ok", result.summary
 
     # the network: built once (plan_run; the FLOPs count it), its input checked once
     assert counts["build"] == 1
     assert counts["check"] == 1
     assert counter.refusals == 1
     forward = harness.models.flops_per_image(plan.network)
-    assert result["summary"]["flops"]["forward_per_image"] == forward
+    assert result.summary.flops.forward_per_image == forward
     # one plugin manager, the one given: none made, none looked up
     assert counts["plugin_manager"] == 0
     assert counts["get_plugin_manager"] == 0
     # one monitor recording per repeat (what stop() returned), summarised as it is
     assert counts["recording"] == plan.spec.repeats
-    for record in result["repeats"]:
-        assert record["resources"]["sampler"]["samples"] > 0
-        assert "errors" not in record["resources"] or record["resources"]["errors"] == []
+    for record in result.repeats:
+        assert record.resources.sampler["samples"] > 0
+        assert record.resources.errors == []
 
     # the events: the live tail saw exactly what is in the files, and the records were
     # built from it (read_events would have failed the run's repeats above)
@@ -163,9 +163,9 @@ def test_one_run_builds_checks_and_reads_each_thing_once(
 def test_events_are_kept_without_a_live_listener(tmp_path: Path, counts: Counter[str]) -> None:
     plan = orchestrator.plan_run(fake_spec(tmp_path, repeats=1), fake_pm())
     outcome = orchestrator.execute(plan)  # no on_event, no monitor
-    (record,) = outcome.result["repeats"]
-    assert record["status"] == "ok", record
-    assert record["timed"]["steps"] == 3 and record["warmup"]["steps"] == 1
+    (record,) = outcome.result.repeats
+    assert record.status == "ok", record
+    assert record.timed.steps == 3 and record.warmup.steps == 1
 
 
 def test_a_refused_model_is_built_once_and_a_usage_error(
@@ -248,7 +248,10 @@ def test_the_worker_reads_every_field_of_its_job(
     assert worker.run_job(job) == worker.EXIT_OK
     assert real_read_events(tmp_path / "events.jsonl")[-1]["event"] == "end"
 
-    class OneReplica(Trainer):
+    class OneReplica(Trainer):  # the abstract methods, unused here
+        framework_info = device_batch = train_step = synchronize = lambda self, *a: None
+        loss_value = evaluate = lambda self, *a: None
+
         def replica_states(self) -> list[dict[str, Any]]:
             return [{"w": [1.0]}]
 

@@ -64,17 +64,17 @@ def test_a_broken_cache_counts_as_empty(cache: Path) -> None:
 
 
 def test_cpu_runs_use_the_cached_peak(cache: Path) -> None:
-    from sweep_helpers import make_result
+    from sweep_helpers import make_result, with_spec
 
     result = make_result("pytorch", "lenet", "mnist", ips=(1000.0, 10.0))
-    result["spec"]["cpu_devices"] = 2
-    assert flops.for_result(result)["note"] == peak.NO_PEAK
+    result = with_spec(result, cpu_devices=2)
+    assert flops.for_result(result).note == peak.NO_PEAK
     peak.save({"key": peak.machine_key(peak.machine()), "peaks": {"fp32": 1e11},
                "measured_at": "then"})  # fmt: skip
     out = flops.for_result(result)
-    assert out["peak_per_device"] == 5e10  # the CPU split in two devices
-    assert out["mfu"] == pytest.approx(out["achieved_per_device"] / 5e10)
-    assert "divided by 2 CPU devices" in out["peak_source"]
+    assert out.peak_per_device == 5e10  # the CPU split in two devices
+    assert out.mfu == pytest.approx(out.achieved_per_device / 5e10)
+    assert "divided by 2 CPU devices" in out.peak_source
 
 
 def test_peak_command_measures_caches_and_shows(tmp_path: Path) -> None:

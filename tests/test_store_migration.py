@@ -8,22 +8,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sweep_helpers import make_result
+from sweep_helpers import make_result, store_from_fixture
 
 from harness.report.data import build
 from harness.results import configkey
-from harness.results.store import SCHEMA_VERSION, ResultStore
-
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "store-schema2.sql"
+from harness.results.schema import RunResult
+from harness.results.store import SCHEMA_VERSION, ResultStore, StoreError
 
 
 @pytest.fixture
 def old_store(tmp_path: Path) -> Path:
-    path = tmp_path / "results.sqlite"
-    db = sqlite3.connect(path)
-    db.executescript(FIXTURE.read_text())
-    db.close()
-    return path
+    return store_from_fixture("store-schema2.sql", tmp_path)
 
 
 def columns(path: Path) -> set[str]:
@@ -39,12 +34,13 @@ def test_old_store_opens_and_gets_keys(old_store: Path) -> None:
     store = ResultStore(old_store)
     assert {"config_key", "flops_per_sec", "mfu"} <= columns(old_store)
     db = sqlite3.connect(old_store)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     rows = db.execute("SELECT run_id, config_key, result_json FROM runs").fetchall()
     db.close()
     assert len(rows) == 4
     for _, key, text in rows:  # the key of each stored result, computed as today
-        assert key == configkey.config_key(json.loads(text))
+        assert key == configkey.config_key(RunResult.from_json(text))
+        assert "schema_version" not in json.loads(text)  # the rows are not rewritten
     assert len({key for _, key, _ in rows}) == 4  # batch 32, batch 64, bf16, and the oom's option
     results = store.runs()
     configs = [configkey.config_of(r) for r in results]
@@ -54,7 +50,7 @@ def test_old_store_opens_and_gets_keys(old_store: Path) -> None:
     assert {c["sync_every"] for c in configs} == {1}  # then: per-step timing
     # the columns filter by key
     first = configkey.config_key(results[0])
-    assert [r["run_id"] for r in store.runs(config_key=first)] == [results[0]["run_id"]]
+    assert [r.run_id for r in store.runs(config_key=first)] == [results[0].run_id]
 
 
 def test_reopening_is_idempotent_and_new_runs_are_added(old_store: Path) -> None:
@@ -63,7 +59,7 @@ def test_reopening_is_idempotent_and_new_runs_are_added(old_store: Path) -> None
     new = make_result("pytorch", "lenet", "mnist")
     store.add_run(new)
     assert len(store.runs()) == 5
-    assert store.runs(config_key=configkey.config_key(new))[0]["run_id"] == new["run_id"]
+    assert store.runs(config_key=configkey.config_key(new))[0].run_id == new.run_id
 
 
 def test_the_report_of_an_old_store_keeps_configurations_apart(old_store: Path) -> None:
@@ -83,5 +79,5 @@ def test_a_newer_store_is_refused(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
-    with pytest.raises(RuntimeError, match="newer harness"):
+    with pytest.raises(StoreError, match="newer harness"):
         ResultStore(path)

@@ -41,10 +41,10 @@ def test_version_1_store_gains_the_sweep_tables(tmp_path: Path) -> None:
     db.close()
     store = ResultStore(path)  # migrates
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "repeats", "sweeps", "sweep_cells"} <= tables
-    assert [r["spec"]["model"] for r in store.runs()] == ["lenet"]
+    assert [r.spec.model for r in store.runs()] == ["lenet"]
 
 
 def _state(tmp_path: Path) -> tuple[ResultStore, SweepState, list]:
@@ -60,7 +60,7 @@ def _stored(store: ResultStore, state: SweepState, key: str, status: str = "ok")
     result = make_result(tool, model, dataset, status=status, sweep_id=state.sweep_id,
                          tags={"sweep_cell": key})  # fmt: skip
     store.add_run(result)
-    return result["run_id"]
+    return result.run_id
 
 
 def test_reconcile_after_an_abrupt_end(tmp_path: Path) -> None:
@@ -150,12 +150,12 @@ class _Orchestrator:
         self.plugin_managers.append(pm._pm)  # the sweep's _Observer around its pm
         result = make_result(spec.tool, spec.model, spec.dataset, num_gpus=spec.num_gpus,
                              sweep_id=sweep_id, tags=spec.tags)  # fmt: skip
-        run_dir = Path(spec.output_dir) / result["run_id"]
+        run_dir = Path(spec.output_dir) / result.run_id
         pm.run_started(spec, run_dir)
         if key in self.fail:
             raise OSError("No space left on device")
         ResultStore(Path(spec.output_dir) / "results.sqlite").add_run(result)
-        return RunOutcome(result["run_id"], run_dir, result)
+        return RunOutcome(result.run_id, run_dir, result)
 
 
 def _sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: _Orchestrator, **kw: Any) -> int:

@@ -9,13 +9,16 @@ whole run, assuming the repeats still to come last as long as this one.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from harness.sweep.progress import duration
+
+if TYPE_CHECKING:
+    from harness.results.schema import RepeatRecord
 
 
 def steps_in(event: dict[str, Any]) -> int:
@@ -129,13 +132,12 @@ class RunProgress:
             message = escape(str(event.get("message", ""))[:200])
             self.console.print(f"worker error: {message}", highlight=False)
 
-    def end_repeat(self, record: dict[str, Any]) -> None:
+    def end_repeat(self, record: RepeatRecord) -> None:
+        speed = record.timed.images_per_sec
         if self._task is not None:
-            speed = record["timed"]["images_per_sec"]
-            text = f"{record['status']}" + (f" · {speed:,.1f} img/s" if speed else "")
+            text = record.status + (f" · {speed:,.1f} img/s" if speed else "")
             self._progress.update(self._task, description=self._describe(text), left="")
             self._task = None
         if not self.live:
-            speed = record["timed"]["images_per_sec"]
-            shown = f"{speed:,.1f} images/sec" if speed else record.get("cause") or ""
-            self.console.print(f"{self._describe(record['status'])}: {escape(shown)}")
+            shown = f"{speed:,.1f} images/sec" if speed else record.cause or ""
+            self.console.print(f"{self._describe(record.status)}: {escape(shown)}")

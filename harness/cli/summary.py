@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from harness.results.schema import DataSource, Flops, RunResult, RunSummary
 
 
 def _num(value: float | None, digits: int = 1, unit: str = "") -> str:
@@ -19,15 +19,14 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:,.2f} ms"
 
 
-def print_summary(console: Console, result: dict[str, Any], run_dir: str) -> None:
-    spec = result["spec"]
-    summary = result["summary"]
-    fw = result.get("framework") or {}
-    data = result.get("data") or {}
+def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
+    spec, summary = result.spec, result.summary
+    fw = result.framework or {}
+    data = result.data or DataSource()
     title = (
-        f"{spec['tool']} · {spec['model']} · {spec['dataset']} · {result['hardware']}"
-        f" · batch {spec['batch_size']}/device (global {result['global_batch']})"
-        f" · {spec['precision']}"
+        f"{spec.tool} · {spec.model} · {spec.dataset} · {result.hardware}"
+        f" · batch {spec.batch_size}/device (global {result.global_batch})"
+        f" · {spec.precision}"
     )
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("repeat")
@@ -39,28 +38,27 @@ def print_summary(console: Console, result: dict[str, Any], run_dir: str) -> Non
     table.add_column("warmup", justify="right")
     table.add_column("execution", justify="right")
     table.add_column("accuracy", justify="right")
-    for record in result["repeats"]:
-        step = record["timed"]["step_time_s"]
-        validation = record.get("validation") or [{}]
-        accuracy = validation[-1].get("accuracy")
+    for record in result.repeats:
+        step = record.timed.step_time_s
+        accuracy = record.accuracy
         table.add_row(
-            str(record["repeat"]),
-            record["status"] if record["status"] == "ok" else f"[red]{record['status']}[/red]",
-            _num(record["timed"]["images_per_sec"]),
-            _ms(step["p50"]),
-            _ms(step["p90"]),
-            _ms(step["p99"]),
-            _num(record["warmup"]["seconds"], 2, " s"),
-            _num(record.get("execution_time_s"), 2, " s"),
+            str(record.repeat),
+            record.status if record.ok else f"[red]{record.status}[/red]",
+            _num(record.timed.images_per_sec),
+            _ms(step.p50),
+            _ms(step.p90),
+            _ms(step.p99),
+            _num(record.warmup.seconds, 2, " s"),
+            _num(record.execution_time_s, 2, " s"),
             "-" if accuracy is None else f"{accuracy:.2%}",
         )
     console.print(table)
-    speed = summary["images_per_sec"]
-    if speed["mean"] is not None:
-        ci = f" (95% CI ±{speed['ci95']:,.1f})" if speed.get("ci95") else ""
+    speed = summary.images_per_sec
+    if speed.mean is not None:
+        ci = f" (95% CI ±{speed.ci95:,.1f})" if speed.ci95 else ""
         console.print(
-            f"[bold]images/sec: {speed['mean']:,.1f} ± {speed['std']:,.1f} std{ci}[/bold]"
-            f" over {summary['repeats_ok']} of {summary['repeats']} repeats"
+            f"[bold]images/sec: {speed.mean:,.1f} ± {speed.std or 0.0:,.1f} std{ci}[/bold]"
+            f" over {summary.repeats_ok} of {summary.repeats} repeats"
         )
     for line in timing_lines(result):
         console.print(line, highlight=False)
@@ -68,9 +66,8 @@ def print_summary(console: Console, result: dict[str, Any], run_dir: str) -> Non
         console.print(line, highlight=False)
     for line in resource_lines(summary):
         console.print(line)
-    source = data.get("description") or "-"
-    source = escape(source)
-    if data.get("synthetic"):
+    source = escape(data.description or "-")
+    if data.synthetic:
         source = f"[yellow]{source}[/yellow]"
     console.print(f"data: {source}")
     if fw:
@@ -84,14 +81,14 @@ def print_summary(console: Console, result: dict[str, Any], run_dir: str) -> Non
                 f"({threads.get('intra_op_per_device')} per device x {threads.get('devices')})"
                 f", inter-op {'-' if inter is None else inter}"
             )
-    env = result["environment"]
+    env = result.environment
     console.print(
-        f"host: {env['hostname']} · {env['cpu']} · {env['cpu_logical_cores']} logical cores"
-        f" ({env.get('cpu_cores_available', '?')} available)"
-        f" · {env['memory_gib']} GiB · python {env['python']}"
-        f" · harness {env['harness_version']} ({env.get('harness_commit') or 'no git'})"
+        f"host: {env.get('hostname')} · {env.get('cpu')} · {env.get('cpu_logical_cores')}"
+        f" logical cores ({env.get('cpu_cores_available', '?')} available)"
+        f" · {env.get('memory_gib')} GiB · python {env.get('python')}"
+        f" · harness {env.get('harness_version')} ({env.get('harness_commit') or 'no git'})"
     )
-    for cause in summary["causes"]:
+    for cause in summary.causes:
         console.print(f"[red]cause:[/red] {escape(cause)}")
     console.print(f"results: {run_dir}/result.json (and the results store)")
 
@@ -114,41 +111,41 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def timing_lines(result: dict[str, Any]) -> list[str]:
+def timing_lines(result: RunResult) -> list[str]:
     """Median, jitter and olympic mean; how steps were timed; how the length was decided."""
     lines = []
-    speed = result["summary"].get("images_per_sec") or {}
-    if speed.get("median") is not None:
-        line = f"median {speed['median']:,.1f} · jitter {_num(speed.get('jitter'))} (1.4826 x MAD)"
-        if speed.get("olympic_mean") is not None:
-            line += f" · olympic mean {speed['olympic_mean']:,.1f} (fastest and slowest dropped)"
+    speed = result.summary.images_per_sec
+    if speed.median is not None:
+        line = f"median {speed.median:,.1f} · jitter {_num(speed.jitter)} (1.4826 x MAD)"
+        if speed.olympic_mean is not None:
+            line += f" · olympic mean {speed.olympic_mean:,.1f} (fastest and slowest dropped)"
         lines.append(line)
-    ok = [r for r in result["repeats"] if r.get("timing")]
+    ok = [r for r in result.repeats if r.timing.mode is not None]
     if not ok:
         return lines
-    first = ok[0]["timing"]
-    windows = sorted({r["timing"].get("window_steps") or 0 for r in ok})
-    mode = _MODES.get(first.get("mode"), str(first.get("mode")))
+    first = ok[0].timing
+    windows = sorted({r.timing.window_steps or 0 for r in ok})
+    mode = _MODES.get(first.mode or "", str(first.mode))
     text = "/".join(map(str, windows)) + (" step" if windows == [1] else " steps")
     lines.append("timing: " + mode.format(w=text))
     for r in ok:
-        t, timed, warm = r["timing"], r["timed"], r["warmup"]
-        how = t.get("length") or "?"
+        t, timed, warm = r.timing, r.timed, r.warmup
+        how = t.length or "?"
         if how.startswith("ci within"):
             how = f"95% CI of the window throughput {how[3:]}"
         elif how == "max time":
-            how = f"--max-time {t.get('max_time_s', 0):g} s reached before the CI was within ±2%"
-        ci = f" (±{timed['ci95_rel']:.1%})" if timed.get("ci95_rel") is not None else ""
+            how = f"--max-time {t.max_time_s or 0:g} s reached before the CI was within ±2%"
+        ci = f" (±{timed.ci95_rel:.1%})" if timed.ci95_rel is not None else ""
         lines.append(
-            f"  repeat {r.get('repeat', '?')}: warmup {_count(warm['steps'], 'step')}, "
-            f"{_WARMUP.get(t.get('warmup_end'), t.get('warmup_end'))}; "
-            f"timed {_count(timed['steps'], 'step')} in {timed['seconds']:,.1f} s, "
-            f"{_count(timed['windows'], 'window')}: {how}{ci}"
+            f"  repeat {r.repeat if r.repeat is not None else '?'}: warmup "
+            f"{_count(warm.steps, 'step')}, {_WARMUP.get(t.warmup_end or '', t.warmup_end)}; "
+            f"timed {_count(timed.steps, 'step')} in {timed.seconds:,.1f} s, "
+            f"{_count(timed.windows, 'window')}: {how}{ci}"
         )
     return lines
 
 
-def resource_lines(summary: dict[str, Any]) -> list[str]:
+def resource_lines(summary: RunSummary) -> list[str]:
     """Power, memory and energy lines, when the monitor measured them."""
     lines = []
     labels = (
@@ -161,38 +158,38 @@ def resource_lines(summary: dict[str, Any]) -> list[str]:
         ("host_rss_mib", "process-tree memory peak", 0, " MiB"),
     )
     for key, label, digits, unit in labels:
-        value = summary.get(key)
-        if isinstance(value, dict) and value.get("mean") is not None:
-            lines.append(f"{label}: {_num(value['mean'], digits, unit)}")
-    for note in summary.get("resource_notes", []):
+        value = summary.metric(key)
+        if value is not None and value.mean is not None:
+            lines.append(f"{label}: {_num(value.mean, digits, unit)}")
+    for note in summary.resource_notes:
         lines.append(f"[dim]{note}[/dim]")
     return lines
 
 
-def flops_lines(result: dict[str, Any]) -> list[str]:
+def flops_lines(result: RunResult) -> list[str]:
     """FLOPs per image, achieved FLOP/s, MFU (harness.results.flops) and the configuration key."""
     from harness.results.flops import flops_text
 
     lines = []
-    fl = result["summary"].get("flops") or {}
-    if fl.get("train_per_image"):
+    fl = result.summary.flops or Flops()
+    if fl.train_per_image:
         line = (
-            f"FLOPs/image: {fl['forward_per_image'] / 1e9:,.3g} G forward,"
-            f" {fl['train_per_image'] / 1e9:,.3g} G training (3x forward)"
+            f"FLOPs/image: {(fl.forward_per_image or 0) / 1e9:,.3g} G forward,"
+            f" {fl.train_per_image / 1e9:,.3g} G training (3x forward)"
         )
-        if fl.get("achieved_total") is not None:
+        if fl.achieved_total is not None:
             line += (
-                f" · achieved {flops_text(fl['achieved_total'])}"
-                f" ({flops_text(fl['achieved_per_device'])} per device)"
+                f" · achieved {flops_text(fl.achieved_total)}"
+                f" ({flops_text(fl.achieved_per_device)} per device)"
             )
         lines.append(line)
-        if fl.get("mfu") is not None:
+        if fl.mfu is not None:
             lines.append(
-                f"MFU: {fl['mfu']:.1%} of {flops_text(fl['peak_per_device'])} per device"
-                f" [dim]({escape(fl.get('peak_source') or '')})[/dim]"
+                f"MFU: {fl.mfu:.1%} of {flops_text(fl.peak_per_device)} per device"
+                f" [dim]({escape(fl.peak_source or '')})[/dim]"
             )
-        elif fl.get("note"):
-            lines.append(f"MFU: - [dim]({escape(fl['note'])})[/dim]")
-    if result.get("config_key"):
-        lines.append(f"configuration key: {result['config_key']}")
+        elif fl.note:
+            lines.append(f"MFU: - [dim]({escape(fl.note)})[/dim]")
+    if result.config_key:
+        lines.append(f"configuration key: {result.config_key}")
     return lines

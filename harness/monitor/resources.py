@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.machine.gpus import nvml_module_name
 from harness.monitor import Monitor, MonitorConfig, PhaseWindow, Recording, summarize, write_csv
-from harness.results import stats
+from harness.results.schema import RepeatRecord, Resources, ResourceTimed, Stat, from_dict
 
 
 def _mean_of(phase: dict[str, Any] | None, key: str) -> float | None:
@@ -80,75 +80,73 @@ class RunMonitor:
     def summarize_repeat(
         self,
         recording: Recording,
-        record: dict[str, Any],
+        record: RepeatRecord,
         started: float,
         ended: float,
         folder: Path,
-    ) -> dict[str, Any]:
+    ) -> Resources:
         """The summary of ``recording`` (what stop() returned) over the repeat's phases, plus
         ``timed`` merged over its epochs; the power-log is written from it too."""
         windows = [PhaseWindow("run", started, ended)]
         timed_names = []
         for name in ("setup", "warmup", "timed", "validation"):
-            spans = record["windows"].get(name) or []
+            spans = record.windows.get(name) or []
             for index, (start, end) in enumerate(spans, 1):
                 label = name if len(spans) == 1 else f"{name}.{index}"
                 windows.append(PhaseWindow(label, start, end))
                 if name == "timed":
                     timed_names.append(label)
-        images = {
-            "run": record["timed"]["images"] + record["warmup"]["steps"] * record["global_batch"]
-        }
-        per_step = record["global_batch"]
-        steps_left = record["timed"]["steps"]
-        plan = record.get("plan") or {}
+        images = {"run": record.timed.images + record.warmup.steps * record.global_batch}
+        per_step = record.global_batch
+        steps_left = record.timed.steps
+        plan = record.plan or {}
         for label in timed_names:  # images per timed window: whole epochs, or all steps
             count = plan.get("steps_per_epoch") if len(timed_names) > 1 else steps_left
             images[label] = (count or 0) * per_step
         write_csv(recording, folder / "power.csv", windows)
         summary = summarize(recording, windows=windows, images=images)
-        summary["timed"] = self._merge_timed(summary, timed_names, record["timed"]["images"])
-        return summary
+        resources = from_dict(Resources, summary)
+        resources.timed = self._merge_timed(summary, timed_names, record.timed.images)
+        return resources
 
     @staticmethod
-    def _merge_timed(summary: dict[str, Any], names: list[str], images: int) -> dict[str, Any]:
+    def _merge_timed(summary: dict[str, Any], names: list[str], images: int) -> ResourceTimed:
         gpu = [summary.get("gpu", {}).get("phases", {}).get(n) for n in names]
         host = [summary.get("host", {}).get("phases", {}).get(n) for n in names]
         gpu = [p for p in gpu if p]
         host = [p for p in host if p]
         energy = _total(gpu, "energy_j") if gpu else _total(host, "cpu_energy_j")
-        return {
-            "windows": len(names),
-            "gpu_power_w": _weighted(gpu, "power_w"),
-            "gpu_power_max_w": _peak(gpu, "power_w"),
-            "gpu_memory_mib": _weighted(gpu, "memory_used_mib"),
-            "gpu_memory_max_mib": _peak(gpu, "memory_used_mib"),
-            "gpu_process_memory_max_mib": _peak(gpu, "process_memory_mib"),
-            "gpu_utilization_pct": _weighted(gpu, "utilization_pct"),
-            "throttled": any(p.get("throttled") for p in gpu),
-            "energy_j": energy,
-            "energy_from": "gpu" if gpu else ("cpu" if energy is not None else None),
-            "joules_per_image": energy / images if energy is not None and images else None,
-            "host_cpu_percent": _weighted(host, "cpu_percent"),
-        }
+        return ResourceTimed(
+            windows=len(names),
+            gpu_power_w=_weighted(gpu, "power_w"),
+            gpu_power_max_w=_peak(gpu, "power_w"),
+            gpu_memory_mib=_weighted(gpu, "memory_used_mib"),
+            gpu_memory_max_mib=_peak(gpu, "memory_used_mib"),
+            gpu_process_memory_max_mib=_peak(gpu, "process_memory_mib"),
+            gpu_utilization_pct=_weighted(gpu, "utilization_pct"),
+            throttled=any(p.get("throttled") for p in gpu),
+            energy_j=energy,
+            energy_from="gpu" if gpu else ("cpu" if energy is not None else None),
+            joules_per_image=energy / images if energy is not None and images else None,
+            host_cpu_percent=_weighted(host, "cpu_percent"),
+        )
 
-    def aggregate(self, repeats: list[dict[str, Any]]) -> dict[str, Any]:
-        """Per-run figures: statistics over the repeats that finished ok."""
-        ok = [r for r in repeats if r["status"] == "ok" and r.get("resources")]
+    def aggregate(self, repeats: list[RepeatRecord]) -> dict[str, Any]:
+        """Per-run figures (RunSummary fields): statistics over the repeats that finished ok."""
+        ok = [r for r in repeats if r.ok and r.resources is not None]
 
-        def over(get: Any) -> dict[str, Any]:
-            values = [v for v in (get(r) for r in ok) if v is not None]
-            return stats.describe(values)
+        def over(get: Any) -> Stat:
+            return Stat.of([v for v in (get(r) for r in ok) if v is not None])
 
         def timed(key: str) -> Any:
-            return lambda r: r["resources"]["timed"].get(key)
+            return lambda r: getattr(r.resources.timed, key) if r.resources.timed else None
 
-        def framework_mib(r: dict[str, Any]) -> float | None:
-            peak = (r.get("framework_memory") or {}).get("peak_bytes")
+        def framework_mib(r: RepeatRecord) -> float | None:
+            peak = (r.framework_memory or {}).get("peak_bytes")
             return peak / 2**20 if peak is not None else None
 
-        def rss_peak(r: dict[str, Any]) -> float | None:
-            return _max_of(r["resources"].get("host", {}).get("phases", {}).get("run"), "rss_mib")
+        def rss_peak(r: RepeatRecord) -> float | None:
+            return _max_of(r.resources.host.get("phases", {}).get("run"), "rss_mib")
 
         out = {
             "gpu_power_w": over(timed("gpu_power_w")),
@@ -163,22 +161,32 @@ class RunMonitor:
         return out
 
     @staticmethod
-    def _notes(repeats: list[dict[str, Any]]) -> list[str]:
+    def _notes(repeats: list[RepeatRecord]) -> list[str]:
         notes: list[str] = []
         for r in repeats:
-            res = r.get("resources") or {}
-            gpu, host = res.get("gpu", {}), res.get("host", {})
+            res = r.resources or Resources()
+            gpu, host = res.gpu, res.host
             if gpu and not gpu.get("available") and gpu.get("reason"):
                 notes.append(f"GPU figures: none ({gpu['reason']})")
             if host and not host.get("cpu_energy_available") and host.get("cpu_energy_reason"):
                 notes.append(f"CPU energy: none ({host['cpu_energy_reason']})")
-            if res.get("timed", {}).get("throttled"):
-                notes.append(f"repeat {r.get('repeat')}: GPU clocks were throttled (power/thermal)")
-            for error in res.get("errors", []):
+            if res.timed is not None and res.timed.throttled:
+                notes.append(f"repeat {r.repeat}: GPU clocks were throttled (power/thermal)")
+            for other in gpu.get("contended") or []:
+                notes.append(contention_note(other))
+            if gpu.get("contention_reason"):
+                notes.append(f"GPU contention: partly unchecked ({gpu['contention_reason']})")
+            for error in res.errors:
                 notes.append(
                     f"monitor: {error.get('what')}: {error.get('error')} x{error.get('count')}"
                 )
         return list(dict.fromkeys(notes))
+
+
+def contention_note(other: dict[str, Any]) -> str:
+    """``GPU contended by pid 123 (python) on GPU 0``: one other process on a run's GPU."""
+    name = other.get("name") or "name unknown"
+    return f"GPU contended by pid {other.get('pid')} ({name}) on GPU {other.get('gpu')}"
 
 
 def monitor_factory(plan: Any) -> RunMonitor:

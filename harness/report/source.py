@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from harness.errors import UsageError
 from harness.report.data import ReportData, build
+from harness.results.schema import RunResult
 from harness.results.store import ResultStore
 
 
@@ -21,7 +21,8 @@ def store_path(path: str | Path) -> Path:
 
 
 def open_store(path: str | Path) -> ResultStore:
-    return ResultStore(store_path(path))
+    """The store, read-only: reports, exports and comparisons never change it."""
+    return ResultStore(store_path(path), readonly=True)
 
 
 def resolve_sweep(store: ResultStore, sweep: str | None) -> str | None:
@@ -42,7 +43,7 @@ def resolve_sweep(store: ResultStore, sweep: str | None) -> str | None:
     return sweep
 
 
-def load_runs(store: ResultStore, sweep: str | None) -> list[dict[str, Any]]:
+def load_runs(store: ResultStore, sweep: str | None) -> list[RunResult]:
     """Every stored run (of one sweep), oldest first."""
     return store.runs(sweep_id=sweep) if sweep else store.runs()
 
@@ -81,16 +82,17 @@ def report_data(path: str | Path, sweep: str | None = None) -> ReportData:
     if hosts:
         info.append("hosts: " + "; ".join(hosts))
     info.append(f"{len(results)} runs stored")
+    info += [f"unreadable row left out: {note}" for note in store.skipped]
     data = build(results, title=title, info=info, not_run=not_run, tool_order=tool_order)
     data.sweep = sweep
     return data
 
 
-def describe_hosts(results: list[dict[str, Any]]) -> list[str]:
+def describe_hosts(results: list[RunResult]) -> list[str]:
     """One line per host: CPU, cores and the GPUs its runs used."""
     hosts: dict[str, tuple[str, set[str]]] = {}
     for result in results:
-        env = result.get("environment") or {}
+        env = result.environment
         name = str(env.get("hostname", "?"))
         cpu = f"{env.get('cpu', '?')}, {env.get('cpu_logical_cores', '?')} logical cores"
         _, gpus = hosts.setdefault(name, (cpu, set()))

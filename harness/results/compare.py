@@ -39,6 +39,7 @@ from rich.table import Table
 from harness.errors import UsageError
 from harness.report.data import (
     Value,
+    base_of,
     configurations,
     dataset_title,
     hardware_label,
@@ -47,6 +48,7 @@ from harness.report.data import (
 )
 from harness.report.source import describe_hosts, open_store, resolve_sweep
 from harness.results import configkey, stats
+from harness.results.schema import RunResult
 
 BAND = 0.02  # "same" means the ratio's 95% CI lies within 1 +- BAND
 VERDICTS = ("faster", "slower", "same", "inconclusive", "-")
@@ -55,7 +57,7 @@ VERDICTS = ("faster", "slower", "same", "inconclusive", "-")
 @dataclass
 class Side:
     label: str
-    results: list[dict[str, Any]]
+    results: list[RunResult]
     single_run: bool = False  # named by a run id
 
 
@@ -121,14 +123,8 @@ def verdict(ci: tuple[float, float] | None) -> str:
     return stats.verdict_of_ci(ci, BAND)
 
 
-def _base(result: dict[str, Any]) -> tuple[str, str, str, str]:
-    spec = result.get("spec") or {}
-    return (
-        spec.get("tool", "?"),
-        spec.get("model", "?"),
-        spec.get("dataset", "?"),
-        hardware_label(result),
-    )
+def _base(result: RunResult) -> tuple[str, str, str, str]:
+    return (*base_of(result), hardware_label(result))
 
 
 def _pairs(a: Side, b: Side, strict: bool) -> list[tuple[Any, Any]]:
@@ -162,7 +158,7 @@ def _pairs(a: Side, b: Side, strict: bool) -> list[tuple[Any, Any]]:
 
 
 def compare(
-    a: list[dict[str, Any]] | Side, b: list[dict[str, Any]] | Side, *, strict: bool = False
+    a: list[RunResult] | Side, b: list[RunResult] | Side, *, strict: bool = False
 ) -> list[Comparison]:
     """One row per configuration present on either side, in catalogue order."""
     from harness import datasets, models
@@ -228,7 +224,8 @@ def _speed(v: Value) -> str:
     if not v.shown:
         return v.status
     text = f"{v.mean:,.1f}"
-    return text + (f" ± {v.std:,.1f}" if v.std is not None and v.n > 1 else "")
+    text += f" ± {v.std:,.1f}" if v.std is not None and v.n > 1 else ""
+    return text + ("†" if v.contended else "")
 
 
 def _ci_text(r: Comparison) -> str:
@@ -249,6 +246,9 @@ def summary_line(rows: list[Comparison]) -> str:
     differing = sum(bool(r.differences) for r in rows)
     if differing:
         text += f"; {differing} row(s) pair different configurations (see what differs)"
+    contended = sum(r.a.contended or r.b.contended for r in rows)
+    if contended:
+        text += f"; † {contended} row(s) have a side measured while another process used its GPUs"
     return text
 
 
@@ -368,6 +368,8 @@ def to_csv(rows: list[Comparison]) -> str:
             "ratio_ci_high",
             "verdict",
             "differences",
+            "a_contended",
+            "b_contended",
         ]
     )
     for r in rows:
@@ -387,6 +389,8 @@ def to_csv(rows: list[Comparison]) -> str:
                 "" if r.ci is None else r.ci[1],
                 r.verdict,
                 r.differs,
+                int(r.a.contended),
+                int(r.b.contended),
             ]
         )
     return out.getvalue()

@@ -4,7 +4,7 @@ Two runs share a key exactly when they measured the same configuration, so repor
 ``compare``, ``export --latest`` and sweeps never merge unlike runs into one cell.
 
 The key is the first 12 hex digits of the SHA-256 of the configuration's canonical JSON
-(sorted keys, no spaces). The configuration (stored as ``result["config"]``) holds:
+(sorted keys, no spaces). The configuration (stored as ``RunResult.config``) holds:
 
 - ``tool``, ``model``, ``dataset``;
 - the devices: ``num_gpus``, ``cpu_devices``, ``gpus`` (the model names of the GPUs
@@ -12,6 +12,8 @@ The key is the first 12 hex digits of the SHA-256 of the configuration's canonic
 - ``batch_size`` (per device), ``precision``, ``learning_rate``;
 - ``data``: ``"synthetic"`` or ``"real"`` (what the run used; None if it never started);
 - ``data_workers`` (JPEG decoding threads), ``options`` (backend options);
+- ``image_size`` (``--image-size``: the images upscaled to 3xSxS), only when set, so
+  runs on the native images keep the keys they had before the option existed;
 - ``threads``: the run's intra-op thread count after ``resolve`` (None only in runs stored
   before the harness resolved it: "the framework's default");
 - ``sync_every``: the timing mode (None: automatic windows; N: every N steps);
@@ -34,7 +36,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.results.schema import RunResult
 
 KEY_LENGTH = 12
 
@@ -54,6 +59,7 @@ SPEC_FIELDS = (
     "options",
     "threads",
     "sync_every",
+    "image_size",
 )
 # RunSpec fields that do not change what the figures estimate (see the module docstring).
 EXCLUDED_SPEC_FIELDS = frozenset(
@@ -83,31 +89,30 @@ HARDWARE_FIELDS = ("num_gpus", "cpu_devices", "gpus", "cpu", "threads")
 UNKNOWABLE_FIELDS = ("data",)
 
 
-def _data_source(result: dict[str, Any]) -> str | None:
-    synthetic = result.get("synthetic")
+def _data_source(result: RunResult) -> str | None:
+    synthetic = result.synthetic
     if synthetic is None:
-        synthetic = (result.get("spec") or {}).get("synthetic")
+        synthetic = result.spec.synthetic
     if synthetic is None:
         return None
     return "synthetic" if synthetic else "real"
 
 
-def _gpu_names(result: dict[str, Any]) -> list[str]:
-    spec = result.get("spec") or {}
-    count = int(spec.get("num_gpus", -1) or -1)
+def _gpu_names(result: RunResult) -> list[str]:
+    count = result.spec.num_gpus or -1
     if count <= 0:
         return []
-    listed = (result.get("environment") or {}).get("gpus") or []
+    listed = result.environment.get("gpus") or []
     names = [str(g.get("name", "?")) for g in listed if isinstance(g, dict)]
     if names:
         return names
-    return [str(result.get("gpu_name") or "?")] * count
+    return [result.gpu_name or "?"] * count
 
 
-def build_config(result: dict[str, Any]) -> dict[str, Any]:
+def build_config(result: RunResult) -> dict[str, Any]:
     """The configuration of a stored (or about to be stored) result."""
-    spec = result.get("spec") or {}
-    env = result.get("environment") or {}
+    spec = result.spec.to_dict()
+    env = result.environment
     config: dict[str, Any] = {}
     for name, value in spec.items():
         if name in EXCLUDED_SPEC_FIELDS or name in REPLACED_SPEC_FIELDS:
@@ -115,9 +120,11 @@ def build_config(result: dict[str, Any]) -> dict[str, Any]:
         config[name] = value
     for name in SPEC_FIELDS:
         config.setdefault(name, None)
+    if config["image_size"] is None:  # native images: the key they had before the option
+        del config["image_size"]
     config["options"] = {str(k): str(v) for k, v in (config.get("options") or {}).items()}
     config["gpus"] = _gpu_names(result)
-    is_cpu = int(spec.get("num_gpus", -1) or -1) < 0
+    is_cpu = (result.spec.num_gpus or -1) < 0
     config["cpu"] = env.get("cpu") if is_cpu else None
     config["data"] = _data_source(result)
     config["harness_version"] = env.get("harness_version")
@@ -132,16 +139,14 @@ def key_of(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(config).encode()).hexdigest()[:KEY_LENGTH]
 
 
-def config_of(result: dict[str, Any]) -> dict[str, Any]:
+def config_of(result: RunResult) -> dict[str, Any]:
     """The stored configuration, or the one built from the result (runs stored before keys)."""
-    stored = result.get("config")
-    return stored if isinstance(stored, dict) else build_config(result)
+    return result.config if result.config is not None else build_config(result)
 
 
-def config_key(result: dict[str, Any]) -> str:
+def config_key(result: RunResult) -> str:
     """The stored key, or the key of the configuration built from the result."""
-    stored = result.get("config_key")
-    return stored if isinstance(stored, str) and stored else key_of(config_of(result))
+    return result.config_key or key_of(config_of(result))
 
 
 def differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harness.results.schema import Flops
 
 if TYPE_CHECKING:
     from harness.models import Network
+    from harness.results.schema import RunResult
 
 TRAIN_FACTOR = 3  # training FLOPs = forward + backward (2 x forward)
 TERA = 1e12
@@ -163,54 +166,51 @@ def summarize(
     peak_per_device: float | None,
     peak_source: str,
     network: Network | None = None,
-) -> dict[str, Any]:
-    """``result["summary"]["flops"]``: the FLOPs, FLOP/s and MFU of a run."""
+) -> Flops:
+    """``RunResult.summary.flops``: the FLOPs, FLOP/s and MFU of a run."""
     forward = forward_flops_per_image(model, dataset, network)
     train = train_flops_per_image(forward)
     total = images_per_sec * train if images_per_sec is not None else None
     per_device = total / max(1, devices) if total is not None else None
     mfu = per_device / peak_per_device if per_device is not None and peak_per_device else None
-    out: dict[str, Any] = {
-        "forward_per_image": forward,
-        "train_per_image": train,
-        "achieved_total": total,
-        "achieved_per_device": per_device,
-        "peak_per_device": peak_per_device,
-        "peak_source": peak_source if peak_per_device else None,
-        "mfu": mfu,
-    }
-    if not peak_per_device:
-        out["note"] = peak_source
-    return out
+    return Flops(
+        forward_per_image=forward,
+        train_per_image=train,
+        achieved_total=total,
+        achieved_per_device=per_device,
+        peak_per_device=peak_per_device,
+        peak_source=peak_source if peak_per_device else None,
+        mfu=mfu,
+        note=None if peak_per_device else peak_source,
+    )
 
 
 def for_result(
-    result: dict[str, Any],
+    result: RunResult,
     cpu_peak: tuple[float | None, str] | None = None,
     *,
     network: Network | None = None,
-) -> dict[str, Any]:
+) -> Flops:
     """The flops summary of an orchestrator result (spec, environment, summary).
 
     ``network``: the run's network, already built (see :func:`forward_flops_per_image`)."""
-    spec = result.get("spec") or {}
-    num_gpus = int(spec.get("num_gpus", -1))
-    cpu_devices = int(spec.get("cpu_devices", 1) or 1)
-    names = [str(g.get("name", "?")) for g in (result.get("environment") or {}).get("gpus") or []]
-    if num_gpus > 0 and not names and result.get("gpu_name"):
-        names = [str(result["gpu_name"])] * num_gpus
+    spec = result.spec
+    num_gpus = spec.num_gpus
+    cpu_devices = spec.cpu_devices or 1
+    names = [str(g.get("name", "?")) for g in result.environment.get("gpus") or []]
+    if num_gpus > 0 and not names and result.gpu_name:
+        names = [result.gpu_name] * num_gpus
     peak, source = device_peak(
         num_gpus=num_gpus,
         cpu_devices=cpu_devices,
         gpu_names=names,
-        precision=str(spec.get("precision", "fp32")),
+        precision=spec.precision,
         cpu_peak=cpu_peak,
     )
-    speed = (result.get("summary") or {}).get("images_per_sec") or {}
     return summarize(
-        model=spec["model"],
-        dataset=spec["dataset"],
-        images_per_sec=speed.get("mean") if isinstance(speed, dict) else None,
+        model=spec.model,
+        dataset=spec.dataset,
+        images_per_sec=result.summary.images_per_sec.mean,
         devices=num_gpus if num_gpus > 0 else cpu_devices,
         peak_per_device=peak,
         peak_source=source,

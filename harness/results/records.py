@@ -8,9 +8,21 @@ and ``interrupted`` (Ctrl-C).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from harness.results import stats
+from harness.results.schema import (
+    DataSource,
+    Loss,
+    RepeatRecord,
+    RunSummary,
+    Stat,
+    Timed,
+    Timing,
+    TimingSummary,
+    Validation,
+    Warmup,
+)
 
 STATUSES = ("ok", "oom", "error", "crashed", "timeout", "interrupted")
 
@@ -34,7 +46,7 @@ def repeat_record(
     status: str,
     cause: str | None,
     global_batch: int,
-) -> dict[str, Any]:
+) -> RepeatRecord:
     """Everything measured in one repeat, from rank 0's events.
 
     ``status``/``cause`` come from how the process ended; an ``error`` event from the
@@ -53,8 +65,8 @@ def repeat_record(
         if e["event"] == "steps" and e.get("phase") in windows:
             windows[e["phase"]].extend((int(n), float(s)) for n, s in e["windows"])
             device[e["phase"]].extend(e.get("device_seconds") or [])
-    timing = next((e for e in rank0 if e["event"] == "timing"), None)
-    timing = {k: v for k, v in (timing or {}).items() if k not in ("event", "t", "wall", "rank")}
+    found = next((e for e in rank0 if e["event"] == "timing"), None)
+    timing = Timing(**_fields(found)) if found else Timing()
     timed = windows["timed"]
     timed_steps = sum(n for n, _ in timed)
     timed_seconds = sum(s for _, s in timed)
@@ -66,134 +78,122 @@ def repeat_record(
     else:
         one_by_one = bool(timed) and all(n == 1 for n, _ in timed)
         step_times, basis = per_window, "step" if one_by_one else "window"
-    speed_stats = stats.describe(speeds)
+    speed_stats = Stat.of(speeds)
     warm = windows["warmup"]
-    record: dict[str, Any] = {
-        "status": status,
-        "cause": cause,
-        "global_batch": global_batch,
-        "timed": {
-            "steps": timed_steps,
-            "images": images,
-            "seconds": timed_seconds,
-            "images_per_sec": images / timed_seconds if timed_seconds > 0 else None,
-            # per step: window time / steps per window ("window"), each step timed on
-            # its own ("step"), or the device's own per-step timers ("device")
-            "step_time_s": stats.describe(step_times),
-            "step_time_basis": basis,
-            "windows": len(timed),
-            "window_steps": timing.get("window_steps"),
-            "window_images_per_sec": speed_stats,
-            "ci95_rel": (
-                speed_stats["ci95"] / speed_stats["mean"]
-                if speed_stats["ci95"] is not None and speed_stats["mean"]
+    record = RepeatRecord(
+        status=status,
+        cause=cause,
+        global_batch=global_batch,
+        timed=Timed(
+            steps=timed_steps,
+            images=images,
+            seconds=timed_seconds,
+            images_per_sec=images / timed_seconds if timed_seconds > 0 else None,
+            step_time_s=Stat.of(step_times),
+            step_time_basis=basis,
+            windows=len(timed),
+            window_steps=timing.window_steps,
+            window_images_per_sec=speed_stats,
+            ci95_rel=(
+                speed_stats.ci95 / speed_stats.mean
+                if speed_stats.ci95 is not None and speed_stats.mean
                 else None
             ),
-        },
-        "warmup": {
-            "steps": sum(n for n, _ in warm),
-            "seconds": sum(s for _, s in warm),
-            "first_step_s": warm[0][1] if warm and warm[0][0] == 1 else None,
-            "windows": len(warm),
-            "end": timing.get("warmup_end"),
-        },
-        "timing": timing,
-        "windows": {
+        ),
+        warmup=Warmup(
+            steps=sum(n for n, _ in warm),
+            seconds=sum(s for _, s in warm),
+            first_step_s=warm[0][1] if warm and warm[0][0] == 1 else None,
+            windows=len(warm),
+            end=timing.warmup_end,
+        ),
+        timing=timing,
+        windows={
             name: _phase_windows(rank0, name) for name in ("setup", "warmup", "timed", "validation")
         },
-    }
+    )
     for e in rank0:
         kind = e["event"]
         if kind == "start":
-            record["framework"] = {k: v for k, v in e.items() if k not in ("event", "t", "wall")}
+            record.framework = {k: v for k, v in e.items() if k not in ("event", "t", "wall")}
         elif kind == "data":
-            record["data"] = {"synthetic": e.get("synthetic"), "description": e.get("description")}
+            record.data = DataSource(e.get("synthetic"), e.get("description"))
         elif kind == "plan":
-            record["plan"] = {k: v for k, v in e.items() if k not in ("event", "t", "wall", "rank")}
+            record.plan = _fields(e)
         elif kind == "memory":
-            record["framework_memory"] = {
-                k: v for k, v in e.items() if k not in ("event", "t", "wall", "rank")
-            }
+            record.framework_memory = _fields(e)
         elif kind == "eval_compile":
-            record["eval_compile_s"] = e["seconds"]
+            record.eval_compile_s = e["seconds"]
         elif kind == "data_wait":
-            record["data_wait_s"] = record.get("data_wait_s", 0.0) + e["seconds"]
+            record.data_wait_s = (record.data_wait_s or 0.0) + e["seconds"]
         elif kind == "validation":
-            record.setdefault("validation", []).append(
-                {
-                    k: e.get(k)
-                    for k in ("epoch", "images", "seconds", "loss", "accuracy", "synthetic")
-                }
+            record.validation.append(
+                Validation(
+                    **{k: e.get(k) for k in ("epoch", "images", "seconds", "loss", "accuracy")},
+                    synthetic=e.get("synthetic"),
+                )
             )
         elif kind == "loss":
-            losses = record.setdefault("loss", {})
-            losses.setdefault("first", e["value"])
-            losses["last"] = e["value"]
-    windows = record["windows"]
-    first = windows["warmup"][0][0] if windows["warmup"] else None
-    ends = [w[1] for name in ("warmup", "timed", "validation") for w in windows[name]]
+            if record.loss is None:
+                record.loss = Loss(first=e["value"])
+            record.loss.last = e["value"]
+    spans = record.windows
+    first = spans["warmup"][0][0] if spans["warmup"] else None
+    ends = [w[1] for name in ("warmup", "timed", "validation") for w in spans[name]]
     # The study's "total execution time": training plus validation, setup excluded.
-    record["execution_time_s"] = (max(ends) - first) if first is not None and ends else None
+    record.execution_time_s = (max(ends) - first) if first is not None and ends else None
     # The same without warmup (compilation): comparable across frameworks and caches.
-    timed_start = windows["timed"][0][0] if windows["timed"] else None
-    record["train_validate_s"] = (max(ends) - timed_start) if timed_start is not None else None
-    record["validation_time_s"] = sum(v["seconds"] for v in record.get("validation", [])) or None
-    if timed_seconds and record.get("data_wait_s") is not None:
-        record["data_wait_fraction"] = record["data_wait_s"] / timed_seconds
+    timed_start = spans["timed"][0][0] if spans["timed"] else None
+    record.train_validate_s = (max(ends) - timed_start) if timed_start is not None else None
+    record.validation_time_s = sum(v.seconds or 0.0 for v in record.validation) or None
+    if timed_seconds and record.data_wait_s is not None:
+        record.data_wait_fraction = record.data_wait_s / timed_seconds
     return record
 
 
-def aggregate(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+def _fields(event: dict[str, Any]) -> dict[str, Any]:
+    """An event's own fields, without the envelope (kind, times, rank)."""
+    return {k: v for k, v in event.items() if k not in ("event", "t", "wall", "rank")}
+
+
+def aggregate(repeats: list[RepeatRecord]) -> RunSummary:
     """Statistics over the repeats that finished ``ok``."""
-    ok = [r for r in repeats if r["status"] == "ok"]
-    speeds = [r["timed"]["images_per_sec"] for r in ok if r["timed"]["images_per_sec"]]
+    ok = [r for r in repeats if r.ok]
     status = "ok" if repeats and len(ok) == len(repeats) else _worst(repeats)
 
-    def collect(path: tuple[str, ...]) -> list[float]:
-        values = []
-        for r in ok:
-            node: Any = r
-            for key in path:
-                node = node.get(key) if isinstance(node, dict) else None
-            if isinstance(node, (int, float)):
-                values.append(float(node))
-        return values
+    def over(values: Iterable[float | None]) -> Stat:
+        return Stat.of([float(v) for v in values if v is not None])
 
-    accuracies = [r["validation"][-1]["accuracy"] for r in ok if r.get("validation")]
-    return {
-        "status": status,
-        "repeats": len(repeats),
-        "repeats_ok": len(ok),
-        "images_per_sec": stats.describe(speeds),
-        "execution_time_s": stats.describe(collect(("execution_time_s",))),
-        "step_time_p50_s": stats.describe(collect(("timed", "step_time_s", "p50"))),
-        "accuracy": stats.describe([a for a in accuracies if a is not None]),
-        "eval_compile_s": stats.describe(collect(("eval_compile_s",))),
-        "timing": _timing_summary(ok),
-        "causes": sorted({r["cause"] for r in repeats if r.get("cause")}),
-    }
+    return RunSummary(
+        status=status,
+        repeats=len(repeats),
+        repeats_ok=len(ok),
+        images_per_sec=over(r.timed.images_per_sec or None for r in ok),
+        execution_time_s=over(r.execution_time_s for r in ok),
+        step_time_p50_s=over(r.timed.step_time_s.p50 for r in ok),
+        accuracy=over(r.accuracy for r in ok),
+        eval_compile_s=over(r.eval_compile_s for r in ok),
+        timing=_timing_summary(ok),
+        causes=sorted({r.cause for r in repeats if r.cause}),
+    )
 
 
-def _timing_summary(ok: list[dict[str, Any]]) -> dict[str, Any]:
+def _timing_summary(ok: list[RepeatRecord]) -> TimingSummary:
     """How the repeats were timed and how long they ran, each as it happened."""
-
-    def each(key: str) -> list[Any]:
-        return list(dict.fromkeys((r.get("timing") or {}).get(key) for r in ok))
-
-    modes = each("mode")
-    return {
-        "mode": modes[0] if len(modes) == 1 else (modes or None),
-        "window_steps": [(r.get("timing") or {}).get("window_steps") for r in ok],
-        "warmup_end": [(r.get("timing") or {}).get("warmup_end") for r in ok],
-        "length": [(r.get("timing") or {}).get("length") for r in ok],
-    }
+    modes = [m for m in dict.fromkeys(r.timing.mode for r in ok)]
+    return TimingSummary(
+        mode=modes[0] if len(modes) == 1 else ([m for m in modes if m] or None),
+        window_steps=[r.timing.window_steps for r in ok],
+        warmup_end=[r.timing.warmup_end for r in ok],
+        length=[r.timing.length for r in ok],
+    )
 
 
-def _worst(repeats: list[dict[str, Any]]) -> str:
+def _worst(repeats: list[RepeatRecord]) -> str:
     """The status of a run whose repeats did not all succeed."""
     if not repeats:
         return "error"
-    statuses = {r["status"] for r in repeats}
+    statuses = {r.status for r in repeats}
     if "ok" in statuses:
         return "partial"
     for status in ("interrupted", "oom", "timeout", "crashed", "error"):

@@ -10,19 +10,28 @@ Schema versions: 1 had runs and repeats; 2 adds the sweep tables (opening a vers
 file adds them); 3 adds the runs' configuration key (``config_key``, see
 harness.results.configkey), achieved FLOP/s and MFU. Opening an older file adds the columns and
 fills ``config_key`` of its runs from their stored results (the same function computes
-it); their FLOP/s and MFU stay empty (those runs did not record them).
+it); their FLOP/s and MFU stay empty (those runs did not record them). 4 adds ``ops``,
+one row per operation-benchmark run (harness.ops; opening an older file creates it).
+
+The JSON of runs and repeats is harness.results.schema's records; rows written before
+the records had a schema version are read through its upgrade, not rewritten.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-SCHEMA_VERSION = 3
+from harness.errors import UsageError
+from harness.results import configkey
+from harness.results.schema import OpsResult, RepeatRecord, RunResult, SchemaError, Stat
+
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -98,78 +107,116 @@ CREATE TABLE IF NOT EXISTS sweep_cells (
     PRIMARY KEY (sweep_id, cell)
 );
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep_id);
+CREATE TABLE IF NOT EXISTS ops (
+    ops_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    suite TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    hardware TEXT NOT NULL,
+    result_json TEXT NOT NULL
+);
 """
 
-# Columns of ``runs`` filled from the result dict: column -> path of keys.
-_RUN_COLUMNS: dict[str, tuple[str, ...]] = {
-    "run_id": ("run_id",),
-    "started_at": ("started_at",),
-    "finished_at": ("finished_at",),
-    "status": ("summary", "status"),
-    "tool": ("spec", "tool"),
-    "model": ("spec", "model"),
-    "dataset": ("spec", "dataset"),
-    "num_gpus": ("spec", "num_gpus"),
-    "hardware": ("hardware",),
-    "gpu_name": ("gpu_name",),
-    "batch_size": ("spec", "batch_size"),
-    "global_batch": ("global_batch",),
-    "precision": ("spec", "precision"),
-    "synthetic": ("synthetic",),
-    "repeats": ("summary", "repeats"),
-    "repeats_ok": ("summary", "repeats_ok"),
-    "images_per_sec": ("summary", "images_per_sec", "mean"),
-    "images_per_sec_std": ("summary", "images_per_sec", "std"),
-    "gpu_power_w": ("summary", "gpu_power_w", "mean"),
-    "gpu_memory_mib": ("summary", "gpu_memory_mib", "mean"),
-    "energy_j": ("summary", "energy_j", "mean"),
-    "joules_per_image": ("summary", "joules_per_image", "mean"),
-    "execution_time_s": ("summary", "execution_time_s", "mean"),
-    "accuracy": ("summary", "accuracy", "mean"),
-    "host": ("environment", "hostname"),
-    "harness_commit": ("environment", "harness_commit"),
-    "sweep_id": ("sweep_id",),
-    "config_key": ("config_key",),
-    "flops_per_sec": ("summary", "flops", "achieved_total"),
-    "mfu": ("summary", "flops", "mfu"),
+# Columns of ``runs`` and how each is read from a RunResult.
+_RUN_COLUMNS: dict[str, Callable[[RunResult], Any]] = {
+    "run_id": lambda r: r.run_id,
+    "started_at": lambda r: r.started_at,
+    "finished_at": lambda r: r.finished_at,
+    "status": lambda r: r.summary.status,
+    "tool": lambda r: r.spec.tool,
+    "model": lambda r: r.spec.model,
+    "dataset": lambda r: r.spec.dataset,
+    "num_gpus": lambda r: r.spec.num_gpus,
+    "hardware": lambda r: r.hardware,
+    "gpu_name": lambda r: r.gpu_name,
+    "batch_size": lambda r: r.spec.batch_size,
+    "global_batch": lambda r: r.global_batch,
+    "precision": lambda r: r.spec.precision,
+    "synthetic": lambda r: None if r.synthetic is None else int(r.synthetic),
+    "repeats": lambda r: r.summary.repeats,
+    "repeats_ok": lambda r: r.summary.repeats_ok,
+    "images_per_sec": lambda r: r.summary.images_per_sec.mean,
+    "images_per_sec_std": lambda r: r.summary.images_per_sec.std,
+    "gpu_power_w": lambda r: _mean(r.summary.gpu_power_w),
+    "gpu_memory_mib": lambda r: _mean(r.summary.gpu_memory_mib),
+    "energy_j": lambda r: _mean(r.summary.energy_j),
+    "joules_per_image": lambda r: _mean(r.summary.joules_per_image),
+    "execution_time_s": lambda r: r.summary.execution_time_s.mean,
+    "accuracy": lambda r: r.summary.accuracy.mean,
+    "host": lambda r: r.environment.get("hostname"),
+    "harness_commit": lambda r: r.environment.get("harness_commit"),
+    "sweep_id": lambda r: r.sweep_id,
+    "config_key": lambda r: configkey.config_key(r),
+    "flops_per_sec": lambda r: r.summary.flops.achieved_total if r.summary.flops else None,
+    "mfu": lambda r: r.summary.flops.mfu if r.summary.flops else None,
 }
 # Columns added after version 2, with their types (added to older files when opened).
 _ADDED_COLUMNS = {"config_key": "TEXT", "flops_per_sec": "REAL", "mfu": "REAL"}
 
 
-def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = data
-    for key in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    if isinstance(node, bool):
-        return int(node)
-    return node
+def _mean(stat: Stat | None) -> float | None:
+    return stat.mean if stat is not None else None
+
+
+class StoreError(UsageError):
+    """A file that cannot be used as a results store (one line for the user)."""
 
 
 class ResultStore:
-    """Append-only access to ``results.sqlite``; safe for several processes (WAL)."""
+    """Append-only access to ``results.sqlite``; safe for several processes (WAL).
 
-    def __init__(self, path: str | Path) -> None:
+    ``readonly``: for reports, exports and comparisons: the file is opened read-only and
+    never changed (no WAL switch, no tables, no migration; an older file is read as it
+    is). A file that is not a SQLite database, not the harness's, or of a newer schema
+    raises :class:`StoreError`. Rows whose JSON cannot be read are skipped with a warning
+    naming the run (see ``skipped``)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        self.skipped: list[str] = []  # "run_id: why" of the rows left out
+        if readonly:
+            if not self.path.is_file():
+                raise StoreError(f"no results store at {self.path}")
+            self._check(write=False)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        version = self._check(write=True)
         with self._connect() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} was written by a newer harness (schema {version}); upgrade"
-                )
             db.executescript(_SCHEMA)
         if version < SCHEMA_VERSION:
             self._migrate()
+
+    def _check(self, *, write: bool) -> int:
+        """The file's schema version, after checking it is a store this harness reads."""
+        try:
+            with self._connect(journal=False) as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                tables = {
+                    row[0]
+                    for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a readable SQLite database ({exc})") from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer harness (schema {version}, this one "
+                f"reads up to {SCHEMA_VERSION}); upgrade the harness"
+            )
+        if tables and "runs" not in tables:
+            raise StoreError(f"{self.path} is not a harness results store (it has no runs table)")
+        if not tables and not write:
+            raise StoreError(f"{self.path} is an empty database, not a results store")
+        self.tables = tables
+        return int(version)
 
     def _migrate(self) -> None:
         """Adds the version-3 columns and fills the configuration key of older runs.
 
         One IMMEDIATE transaction: several processes may open an old file at once."""
-        from harness.results import configkey
-
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -182,8 +229,8 @@ class ResultStore:
             ).fetchall()
             for run_id, text in rows:
                 try:
-                    key = configkey.config_key(json.loads(text))
-                except (ValueError, TypeError, AttributeError):
+                    key = configkey.config_key(RunResult.from_json(text))
+                except SchemaError:
                     key = "legacy"  # an unreadable record: its own cell
                 db.execute("UPDATE runs SET config_key = ? WHERE run_id = ?", (key, run_id))
             db.execute("CREATE INDEX IF NOT EXISTS runs_key ON runs (config_key)")
@@ -201,60 +248,141 @@ class ResultStore:
         keep their own tables in this file (the sweep state)."""
         return self._connect()
 
+    def has_table(self, name: str) -> bool:
+        with self._connect() as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name = ?", (name,)
+            ).fetchone()
+        return found is not None
+
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
+    def _connect(self, *, journal: bool = True) -> Iterator[sqlite3.Connection]:
+        db = _open_readonly(self.path) if self.readonly else sqlite3.connect(self.path, timeout=30)
         db.row_factory = sqlite3.Row
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            if journal and not self.readonly:
+                db.execute("PRAGMA journal_mode=WAL")
             with db:  # one transaction
                 yield db
         finally:
             db.close()
 
-    def add_repeat(self, run_id: str, repeat: int, record: dict[str, Any]) -> None:
+    def add_repeat(self, run_id: str, repeat: int, record: RepeatRecord) -> None:
         with self._connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO repeats VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     repeat,
-                    record["status"],
-                    record.get("cause"),
-                    _dig(record, ("timed", "images_per_sec")),
-                    json.dumps(record, default=str),
+                    record.status,
+                    record.cause,
+                    record.timed.images_per_sec,
+                    record.to_json(),
                 ),
             )
 
-    def add_run(self, result: dict[str, Any]) -> None:
-        from harness.results import configkey
-
-        values = [
-            configkey.config_key(result) if column == "config_key" else _dig(result, path)
-            for column, path in _RUN_COLUMNS.items()
-        ]
-        values.append(json.dumps(result, default=str))
+    def add_run(self, result: RunResult) -> None:
+        values = [get(result) for get in _RUN_COLUMNS.values()]
+        values.append(result.to_json())
         columns = ", ".join([*_RUN_COLUMNS, "result_json"])
         marks = ", ".join("?" * len(values))
         with self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO runs ({columns}) VALUES ({marks})", values)
 
-    def runs(self, **where: Any) -> list[dict[str, Any]]:
+    def runs(self, **where: Any) -> list[RunResult]:
         """Full results of the runs whose columns equal ``where``, oldest first."""
         for column in where:
             if column not in _RUN_COLUMNS:
                 raise ValueError(f"unknown column {column!r}")
+        with self._connect() as db:
+            present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            in_sql = {c: v for c, v in where.items() if c in present}
+            clause = " AND ".join(f"{c} = ?" for c in in_sql) or "1"
+            rows = db.execute(
+                f"SELECT run_id, result_json FROM runs WHERE {clause} ORDER BY started_at, run_id",
+                list(in_sql.values()),
+            ).fetchall()
+        results = []
+        for row in rows:
+            try:
+                result = RunResult.from_json(row["result_json"])
+            except SchemaError as exc:
+                self._skip(str(row["run_id"]), exc)
+                continue
+            # columns an older file lacks (read-only, not migrated): compared here
+            if all(_RUN_COLUMNS[c](result) == v for c, v in where.items() if c not in in_sql):
+                results.append(result)
+        return results
+
+    def repeats(self, run_id: str) -> list[RepeatRecord]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT repeat, record_json FROM repeats WHERE run_id = ? ORDER BY repeat",
+                (run_id,),
+            ).fetchall()
+        records = []
+        for row in rows:
+            try:
+                records.append(RepeatRecord.from_json(row["record_json"]))
+            except SchemaError as exc:
+                self._skip(f"{run_id} repeat {row['repeat']}", exc)
+        return records
+
+    def add_ops(self, result: OpsResult) -> None:
+        """Stores one operation-benchmark run (replacing a row of the same ``ops_id``)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO ops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    result.ops_id,
+                    result.started_at or "",
+                    result.finished_at,
+                    result.status,
+                    result.tool,
+                    result.suite,
+                    result.precision,
+                    result.hardware,
+                    result.to_json(),
+                ),
+            )
+
+    def ops(self, **where: Any) -> list[OpsResult]:
+        """Operation-benchmark runs whose columns equal ``where``, oldest first (none in a
+        file older than schema 4 opened read-only)."""
+        allowed = {"ops_id", "status", "tool", "suite", "precision", "hardware"}
+        for column in where:
+            if column not in allowed:
+                raise ValueError(f"unknown column {column!r}")
+        if not self.has_table("ops"):
+            return []
         clause = " AND ".join(f"{c} = ?" for c in where) or "1"
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT result_json FROM runs WHERE {clause} ORDER BY started_at, run_id",
+                f"SELECT ops_id, result_json FROM ops WHERE {clause} ORDER BY started_at, ops_id",
                 list(where.values()),
             ).fetchall()
-        return [json.loads(row["result_json"]) for row in rows]
+        results = []
+        for row in rows:
+            try:
+                results.append(OpsResult.from_json(row["result_json"]))
+            except SchemaError as exc:
+                self._skip(f"ops {row['ops_id']}", exc)
+        return results
 
-    def repeats(self, run_id: str) -> list[dict[str, Any]]:
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT record_json FROM repeats WHERE run_id = ? ORDER BY repeat", (run_id,)
-            ).fetchall()
-        return [json.loads(row["record_json"]) for row in rows]
+    def _skip(self, what: str, exc: Exception) -> None:
+        note = f"{what}: {exc}"
+        if note not in self.skipped:
+            self.skipped.append(note)
+            print(f"warning: {self.path}: skipped run {note}", file=sys.stderr)
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection; on a read-only filesystem a WAL file cannot get its
+    shared-memory index, so SQLite is told the file will not change (immutable)."""
+    uri = f"file:{quote(str(path.resolve()))}"
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
+        db.execute("PRAGMA user_version").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=30)

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from harness.errors import UsageError
+from harness.results.schema import RunResult
 from harness.results.store import ResultStore
 from harness.run.orchestrator import utc_now
 from harness.run.spec import RunSpec
@@ -92,9 +93,24 @@ class SweepState:
         config: dict[str, Any],
         cells: list[Cell],
     ) -> SweepState:
+        """A new sweep, claimed by this process in the same transaction.
+
+        Atomic: checking that no live process runs a sweep of the same plan and creating
+        this one are one write transaction (BEGIN IMMEDIATE), so the same sweep started
+        twice at once runs once; the second start gets a UsageError naming the holder."""
         sweep_id = new_sweep_id(name)
         now = utc_now()
         with store.transaction() as db:
+            db.execute("BEGIN IMMEDIATE")  # one writer from here to the commit
+            for row in db.execute(
+                "SELECT sweep_id, owner FROM sweeps WHERE fingerprint = ? AND status = ?",
+                (fingerprint, RUNNING),
+            ).fetchall():
+                if _alive_elsewhere(row["owner"]):
+                    raise UsageError(
+                        f"sweep {row['sweep_id']} (the same plan) is being run by process "
+                        f"{row['owner']}; wait for it or stop it first"
+                    )
             db.execute(
                 "INSERT INTO sweeps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -102,13 +118,14 @@ class SweepState:
                     name,
                     source,
                     fingerprint,
-                    PENDING,
+                    RUNNING,  # claimed at once: no window for a second start
                     now,
                     now,
                     None,
                     json.dumps(config, default=str),
                 ),
             )
+            db.execute("UPDATE sweeps SET owner = ? WHERE sweep_id = ?", (_owner(), sweep_id))
             db.executemany(
                 "INSERT INTO sweep_cells (sweep_id, cell, position, tool, model, dataset,"
                 " hardware, status, spec_json, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -133,6 +150,8 @@ class SweepState:
     @staticmethod
     def find_unfinished(store: ResultStore, fingerprint: str) -> str | None:
         """The newest sweep with this fingerprint that has not finished, if any."""
+        if not store.has_table("sweeps"):  # an old store read as it is
+            return None
         with store.transaction() as db:
             row = db.execute(
                 "SELECT sweep_id FROM sweeps WHERE fingerprint = ? AND status != 'done'"
@@ -144,6 +163,8 @@ class SweepState:
     @staticmethod
     def all_sweeps(store: ResultStore) -> list[dict[str, Any]]:
         """Every sweep, oldest first, with its cell counts by status."""
+        if not store.has_table("sweeps"):  # an old store read as it is
+            return []
         with store.transaction() as db:
             rows = db.execute(
                 "SELECT sweep_id, name, source, status, created_at, updated_at FROM sweeps"
@@ -290,19 +311,19 @@ class SweepState:
         its run is superseded. With ``retry_failed``, done cells whose run was not ok
         become pending too.
         """
-        finished: dict[str, list[dict[str, Any]]] = {}
+        finished: dict[str, list[RunResult]] = {}
         for result in self.store.runs(sweep_id=self.sweep_id):
-            key = ((result.get("spec") or {}).get("tags") or {}).get("sweep_cell")
-            if key and (result.get("summary") or {}).get("status") != "interrupted":
+            key = result.spec.tags.get("sweep_cell")
+            if key and result.status != "interrupted":
                 finished.setdefault(key, []).append(result)
         notes = []
         for cell in self.cells():
             if cell.status in (PENDING, RUNNING, SKIPPED):
-                runs = [r for r in finished.get(cell.key, []) if r["run_id"] not in cell.superseded]
+                runs = [r for r in finished.get(cell.key, []) if r.run_id not in cell.superseded]
                 if runs:
                     latest = runs[-1]
-                    self.mark_done(cell, latest["run_id"], latest["summary"]["status"])
-                    notes.append(f"{cell.key}: finished as run {latest['run_id']}")
+                    self.mark_done(cell, latest.run_id, latest.status)
+                    notes.append(f"{cell.key}: finished as run {latest.run_id}")
                 elif cell.status == RUNNING:
                     lost = cell.run_id or "(no run id yet)"
                     self.mark_pending(cell)
