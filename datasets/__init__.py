@@ -16,6 +16,7 @@ from .catalogue import (
     get,
 )
 from .download import ChecksumError, ProgressHook, download
+from .resize import ResizedSource, resized_info
 from .source import ArraySource, Source, SyntheticSource, open_source
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "DatasetInfo",
     "ProgressHook",
     "RemoteFile",
+    "ResizedSource",
     "Source",
     "SyntheticSource",
     "dataset_dir",
@@ -34,4 +36,5 @@ __all__ = [
     "download",
     "get",
     "open_source",
+    "resized_info",
 ]

@@ -60,10 +60,37 @@ def batch_paths(folder: Path, split: str) -> list[Path]:
 def read_batch(path: Path, pixels: int = 3 * 32 * 32) -> tuple[np.ndarray, np.ndarray]:
     """(data N x pixels uint8, labels N int32) of one pickled batch file."""
     try:
+        return _check_batch(path, _unpickle(path), pixels)
+    except DatasetError as exc:
+        if "download again" in str(exc):
+            raise
+        raise DatasetError(f"{exc}; {_FIX}") from None  # every message says the fix
+    except MemoryError:  # a corrupt array header; never a model's out-of-memory
+        raise DatasetError(
+            f"{path}: it announces more data than memory holds, so it is corrupt; {_FIX}"
+        ) from None
+    except Exception as exc:  # anything else a malformed batch makes NumPy raise
+        raise DatasetError(
+            f"{path}: malformed CIFAR batch ({type(exc).__name__}: {exc}); {_FIX}"
+        ) from exc
+
+
+_FIX = "delete the cifar-10-batches-py folder and download again"
+
+
+def _unpickle(path: Path) -> Any:
+    try:
         with path.open("rb") as f:
-            entry = _SafeUnpickler(f, encoding="bytes").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as exc:
-        raise DatasetError(f"{path}: not a readable CIFAR batch ({exc})") from exc
+            return _SafeUnpickler(f, encoding="bytes").load()
+    except MemoryError:
+        raise
+    except Exception as exc:  # unpickling arbitrary bytes raises many kinds
+        raise DatasetError(
+            f"{path}: not a readable CIFAR batch ({type(exc).__name__}: {exc}); {_FIX}"
+        ) from exc
+
+
+def _check_batch(path: Path, entry: Any, pixels: int) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(entry, dict) or b"data" not in entry or b"labels" not in entry:
         keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
         raise DatasetError(f"{path}: expected a dict with b'data' and b'labels', got {keys}")
@@ -91,6 +118,6 @@ def load_split(info: DatasetInfo, folder: Path, split: str) -> tuple[np.ndarray,
     if len(labels) and (labels.min() < 0 or labels.max() >= info.num_classes):
         raise DatasetError(
             f"{info.name} {split}: labels outside 0..{info.num_classes - 1} "
-            f"(min {labels.min()}, max {labels.max()})"
+            f"(min {labels.min()}, max {labels.max()}) in {folder / BATCH_DIR}; {_FIX}"
         )
     return data.reshape(len(data), *info.image_shape), labels

@@ -7,6 +7,7 @@ dimensions), one big-endian uint32 per dimension, then the values in C order.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -35,6 +36,11 @@ def read_idx_bytes(path: Path) -> bytes:
         return gzip.decompress(raw) if raw[:2] == _GZIP_MAGIC else raw
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DatasetError(f"{path}: cannot read ({exc}); delete it and download again") from exc
+    except MemoryError:  # a corrupt gzip stream that inflates without end
+        raise DatasetError(
+            f"{path}: decompressing it needs more memory than there is, so it is corrupt; "
+            "delete it and download again"
+        ) from None
 
 
 def parse_idx(data: bytes, path: Path | str = "<bytes>") -> np.ndarray:
@@ -52,7 +58,7 @@ def parse_idx(data: bytes, path: Path | str = "<bytes>") -> np.ndarray:
         raise DatasetError(f"{path}: IDX header truncated")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(IDX_TYPES[code])
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize  # Python ints: no overflow
     if len(data) != expected:
         raise DatasetError(
             f"{path}: IDX header announces shape {dims} ({expected} bytes) but the file has "
@@ -63,9 +69,23 @@ def parse_idx(data: bytes, path: Path | str = "<bytes>") -> np.ndarray:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (``.gz`` or plain)."""
+    """Read one IDX file (``.gz`` or plain); any malformed file is one DatasetError."""
     path = Path(path)
-    return parse_idx(read_idx_bytes(path), path)
+    data = read_idx_bytes(path)
+    try:
+        return parse_idx(data, path)
+    except DatasetError:
+        raise
+    except MemoryError:  # never a model's out-of-memory: the file is wrong
+        raise DatasetError(
+            f"{path}: its header announces more data than memory holds, so it is corrupt; "
+            "delete it and download again"
+        ) from None
+    except (ValueError, TypeError, OverflowError, struct.error) as exc:
+        raise DatasetError(
+            f"{path}: malformed IDX file ({type(exc).__name__}: {exc}); "
+            "delete it and download again"
+        ) from exc
 
 
 def split_prefix(split: str) -> str:
@@ -92,7 +112,19 @@ def find_split(folder: Path, split: str) -> dict[str, Path | None]:
 
 
 def load_split(info: DatasetInfo, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 1, H, W) uint8 and labels (N,) int32 of one split of an MNIST-family set."""
+    """Images (N, 1, H, W) uint8 and labels (N,) int32 of one split of an MNIST-family set.
+
+    Every malformed file is one DatasetError naming it and the fix."""
+    try:
+        return _load_split(info, folder, split)
+    except DatasetError as exc:
+        if "download again" in str(exc) or "missing" in str(exc):
+            raise
+        fix = f"delete the files and download again: python -m harness download {info.name}"
+        raise DatasetError(f"{exc}; {fix}") from None
+
+
+def _load_split(info: DatasetInfo, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     found = find_split(folder, split)
     missing = [str(split_files(folder, split)[k][0]) for k, p in found.items() if p is None]
     if missing:

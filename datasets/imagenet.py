@@ -36,7 +36,8 @@ RESIZE = 256  # shorter side before the centre crop of val/test images
 SCALE = (0.08, 1.0)  # area range of the train crop
 RATIO = (3 / 4, 4 / 3)  # aspect-ratio range of the train crop
 PIL_MISSING = (
-    "decoding ImageNet JPEGs needs Pillow, which is not installed: pip install 'harness[imagenet]'"
+    "decoding ImageNet JPEGs needs Pillow, which is not installed: "
+    "pip install 'dlbench-harness[imagenet]'"
 )
 
 
@@ -131,7 +132,10 @@ def decode(path: str, train: bool, rng: np.random.Generator | None, size: int = 
                 box = centre_crop_box(*im.size, size)
             rgb = im.convert("RGB").resize((size, size), bilinear, box=box)
     except Exception as exc:  # Pillow raises many kinds on bad files
-        raise DatasetError(f"{path}: cannot decode image ({exc})") from exc
+        raise DatasetError(
+            f"{path}: cannot decode image ({type(exc).__name__}: {exc}); "
+            "replace the file with a good copy or delete it"
+        ) from exc
     arr = np.asarray(rgb)
     if train and rng is not None and rng.random() < 0.5:
         arr = arr[:, ::-1]

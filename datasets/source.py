@@ -361,6 +361,7 @@ def open_source(
     synthetic: bool | None = None,
     seed: int = 0,
     num_workers: int = 0,
+    image_size: int | None = None,
 ) -> Source:
     """Open one split of a dataset.
 
@@ -370,7 +371,17 @@ def open_source(
     A split with only some of its files is an error in every mode but True.
     ``num_workers`` threads decode ImageNet JPEGs (0: in the calling thread).
     ``data_dir`` defaults to ``$HARNESS_DATA_DIR`` or ``./data``.
+    ``image_size``: upscale every batch to 3 x image_size x image_size in the pipeline
+    (MNIST family and CIFAR-10; see datasets.resize); None: the native images.
     """
+    if image_size is not None:
+        from .resize import check_size, resized
+
+        check_size(get(name), image_size)
+        plain = open_source(
+            name, split, data_dir, synthetic=synthetic, seed=seed, num_workers=num_workers
+        )
+        return resized(plain, image_size)
     info = get(name)
     check_split(split)
     if num_workers < 0:
@@ -395,7 +406,13 @@ def open_source(
 
         return imagenet.ImageFolderSource(info, split, folder, seed=seed, num_workers=num_workers)
     reader = idx if info.family == "mnist" else cifar
-    images, labels = reader.load_split(info, folder, split)
+    try:
+        images, labels = reader.load_split(info, folder, split)
+    except MemoryError:  # reading the files, not the model: never an out-of-memory result
+        raise DatasetError(
+            f"{info.name} {split}: not enough host memory to read the files under {folder}; "
+            "free memory, or check that the files are not corrupt (download them again)"
+        ) from None
     return ArraySource(
         info,
         split,

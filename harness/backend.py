@@ -7,10 +7,15 @@ interpreter, and drives it through the methods of :class:`Trainer`.
 
 from __future__ import annotations
 
+import abc
+import difflib
 import importlib
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from harness.errors import UsageError
 
 if TYPE_CHECKING:  # only for type checkers: the core does not import numpy here
     import numpy as np
@@ -24,6 +29,77 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 # The training recipe every backend implements identically: plain SGD with momentum,
 # no weight decay, softmax cross-entropy on integer labels, learning rate from the spec.
 SGD_MOMENTUM = 0.9
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+OPTION_TYPES = ("bool", "int", "float", "str")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One backend option (``-o NAME=VALUE`` on the command line, ``options`` in sweeps).
+
+    ``type`` is one of bool, int, float, str; ``choices`` limits a str option's values
+    (``any_value`` lets one accept other values too, e.g. a path beside on/off)."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    any_value: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"option {self.name!r}: type must be one of {OPTION_TYPES}")
+
+    def parse(self, value: str) -> Any:
+        """``value`` as this option's type; raises UsageError naming what is accepted."""
+        text = str(value).strip()
+        wrong = f"-o {self.name}={value}: "
+        if self.type == "bool":
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise UsageError(wrong + "expected true or false")
+        if self.type == "int":
+            try:
+                return int(text)
+            except ValueError:
+                raise UsageError(wrong + "expected a whole number") from None
+        if self.type == "float":
+            try:
+                number = float(text)
+            except ValueError:
+                raise UsageError(wrong + "expected a number") from None
+            if not math.isfinite(number):
+                raise UsageError(wrong + "expected a finite number")
+            return number
+        if self.choices and not self.any_value and text.lower() not in self.choices:
+            raise UsageError(wrong + f"choose from: {', '.join(self.choices)}")
+        return text
+
+
+def check_options(info: BackendInfo, options: Mapping[str, Any]) -> None:
+    """Checks ``-o`` options against the backend's declarations (UsageError, one line).
+
+    A backend that declares none (``options=None``, e.g. an older plugin) is not checked."""
+    if info.options is None:
+        return
+    declared = {o.name: o for o in info.options}
+    for key, value in options.items():
+        option = declared.get(key)
+        if option is None:
+            names = ", ".join(sorted(declared)) or "none"
+            near = difflib.get_close_matches(key, list(declared), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UsageError(
+                f"{info.name} has no option {key!r}{hint}; its options: {names} "
+                "(python -m harness list --options)"
+            )
+        option.parse(str(value).lower() if isinstance(value, bool) else str(value))
 
 
 @dataclass(frozen=True)
@@ -44,6 +120,11 @@ class BackendInfo:
     # Variables that depend on the run (e.g. XLA_FLAGS for N host devices), computed in
     # the orchestrator before the worker starts. Must not import the framework.
     run_env: Callable[[RunSpec], dict[str, str]] | None = None
+    # The options it reads from ``-o KEY=VALUE``; None: not declared (not checked).
+    options: tuple[Option, ...] | None = None
+    # What it can run: "train" (the training run) and/or "inference"; an inference-only
+    # backend (onnxruntime) is refused for training with one line.
+    tasks: tuple[str, ...] = ("train",)
 
     def load_trainer(self) -> type[Trainer]:
         module_name, _, attr = self.trainer.partition(":")
@@ -75,8 +156,13 @@ class WorkerContext:
         return self.spec.batch_size * self.total_devices
 
 
-class Trainer:
+class Trainer(abc.ABC):
     """Base class of every backend's trainer. Subclasses import their framework.
+
+    Required (abstract: a trainer that lacks one cannot be built): ``framework_info``,
+    ``device_batch``, ``train_step``, ``synchronize`` (a no-op inherited by mistake
+    would time queued work as done and inflate the throughput), ``loss_value`` and
+    ``evaluate``.
 
     The worker's loop calls, in order: ``framework_info``; ``prepare_evaluation`` in
     setup when the run validates; for every step ``device_batch`` and ``train_step``,
@@ -109,25 +195,31 @@ class Trainer:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
 
+    @abc.abstractmethod
     def framework_info(self) -> dict[str, Any]:
         """Framework name, version and the devices used, recorded in the result."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def device_batch(self, images: np.ndarray, labels: np.ndarray) -> Any:
         """Move one host batch (NCHW or NHWC as ``layout``) to the device(s)."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def train_step(self, batch: Any) -> Any:
         """Run one optimiser step; return a token (e.g. the loss) to synchronise on."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def synchronize(self, token: Any) -> None:
         """Block until the work behind ``token`` has finished on the device."""
 
+    @abc.abstractmethod
     def loss_value(self, token: Any) -> float:
         """The loss behind ``token`` as a Python float (synchronises)."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def evaluate(self, batch: Any) -> tuple[float, int]:
         """Summed loss and number of correct predictions over one batch, in inference mode.
 
@@ -143,6 +235,7 @@ class Trainer:
         Called by the loop in setup, before warmup, when the run will validate, and
         timed on its own (the ``eval_compile`` event), so validation time excludes it.
         """
+        return None  # optional: nothing to do by default
 
     def reset_state(self) -> None:
         """Weights, batch-norm statistics and optimiser state back to their initial values.
@@ -192,3 +285,4 @@ class Trainer:
 
     def close(self) -> None:
         """Release framework resources (process groups, sessions)."""
+        return None  # optional: nothing to do by default

@@ -271,14 +271,18 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path: Path) -> None:
     assert cpu.cpu_flags(tmp_path / "empty") is None
 
 
-def test_mxnet_refuses_bf16_on_a_cpu_without_avx512() -> None:
-    from harness.backends.mxnet import BF16_CPU_FLAGS, bf16_refusal
+def test_mxnet_refuses_precisions_its_devices_cannot_run() -> None:
+    from harness.backends.mxnet import BF16_CPU_FLAGS, precision_refusal
 
     spec = RunSpec("mxnet", "lenet", "mnist", precision="bf16")
-    reason = bf16_refusal(spec, frozenset({"avx2", "avx512f"}))
+    reason = precision_refusal(spec, frozenset({"avx2", "avx512f"}))
     assert reason is not None and "avx512bw" in reason and "fp32" in reason
-    assert bf16_refusal(spec, BF16_CPU_FLAGS | {"avx2"}) is None
-    assert bf16_refusal(spec, None) is None  # unknown flags: let the run say
-    assert bf16_refusal(RunSpec("mxnet", "lenet", "mnist"), frozenset()) is None  # fp32
+    assert precision_refusal(spec, BF16_CPU_FLAGS | {"avx2"}) is None
+    assert precision_refusal(spec, None) is None  # unknown flags: let the run say
+    assert precision_refusal(RunSpec("mxnet", "lenet", "mnist"), frozenset()) is None  # fp32
     gpu = RunSpec("mxnet", "lenet", "mnist", precision="bf16", num_gpus=1)
-    assert bf16_refusal(gpu, frozenset()) is None
+    assert "on the CPU only" in precision_refusal(gpu, BF16_CPU_FLAGS)
+    cpu16 = RunSpec("mxnet", "lenet", "mnist", precision="fp16")
+    assert "fp16 on GPUs only" in precision_refusal(cpu16, BF16_CPU_FLAGS)
+    gpu16 = RunSpec("mxnet", "lenet", "mnist", precision="fp16", num_gpus=2)
+    assert precision_refusal(gpu16, frozenset()) is None

@@ -507,7 +507,7 @@ def test_synthetic_false_explains_where_and_how(tmp_path):
 def test_pillow_missing_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "imagenet" / "val" / "n0").mkdir(parents=True)
     monkeypatch.setitem(sys.modules, "PIL", None)
-    with pytest.raises(DatasetError, match=r"pip install 'harness\[imagenet\]'"):
+    with pytest.raises(DatasetError, match=r"pip install 'dlbench-harness\[imagenet\]'"):
         open_source("imagenet", "test", tmp_path)
 
 

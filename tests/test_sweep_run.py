@@ -94,24 +94,24 @@ def test_sweep_lists_skips_first_records_failures_and_reports(tmp_path: Path) ->
     store = ResultStore(logs / "results.sqlite")
     (sweep,) = SweepState.all_sweeps(store)
     runs = store.runs(sweep_id=sweep["sweep_id"])
-    statuses = {(r["spec"]["model"], r["spec"]["dataset"]): r["summary"]["status"] for r in runs}
+    statuses = {(r.spec.model, r.spec.dataset): r.summary.status for r in runs}
     assert statuses == {
         ("lenet", "mnist"): "ok",
         ("alexnet", "mnist"): "ok",
         ("alexnet", "cifar10"): "error",
     }
-    by_cell = {r["spec"]["tags"]["sweep_cell"]: r for r in runs}
+    by_cell = {r.spec.tags["sweep_cell"]: r for r in runs}
     cells = _cells(logs / "results.sqlite")
     assert sum(c["status"] == "skipped" for c in cells.values()) == 13
     assert cells["fake/lenet/cifar10/CPU"]["reason"].startswith("cannot run lenet on cifar10")
     failed = cells["fake/alexnet/cifar10/CPU"]
     assert (failed["status"], failed["run_status"]) == ("done", "error")
-    assert failed["run_id"] == by_cell["fake/alexnet/cifar10/CPU"]["run_id"]
+    assert failed["run_id"] == by_cell["fake/alexnet/cifar10/CPU"].run_id
 
     report = run_cli("report", "--store", str(logs), "--sweep", "latest", "--format", "markdown")
     assert report.returncode == 0, report.stderr
-    mean = by_cell["fake/lenet/mnist/CPU"]["summary"]["images_per_sec"]
-    assert f"| images/sec | MNIST | LeNet | fake | {mean['mean']:,.1f} ± " in report.stdout
+    mean = by_cell["fake/lenet/mnist/CPU"].summary.images_per_sec
+    assert f"| images/sec | MNIST | LeNet | fake | {mean.mean:,.1f} ± " in report.stdout
     assert "| images/sec | CIFAR-10 | AlexNet | fake | error |" in report.stdout
     assert "## Not run (13)" in report.stdout
 
@@ -186,7 +186,7 @@ def test_a_stopped_sweep_resumes_without_repeating_finished_runs(tmp_path: Path,
     store = ResultStore(store_path)
     (sweep,) = SweepState.all_sweeps(store)
     sweep_id = sweep["sweep_id"]
-    before = {r["run_id"]: r["summary"]["status"] for r in store.runs()}
+    before = {r.run_id: r.summary.status for r in store.runs()}
     assert {c["run_id"] for c in done_before.values()} <= set(before)
     if how == "sigint":  # the orchestrator stored the interrupted run; the cell is pending
         assert before[stopped] == "interrupted"
@@ -199,6 +199,8 @@ def test_a_stopped_sweep_resumes_without_repeating_finished_runs(tmp_path: Path,
     out = run_cli("sweep", *resume_args, "--output-dir", str(logs))
     assert out.returncode == 0, out.stderr
     assert f"resuming sweep {sweep_id}" in out.stderr
+    if how == "sigkill":  # what the killed run had on disk is taken into the store first
+        assert f"taken into the store: run {stopped}" in " ".join(out.stderr.split())
     left = 4 - len(done_before)
     assert f"{left} to run, {len(done_before)} done" in out.stderr
 
@@ -211,14 +213,15 @@ def test_a_stopped_sweep_resumes_without_repeating_finished_runs(tmp_path: Path,
     assert again["run_id"] != stopped and json.loads(again["superseded_json"]) == [stopped]
     assert again["attempts"] == 2
     runs = store.runs()
-    assert {r["sweep_id"] for r in runs} == {sweep_id}
+    assert {r.sweep_id for r in runs} == {sweep_id}
     per_cell: dict[str, int] = {}
     for r in runs:
-        if r["summary"]["status"] == "ok":
-            key = r["spec"]["tags"]["sweep_cell"]
+        if r.summary.status == "ok":
+            key = r.spec.tags["sweep_cell"]
             per_cell[key] = per_cell.get(key, 0) + 1
     assert per_cell == dict.fromkeys(cells, 1)  # one finished run per cell, none repeated
-    assert len(runs) == 4 + (how == "sigint")  # plus the interrupted one
+    assert len(runs) == 5  # plus the interrupted one (stored, or taken in after kill -9)
+    assert {r.run_id: r.status for r in runs}[stopped] == "interrupted"
     assert SweepState(store, sweep_id).info()["status"] == "done"
 
     report = run_cli("report", "--store", str(logs), "--sweep", sweep_id, "--format", "markdown")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from harness import hookimpl
-from harness.backend import BackendInfo
+from harness.backend import BackendInfo, Option
 from harness.cpu import thread_policy
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ INFO = BackendInfo(
     name="jax",
     framework="JAX (Flax)",
     requires=("jax", "flax", "optax"),
-    install_hint="pip install 'harness[jax]'",
+    install_hint="pip install 'dlbench-harness[jax]'",
     trainer="harness.backends.jax.trainer:JaxTrainer",
     multi_process_launcher=None,
     precisions=("fp32", "fp16", "bf16"),
@@ -59,6 +59,16 @@ INFO = BackendInfo(
     "step (shard_map over a device Mesh, batch split, parameters replicated).",
     worker_env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
     run_env=run_env,
+    options=(
+        Option(
+            "compile_cache",
+            "str",
+            "off",
+            "JAX's persistent compilation cache: on, off or a folder",
+            ("on", "off", "true", "false", "1", "0", "yes", "no"),
+            any_value=True,
+        ),
+    ),
 )
 
 

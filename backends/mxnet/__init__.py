@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from harness import hookimpl
-from harness.backend import BackendInfo
+from harness.backend import BackendInfo, Option
 from harness.cpu import cpu_flags, thread_policy
 
 if TYPE_CHECKING:
@@ -35,14 +35,24 @@ INFO = BackendInfo(
     framework="MXNet",
     requires=("mxnet",),
     # MXNet 1.9 imports only with numpy<1.24 (the extra pins it): give it a venv of its own.
-    install_hint="pip install 'harness[mxnet]'",
+    install_hint="pip install 'dlbench-harness[mxnet]'",
     trainer="harness.backends.mxnet.trainer:MXNetTrainer",
-    # fp16 needs a GPU (MXNet has no fp16 GEMM on the CPU) and is untested here;
-    # bf16 is AMP on the CPU (oneDNN) only.
-    precisions=("fp32", "bf16"),
+    # fp16 is AMP on GPUs only (MXNet has no fp16 GEMM on the CPU; not run on a GPU
+    # yet); bf16 is AMP on the CPU (oneDNN) only: see precision_refusal.
+    precisions=("fp32", "fp16", "bf16"),
     run_env=run_env,
     description="Gluon HybridBlocks built from harness.models, hybridized with static "
     "memory; several devices in one process: a list of contexts and a kvstore.",
+    options=(
+        Option("hybridize", "bool", True, "hybridize with static_alloc and static_shape"),
+        Option(
+            "kvstore",
+            "str",
+            "local (CPU), device (GPUs)",
+            "the kvstore type",
+            ("local", "device", "nccl", "dist_sync", "dist_device_sync", "dist_async"),
+        ),
+    ),
 )
 
 
@@ -51,8 +61,13 @@ def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
     register(INFO)
 
 
-def bf16_refusal(spec: RunSpec, flags: frozenset[str] | None) -> str | None:
-    """Why bf16 cannot run on this CPU (None: it can, or the flags are unknown)."""
+def precision_refusal(spec: RunSpec, flags: frozenset[str] | None) -> str | None:
+    """Why MXNet cannot run the precision on these devices (None: it can, or the CPU's
+    flags are unknown): fp16 on GPUs only, bf16 on the CPU only, with AVX-512 there."""
+    if spec.precision == "fp16" and spec.num_gpus < 0:
+        return "MXNet runs fp16 on GPUs only (no fp16 GEMM on the CPU): use fp32 or bf16"
+    if spec.precision == "bf16" and spec.num_gpus > 0:
+        return "MXNet runs bf16 (AMP with oneDNN) on the CPU only: use fp16 on GPUs"
     if spec.precision != "bf16" or spec.num_gpus > 0 or flags is None:
         return None
     missing = sorted(BF16_CPU_FLAGS - flags)
@@ -68,4 +83,4 @@ def bf16_refusal(spec: RunSpec, flags: frozenset[str] | None) -> str | None:
 def harness_refuse_run(spec: RunSpec, backend: BackendInfo, network: Network) -> str | None:
     if backend.name != INFO.name:
         return None
-    return bf16_refusal(spec, cpu_flags())
+    return precision_refusal(spec, cpu_flags())

@@ -5,19 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness import hookimpl
-from harness.backend import BackendInfo
+from harness.backend import BackendInfo, Option
 from harness.launchers import Launcher, LaunchRequest
 
 INFO = BackendInfo(
     name="pytorch",
     framework="PyTorch",
     requires=("torch",),
-    install_hint="pip install 'harness[pytorch]'",
+    install_hint="pip install 'dlbench-harness[pytorch]'",
     trainer="harness.backends.pytorch.trainer:TorchTrainer",
     multi_process_launcher="torchrun",
     precisions=("fp32", "fp16", "bf16"),
     description="torch.nn modules built from harness.models; DistributedDataParallel over "
     "torchrun for several devices (nccl on GPUs, gloo on CPUs).",
+    options=(
+        Option("compile", "bool", False, "torch.compile the model and the evaluation"),
+        Option("channels_last", "bool", False, "channels-last memory format (GPUs)"),
+        Option("cuda_events", "bool", False, "per-step device times from CUDA events (GPUs)"),
+    ),
 )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from harness.report.data import (
-    METRICS,
     Metric,
     Ratio,
     ReportData,
@@ -40,7 +41,7 @@ def value_text(value: Value, metric: Metric, *, with_std: bool = True) -> str:
     text = number(value.mean, metric.digits)
     if with_std and value.std is not None and value.n > 1:
         text += f" ± {spread(value.std, value.mean, metric.digits)}"
-    return text + ("*" if value.status == "partial" else "")
+    return text + ("*" if value.status == "partial" else "") + ("†" if value.contended else "")
 
 
 def ratio_text(r: Ratio, *, percent: bool = False) -> str:
@@ -75,7 +76,7 @@ def terminal(data: ReportData, console: Console) -> None:
         table.add_column(name)
     for column in data.columns:
         table.add_column(escape(column.label), justify="right")
-    for metric in METRICS:
+    for metric in data.metrics:
         for i, row in enumerate(data.rows):
             values = [data.value(metric.key, row, c) for c in data.columns]
             table.add_row(
@@ -121,7 +122,11 @@ def terminal(data: ReportData, console: Console) -> None:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """``text`` as literal Markdown table/list text, on one line: HTML escaped (a label
+    like ``<img onerror=...>`` stays text), ``|`` backslashed (it would end a table cell)
+    and ``](`` broken up (a label cannot become a link such as ``[x](javascript:...)``)."""
+    text = html.escape(str(text), quote=False).replace("|", "\\|").replace("](", "]\\(")
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 def _md_table(headers: list[str], rows: list[list[str]], right_from: int) -> list[str]:
@@ -132,21 +137,21 @@ def _md_table(headers: list[str], rows: list[list[str]], right_from: int) -> lis
 
 
 def markdown(data: ReportData) -> str:
-    out = [f"# {data.title}", ""]
+    out = [f"# {_md(data.title)}", ""]
     out += [f"- {_md(line)}" for line in data.info]
     out.append("")
     if not data.rows:
         return "\n".join([*out, "No runs to report.", ""])
     out += ["## Results", ""]
     rows = []
-    for metric in METRICS:
+    for metric in data.metrics:
         for i, row in enumerate(data.rows):
             values = [value_text(data.value(metric.key, row, c), metric) for c in data.columns]
             rows.append([*_row_labels(data, metric, i), *values])
     headers = ["metric", "dataset", "network", "framework", *(c.label for c in data.columns)]
     out += _md_table(headers, rows, 4)
     for speed in data.speedups():
-        out += ["", f"## {speed.title}", "", speed.description + ".", ""]
+        out += ["", f"## {_md(speed.title)}", "", _md(speed.description) + ".", ""]
         efficiency = any(n != 1.0 for _, _, n in speed.pairs)
         headers = ["dataset", "network", "framework"]
         for header in speed.headers:

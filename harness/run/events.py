@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from harness.run.strictjson import dumps as strict_dumps
+
 
 class Emitter:
     """Writes events from a worker process. Safe to share one file between ranks."""
@@ -41,7 +43,8 @@ class Emitter:
             return
         record = {"event": event, "t": time.monotonic(), "wall": time.time(), "rank": self.rank}
         record.update(fields)
-        self._file.write(json.dumps(record, default=str) + "\n")
+        # strict JSON: a NaN or infinite value (a diverged loss) is written as null
+        self._file.write(strict_dumps(record) + "\n")
 
     def close(self) -> None:
         if self._file is not None:

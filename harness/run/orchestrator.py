@@ -9,7 +9,6 @@ outcome, whatever it is, in ``<output>/<run-id>/`` and in the results store.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import secrets
 import signal
@@ -22,18 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from harness import datasets, models
-from harness.backend import BackendInfo
+from harness.backend import BackendInfo, check_options
 from harness.cpu import thread_policy
 from harness.errors import UsageError
 from harness.launchers import LaunchRequest
 from harness.machine import environment, gpus
 from harness.plugins import PluginManager, get_plugin_manager
-from harness.results import configkey, flops
+from harness.results import configkey, flops, recover
 from harness.results.records import aggregate, repeat_record
+from harness.results.schema import Flops, RepeatRecord, Resources, RunResult
 from harness.results.store import ResultStore
+from harness.run import lifeline, signals
 from harness.run.events import EventTail
 from harness.run.interpreters import Interpreter, find_interpreter
+from harness.run.paths import check_writable_dir
 from harness.run.spec import RunSpec, resolve
+from harness.run.strictjson import dumps as strict_dumps
 from harness.run.worker import Job
 
 _POLL_S = 0.2
@@ -89,7 +92,8 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     pm = pm or get_plugin_manager()
     spec = resolve(spec, pm.backends)
     backend = pm.backend(spec.tool)
-    info = datasets.DATASETS[spec.dataset]
+    check_options(backend, spec.options)  # -o against the backend's declared options
+    info = datasets.resized_info(datasets.DATASETS[spec.dataset], spec.image_size)
     try:
         network = models.build(spec.model, info.image_shape, info.num_classes)
     except models.ModelError as exc:
@@ -97,6 +101,7 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     reason = pm.refusal(spec, backend, network)
     if reason:
         raise UsageError(f"{spec.tool} cannot run {spec.model} on {spec.dataset}: {reason}")
+    _check_before_workers(spec)
     interpreter = find_interpreter(backend, spec.python)
     warnings: list[str] = []
     selected: list[gpus.Gpu] = []
@@ -148,6 +153,61 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     )
 
 
+def _check_before_workers(spec: RunSpec) -> None:
+    """What a worker would only find out after starting, checked here (UsageError)."""
+    from harness.datasets import source
+
+    info = datasets.DATASETS[spec.dataset]
+    if spec.global_batch > info.train_size:
+        per = f"--batch-size {spec.batch_size}" + (
+            f" x {spec.devices} devices" if spec.devices > 1 else ""
+        )
+        raise UsageError(
+            f"{per} = {spec.global_batch} images per step, but {spec.dataset}'s train split "
+            f"has {info.train_size}; give a smaller --batch-size"
+        )
+    if not spec.synthetic:
+        folder = datasets.dataset_dir(spec.dataset, spec.data_dir)
+        present, missing = source.probe(info, folder, "train")
+        _check_split(
+            spec, info, folder, "train", present, missing, required=spec.synthetic is False
+        )
+        # the worker validates on the test split of real data (spec.validate, or by
+        # default when training whole epochs): its files must be there too
+        real = bool(present) and not missing
+        if real and (spec.validate or (spec.validate is None and spec.epochs)):
+            test_present, test_missing = source.probe(info, folder, "test")
+            _check_split(spec, info, folder, "test", test_present, test_missing, required=True)
+    if spec.dump_weights:
+        check_writable_dir(spec.dump_weights, "--dump-weights")
+
+
+def _check_split(
+    spec: RunSpec,
+    info: datasets.DatasetInfo,
+    folder: Path,
+    split: str,
+    present: list[Path],
+    missing: list[Path],
+    *,
+    required: bool,
+) -> None:
+    """UsageError when the split's files are partly there, or required and absent."""
+    from harness.datasets import source
+
+    if not missing or not (present or required):
+        return
+    if not present:
+        raise UsageError(source._missing_message(info, folder, split, missing, str(folder.parent)))
+    names = ", ".join(str(p) for p in missing)
+    raise UsageError(
+        f"{spec.dataset} {split}: incomplete files under {folder}, missing {names}; "
+        f"download again: python -m harness download {spec.dataset} --data-dir {folder.parent}"
+        if info.downloadable
+        else f"{spec.dataset} {split}: incomplete files under {folder}, missing {names}"
+    )
+
+
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     """Ends the worker's whole process group: SIGTERM, then SIGKILL after a grace."""
     for sig, wait in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, 5.0)):
@@ -195,6 +255,7 @@ def _wait(
     """Waits for the worker, collecting its events into ``events`` and forwarding them:
     (exit code, status, cause)."""
     try:
+        signals.check()  # a signal that arrived while the worker was being started
         while True:
             try:
                 return proc.wait(timeout=_POLL_S), "ok", None
@@ -204,9 +265,9 @@ def _wait(
             if timeout_s and time.monotonic() - started > timeout_s:
                 _kill_tree(proc)
                 return proc.returncode, "timeout", f"exceeded the {timeout_s:g} s timeout"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # SIGINT, SIGTERM or SIGHUP (harness.run.signals)
         _kill_tree(proc)
-        return proc.returncode, "interrupted", "interrupted by the user (Ctrl-C)"
+        return proc.returncode, "interrupted", signals.cause(exc)
 
 
 def _take(
@@ -226,7 +287,7 @@ def run_repeat(
     *,
     on_event: EventCallback | None = None,
     monitor: Any = None,
-) -> dict[str, Any]:
+) -> RepeatRecord:
     """Runs one worker process to its end and returns its repeat record."""
     spec = plan.spec
     rep_dir = run_dir / f"repeat-{repeat}"
@@ -239,11 +300,12 @@ def run_repeat(
         repeat=repeat,
     )
     job_path = rep_dir / "job.json"
-    job_path.write_text(json.dumps(job.to_dict(), indent=2))
+    job_path.write_text(strict_dumps(job.to_dict(), indent=2))
     command = plan.command(str(job_path.resolve()))
     (rep_dir / "command.txt").write_text(" ".join(command) + "\n")
     log_path = rep_dir / "worker.log"
     env = {**os.environ, **plan.env, "HARNESS_RUN_ID": run_id}
+    env.update(lifeline.orchestrator_env(spec.output_dir))  # the worker dies with us
 
     if monitor is not None:
         monitor.prepare()  # the idle baseline, before the first worker exists
@@ -251,38 +313,42 @@ def run_repeat(
     tail = EventTail(events_path)  # the one reading of the events: live, then final
     events: list[dict[str, Any]] = []
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        if monitor is not None:
-            monitor.start(root_pid=proc.pid)
+        with signals.hold():  # a signal now is handled once the worker is known (_wait)
+            proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+            if monitor is not None:
+                monitor.start(root_pid=proc.pid)
         try:
             exit_code, status, cause = _wait(proc, spec.timeout_s, started, tail, on_event, events)
         finally:
             recording = monitor.stop() if monitor is not None else None
-    ended = time.monotonic()
-    _take(tail.poll(final=True), events, on_event)  # the worker has ended: the rest
-    if status == "ok" and exit_code != 0:
-        status, cause = "crashed", _exit_cause(exit_code or 0, log_path)
-    elif status == "ok" and not any(e["event"] == "end" for e in events):
-        status, cause = "crashed", "the worker exited without finishing its benchmark"
-    record = repeat_record(events, status=status, cause=cause, global_batch=spec.global_batch)
-    record.update(
-        run_id=run_id,
-        repeat=repeat,
-        started_at=started_wall,
-        exit_code=exit_code,
-        process_wall_s=ended - started,
-        command=command,
-    )
-    if monitor is not None and recording is not None:
-        try:
-            record["resources"] = monitor.summarize_repeat(
-                recording, record, started, ended, rep_dir
-            )
-        except Exception as exc:  # a monitor fault must not lose the repeat
-            record["resources"] = {"errors": [{"what": "summary", "error": repr(exc), "count": 1}]}
-    (rep_dir / "record.json").write_text(json.dumps(record, indent=2, default=str))
+    # The worker has ended: a signal now waits until its record is written and stored
+    # (execute checks for it after storing), so a finished repeat is never lost.
+    with signals.hold():
+        ended = time.monotonic()
+        _take(tail.poll(final=True), events, on_event)  # the worker has ended: the rest
+        if status == "ok" and exit_code != 0:
+            status, cause = "crashed", _exit_cause(exit_code or 0, log_path)
+        elif status == "ok" and not any(e["event"] == "end" for e in events):
+            status, cause = "crashed", "the worker exited without finishing its benchmark"
+        record = repeat_record(events, status=status, cause=cause, global_batch=spec.global_batch)
+        record.run_id, record.repeat, record.started_at = run_id, repeat, started_wall
+        record.exit_code, record.process_wall_s, record.command = (
+            exit_code,
+            ended - started,
+            command,
+        )
+        if monitor is not None and recording is not None:
+            try:
+                record.resources = monitor.summarize_repeat(
+                    recording, record, started, ended, rep_dir
+                )
+            except Exception as exc:  # a monitor fault must not lose the repeat
+                error = {"what": "summary", "error": repr(exc), "count": 1}
+                record.resources = Resources(errors=[error])
+        # strict JSON: NaN and infinity are written as null
+        (rep_dir / "record.json").write_text(record.to_json())
     return record
 
 
@@ -290,7 +356,7 @@ def run_repeat(
 class RunOutcome:
     run_id: str
     run_dir: Path
-    result: dict[str, Any]
+    result: RunResult
 
 
 def execute(
@@ -298,7 +364,7 @@ def execute(
     *,
     pm: PluginManager | None = None,
     on_event: EventCallback | None = None,
-    on_repeat: Callable[[int, dict[str, Any]], None] | None = None,
+    on_repeat: Callable[[int, RepeatRecord], None] | None = None,
     monitor_factory: Callable[[Plan], Any] | None = None,
     sweep_id: str | None = None,
 ) -> RunOutcome:
@@ -312,54 +378,84 @@ def execute(
     run_dir = output / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     store = ResultStore(output / "results.sqlite")
-    env_info = environment.collect()
+    env_info = environment.collect(gpu_indices=[g.index for g in plan.gpus])
     env_info["gpus"] = [g.to_dict() for g in plan.gpus]
     env_info["interpreter"] = dataclasses.asdict(plan.interpreter)
-    result: dict[str, Any] = {
-        "run_id": run_id,
-        "started_at": utc_now(),
-        "spec": spec.to_dict(),
-        "hardware": spec.hardware,
-        "gpu_name": plan.gpus[0].name if plan.gpus else None,
-        "global_batch": spec.global_batch,
-        "launcher": plan.launcher,
-        "processes": plan.processes,
-        "environment": env_info,
-        "sweep_id": sweep_id,
-    }
-    (run_dir / "run.json").write_text(json.dumps(result, indent=2, default=str))
+    env_info[recover.OWNER_KEY] = recover.owner()  # so a later start knows it was ours
+    result = RunResult(
+        run_id=run_id,
+        started_at=utc_now(),
+        spec=spec,
+        hardware=spec.hardware,
+        gpu_name=plan.gpus[0].name if plan.gpus else None,
+        global_batch=spec.global_batch,
+        launcher=plan.launcher,
+        processes=plan.processes,
+        environment=env_info,
+        sweep_id=sweep_id,
+    )
+    (run_dir / "run.json").write_text(result.to_json())
     pm.run_started(spec, run_dir)
     monitor = monitor_factory(plan) if monitor_factory else None
-    repeats: list[dict[str, Any]] = []
-    interrupted = False
-    for repeat in range(1, spec.repeats + 1):
-        record = run_repeat(plan, run_dir, run_id, repeat, on_event=on_event, monitor=monitor)
-        repeats.append(record)
-        store.add_repeat(run_id, repeat, record)
-        pm.repeat_finished(spec, record)
-        if on_repeat:
-            on_repeat(repeat, record)
-        if record["status"] == "interrupted":
-            interrupted = True
-            break
-    result["finished_at"] = utc_now()
-    result["repeats"] = repeats
-    first_ok = next((r for r in repeats if r["status"] == "ok"), repeats[0] if repeats else {})
-    result["framework"] = first_ok.get("framework")
-    result["synthetic"] = (first_ok.get("data") or {}).get("synthetic")
-    result["data"] = first_ok.get("data")
-    result["summary"] = aggregate(repeats)
-    if monitor is not None:
-        result["summary"].update(monitor.aggregate(repeats))
+    repeats: list[RepeatRecord] = []
+    interrupted: KeyboardInterrupt | None = None
     try:
-        result["summary"]["flops"] = flops.for_result(result, network=plan.network)
+        for repeat in range(1, spec.repeats + 1):
+            record = run_repeat(plan, run_dir, run_id, repeat, on_event=on_event, monitor=monitor)
+            with signals.hold():  # a finished repeat is stored whole
+                repeats.append(record)
+                store.add_repeat(run_id, repeat, record)
+            pm.repeat_finished(spec, record)
+            if on_repeat:
+                on_repeat(repeat, record)
+            if record.status == "interrupted":
+                interrupted = signals.Interrupted(signals.received() or signal.SIGINT)
+                break
+            signals.check()
+    except KeyboardInterrupt as exc:  # between repeats: no worker to end, store the run
+        interrupted = exc
+    with signals.hold():  # storing the run is never cut in half; the signal is raised after
+        _finish(plan, pm, run_dir, result, repeats, monitor, store, interrupted)
+    if interrupted is not None:
+        raise interrupted
+    signals.check()
+    return RunOutcome(run_id, run_dir, result)
+
+
+def _finish(
+    plan: Plan,
+    pm: PluginManager,
+    run_dir: Path,
+    result: RunResult,
+    repeats: list[RepeatRecord],
+    monitor: Any,
+    store: ResultStore,
+    interrupted: KeyboardInterrupt | None,
+) -> None:
+    """Summarises the repeats and stores the run (``interrupted`` when it was stopped)."""
+    spec = plan.spec
+    result.finished_at = utc_now()
+    result.repeats = repeats
+    first_ok = next((r for r in repeats if r.ok), repeats[0] if repeats else None)
+    if first_ok is not None:
+        result.framework = first_ok.framework
+        result.data = first_ok.data
+        result.synthetic = first_ok.data.synthetic if first_ok.data else None
+    summary = aggregate(repeats)
+    if interrupted is not None and summary.status != "interrupted":
+        # stopped between repeats: the run did not finish, whatever the repeats did
+        summary.status = "interrupted"
+        summary.causes.append(signals.cause(interrupted))
+    if monitor is not None:
+        summary = dataclasses.replace(summary, **monitor.aggregate(repeats))
+    result.summary = summary
+    try:
+        summary.flops = flops.for_result(result, network=plan.network)
     except Exception as exc:  # a FLOPs or peak fault must not lose the run
-        result["summary"]["flops"] = {"error": repr(exc)}
-    result["config"] = configkey.build_config(result)
-    result["config_key"] = configkey.key_of(result["config"])
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        summary.flops = Flops(error=repr(exc))
+    result.config = configkey.build_config(result)
+    result.config_key = configkey.key_of(result.config)
+    # strict JSON: NaN and infinity are written as null
+    (run_dir / "result.json").write_text(result.to_json())
     store.add_run(result)
     pm.run_finished(spec, result)
-    if interrupted:
-        raise KeyboardInterrupt
-    return RunOutcome(run_id, run_dir, result)

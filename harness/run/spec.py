@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.backend import PRECISIONS
-from harness.errors import UsageError
+from harness.errors import InvalidValue, UsageError
 
 # The study's training parameters (shared/brief.md): batch size and learning rate
 # per (dataset family, model). Used when --batch-size / --lr are not given.
@@ -50,6 +51,9 @@ class RunSpec:
     precision: str = "fp32"
     data_dir: str | None = None
     data_workers: int | None = None  # threads decoding JPEGs (ImageNet); None: one per core
+    # --image-size S: MNIST-family and CIFAR-10 images upscaled to 3xSxS in the input
+    # pipeline (the study's 224 for the ImageNet-shaped networks); None: native images
+    image_size: int | None = None
     synthetic: bool | None = None  # None: real files if present, else synthetic
     validate: bool | None = None  # None: validate when training whole epochs on real data
     seed: int = 0
@@ -95,9 +99,46 @@ class RunSpec:
 def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
     if value is None:
         return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidValue(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):  # NaN would pass every comparison below
+        raise InvalidValue(f"{name} must be a finite number, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "a positive number"
-        raise UsageError(f"{name} must be {bound}, got {value}")
+        raise InvalidValue(f"{name} must be {bound}, got {value}")
+
+
+def check_values(spec: RunSpec) -> None:
+    """Values no machine could run (InvalidValue): a zero batch, NaN, min > max time."""
+    if spec.num_gpus == 0 or spec.num_gpus < -1:
+        raise InvalidValue(
+            f"--num-gpus must be -1 (the CPU) or a positive count, got {spec.num_gpus}"
+        )
+    if spec.precision not in PRECISIONS:
+        raise InvalidValue(
+            f"unknown precision {spec.precision!r}; choose from: {', '.join(PRECISIONS)}"
+        )
+    _positive("--batch-size", spec.batch_size)
+    _positive("--lr", spec.learning_rate)
+    _positive("--warmup-steps", spec.warmup_steps, allow_zero=True)
+    _positive("--steps", spec.steps)
+    _positive("--epochs", spec.epochs)
+    _positive("--repeats", spec.repeats)
+    _positive("--sync-every", spec.sync_every)
+    _positive("--min-time", spec.min_time_s, allow_zero=True)
+    _positive("--max-time", spec.max_time_s)
+    if spec.min_time_s > spec.max_time_s:
+        raise InvalidValue(
+            f"--min-time ({spec.min_time_s:g} s) must not exceed --max-time ({spec.max_time_s:g} s)"
+        )
+    _positive("--cpu-devices", spec.cpu_devices)
+    _positive("--threads", spec.threads)
+    _positive("--data-workers", spec.data_workers, allow_zero=True)
+    _positive("--timeout", spec.timeout_s)
+    _positive("--monitor-interval", spec.monitor_interval_s)
+    _positive("--idle-baseline", spec.idle_baseline_s, allow_zero=True)
+    _positive("--seed", spec.seed, allow_zero=True)
+    _positive("--image-size", spec.image_size)
 
 
 def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
@@ -121,39 +162,28 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
         raise UsageError(f"unknown dataset {spec.dataset!r}; choose from: {names}")
     info = datasets.DATASETS[spec.dataset]
 
-    if spec.num_gpus == 0 or spec.num_gpus < -1:
-        raise UsageError(
-            f"--num-gpus must be -1 (the CPU) or a positive count, got {spec.num_gpus}"
-        )
+    check_values(spec)
     if spec.num_gpus > 0 and spec.cpu_devices != 1:
         raise UsageError("--cpu-devices applies to CPU runs (--num-gpus -1) only")
     backend = tools[spec.tool]
-    if spec.precision not in PRECISIONS:
+    tasks = getattr(backend, "tasks", ("train",))
+    if "train" not in tasks:  # e.g. onnxruntime: inference only
+        trains = [t for t, b in tools.items() if "train" in getattr(b, "tasks", ("train",))]
+        trainers = ", ".join(sorted(trains))
         raise UsageError(
-            f"unknown precision {spec.precision!r}; choose from: {', '.join(PRECISIONS)}"
+            f"{spec.tool} runs {', '.join(tasks)} only, it cannot train; "
+            f"tools that train: {trainers or 'none installed'}"
         )
     if spec.precision not in backend.precisions:
         supported = ", ".join(backend.precisions)
         raise UsageError(f"{spec.tool} supports precision {supported}, not {spec.precision}")
-    _positive("--batch-size", spec.batch_size)
-    _positive("--lr", spec.learning_rate)
-    _positive("--warmup-steps", spec.warmup_steps, allow_zero=True)
-    _positive("--steps", spec.steps)
-    _positive("--epochs", spec.epochs)
-    _positive("--repeats", spec.repeats)
-    _positive("--sync-every", spec.sync_every)
-    _positive("--min-time", spec.min_time_s, allow_zero=True)
-    _positive("--max-time", spec.max_time_s)
-    if spec.min_time_s > spec.max_time_s:
-        raise UsageError(
-            f"--min-time ({spec.min_time_s:g} s) must not exceed --max-time ({spec.max_time_s:g} s)"
-        )
-    _positive("--cpu-devices", spec.cpu_devices)
-    _positive("--threads", spec.threads)
-    _positive("--data-workers", spec.data_workers, allow_zero=True)
-    _positive("--timeout", spec.timeout_s)
-    _positive("--monitor-interval", spec.monitor_interval_s)
-    _positive("--idle-baseline", spec.idle_baseline_s, allow_zero=True)
+    size = spec.image_size
+    native = size is not None and (3, size, size) == info.image_shape
+    if size is not None and not native:
+        try:
+            datasets.resized_info(info, spec.image_size)
+        except datasets.DatasetError as exc:
+            raise UsageError(str(exc)) from None
 
     batch, lr = STUDY_DEFAULTS.get(
         (info.family, spec.model), (FAMILY_BATCH[info.family], MODEL_LR[spec.model])
@@ -164,4 +194,6 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     # --threads: intra-op threads of the whole run (harness.cpu); default the cores
     # available to this process (affinity and cgroup quota); validated above.
     out.threads = spec.threads or available_cores()
+    if native:
+        out.image_size = None  # the native images: the same configuration as without it
     return out

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.backend import Trainer, WorkerContext
 from harness.cpu import available_cores
+from harness.run import lifeline
 from harness.run.events import Emitter
 from harness.run.spec import RunSpec
 
@@ -69,7 +70,7 @@ def build_context(job: Job, rank: int, world_size: int) -> WorkerContext:
     from harness import datasets, models
 
     spec = job.spec
-    info = datasets.DATASETS[spec.dataset]
+    info = datasets.resized_info(datasets.DATASETS[spec.dataset], spec.image_size)
     network = models.build(spec.model, info.image_shape, info.num_classes)
     # Every process opens the train split with the SAME seed, so all draw the same
     # permutation per epoch; the loop reads this rank's shard of it (strict partition).
@@ -81,13 +82,19 @@ def build_context(job: Job, rank: int, world_size: int) -> WorkerContext:
         synthetic=spec.synthetic,
         seed=spec.seed,
         num_workers=workers,
+        image_size=spec.image_size,
     )
     wants_validation = spec.validate or (
         spec.validate is None and spec.epochs and not train.synthetic
     )
     test = (
         datasets.open_source(
-            spec.dataset, "test", spec.data_dir, synthetic=train.synthetic, num_workers=workers
+            spec.dataset,
+            "test",
+            spec.data_dir,
+            synthetic=train.synthetic,
+            num_workers=workers,
+            image_size=spec.image_size,
         )
         if wants_validation
         else None
@@ -113,6 +120,12 @@ def dump_weights(trainer: Trainer, folder: Path, job: Job, rank: int) -> None:
     for index, state in enumerate(trainer.replica_states()):
         name = f"repeat{job.repeat}-rank{rank}-replica{index}.npz"
         np.savez(folder / name, **state)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    from harness.datasets import DatasetError
+
+    return isinstance(exc, DatasetError)
 
 
 def run_job(job: Job) -> int:
@@ -144,7 +157,9 @@ def run_job(job: Job) -> int:
         emitter.emit("end", status="ok")
         return EXIT_OK
     except BaseException as exc:
-        oom = trainer_cls.is_out_of_memory(exc)
+        # A malformed data file (even one that made NumPy raise MemoryError) is an
+        # error of the data, never the model's out-of-memory.
+        oom = not _is_data_error(exc) and trainer_cls.is_out_of_memory(exc)
         emitter.emit(
             "error",
             kind="oom" if oom else "error",
@@ -167,6 +182,7 @@ def run_job(job: Job) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    lifeline.guard_worker()  # die with the orchestrator, even after its kill -9
     if len(args) != 1:
         print("usage: python -m harness.run.worker JOB.json", file=sys.stderr)
         return 2

@@ -19,8 +19,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -196,7 +198,14 @@ def read_source(source: str) -> tuple[str, str]:
     """(text, where) of a sweep file path or a built-in sweep's name."""
     path = Path(source)
     if path.is_file():
-        return path.read_text(), str(path)
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"{path}: not a UTF-8 text file (byte {exc.start}): save the sweep file as UTF-8"
+            ) from None
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read the sweep file: {exc.strerror}") from None
     builtin = resources.files("harness.sweep").joinpath("files", f"{source}.toml")
     if builtin.is_file():
         return builtin.read_text(), f"built-in sweep {source!r}"
@@ -204,13 +213,44 @@ def read_source(source: str) -> tuple[str, str]:
     raise UsageError(f"no sweep file {source!r}; give a path or a built-in sweep: {names}")
 
 
-def load(source: str) -> SweepConfig:
+def load(source: str, tools: dict[str, Any] | None = None) -> SweepConfig:
+    """The sweep file (or built-in sweep) ``source``, checked.
+
+    ``tools``: the registered backends (name -> BackendInfo; default: the installed
+    plugins'). A tool that is not registered, or a backend option that its backend does
+    not declare, is a mistake in the file (UsageError), not a cell this machine skips."""
     text, where = read_source(source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{where}: not valid TOML: {exc}") from None
-    return parse(data, where)
+    config = parse(data, where)
+    if tools is None:
+        from harness.plugins import get_plugin_manager
+
+        pm = get_plugin_manager()
+        tools, broken = pm.backends, set(pm.load_errors)
+    else:
+        broken = set()
+    unknown = [t for t in config.tools if t not in tools and t not in broken]
+    if unknown:
+        choices = ", ".join(sorted(tools)) or "none installed"
+        raise UsageError(
+            f"{where}: unknown tool {unknown[0]!r} in sweep.tools; choose from: {choices}"
+        )
+    from harness.backend import check_options
+
+    for tool in config.tools:
+        if tool not in tools:
+            continue
+        tables = [config.defaults, config.per_tool.get(tool, {})]
+        tables += [w.params for w in config.workloads]
+        for table in tables:
+            try:
+                check_options(tools[tool], table.get("options") or {})
+            except UsageError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+    return config
 
 
 def parse(data: dict[str, Any], source: str = "<sweep>") -> SweepConfig:
@@ -259,6 +299,7 @@ def parse(data: dict[str, Any], source: str = "<sweep>") -> SweepConfig:
     pairs = list(dict.fromkeys(pairs))
     if not pairs:
         raise fail("no (dataset, model) pairs: give [[workloads]] or sweep.models/datasets")
+    _known_names(pairs, fail)
     name = sweep.get("name") or re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem).strip("-")
     name = name or "sweep"
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -275,6 +316,18 @@ def parse(data: dict[str, Any], source: str = "<sweep>") -> SweepConfig:
         workloads=workloads,
         data=data,
     )
+
+
+def _known_names(pairs: list[tuple[str, str]], fail: Any) -> None:
+    """A model or dataset that does not exist is a mistake in the file (exit 2)."""
+    from harness import datasets, models
+
+    for dataset, model in pairs:
+        if model not in models.MODELS:
+            raise fail(f"unknown model {model!r}; choose from: {', '.join(models.MODELS)}")
+        if dataset not in datasets.DATASETS:
+            names = ", ".join(datasets.DATASETS)
+            raise fail(f"unknown dataset {dataset!r}; choose from: {names}")
 
 
 def parse_value(text: str) -> Any:
@@ -351,6 +404,8 @@ def _typed(name: str, kind: str, value: Any, where: str, fail: Any) -> Any:
         if bad:
             raise fail(f"{where}: {name}.{bad[0]} must be a single value")
         return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    if kind == "float" and not math.isfinite(value):  # TOML has nan and inf
+        raise fail(f"{where}: {name} must be a finite number, got {value}")
     if name == "timeout_s" and value == 0:
         return None  # as on the command line: 0 means no limit
     return float(value) if kind == "float" else value
@@ -383,8 +438,8 @@ def _hardware(short: Any, tables: Any, fail: Any) -> list[Hardware]:
             raise fail("hardware must be an array of tables: [[hardware]]")
         for i, entry in enumerate(tables, 1):
             items.append(_hardware_table(_table(entry, f"[[hardware]] #{i}", fail), i, fail))
-    labels = [h.label for h in items]
-    twice = sorted({label for label in labels if labels.count(label) > 1})
+    counts = Counter(h.label for h in items)  # linear: 20,000 entries parse at once
+    twice = sorted(label for label, n in counts.items() if n > 1)
     if twice:
         raise fail(f"two hardware entries are labelled {twice[0]!r}: give each a distinct name")
     return items

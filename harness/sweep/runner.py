@@ -18,10 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.errors import UsageError
+from harness.errors import InvalidValue, UsageError
 from harness.plugins import PluginManager, get_plugin_manager
+from harness.results.recover import adopt
 from harness.results.store import ResultStore
+from harness.run import signals
+from harness.run.lifeline import end_stale_workers
 from harness.run.orchestrator import Plan, execute, plan_run
+from harness.run.spec import check_values
 from harness.sweep.config import Cell, fingerprint, load, select
 from harness.sweep.progress import Eta, SweepProgress, duration
 from harness.sweep.state import DONE, FAILED, PENDING, SKIPPED, CellState, SweepState
@@ -82,6 +86,11 @@ def run_sweep(request: SweepRequest, console: Console) -> int:
     if request.source is None and request.resume is None:
         raise UsageError("give a sweep file (or a built-in sweep's name), or --resume SWEEP_ID")
     expanded = expand(request) if request.source else None
+    for cell in expanded.cells if expanded else []:  # mistakes stop the sweep before any work
+        try:
+            check_values(cell.spec)
+        except InvalidValue as exc:
+            raise InvalidValue(f"{cell.key}: {exc}") from None
     output_dir = expanded.cells[0].spec.output_dir if expanded else (request.output_dir or "logs")
     path = _store_path(output_dir)
     if request.dry_run:
@@ -92,15 +101,20 @@ def run_sweep(request: SweepRequest, console: Console) -> int:
     store = ResultStore(path)
     state, resumed = _open_state(request, expanded, store)
     state.claim()
+    for note in end_stale_workers(output_dir):  # left by a sweep that was killed with -9
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False)
+    for note in adopt(store, output_dir):  # runs a full disk or kill -9 kept out of the store
+        console.print(f"[yellow]taken into the store:[/yellow] {escape(note)}", highlight=False)
     try:
         notes = state.reconcile(retry_failed=request.retry_failed)
         pm = get_plugin_manager()  # one for the sweep: every plan and run uses it
         plans = _plan(state, pm)
         return _run(state, plans, notes, resumed, console, pm)
-    except KeyboardInterrupt:
-        state.release("interrupted")
-        console.print("[yellow]interrupted[/yellow]: finished runs are stored")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # SIGINT, SIGTERM or SIGHUP (harness.run.signals)
+        with signals.hold():
+            state.release("interrupted")
+        console.print(f"[yellow]{signals.cause(exc)}[/yellow]: finished runs are stored")
+        return signals.exit_code(exc)
 
 
 def _open_state(
@@ -135,6 +149,8 @@ def _try_plan(cell: CellState | Cell, pm: PluginManager) -> Plan | str:
     """The plan, or why this cell cannot run."""
     try:
         return plan_run(cell.spec, pm)
+    except InvalidValue as exc:  # a mistake in the sweep file, not this machine's limit
+        raise InvalidValue(f"{cell.key}: {exc}") from None
     except UsageError as exc:
         return str(exc)
     except Exception as exc:  # a broken plugin or machine: skip the cell, say why
@@ -279,10 +295,10 @@ def _run(
                 state.mark_done(cell, cell.run_id, FAILED, cause)
                 status, speed = FAILED, None
             else:
-                summary = outcome.result["summary"]
-                status = summary["status"]
-                cause = "; ".join(summary.get("causes") or []) or None
-                speed = (summary.get("images_per_sec") or {}).get("mean")
+                summary = outcome.result.summary
+                status = summary.status
+                cause = "; ".join(summary.causes) or None
+                speed = summary.images_per_sec.mean
                 state.mark_done(cell, outcome.run_id, status, cause)
             seconds = time.monotonic() - hooks.started
             eta.add(_kind(cell), seconds)
@@ -337,7 +353,7 @@ def _dry_run(request: SweepRequest, expanded: Expanded | None, path: Path, conso
     existing: dict[str, CellState] = {}
     sweep_id = None
     if path.exists():
-        store = ResultStore(path)
+        store = ResultStore(path, readonly=True)
         if request.resume:
             sweep_id = request.resume
         elif expanded and not request.new:

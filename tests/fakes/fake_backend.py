@@ -15,7 +15,19 @@ from collections.abc import Callable
 from typing import Any
 
 from harness import hookimpl
-from harness.backend import BackendInfo, Trainer, WorkerContext
+from harness.backend import BackendInfo, Option, Trainer, WorkerContext
+
+OPTIONS = (
+    Option(
+        "behaviour",
+        "str",
+        "ok",
+        "how the fake trainer misbehaves",
+        ("ok", "raise", "oom", "exit", "hang", "signal", "raise_in_setup", "nan"),
+    ),
+    Option("step_s", "float", 0.01, "seconds one step takes"),
+    Option("fail_at", "int", 3, "the timed step where it misbehaves"),
+)
 
 FAKE = BackendInfo(
     name="fake",
@@ -24,6 +36,7 @@ FAKE = BackendInfo(
     install_hint="nothing to install",
     trainer="fake_backend:FakeTrainer",
     precisions=("fp32", "bf16"),
+    options=OPTIONS,
 )
 FAKE_DDP = BackendInfo(
     name="fake-ddp",
@@ -32,6 +45,7 @@ FAKE_DDP = BackendInfo(
     install_hint="nothing to install",
     trainer="fake_backend:FakeTrainer",
     multi_process_launcher="torchrun",
+    options=OPTIONS,
 )
 MISSING = BackendInfo(
     name="fake-missing",
@@ -70,6 +84,8 @@ class FakeTrainer(Trainer):
         if self.steps == (self.ctx.spec.warmup_steps or 0) + self.fail_at:
             self._misbehave()
         time.sleep(self.step_s)
+        if self.behaviour == "nan":  # a diverged loss
+            return float("nan")
         return 1.0 / self.steps
 
     def _misbehave(self) -> None:
@@ -83,6 +99,9 @@ class FakeTrainer(Trainer):
             os.kill(os.getpid(), signal.SIGKILL)
         if self.behaviour == "hang":
             time.sleep(3600)
+
+    def synchronize(self, token: Any) -> None:
+        """Each fake step sleeps in train_step: nothing is queued."""
 
     def loss_value(self, token: Any) -> float:
         return float(token)

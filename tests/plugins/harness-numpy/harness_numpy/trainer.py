@@ -50,6 +50,9 @@ class NumpyTrainer(Trainer):
             value -= self.lr * buf
         return float(losses.mean())
 
+    def synchronize(self, token: Any) -> None:
+        """NumPy computes eagerly on the host: nothing is queued."""
+
     def loss_value(self, token: Any) -> float:
         return float(token)
 

@@ -1,0 +1,90 @@
+"""Output locations checked before any work starts: one clear line (UsageError, exit 2).
+
+A folder the harness will write into must be a folder (not a file), creatable, writable
+(a read-only filesystem or a folder without write permission), and short enough for the
+files the harness puts under it. Writability is probed by creating and removing a
+temporary file in the nearest existing folder, so read-only mounts are caught even for
+root, which ``os.access`` would not do. Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from harness.errors import UsageError
+
+# What the harness appends below an output folder: <run-id>/repeat-N/events.jsonl
+_RESERVE = 160
+
+
+def _limits(folder: Path) -> tuple[int, int]:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255, 4096
+
+
+def _existing_ancestor(path: Path) -> Path:
+    current = path
+    while True:
+        try:
+            os.stat(current)
+            return current
+        except FileNotFoundError:
+            pass
+        except NotADirectoryError:  # an ancestor is a file: report it
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+        if current.parent == current:
+            return current
+        current = current.parent
+
+
+def _probe(folder: Path, what: str, shown: str) -> None:
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".harness-write-check-")
+    except OSError as exc:
+        reason = "read-only filesystem" if exc.errno == errno.EROFS else exc.strerror
+        raise UsageError(
+            f"{what} {shown}: cannot write in {folder} ({reason}); give a writable folder"
+        ) from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def check_writable_dir(path: str | os.PathLike[str], what: str, reserve: int = _RESERVE) -> None:
+    """UsageError unless ``path`` is, or can be made as, a folder this process can write.
+
+    ``what`` names the option (``--output-dir``); ``reserve``: characters the harness
+    will add below it."""
+    shown = str(path)
+    target = Path(os.path.abspath(path))
+    ancestor = _existing_ancestor(target)
+    name_max, path_max = _limits(ancestor if ancestor.is_dir() else ancestor.parent)
+    longest = max((len(os.fsencode(p)) for p in target.parts), default=0)
+    if longest > name_max or len(os.fsencode(str(target))) + reserve > path_max:
+        raise UsageError(
+            f"{what} {shown}: the path is too long (names up to {name_max} bytes, paths up "
+            f"to {path_max - reserve} bytes here); give a shorter one"
+        )
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{what} {shown} is a file, not a folder; give a folder")
+    if not ancestor.is_dir():
+        raise UsageError(f"{what} {shown}: {ancestor} is a file, so no folder can be made there")
+    _probe(ancestor, what, shown)
+
+
+def check_writable_file(path: str | os.PathLike[str], what: str) -> None:
+    """UsageError unless a file can be written at ``path`` (not a folder, parent writable)."""
+    shown = str(path)
+    target = Path(os.path.abspath(path))
+    if target.is_dir():
+        raise UsageError(f"{what} {shown} is a folder; give a file name, e.g. {target / 'out'}")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise UsageError(f"{what} {shown}: the file is not writable")
+    check_writable_dir(target.parent, what, reserve=len(os.fsencode(target.name)))
