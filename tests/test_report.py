@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from fake_cli import run_cli
 from rich.console import Console
-from sweep_helpers import make_result, make_store, study_like_results
+from sweep_helpers import make_result, make_store, study_like_results, with_spec
 
 from harness.report import markdown, render, report_data, terminal
 from harness.report.data import METRICS, Row, build, ratio
 from harness.report.svg import compact, nice_ticks
 from harness.report.text import value_text
+from harness.results.schema import RunResult, Stat
 
 
 @pytest.fixture
@@ -35,20 +36,26 @@ def test_table_values_are_the_stored_means(store_path: Path) -> None:
     ]
     checked = 0
     for result in study_like_results():  # the same figures as stored
-        spec = result["spec"]
-        row = Row(spec["dataset"], spec["model"], spec["tool"])
-        column = next(c for c in data.columns if c.label == result["hardware"])
+        spec = result.spec
+        row = Row(spec.dataset, spec.model, spec.tool)
+        column = next(c for c in data.columns if c.label == result.hardware)
         for metric in METRICS:
             value = data.value(metric.key, row, column)
-            stored = result["summary"].get(metric.key)
-            if result["summary"]["status"] != "ok":
-                assert value.mean is None and value.status == result["summary"]["status"]
-            elif stored is None:
+            stored = result.summary.metric(metric.key)
+            if result.status != "ok":
+                assert value.mean is None and value.status == result.status
+            elif stored is None or stored.mean is None:
                 assert value.mean is None and value_text(value, metric) == "-"
             else:
-                assert value.mean == stored["mean"] and value.std == stored["std"]
+                assert value.mean == stored.mean and value.std == stored.std
                 checked += 1
-    assert checked == 11 * 2 + 7 * 2  # ips and J/image on the 11 ok runs, GPU ones on 7
+    # ips, J/image and execution time on the 11 ok runs, GPU ones on 7
+    assert checked == 11 * 3 + 7 * 2
+    # the metrics no run has (FLOP/s, MFU, host figures, accuracy) are left out
+    assert [m.key for m in data.metrics] == [
+        "images_per_sec", "gpu_memory_mib", "gpu_power_w", "joules_per_image",
+        "execution_time_s",
+    ]  # fmt: skip
 
 
 def md_row(*cells: str) -> str:
@@ -65,7 +72,8 @@ def test_markdown_layout(store_path: Path) -> None:
         if not line.startswith("|"):
             break
         body.append(line)
-    assert len(body) == len(METRICS) * 4  # one row per (metric, dataset, network, framework)
+    # one row per (metric, dataset, network, framework), for the 5 metrics these runs have
+    assert len(body) == 5 * 4
     assert body[0] == md_row(
         "images/sec",
         "MNIST",
@@ -90,6 +98,11 @@ def test_markdown_layout(store_path: Path) -> None:
         "0.05 ± 0.001",
         "0.045 ± 0.001",
     )
+    assert body[19] == md_row(
+        "execution time (s)", "CIFAR-10", "ResNet-50", "tensorflow", "12.5 ± 0.5", "12.5 ± 0.5",
+        "oom",
+    )  # fmt: skip
+    assert "TFLOP/s" not in text and "MFU" not in text and "host CPU" not in text
     assert "## Speedup: CPU to 1 GPU" in text
     assert "| MNIST | LeNet | pytorch | 15.00x |" in text
     assert "## Scaling: 1 to N GPUs" in text
@@ -157,19 +170,21 @@ def test_latest_ok_run_wins_and_statuses_show(tmp_path: Path) -> None:
 def test_cpu_only_runs_without_gpu_figures_render_everywhere(tmp_path: Path) -> None:
     bare = make_result("pytorch", "lenet", "mnist", ips=(100.0, 1.0))
     for key in ("gpu_power_w", "gpu_memory_mib", "joules_per_image"):
-        bare["summary"].pop(key)  # absent, not even None
+        assert getattr(bare.summary, key) is None  # not measured
     results = [bare, make_result("mxnet", "alexnet", "cifar10", ips=None)]
-    results[1]["summary"]["images_per_sec"] = {"mean": None, "std": None, "n": 0}
+    results[1].summary.images_per_sec = Stat()
     make_store(tmp_path / "results.sqlite", results)
     data = report_data(tmp_path)
     text = markdown(data)
-    assert "| GPU power (W) | MNIST | LeNet | pytorch | - |" in text
+    # no run has a GPU figure, energy, FLOP/s or MFU: those rows are left out
+    assert "GPU power" not in text and "GPU memory" not in text and "energy" not in text
     assert "| images/sec | CIFAR-10 | AlexNet | mxnet | - |" in text
+    assert "| execution time (s) | MNIST | LeNet | pytorch | 12.5 ± 0.5 |" in text
     assert data.speedups() == []
     page = render(data, "html")
-    # LeNet: power, memory, energy; AlexNet: all four (it has no images/sec either);
-    # neither stored FLOP/s or MFU (no summary["flops"])
-    assert page.count("no data (not measured on these runs)") == 3 + 4 + 2 * 2
+    # only AlexNet's images/sec chart is empty (images/sec is always shown: it carries
+    # the statuses); before the report left out unmeasured metrics there were 11
+    assert page.count("no data (not measured on these runs)") == 1
     console = Console(record=True, width=200)
     terminal(data, console)
     assert "100.0 ± 1.0" in console.export_text()
@@ -197,10 +212,12 @@ def test_html_is_self_contained_with_one_chart_per_metric(store_path: Path) -> N
     parser.feed(page)
     assert "link" not in parser.tags and "img" not in parser.tags and "iframe" not in parser.tags
     assert not [a for a in parser.attrs if a[0] in ("src", "href")]
-    # (dataset, network) x metric; these runs stored no FLOP/s or MFU: no chart for those
-    assert parser.tags["svg"] == 2 * (len(METRICS) - 2)
-    # bars: every shown value; images/sec and energy on 3 columns, GPU ones on 2, one oom
-    assert parser.bars == 2 * (3 + 3 + 2 + 2) * 2 - 4
+    # (dataset, network) x the 5 metrics these runs have (no FLOP/s, MFU, host, accuracy)
+    assert parser.tags["svg"] == 2 * 5
+    assert "no data" not in page and "MFU" not in page
+    # bars: every shown value; images/sec, energy and execution time on 3 columns, GPU
+    # ones on 2, one oom
+    assert parser.bars == 2 * (3 + 3 + 3 + 2 + 2) * 2 - 5
     assert page.count('class="status"') >= 4  # the oom cell, in each metric's chart
     assert "54,000.0 ± 540.0" in page  # the table
     assert "<title>pytorch · 2 GPUs: 54,000.0 ± 540.0 images/s</title>" in page
@@ -227,7 +244,8 @@ def test_report_cli_formats_and_sweep_filter(tmp_path: Path) -> None:
     assert "LeNet" not in out.stdout
     out = run_cli("report", "--store", str(tmp_path / "results.sqlite"), "--format", "html")
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "report.html").read_text().count('<svg class="chart"') == 2 * 4 + 1
+    # LeNet and ResNet-50: 5 metrics each; VGG-16: images/sec and execution time
+    assert (tmp_path / "report.html").read_text().count('<svg class="chart"') == 2 * 5 + 2
     out = run_cli("report", "--store", str(tmp_path), "-o", str(tmp_path / "r.txt"))
     assert out.returncode == 0, out.stderr
     assert re.search(r"images/sec .* VGG-16 .* 7\.0 ± 0\.5", (tmp_path / "r.txt").read_text())
@@ -237,9 +255,8 @@ def test_report_cli_formats_and_sweep_filter(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "no sweep 'nosuch'" in unknown.stderr
 
 
-def _config(result: dict, **spec: object) -> dict:
-    result["spec"].update({"threads": 2} | spec)
-    return result
+def _config(result: RunResult, **spec: object) -> RunResult:
+    return with_spec(result, **({"threads": 2} | spec))
 
 
 def test_configurations_never_share_a_cell(tmp_path: Path) -> None:
@@ -254,7 +271,7 @@ def test_configurations_never_share_a_cell(tmp_path: Path) -> None:
         _config(make_result(*base, ips=(110.0, 1.0))),  # a newer run of the first one
         _config(make_result(*base, status="crashed"), batch_size=64),  # never started:
     ]
-    results[-1]["synthetic"] = None  # its data source is unknown; it joins batch 64
+    results[-1].synthetic = None  # its data source is unknown; it joins batch 64
     make_store(tmp_path / "results.sqlite", results)
     data = report_data(tmp_path)
     assert [c.label for c in data.columns] == ["CPU · threads 1", "CPU · threads 2"]
@@ -292,3 +309,25 @@ def test_configurations_never_share_a_cell(tmp_path: Path) -> None:
     runs = json.loads(out.stdout)["runs"]
     assert sorted(r["images_per_sec"] for r in runs) == [50.0, 90.0, 110.0, 120.0, 130.0, 150.0]
     assert len({r["config_key"] for r in runs}) == 6
+
+
+def test_contended_runs_are_marked_in_the_report_and_compare() -> None:
+    from harness.results.compare import compare, summary_line, to_csv
+    from harness.results.schema import RepeatRecord, Resources
+
+    clean = make_result("pytorch", "lenet", "mnist", num_gpus=1, ips=(100.0, 1.0))
+    busy = make_result("pytorch", "lenet", "mnist", num_gpus=1, ips=(80.0, 1.0))
+    other = {"gpu": 0, "pid": 4000001, "name": "python", "kind": "compute"}
+    busy.repeats = [RepeatRecord(status="ok", resources=Resources(gpu={"contended": [other]}))]
+    assert busy.contended == [other] and clean.contended == []
+    data = build([busy])
+    value = data.value("images_per_sec", data.rows[0], data.columns[0])
+    assert value.contended and value_text(value, METRICS[0]) == "80.0 ± 1.0†"
+    assert any(
+        n.startswith("† contended: 1 run(s)") and "4000001 (python)" in n for n in data.notes
+    )
+    assert not any("contended" in n for n in build([clean]).notes)
+    (row,) = compare([clean], [busy])
+    assert row.b.contended and not row.a.contended
+    assert "† 1 row(s) have a side measured while another process" in summary_line([row])
+    assert to_csv([row]).splitlines()[1].endswith(",0,1")

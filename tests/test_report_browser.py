@@ -18,4 +18,4 @@ def test_html_report_renders_in_chromium(tmp_path: Path) -> None:
     make_store(tmp_path / "results.sqlite", study_like_results())
     page = tmp_path / "report.html"
     page.write_text(render(report_data(tmp_path), "html"))
-    check_page_in_browser(page, tmp_path, bars=2 * (3 + 3 + 2 + 2) * 2 - 4)
+    check_page_in_browser(page, tmp_path, bars=2 * (3 + 3 + 3 + 2 + 2) * 2 - 5)

@@ -11,7 +11,8 @@ from fake_cli import run_cli
 from sweep_helpers import make_result, make_store, study_like_results
 
 from harness.report.source import open_store
-from harness.results.export import COLUMNS, flat
+from harness.results.export import COLUMNS, csv_cell, flat
+from harness.results.schema import SCHEMA_VERSION, RunResult
 
 
 def test_csv_round_trip(tmp_path: Path) -> None:
@@ -52,10 +53,11 @@ def test_json_round_trip_and_filters(tmp_path: Path) -> None:
     ])  # fmt: skip
     out = run_cli("export", "--store", str(tmp_path), "--format", "json")
     assert out.returncode == 0, out.stderr
-    body = json.loads(out.stdout)
-    assert body["format"] == "harness-runs" and body["version"] == 2
+    body = json.loads(out.stdout, parse_constant=_no_constant)  # strict JSON
+    assert body["format"] == "harness-runs" and body["version"] == 3
     stored = open_store(tmp_path).runs()
-    assert [r["result"] for r in body["runs"]] == json.loads(json.dumps(stored))
+    assert [RunResult.from_json(r["result"]) for r in body["runs"]] == stored
+    assert {r["result"]["schema_version"] for r in body["runs"]} == {SCHEMA_VERSION}
     assert [r["images_per_sec"] for r in body["runs"]] == [10.0, 20.0, 30.0]
 
     out = run_cli("export", "--store", str(tmp_path), "--format", "json", "--sweep", "a",
@@ -63,3 +65,23 @@ def test_json_round_trip_and_filters(tmp_path: Path) -> None:
     runs = json.loads(out.stdout)["runs"]
     assert [r["images_per_sec"] for r in runs] == [20.0]  # the latest ok run of sweep a
     assert "result" not in runs[0]
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+def test_csv_cells_are_never_formulas(tmp_path: Path) -> None:
+    """A label a spreadsheet would evaluate (=, +, -, @) is written as text."""
+    hostile = make_result("pytorch", "lenet", "mnist", host="=HYPERLINK(1)")
+    hostile.summary.causes = ["+cmd|' /C calc'!A0", "@SUM(1)"]
+    hostile.spec.tags["hardware_label"] = "-2+3"
+    make_store(tmp_path / "results.sqlite", [hostile])
+    out = run_cli("export", "--store", str(tmp_path), "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    (row,) = csv.DictReader(io.StringIO(out.stdout))
+    assert row["host"] == "'=HYPERLINK(1)"
+    assert row["hardware_label"] == "'-2+3"
+    assert row["causes"] == "'+cmd|' /C calc'!A0; @SUM(1)"
+    assert row["num_gpus"] == "-1"  # numbers stay numbers
+    assert csv_cell(-1.5) == -1.5 and csv_cell("\tx") == "'\tx" and csv_cell(None) == ""

@@ -97,8 +97,20 @@ def test_two_tools_three_models_interrupted_resumed_and_reported(tmp_path: Path)
     report = run_cli("report", "--store", str(logs), "--sweep", "latest", "--format", "html",
                      "-o", str(tmp_path / "report.html"))  # fmt: skip
     assert report.returncode == 0, report.stderr
-    # CPU runs: images/sec and achieved TFLOP/s, 6 bars each (no MFU: no peak cached)
-    check_page_in_browser(tmp_path / "report.html", tmp_path, bars=12)
+    # CPU runs: images/sec, achieved TFLOP/s, host CPU and memory, execution time (and CPU
+    # energy where RAPL is readable): 6 bars each (no MFU: no peak cached); the report
+    # leaves out the metrics no run has, so the count follows what this machine measured
+    keys = [m.key for m in data.metrics]
+    assert {"images_per_sec", "tflops", "execution_time_s"} <= set(keys)
+    assert not {"gpu_power_w", "gpu_memory_mib", "mfu"} & set(keys)
+    shown = sum(
+        data.value(key, row, column).shown
+        for key in keys
+        for row in data.rows
+        for column in data.columns
+    )
+    assert shown >= 18
+    check_page_in_browser(tmp_path / "report.html", tmp_path, bars=shown)
 
 
 def _wait_for_first_finished_run(store: Path, proc: subprocess.Popen, log: Path) -> str:

@@ -12,6 +12,7 @@ import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,7 +20,12 @@ from rich.table import Table
 
 from harness.errors import UsageError
 
+if TYPE_CHECKING:
+    from harness.report.data import ReportData
+    from harness.results.schema import RunResult
+
 DEFAULT_STORE = "logs/results.sqlite"
+FIGURE_FORMATS = ("png", "svg", "pdf")  # report --format: files through matplotlib
 Command = Callable[[argparse.Namespace, Console], int]
 
 
@@ -93,14 +99,22 @@ def _list_sweeps(output_dir: str, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from harness.report import ops as ops_section
     from harness.report import render, report_data, terminal
     from harness.report.source import store_path
 
+    if args.format in FIGURE_FORMATS:
+        from harness.report.figures import require_matplotlib
+
+        require_matplotlib()  # before reading the store: one line and exit 2 without it
     data = report_data(args.store, args.sweep)
+    if args.format in FIGURE_FORMATS:
+        return _figures(data, args, console)
     if args.format == "terminal":
         width = None if args.output is None and sys.stdout.isatty() else 200
         out = Console(file=io.StringIO() if args.output else sys.stdout, width=width)
         terminal(data, out)
+        ops_section.terminal(args.store, out)  # operation benchmarks, when the store has some
         if args.output:
             _write(out.file.getvalue(), args.output, console)  # type: ignore[attr-defined]
         return 0
@@ -108,7 +122,27 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if args.format == "html" and output is None:
         suffix = f"-{data.sweep}" if data.sweep else ""
         output = str(store_path(args.store).parent / f"report{suffix}.html")
-    _write(render(data, args.format), output, console)
+    _write(ops_section.add_to(render(data, args.format), args.format, args.store), output, console)
+    return 0
+
+
+def _figures(data: ReportData, args: argparse.Namespace, console: Console) -> int:
+    """``report --format png|svg|pdf``: one file per (dataset, network, metric)."""
+    from harness.report.figures import write_figures
+    from harness.report.source import store_path
+
+    folder = args.output
+    if folder is None:
+        suffix = f"-{data.sweep}" if data.sweep else ""
+        folder = str(store_path(args.store).parent / f"figures{suffix}")
+    if not data.rows:
+        console.print("no runs to report: no figures written", highlight=False)
+        return 0
+    written = write_figures(data, args.format, folder)
+    console.print(
+        f"wrote {len(written)} {args.format.upper()} figure(s) to {escape(folder)}",
+        highlight=False,
+    )
     return 0
 
 
@@ -117,12 +151,42 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from harness.report.source import load_runs, open_store, resolve_sweep
     from harness.results.export import export
 
+    if args.format == "parquet":
+        _parquet_ready(args.output)  # one line and exit 2 before the store is read
     store = open_store(args.store)
     results = load_runs(store, resolve_sweep(store, args.sweep))
     if args.latest:
-        chosen = {r["run_id"] for r in latest_per_cell(results).values()}
-        results = [r for r in results if r["run_id"] in chosen]
+        chosen = {r.run_id for r in latest_per_cell(results).values()}
+        results = [r for r in results if r.run_id in chosen]
+    if args.format == "parquet":
+        return _parquet(results, args.output, console)
     _write(export(results, args.format, full=not args.brief), args.output, console)
+    return 0
+
+
+def _parquet_ready(output: str | None) -> None:
+    """UsageError without -o FILE, or without pandas or pyarrow (with the install command)."""
+    from harness.results.export import DATAFRAME_EXTRA
+
+    if not output or output == "-":
+        raise UsageError("--format parquet writes a binary file: give -o FILE")
+    for module in ("pandas", "pyarrow"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise UsageError(
+                f"--format parquet needs {module}, which is not installed: {DATAFRAME_EXTRA}"
+            ) from None
+
+
+def _parquet(results: list[RunResult], output: str | None, console: Console) -> int:
+    """``export --format parquet -o FILE``: the DataFrame of runs (pandas and pyarrow)."""
+    from harness.results.export import to_parquet
+
+    assert output is not None
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    to_parquet(results, output)
+    console.print(f"wrote {escape(output)} ({len(results)} runs)", highlight=False)
     return 0
 
 
@@ -176,14 +240,28 @@ def add_commands(sub: argparse._SubParsersAction, handlers: dict[str, Command]) 
     rep.add_argument(
         "--store", default=DEFAULT_STORE, help=f"results store (default {DEFAULT_STORE})"
     )
-    rep.add_argument("--format", choices=("terminal", "markdown", "html"), default="terminal")
     rep.add_argument(
-        "-o", "--output", help="write here (html default: report[-SWEEP].html beside the store)"
+        "--format",
+        choices=("terminal", "markdown", "html", *FIGURE_FORMATS),
+        default="terminal",
+        help="png, svg, pdf: one figure per (dataset, network, metric), through matplotlib "
+        "(the 'figures' extra)",
+    )
+    rep.add_argument(
+        "-o",
+        "--output",
+        help="write here (html default: report[-SWEEP].html beside the store; png, svg, "
+        "pdf: a folder, default figures[-SWEEP]/ beside the store)",
     )
     handlers["report"] = cmd_report
 
-    exp = sub.add_parser("export", help="stored runs as CSV or JSON")
-    exp.add_argument("--format", choices=("csv", "json"), default="csv")
+    exp = sub.add_parser("export", help="stored runs as CSV, JSON or Parquet")
+    exp.add_argument(
+        "--format",
+        choices=("csv", "json", "parquet"),
+        default="csv",
+        help="parquet: the CSV's columns, typed (pandas and pyarrow: the 'dataframe' extra)",
+    )
     exp.add_argument("--sweep", help="one sweep's runs (an id, or 'latest'); default: all runs")
     exp.add_argument(
         "--store", default=DEFAULT_STORE, help=f"results store (default {DEFAULT_STORE})"

@@ -1,4 +1,5 @@
-"""The environment a result was measured in: host, OS, Python, harness version and commit."""
+"""The environment a result was measured in: host, OS, Python, harness version and commit,
+and the settings that move figures (harness.machine.hygiene)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -51,9 +53,15 @@ def git_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def collect() -> dict[str, Any]:
-    """Host facts recorded with every run (frameworks report their own versions)."""
+def collect(gpu_indices: Iterable[int] = ()) -> dict[str, Any]:
+    """Host facts recorded with every run (frameworks report their own versions).
+
+    ``hygiene``: the CPU's frequency governor and turbo state, and for ``gpu_indices``
+    (NVML indices of the run's GPUs) their power limit, clocks and persistence mode;
+    see :func:`harness.machine.hygiene.record`."""
     import psutil
+
+    from harness.machine import hygiene
 
     return {
         "hostname": socket.gethostname(),
@@ -66,4 +74,5 @@ def collect() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "harness_version": __version__,
         "harness_commit": git_commit(),
+        "hygiene": hygiene.record(gpu_indices),
     }

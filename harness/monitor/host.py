@@ -111,6 +111,11 @@ class ProcessTree:
         self._next_refresh = float("-inf")
         self.pids: frozenset[int] = frozenset()
 
+    @property
+    def roots(self) -> tuple[int, ...]:
+        """The tracked roots (worker or launcher processes)."""
+        return tuple(self._roots)
+
     def add_root(self, pid: int, t: float) -> None:
         if not psutil.pid_exists(pid):
             self._errors.record("host", f"track pid {pid}", "no such process", t)

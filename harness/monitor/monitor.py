@@ -158,7 +158,9 @@ class Monitor:
             cpu, rss, nprocs = self._tree.sample(t)
             s = Sample(
                 t=t,
-                gpus=self._nvml.read(self._tree.pids, t) if self._nvml.available else (),
+                gpus=self._nvml.read(self._tree.pids, t, roots=self._tree.roots)
+                if self._nvml.available
+                else (),
                 host_cpu_pct=self._cpu.read() if self._cpu is not None else None,
                 tree_cpu_pct=cpu,
                 tree_rss_mib=rss,
@@ -207,6 +209,8 @@ class Monitor:
         rec.driver_version = self._nvml.driver_version
         rec.devices = [dict(d) for d in self._nvml.devices]
         rec.foreign_gpu_processes = self._nvml.foreign_processes_seen
+        rec.contended = self._nvml.contention()
+        rec.contention_reason = self._nvml.contention_reason
         rec.cpu_energy_reason = "monitor not opened" if self._rapl is None else self._rapl.reason
         rec.baseline = self.baseline
         rec.errors = self._errors.as_list()

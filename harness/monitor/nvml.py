@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
@@ -62,6 +63,10 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
         "nvmlDeviceGetComputeRunningProcesses",
         "nvmlDeviceGetComputeRunningProcesses_v2",
     ),
+    "graphics_processes": (
+        "nvmlDeviceGetGraphicsRunningProcesses",
+        "nvmlDeviceGetGraphicsRunningProcesses_v2",
+    ),
     "utilization": ("nvmlDeviceGetUtilizationRates",),
     "sm_clock": ("nvmlDeviceGetClockInfo",),
     "temperature": ("nvmlDeviceGetTemperature",),
@@ -88,6 +93,19 @@ def decode_throttle(mask: int | None) -> list[str]:
 def is_throttled(names: Sequence[str]) -> bool:
     """True when a power or thermal cap is among the reasons ("gpu_idle" is not one)."""
     return any(n in THROTTLING_REASONS for n in names)
+
+
+# The initial PID namespace's inode number (PROC_PID_INIT_INO in the Linux kernel).
+_INIT_PID_NS = 0xEFFFFFFC
+
+
+def in_nested_pid_namespace() -> bool:
+    """True inside a container's PID namespace, where NVML lists host pids that this
+    process cannot map to its own (so other processes cannot be told from the run's)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino != _INIT_PID_NS
+    except OSError:
+        return False
 
 
 def load_nvml(module: ModuleType | None) -> tuple[ModuleType | None, str | None]:
@@ -131,6 +149,12 @@ class NvmlSampler:
         self.unsupported: list[dict[str, Any]] = []
         # NVML listed compute processes but none of the tracked pids (a PID namespace?)
         self.foreign_processes_seen = False
+        # other processes on these GPUs: (gpu index, pid) -> what was seen of it
+        self._others: dict[tuple[int, int], dict[str, Any]] = {}
+        self._verdicts: dict[int, bool] = {}  # pid -> another process's (True) or ours
+        self._self_pid = os.getpid()
+        self._nested_ns = in_nested_pid_namespace()
+        self.contention_reason: str | None = None
         self._devs: list[_Device] = []
         self._initialised = False
         self._codes: dict[str, int] = dict(_ERR_DEFAULTS)
@@ -191,11 +215,18 @@ class NvmlSampler:
         return [d.index for d in self._devs]
 
     # -- reading -----------------------------------------------------------
-    def read(self, pids: frozenset[int], t: float) -> tuple[GpuSample, ...]:
-        """One GpuSample per opened device; unreadable values stay None."""
-        return tuple(self._read_device(dev, pids, t) for dev in self._devs)
+    def read(
+        self, pids: frozenset[int], t: float, roots: Sequence[int] = ()
+    ) -> tuple[GpuSample, ...]:
+        """One GpuSample per opened device; unreadable values stay None.
 
-    def _read_device(self, dev: _Device, pids: frozenset[int], t: float) -> GpuSample:
+        ``pids``: the run's process tree now; ``roots``: its roots (a process NVML lists
+        that descends from one is the run's too, even before the tree has found it)."""
+        return tuple(self._read_device(dev, pids, roots, t) for dev in self._devs)
+
+    def _read_device(
+        self, dev: _Device, pids: frozenset[int], roots: Sequence[int], t: float
+    ) -> GpuSample:
         s = GpuSample()
         if dev.lost:
             return s
@@ -206,12 +237,14 @@ class NvmlSampler:
         v = self._get(dev, "memory", t)
         if v is not None:
             s.mem_used_mib = v.used / MIB
-        if pids:
-            v = self._get(dev, "processes", t)
-            if v:
-                s.proc_mem_mib = _tree_memory(v, pids)
-                if s.proc_mem_mib is None:
-                    self.foreign_processes_seen = True
+        compute = self._get(dev, "processes", t)
+        if pids and compute:
+            s.proc_mem_mib = _tree_memory(compute, pids)
+            if s.proc_mem_mib is None:
+                self.foreign_processes_seen = True
+        graphics = self._get(dev, "graphics_processes", t)
+        if compute or graphics:
+            self._note_others(dev.index, compute or (), graphics or (), pids, roots, t)
         v = self._get(dev, "utilization", t)
         if v is not None:
             s.util_pct = v.gpu
@@ -241,6 +274,84 @@ class NvmlSampler:
                 self._errors.record("nvml", f"gpu{dev.index} {metric}", exc, t)
                 return None
         return None
+
+    # -- other processes on the GPUs ---------------------------------------
+    def _note_others(
+        self,
+        index: int,
+        compute: Sequence[Any],
+        graphics: Sequence[Any],
+        pids: frozenset[int],
+        roots: Sequence[int],
+        t: float,
+    ) -> None:
+        """Records the processes on GPU ``index`` that are neither the run's nor the monitor's."""
+        seen: set[int] = set()
+        for kind, procs in (("compute", compute), ("graphics", graphics)):
+            for p in procs:
+                pid = int(p.pid)
+                if pid in seen or pid in pids or pid == self._self_pid:
+                    continue
+                seen.add(pid)
+                entry = self._others.get((index, pid))
+                if entry is None:
+                    if not self._is_other(pid, roots):
+                        continue
+                    entry = {
+                        "gpu": index,
+                        "pid": pid,
+                        "name": self._process_name(pid),
+                        "kind": kind,
+                        "memory_mib": None,
+                        "samples": 0,
+                        "first_t": t,
+                        "last_t": t,
+                    }
+                    self._others[(index, pid)] = entry
+                entry["samples"] += 1
+                entry["last_t"] = t
+                used = getattr(p, "usedGpuMemory", None)
+                if used is not None and used < 2**63:  # NVML_VALUE_NOT_AVAILABLE is huge
+                    mib = round(used / MIB, 1)
+                    entry["memory_mib"] = max(mib, entry["memory_mib"] or 0.0)
+
+    def _is_other(self, pid: int, roots: Sequence[int]) -> bool:
+        """True when ``pid`` is another process: not the run's tree (judged once per pid)."""
+        verdict = self._verdicts.get(pid)
+        if verdict is not None:
+            return verdict
+        if not roots:  # before the worker starts (idle baseline): every process is another's
+            verdict = True
+        elif self._nested_ns:  # host pids: the run's own cannot be told apart
+            self.contention_reason = (
+                "the monitor runs in a container's PID namespace: NVML lists host pids, which "
+                "cannot be told from the run's own (processes seen before the run still count)"
+            )
+            return False
+        elif pid in roots:
+            verdict = False
+        else:
+            try:
+                import psutil
+
+                lineage = {pid, *(q.pid for q in psutil.Process(pid).parents())}
+            except Exception:  # not visible to us (another user's, hidepid): not our child
+                lineage = {pid}
+            verdict = not (lineage & set(roots))
+        self._verdicts[pid] = verdict
+        return verdict
+
+    def _process_name(self, pid: int) -> str | None:
+        from harness.machine.hygiene import process_name
+
+        assert self.nvml is not None
+        return process_name(self.nvml, pid)
+
+    def contention(self) -> list[dict[str, Any]]:
+        """Other processes seen on these GPUs, by GPU and first sighting."""
+        return sorted(
+            (dict(e) for e in self._others.values()), key=lambda e: (e["gpu"], e["first_t"])
+        )
 
     # -- helpers -----------------------------------------------------------
     def _bind(self, dev: _Device) -> None:

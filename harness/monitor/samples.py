@@ -112,6 +112,10 @@ class Recording(list):
         self.devices: list[dict[str, Any]] = []
         # NVML listed compute processes, none of them tracked (another user, a PID namespace)
         self.foreign_gpu_processes = False
+        # other processes seen on the run's GPUs (NvmlSampler.contention()), and why
+        # none could be judged when the monitor cannot tell them from the run's own
+        self.contended: list[dict[str, Any]] = []
+        self.contention_reason: str | None = None
         self.cpu_energy_reason: str | None = None
         self.baseline: dict[str, Any] | None = None
         self.errors: list[dict[str, Any]] = []

@@ -204,6 +204,20 @@ def _covered(ts: list[float], w: PhaseWindow) -> float:
     return max(0.0, min(w.end, ts[-1]) - max(w.start, ts[0]))
 
 
+def _contended(meta: Any, windows: Sequence[PhaseWindow]) -> list[dict[str, Any]]:
+    """Other processes seen on the run's GPUs, each with the windows it overlapped."""
+    out = []
+    for entry in getattr(meta, "contended", None) or []:
+        first, last = entry.get("first_t"), entry.get("last_t")
+        phases = [
+            w.name
+            for w in windows
+            if first is not None and last is not None and first <= w.end and last >= w.start
+        ]
+        out.append({**entry, "phases": phases})
+    return out
+
+
 # -- public ---------------------------------------------------------------------
 def summarize(
     samples: Sequence[Sample],
@@ -285,6 +299,10 @@ def summarize(
             "devices": list(getattr(meta, "devices", [])),
             "unsupported_metrics": list(getattr(meta, "unsupported", [])),
             "throttled": any(p["throttled"] for p in gpu_phases.values()),
+            # other processes on the run's GPUs: [{gpu, pid, name, kind, memory_mib,
+            # samples, first_t, last_t, phases}], empty when none was seen
+            "contended": _contended(meta, windows),
+            "contention_reason": getattr(meta, "contention_reason", None),
             "phases": gpu_phases,
         },
         "host": {

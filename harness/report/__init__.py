@@ -3,11 +3,14 @@
 from harness.report import report_data, render
 data = report_data("logs/results.sqlite", sweep="latest")
 page = render(data, "html")      # or "markdown"; terminal() prints rich tables
+write_figures(data, "png", "figures/")   # or "svg", "pdf": one file per chart (matplotlib)
 """
 
 from __future__ import annotations
 
 from harness.report.data import METRICS, ReportData, build
+from harness.report.figures import FORMATS as FIGURE_FORMATS
+from harness.report.figures import write_figures
 from harness.report.html import html
 from harness.report.source import report_data
 from harness.report.text import markdown, terminal
@@ -24,5 +27,5 @@ def render(data: ReportData, fmt: str) -> str:
     raise ValueError(f"render() makes markdown or html, not {fmt!r}")
 
 
-__all__ = ["FORMATS", "METRICS", "ReportData", "build", "html", "markdown", "render",
-           "report_data", "terminal"]  # fmt: skip
+__all__ = ["FIGURE_FORMATS", "FORMATS", "METRICS", "ReportData", "build", "html", "markdown",
+           "render", "report_data", "terminal", "write_figures"]  # fmt: skip

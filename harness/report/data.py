@@ -19,30 +19,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from harness import datasets, models
 from harness.results import configkey
+from harness.results.schema import RunResult, Stat
 
 
 @dataclass(frozen=True)
 class Metric:
-    key: str  # in result["summary"], or a figure derived from it (DERIVED)
+    key: str  # a RunSummary statistic, or a figure derived from the summary (DERIVED)
     title: str
     unit: str
     digits: int
+    _: KW_ONLY
+    scale: float = 1.0  # stored value x scale = shown value (accuracy: a fraction, shown in %)
+    axis: str = ""  # a chart's y-axis label, with the unit; default: the title
+    always: bool = False  # shown even when no run has it (its cells carry the statuses)
+
+    @property
+    def axis_label(self) -> str:
+        return self.axis or self.title
 
 
+_THROUGHPUT = "throughput (images/s)"
+_HOST_CPU = "host CPU utilisation (%, 100 = one core)"
+# Every figure a report can show, in the order it shows them; a report leaves out those
+# that no run in it has (ReportData.metrics), so a CPU-only report has no GPU rows.
 METRICS = (
-    Metric("images_per_sec", "images/sec", "images/s", 1),
+    Metric("images_per_sec", "images/sec", "images/s", 1, axis=_THROUGHPUT, always=True),
     Metric("gpu_memory_mib", "GPU memory (MiB)", "MiB", 0),
     Metric("gpu_power_w", "GPU power (W)", "W", 1),
     Metric("joules_per_image", "energy per image (J)", "J", 4),
+    Metric("host_cpu_percent", "host CPU utilisation (%)", "%", 0, axis=_HOST_CPU),
+    Metric("host_rss_mib", "host memory peak (MiB)", "MiB", 0),
+    Metric("execution_time_s", "execution time (s)", "s", 1),
+    Metric("accuracy", "accuracy (%)", "%", 1, scale=100.0),
     Metric("tflops", "achieved TFLOP/s", "TFLOP/s", 2),
     Metric("mfu", "MFU (%)", "%", 1),
 )
-# Figures computed from summary["flops"] and images/sec: the std follows images/sec's.
+# Figures computed from summary.flops and images/sec: the std follows images/sec's.
 DERIVED = ("tflops", "mfu")
 METRIC = {m.key: m for m in METRICS}
 
@@ -110,6 +127,7 @@ class Value:
     n: int = 0
     status: str = "-"  # the run's status; "-" for no run
     run_id: str | None = None
+    contended: bool = False  # another process used the run's GPUs (marked †)
 
     @property
     def shown(self) -> bool:
@@ -129,36 +147,40 @@ def short_gpu(name: str | None) -> str | None:
     return name.replace("NVIDIA ", "").strip() if name else None
 
 
-def hardware_label(result: dict[str, Any], *, with_gpu: bool = False) -> str:
+def hardware_label(result: RunResult, *, with_gpu: bool = False) -> str:
     """The column label: the sweep's name for it, else "CPU", "2 GPUs" (+ " · A100")."""
-    tags = (result.get("spec") or {}).get("tags") or {}
+    tags = result.spec.tags or {}
     if tags.get("hardware_label"):
         return str(tags["hardware_label"])
-    label = result.get("hardware") or "?"
-    gpu = short_gpu(result.get("gpu_name"))
+    label = result.hardware or "?"
+    gpu = short_gpu(result.gpu_name)
     return f"{label} · {gpu}" if gpu and with_gpu else label
 
 
-def several_gpu_kinds(results: Iterable[dict[str, Any]]) -> bool:
+def several_gpu_kinds(results: Iterable[RunResult]) -> bool:
     """Whether the runs used more than one GPU model (then labels name the GPU)."""
-    return len({r.get("gpu_name") for r in results if r.get("gpu_name")}) > 1
+    return len({r.gpu_name for r in results if r.gpu_name}) > 1
 
 
-def column_of(result: dict[str, Any], *, with_gpu: bool = False) -> Column:
-    spec = result.get("spec") or {}
+def column_of(result: RunResult, *, with_gpu: bool = False) -> Column:
     return Column(
         hardware_label(result, with_gpu=with_gpu),
-        int(spec.get("num_gpus", -1)),
-        int(spec.get("cpu_devices", 1) or 1),
-        short_gpu(result.get("gpu_name")),
+        result.spec.num_gpus,
+        result.spec.cpu_devices or 1,
+        short_gpu(result.gpu_name),
     )
 
 
-def run_status(result: dict[str, Any]) -> str:
-    return (result.get("summary") or {}).get("status") or "?"
+def run_status(result: RunResult) -> str:
+    return result.summary.status or "?"
 
 
-def pick(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def base_of(result: RunResult) -> tuple[str, str, str]:
+    """(tool, model, dataset) of a run."""
+    return (result.spec.tool, result.spec.model, result.spec.dataset)
+
+
+def pick(runs: list[RunResult]) -> RunResult:
     """The run a cell shows, from its runs oldest first: latest ok, latest partial, latest."""
     for wanted in USABLE:
         chosen = [r for r in runs if run_status(r) == wanted]
@@ -173,14 +195,14 @@ class Configuration:
 
     key: str
     config: dict[str, Any]
-    runs: list[dict[str, Any]]
+    runs: list[RunResult]
 
     @property
-    def shown(self) -> dict[str, Any]:
+    def shown(self) -> RunResult:
         return pick(self.runs)
 
 
-def configurations(results: list[dict[str, Any]]) -> dict[str, Configuration]:
+def configurations(results: list[RunResult]) -> dict[str, Configuration]:
     """Runs grouped by configuration key (``results`` oldest first).
 
     A run that ended before it learnt something (the data source, when its worker never
@@ -216,8 +238,8 @@ CellKey = tuple[str, str, str, str, str]  # tool, model, dataset, row variant, c
 
 
 def _layout(
-    results: list[dict[str, Any]],
-) -> tuple[dict[CellKey, dict[str, Any]], dict[str, Column]]:
+    results: list[RunResult],
+) -> tuple[dict[CellKey, RunResult], dict[str, Column]]:
     """The run shown per cell, and the columns, for ``results`` oldest first."""
     with_gpu = several_gpu_kinds(results)
     groups = list(configurations(results).values())
@@ -226,20 +248,18 @@ def _layout(
     workloads: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     hardware: dict[str, dict[str, dict[str, Any]]] = {}
     for g in groups:
-        spec = g.shown.get("spec") or {}
-        base = (spec.get("tool", "?"), spec.get("model", "?"), spec.get("dataset", "?"))
+        base = base_of(g.shown)
         bases[g.key] = hardware_label(g.shown, with_gpu=with_gpu)
         work, hard = parts[g.key]
         workloads.setdefault(base, {})[configkey.canonical(work)] = work
         hardware.setdefault(bases[g.key], {})[configkey.canonical(hard)] = hard
     row_fields = {b: configkey.varying_fields(list(w.values())) for b, w in workloads.items()}
     col_fields = {b: configkey.varying_fields(list(h.values())) for b, h in hardware.items()}
-    cells: dict[CellKey, dict[str, Any]] = {}
+    cells: dict[CellKey, RunResult] = {}
     columns: dict[str, Column] = {}
     for g in groups:
         shown = g.shown
-        spec = shown.get("spec") or {}
-        base = (spec.get("tool", "?"), spec.get("model", "?"), spec.get("dataset", "?"))
+        base = base_of(shown)
         work, hard = parts[g.key]
         variant = configkey.label(work, row_fields[base])
         fields = col_fields[bases[g.key]]
@@ -252,39 +272,43 @@ def _layout(
     return cells, columns
 
 
-def latest_per_cell(results: list[dict[str, Any]]) -> dict[CellKey, dict[str, Any]]:
+def latest_per_cell(results: list[RunResult]) -> dict[CellKey, RunResult]:
     """(tool, model, dataset, row variant, column label) -> the run shown; one per
     configuration key; ``results`` oldest first."""
     return _layout(results)[0]
 
 
-def _derived(result: dict[str, Any], key: str) -> dict[str, Any]:
-    """Achieved TFLOP/s or MFU (%) as a mean/std/n dict, scaled from images/sec."""
-    summary = result.get("summary") or {}
-    fl = summary.get("flops") if isinstance(summary.get("flops"), dict) else {}
-    speed = summary.get("images_per_sec")
-    speed = speed if isinstance(speed, dict) else {}
-    base = fl.get("achieved_total") if key == "tflops" else fl.get("mfu")
-    if base is None or not speed.get("mean"):
-        return {}
-    factor = (1e-12 if key == "tflops" else 100.0) * base / speed["mean"]
-    std = speed.get("std")
-    return {
-        "mean": speed["mean"] * factor,
-        "std": None if std is None else std * factor,
-        "n": speed.get("n"),
-    }
+def _derived(result: RunResult, key: str) -> Stat | None:
+    """Achieved TFLOP/s or MFU (%): images/sec's statistics, scaled."""
+    fl, speed = result.summary.flops, result.summary.images_per_sec
+    base = None if fl is None else fl.achieved_total if key == "tflops" else fl.mfu
+    if base is None or not speed.mean:
+        return None
+    factor = (1e-12 if key == "tflops" else 100.0) * base / speed.mean
+    std = None if speed.std is None else speed.std * factor
+    return Stat(n=speed.n, mean=speed.mean * factor, std=std)
 
 
-def metric_value(result: dict[str, Any] | None, key: str) -> Value:
+def metric_value(result: RunResult | None, key: str) -> Value:
     if result is None:
         return Value(None)
-    summary = result.get("summary") or {}
-    stats = _derived(result, key) if key in DERIVED else summary.get(key)
-    stats = stats if isinstance(stats, dict) else {}
+    found = _derived(result, key) if key in DERIVED else result.summary.metric(key)
+    found = found or Stat()
     status = run_status(result)
-    mean = stats.get("mean") if status in USABLE else None
-    return Value(mean, stats.get("std"), int(stats.get("n") or 0), status, result.get("run_id"))
+    scale = METRIC[key].scale if key in METRIC else 1.0
+    mean = found.mean if status in USABLE else None
+    std = found.std
+    if scale != 1.0:
+        mean = None if mean is None else mean * scale
+        std = None if std is None else std * scale
+    return Value(mean, std, found.n, status, result.run_id, bool(result.contended))
+
+
+def measured(metrics: Iterable[Metric], results: Iterable[RunResult]) -> list[Metric]:
+    """The metrics a report of ``results`` (the runs its cells show) has: those that some
+    run has a value of, and those shown always (images/sec, which carries the statuses)."""
+    shown = list(results)
+    return [m for m in metrics if m.always or any(metric_value(r, m.key).shown for r in shown)]
 
 
 def ratio(a: Value, b: Value, divisor: float = 1.0) -> Ratio:
@@ -316,13 +340,15 @@ class ReportData:
     title: str
     columns: list[Column]
     rows: list[Row]
-    cells: dict[CellKey, dict[str, Any]]  # (tool, model, dataset, variant, column label)
+    cells: dict[CellKey, RunResult]  # (tool, model, dataset, variant, column label)
     info: list[str] = field(default_factory=list)  # lines about the source
     not_run: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
     notes: list[str] = field(default_factory=list)
     sweep: str | None = None  # the sweep reported on, if one
+    # the metrics shown: those of METRICS that some run in the report has (see measured)
+    metrics: list[Metric] = field(default_factory=lambda: list(METRICS))
 
-    def result(self, row: Row, column: Column) -> dict[str, Any] | None:
+    def result(self, row: Row, column: Column) -> RunResult | None:
         return self.cells.get((row.tool, row.model, row.dataset, row.variant, column.label))
 
     def not_run_by_reason(self) -> dict[str, list[str]]:
@@ -334,6 +360,15 @@ class ReportData:
 
     def value(self, metric: str, row: Row, column: Column) -> Value:
         return metric_value(self.result(row, column), metric)
+
+    def has_data(self, metric: Metric, dataset: str, model: str) -> bool:
+        """Whether some cell of the (dataset, network) chart has a value of ``metric``."""
+        return any(
+            self.value(metric.key, row, column).shown
+            for row in self.rows
+            if (row.dataset, row.model) == (dataset, model)
+            for column in self.columns
+        )
 
     def pairs(self) -> list[tuple[str, str]]:
         """(dataset, model) in row order."""
@@ -394,7 +429,7 @@ class ReportData:
 
 
 def build(
-    results: list[dict[str, Any]],
+    results: list[RunResult],
     *,
     title: str = "Benchmark report",
     info: list[str] | None = None,
@@ -425,6 +460,7 @@ def build(
         cells=cells,
         info=list(info or []),
         not_run=list(not_run or []),
+        metrics=measured(METRICS, cells.values()) if cells else [],
     )
     data.notes = _notes(data)
     return data
@@ -436,10 +472,36 @@ def _notes(data: ReportData) -> list[str]:
         "Each value is the mean ± standard deviation over the repeats (fresh processes) "
         "of one run that finished ok; when a cell has several runs, the latest ok one is "
         "shown.",
-        "GPU memory and power are averages over the timed phase, summed over the GPUs the "
-        "run used (NVML); energy per image is the timed phase's energy over its images (the "
-        "GPU energy counter, or the CPU's RAPL counter on CPU runs, where available).",
     ]
+    keys = {m.key for m in data.metrics}
+    if keys & {"gpu_memory_mib", "gpu_power_w"}:
+        notes.append(
+            "GPU memory and power are averages over the timed phase, summed over the GPUs "
+            "the run used (NVML)."
+        )
+    if "joules_per_image" in keys:
+        notes.append(
+            "Energy per image is the timed phase's energy over its images: the GPU energy "
+            "counter (or power integral) on GPU runs, the CPU package's RAPL counter on CPU "
+            "runs where it is readable (not the whole machine)."
+        )
+    if "host_cpu_percent" in keys:
+        notes.append(
+            "Host CPU utilisation is the CPU time of the run's process tree over the timed "
+            "phase's wall time (100% = one core busy)."
+        )
+    if "host_rss_mib" in keys:
+        notes.append(
+            "Host memory peak is the largest resident set (RSS) of the run's process tree "
+            "during the run."
+        )
+    if "execution_time_s" in keys:
+        notes.append(
+            "Execution time is the study's: training (warmup included) and validation, "
+            "setup excluded."
+        )
+    if "accuracy" in keys:
+        notes.append("Accuracy is the last validation's top-1 accuracy.")
     partial = sum(run_status(r) == "partial" for r in shown)
     if partial:
         notes.append(
@@ -462,7 +524,16 @@ def _notes(data: ReportData) -> list[str]:
             "peak for the run's precision (GPUs: published dense peaks; CPUs: the GEMM peak "
             "measured by `python -m harness peak`)."
         )
-    synthetic = sum(bool(r.get("synthetic")) for r in shown)
+    contended = [r for r in shown if r.contended]
+    if contended:
+        pids = sorted(
+            {f"{o.get('pid')} ({o.get('name') or '?'})" for r in contended for o in r.contended}
+        )
+        notes.append(
+            f"† contended: {len(contended)} run(s) shared their GPUs with other processes "
+            f"(pid {', '.join(pids)}); their figures may be low."
+        )
+    synthetic = sum(bool(r.synthetic) for r in shown)
     if synthetic:
         notes.append(
             f"{synthetic} of {len(shown)} runs shown trained on synthetic data "

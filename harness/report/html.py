@@ -13,7 +13,7 @@ from datetime import datetime
 from html import escape
 
 from harness import __version__
-from harness.report.data import METRICS, Metric, ReportData, Value, dataset_title, model_title
+from harness.report.data import Metric, ReportData, Value, dataset_title, model_title
 from harness.report.svg import PALETTE, Bar, bar_chart
 from harness.report.text import ratio_text, value_text
 
@@ -91,7 +91,7 @@ def _cell(value: Value, metric: Metric) -> str:
 def _results_table(data: ReportData) -> str:
     head = "".join(f"<th>{escape(c.label)}</th>" for c in data.columns)
     rows = []
-    for metric in METRICS:
+    for metric in data.metrics:
         for i, row in enumerate(data.rows):
             cells = "".join(_cell(data.value(metric.key, row, c), metric) for c in data.columns)
             first = ' class="first"' if i == 0 else ""
@@ -142,7 +142,7 @@ def _charts(data: ReportData) -> str:
         out.append(f"<h3>{escape(dataset_title(dataset))} · {escape(model_title(model))}</h3>")
         out.append('<div class="charts">')
         rows = [r for r in data.rows if (r.dataset, r.model) == (dataset, model)]
-        for metric in METRICS:
+        for metric in data.metrics:
             caption = f"{dataset_title(dataset)} · {model_title(model)} · {metric.title}"
             bars = {}
             for row in rows:

@@ -40,6 +40,8 @@ NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2
 NVML_CLOCK_VIDEO = 3
 NVML_TEMPERATURE_GPU = 0
+NVML_FEATURE_DISABLED = 0
+NVML_FEATURE_ENABLED = 1
 
 nvmlClocksEventReasonGpuIdle = 0x1
 nvmlClocksEventReasonApplicationsClocksSetting = 0x2
@@ -186,11 +188,19 @@ class FakeDevice:
     mem_total_mib: float = 16384.0
     mem_used_mib: Value = 1024.0
     processes: Value = field(default_factory=list)  # [(pid, MiB or None), ...]
+    graphics_processes: Value = field(default_factory=list)  # [(pid, MiB or None), ...]
     util_pct: Value = 50
     sm_mhz: Value = 1400
     temp_c: Value = 60
     throttle: Value = 0
     power_limit_w: float = 300.0
+    default_power_limit_w: float | None = None  # None: power_limit_w
+    power_limit_range_w: tuple[float, float] = (100.0, 400.0)
+    persistence_mode: int = 1  # NVML_FEATURE_ENABLED
+    app_clocks_mhz: tuple[int, int] = (1410, 1215)  # (graphics, memory)
+    default_app_clocks_mhz: tuple[int, int] = (1410, 1215)
+    max_sm_mhz: int = 1410
+    auto_boost: tuple[int, int] | None = None  # None: NotSupported, as on recent GPUs
     event_reasons_api: bool = True  # False: only the older ThrottleReasons call exists
     processes_v3_api: bool = True  # False: an older driver, only the _v2 process call works
     unsupported: set[str] = field(default_factory=set)  # function names -> NotSupported
@@ -207,6 +217,7 @@ class _Handle:
 
 class _State:
     devices: list[FakeDevice] = []
+    process_names: dict[int, str] = {}
     driver_version = "550.54.15"
     init_error: BaseException | None = None
     initialised = 0
@@ -220,9 +231,13 @@ def configure(
     driver_version: str = "550.54.15",
     init_error: BaseException | None = None,
     clock: Callable[[], float] | None = None,
+    process_names: dict[int, str] | None = None,
 ) -> None:
-    """Replace the fake's GPUs; values that are functions get (clock() - t0) as argument."""
+    """Replace the fake's GPUs; values that are functions get (clock() - t0) as argument.
+
+    ``process_names``: what nvmlSystemGetProcessName answers per pid (others: NotFound)."""
     _State.devices = list(devices)
+    _State.process_names = dict(process_names or {})
     _State.driver_version = driver_version
     _State.init_error = init_error
     _State.initialised = 0
@@ -356,6 +371,75 @@ def nvmlDeviceGetComputeRunningProcesses(handle: _Handle) -> list[ProcessInfo]:
 
 def nvmlDeviceGetComputeRunningProcesses_v2(handle: _Handle) -> list[ProcessInfo]:
     return _processes(_enter(handle, "nvmlDeviceGetComputeRunningProcesses_v2"))
+
+
+def nvmlDeviceGetGraphicsRunningProcesses(handle: _Handle) -> list[ProcessInfo]:
+    dev = _enter(handle, "nvmlDeviceGetGraphicsRunningProcesses")
+    return [
+        ProcessInfo(pid, None if mib is None else int(mib * _MIB))
+        for pid, mib in _value(dev.graphics_processes)
+    ]
+
+
+def nvmlDeviceGetGraphicsRunningProcesses_v2(handle: _Handle) -> list[ProcessInfo]:
+    dev = _enter(handle, "nvmlDeviceGetGraphicsRunningProcesses_v2")
+    return [
+        ProcessInfo(pid, None if mib is None else int(mib * _MIB))
+        for pid, mib in _value(dev.graphics_processes)
+    ]
+
+
+def nvmlSystemGetProcessName(pid: int) -> bytes:
+    """The process's path, as bytes (pynvml returns the C buffer's value)."""
+    if not _State.initialised:
+        raise NVMLError(NVML_ERROR_UNINITIALIZED)
+    if pid not in _State.process_names:
+        raise NVMLError(NVML_ERROR_NOT_FOUND)
+    return _State.process_names[pid].encode()
+
+
+def nvmlDeviceGetPowerManagementDefaultLimit(handle: _Handle) -> int:
+    dev = _enter(handle, "nvmlDeviceGetPowerManagementDefaultLimit")
+    default = dev.power_limit_w if dev.default_power_limit_w is None else dev.default_power_limit_w
+    return int(default * 1000)
+
+
+def nvmlDeviceGetPowerManagementLimitConstraints(handle: _Handle) -> list[int]:
+    low, high = _enter(handle, "nvmlDeviceGetPowerManagementLimitConstraints").power_limit_range_w
+    return [int(low * 1000), int(high * 1000)]
+
+
+def nvmlDeviceGetPersistenceMode(handle: _Handle) -> int:
+    return _enter(handle, "nvmlDeviceGetPersistenceMode").persistence_mode
+
+
+def _clock_pair(values: tuple[int, int], type: int) -> int:
+    if type in (NVML_CLOCK_GRAPHICS, NVML_CLOCK_SM):
+        return values[0]
+    if type == NVML_CLOCK_MEM:
+        return values[1]
+    raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+
+
+def nvmlDeviceGetApplicationsClock(handle: _Handle, type: int) -> int:
+    return _clock_pair(_enter(handle, "nvmlDeviceGetApplicationsClock").app_clocks_mhz, type)
+
+
+def nvmlDeviceGetDefaultApplicationsClock(handle: _Handle, type: int) -> int:
+    dev = _enter(handle, "nvmlDeviceGetDefaultApplicationsClock")
+    return _clock_pair(dev.default_app_clocks_mhz, type)
+
+
+def nvmlDeviceGetMaxClockInfo(handle: _Handle, type: int) -> int:
+    dev = _enter(handle, "nvmlDeviceGetMaxClockInfo")
+    return _clock_pair((dev.max_sm_mhz, dev.app_clocks_mhz[1]), type)
+
+
+def nvmlDeviceGetAutoBoostedClocksEnabled(handle: _Handle) -> list[int]:
+    dev = _enter(handle, "nvmlDeviceGetAutoBoostedClocksEnabled")
+    if dev.auto_boost is None:
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+    return list(dev.auto_boost)
 
 
 def nvmlDeviceGetUtilizationRates(handle: _Handle) -> Utilization:

@@ -1,0 +1,183 @@
+"""The report's charts as publication figures: PNG, SVG or PDF files through matplotlib.
+
+One figure per (dataset, network, metric) that some run of the pair has, with the
+content of the HTML report's charts (harness.report.html and svg): hardware
+configurations along x, one bar per framework (row label) in each group in the same
+colours, error bars of one standard deviation (over 2+ repeats), the value above a bar,
+and the run's status ("oom", "-") written where a cell has no value. Files are named
+``<dataset>-<network>-<metric>.<format>`` (e.g. ``cifar10-resnet50-images_per_sec.png``).
+
+matplotlib is an optional extra, imported here only when figures are drawn; drawing
+uses the Agg canvas and never pyplot, so no global backend is changed. The output is
+deterministic: no dates in SVG or PDF metadata, fixed SVG ids, fonts that ship with
+matplotlib (DejaVu Sans).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.report.data import Metric, ReportData, dataset_title, model_title
+from harness.report.svg import PALETTE, compact
+from harness.report.text import value_text
+
+FORMATS = ("png", "svg", "pdf")
+DISTRIBUTION = "dlbench-harness"
+INSTALL = f"pip install '{DISTRIBUTION}[figures]'"
+_STATUS_COLOR = "#b3261e"
+_DPI = 200
+_RC = {
+    "svg.hashsalt": "harness-report",  # element ids that do not change between runs
+    "svg.fonttype": "path",  # text as outlines: the SVG needs no installed font
+    "pdf.fonttype": 42,  # TrueType: text in the PDF stays text (journals ask for it)
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+# No timestamps nor version strings that change between runs.
+_METADATA: dict[str, dict[str, Any]] = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None},
+}
+
+
+class FiguresUnavailable(UsageError):
+    """matplotlib is not installed."""
+
+
+def require_matplotlib() -> Any:
+    """The matplotlib module, or FiguresUnavailable with the install command."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise FiguresUnavailable(
+            f"figures need matplotlib, which is not installed: {INSTALL}"
+        ) from None
+    return matplotlib
+
+
+def file_name(dataset: str, model: str, metric: Metric, fmt: str) -> str:
+    """``<dataset>-<network>-<metric>.<fmt>``, any character unsafe in a file name as _."""
+    stem = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", part) for part in (dataset, model, metric.key))
+    return f"{stem}.{fmt}"
+
+
+def title(dataset: str, model: str, metric: Metric) -> str:
+    return f"{dataset_title(dataset)} · {model_title(model)} · {metric.title}"
+
+
+def write_figures(data: ReportData, fmt: str, folder: str | Path) -> list[Path]:
+    """One figure file per (dataset, network, metric) with data, in ``folder`` (made if
+    needed); the paths written, in report order."""
+    if fmt not in FORMATS:
+        raise ValueError(f"figures are {', '.join(FORMATS)}, not {fmt!r}")
+    matplotlib = require_matplotlib()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tools = list(dict.fromkeys(r.label for r in data.rows))
+    colors = {tool: PALETTE[i % len(PALETTE)] for i, tool in enumerate(tools)}
+    written = []
+    with matplotlib.rc_context(_RC):
+        for dataset, model in data.pairs():
+            for metric in data.metrics:
+                if not data.has_data(metric, dataset, model):
+                    continue  # nothing measured for this pair: no empty figure
+                figure = draw(data, dataset, model, metric, colors)
+                path = folder / file_name(dataset, model, metric, fmt)
+                figure.savefig(
+                    path,
+                    format=fmt,
+                    dpi=_DPI,
+                    metadata={**_METADATA[fmt], "Title": title(dataset, model, metric)},
+                    bbox_inches="tight",
+                    pad_inches=0.05,
+                )
+                written.append(path)
+    return written
+
+
+def draw(data: ReportData, dataset: str, model: str, metric: Metric, colors: dict[str, str]) -> Any:
+    """The matplotlib Figure of one (dataset, network, metric) grouped bar chart."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    rows = [r for r in data.rows if (r.dataset, r.model) == (dataset, model)]
+    groups = data.columns
+    figure = Figure(figsize=(max(4.8, 1.1 + 1.15 * len(groups) * max(1, len(rows)) ** 0.5), 3.4))
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    values = {(r, c): data.value(metric.key, r, c) for r in rows for c in groups}
+    highest = max(
+        ((v.mean or 0) + (v.std if v.n > 1 and v.std else 0) for v in values.values() if v.shown),
+        default=0.0,
+    )
+    top = highest * 1.15 if highest > 0 else 1.0
+    slot = 0.8 / max(1, len(rows))  # bar width: the group's 0.8 shared by its bars
+    for si, row in enumerate(rows):
+        xs, heights, errors, labels = [], [], [], []
+        for gi, column in enumerate(groups):
+            v = values[(row, column)]
+            x = gi - 0.4 + slot * (si + 0.5)
+            if not v.shown or v.mean is None or v.mean <= 0:
+                text = "0" if v.shown else value_text(v, metric)
+                status = text not in ("-", "0")  # a failed run's status, in red
+                ax.text(
+                    x, top * 0.02, text, rotation=90 if status else 0, ha="center",
+                    va="bottom", color=_STATUS_COLOR if status else "#9aa3b2", fontsize=8,
+                )  # fmt: skip
+                continue
+            xs.append(x)
+            heights.append(v.mean)
+            errors.append(v.std if v.n > 1 and v.std else 0.0)
+            labels.append(compact(v.mean))
+        bars = ax.bar(
+            xs,
+            heights,
+            width=slot * 0.92,
+            color=colors[row.label],
+            yerr=errors if any(errors) else None,
+            capsize=3 if any(errors) else 0,
+            error_kw={"elinewidth": 1.0, "ecolor": "#1d2330"},
+            zorder=2,
+        )
+        for bar, error, label in zip(bars, errors, labels, strict=True):
+            ax.text(
+                bar.get_x() + bar.get_width() / 2,
+                bar.get_height() + error + top * 0.01,
+                label,
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color="#4a5466",
+            )
+    ax.set_xticks(range(len(groups)), [c.label for c in groups])
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("hardware")
+    ax.set_ylabel(_axis_label(metric))
+    ax.set_title(title(dataset, model, metric), loc="left", fontsize=10, fontweight="bold")
+    ax.grid(axis="y", color="#e8ebf0", zorder=0)
+    ax.set_axisbelow(True)
+    ax.legend(
+        handles=[Patch(color=colors[r.label], label=r.label) for r in rows],
+        title="framework",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        fontsize=8,
+        title_fontsize=8,
+    )
+    return figure
+
+
+def _axis_label(metric: Metric) -> str:
+    """The y label with its unit: "images/sec (images/s)" reads oddly, so a label that
+    names its unit already stays as it is."""
+    label = metric.axis_label
+    return label if metric.unit in label else f"{label} ({metric.unit})"
