@@ -254,3 +254,24 @@ def canonical_state(network: L.Network, variables: Variables) -> dict[str, np.nd
                 value = value.T
         state[key] = np.ascontiguousarray(value)
     return state
+
+
+def numpy_forward(
+    network: L.Network,
+    state: dict[str, np.ndarray],
+    images: np.ndarray,
+    *,
+    training: bool = False,
+    device: Any = None,
+) -> np.ndarray:
+    """Logits (float32 NumPy) of ``network`` with canonical ``state`` for NCHW ``images``:
+    the parity checks' entry point (``training``: batch statistics; dropout is off, as
+    the parity checks have no dropout key: pass a network without dropout)."""
+    module = build_module(network)
+    variables = jax.device_put(to_variables(network, state), device)
+    x = jax.device_put(np.ascontiguousarray(np.transpose(images, (0, 2, 3, 1)), np.float32), device)
+    if training:
+        run = jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=["batch_stats"])[0])
+    else:
+        run = jax.jit(lambda v, x: module.apply(v, x, train=False))
+    return np.asarray(run(variables, x), dtype=np.float32)

@@ -194,3 +194,29 @@ def pool_sizes_agree(network: L.Network) -> bool:
         for row in infer(network)
         if isinstance(row.layer, (L.MaxPool, L.AvgPool))
     )
+
+
+def numpy_forward(
+    network: L.Network,
+    state: dict[str, np.ndarray],
+    images: np.ndarray,
+    *,
+    training: bool = False,
+    context=None,
+) -> np.ndarray:
+    """Logits (float32 NumPy) of ``network`` with canonical ``state`` for NCHW ``images``:
+    the parity checks' entry point (``training``: batch statistics, dropout active)."""
+    import mxnet as mx
+
+    context = context or mx.cpu()
+    block, params = build_block(network)
+    block.initialize(mx.init.Zero(), ctx=context)
+    load_canonical_state(params, state)
+    block.hybridize(static_alloc=True, static_shape=True)
+    x = nd.array(np.ascontiguousarray(images, np.float32), ctx=context)
+    if training:
+        with mx.autograd.train_mode():
+            out = block(x)
+    else:
+        out = block(x)
+    return out.asnumpy().astype(np.float32)

@@ -92,3 +92,21 @@ def canonical_state(module: nn.Module) -> dict[str, np.ndarray]:
         for k, v in module.state_dict().items()
         if not k.endswith("num_batches_tracked")
     }
+
+
+def numpy_forward(
+    network: L.Network,
+    state: dict[str, np.ndarray],
+    images: np.ndarray,
+    *,
+    training: bool = False,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Logits (float32 NumPy) of ``network`` with canonical ``state`` for NCHW ``images``:
+    the parity checks' entry point (``training``: batch statistics, dropout active)."""
+    module = build_module(network)
+    load_canonical_state(module, state)
+    module.train(training).to(device)
+    with torch.no_grad():
+        out = module(torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(device))
+    return out.float().cpu().numpy()

@@ -323,3 +323,23 @@ _HANDLERS: dict[type, Callable[..., tf.Tensor]] = {
 def param_count(net: TFNetwork) -> int:
     """Trainable parameters of the created variables."""
     return int(sum(np.prod(v.shape) for v in net.trainable()))
+
+
+def numpy_forward(
+    network: L.Network,
+    state: dict[str, np.ndarray],
+    images: np.ndarray,
+    *,
+    training: bool = False,
+    device: str = "/CPU:0",
+    explicit_padding: bool = False,
+) -> np.ndarray:
+    """Logits (float32 NumPy) of ``network`` with canonical ``state`` for NCHW ``images``:
+    the parity checks' entry point (``training``: batch statistics, dropout active)."""
+    with tf.device(device):
+        net = TFNetwork(network, explicit_padding=explicit_padding)
+        net.create_variables(state)
+        x = tf.constant(np.ascontiguousarray(np.transpose(images, (0, 2, 3, 1)), np.float32))
+        seed = tf.constant([0, 0], tf.int64)
+        logits, _ = net.forward(x, training=training, seed=seed)
+    return logits.numpy()

@@ -1,0 +1,40 @@
+"""JAX (Flax) against the NumPy reference: the parity matrix of tests/parity_checks.py.
+
+Runs in the jax tox env (``pytest -m jax``); the framework is imported inside
+the tests, so the core env can collect this module and deselect it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from parity_checks import (
+    check_forward,
+    check_mutation_fails,
+    check_training,
+    mutation_params,
+    pair_params,
+)
+
+pytestmark = pytest.mark.jax
+
+
+def run(network, weights, images, training):
+    from harness.backends.jax.network import numpy_forward
+
+    return numpy_forward(network, weights, images, training=training)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+@pair_params()
+def test_forward_matches_the_reference(request, name, shape, classes, training):
+    check_forward(run, request, name, shape, classes, training)
+
+
+@mutation_params()
+def test_mutations_fail_the_check(request, mutation):
+    check_mutation_fails(run, request, mutation)
+
+
+@pair_params()
+def test_training_matches_the_reference(request, name, shape, classes):
+    check_training("jax", request, name, shape, classes)
