@@ -200,6 +200,10 @@ def _sizes(text: str) -> tuple[int, ...]:
 def cmd_peak(args: Any, console: Any) -> int:
     from rich.markup import escape
 
+    if getattr(args, "tool", None):  # through a framework's GEMM (harness.ops.peak)
+        from harness.ops.peak import cmd_peak as framework_peak
+
+        return framework_peak(args, console)
     if args.show:
         entry = cached()
         if entry is None:
@@ -252,5 +256,11 @@ def add_command(sub: Any, handlers: dict[str, Any]) -> None:
     )
     parser.add_argument(
         "--show", action="store_true", help="print the cached peak, measure nothing"
+    )
+    parser.add_argument(
+        "--tool", help="measure through this framework's GEMM (its ops worker) instead of NumPy"
+    )
+    parser.add_argument(
+        "--all-precisions", action="store_true", help="with --tool: fp32, fp16 and bf16"
     )
     handlers["peak"] = cmd_peak
