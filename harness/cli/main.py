@@ -9,9 +9,11 @@ not all succeed exits with 1.
 from __future__ import annotations
 
 import argparse
-import json
+import errno
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -94,6 +96,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-workers",
         type=int,
         help="threads decoding ImageNet JPEGs (default: one per core available)",
+    )
+    data.add_argument(
+        "--image-size",
+        type=int,
+        metavar="S",
+        help="upscale MNIST-family and CIFAR-10 images to 3xSxS in the input pipeline, "
+        "grey-scale repeated to RGB (224: the ImageNet-shaped networks, as the study did)",
     )
     src = data.add_mutually_exclusive_group()
     src.add_argument(
@@ -188,6 +197,7 @@ def spec_from_args(args: argparse.Namespace):  # -> RunSpec
         precision=args.precision,
         data_dir=args.data_dir,
         data_workers=args.data_workers,
+        image_size=args.image_size,
         synthetic=args.synthetic,
         validate=args.validate,
         seed=args.seed,
@@ -225,6 +235,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"env: {key}={value}")
         console.print("command: " + " ".join(plan.command("<run-dir>/repeat-N/job.json")))
         return 0
+    from harness.run.lifeline import end_stale_workers
+    from harness.run.paths import check_writable_dir
+
+    check_writable_dir(plan.spec.output_dir, "--output-dir")  # before any work starts
+    for note in end_stale_workers(plan.spec.output_dir):  # left by a harness killed with -9
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False)
+    from harness.results.recover import adopt
+    from harness.results.store import ResultStore
+
+    store = ResultStore(Path(plan.spec.output_dir) / "results.sqlite")
+    for note in adopt(store, plan.spec.output_dir):  # runs a full disk or kill -9 left out
+        console.print(f"[yellow]taken into the store:[/yellow] {escape(note)}", highlight=False)
     label = f"{plan.spec.tool}/{plan.spec.model}/{plan.spec.dataset}"
     with RunProgress(console, plan.spec.repeats, label) as progress:
 
@@ -244,8 +266,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         )
     print_summary(console, outcome.result, str(outcome.run_dir))
     if args.json:
-        print(json.dumps(outcome.result, default=str))
-    return 0 if outcome.result["summary"]["status"] == "ok" else EXIT_FAILED_RUN
+        print(outcome.result.to_json(indent=None))
+    return 0 if outcome.result.status == "ok" else EXIT_FAILED_RUN
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
@@ -253,6 +275,9 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from harness.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
+    if getattr(args, "options", False):
+        _print_options(pm, console)
+        return 0
     console.print("[bold]tools[/bold]")
     for name, info in sorted(pm.backends.items()):
         console.print(f"  {name:12} {info.framework} ({escape(info.install_hint)})")
@@ -268,6 +293,27 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _print_options(pm, console: Console) -> None:  # pm: a PluginManager
+    """Every backend's declared ``-o`` options: name, type, default, help."""
+    console.print("[bold]backend options[/bold] (-o KEY=VALUE; sweep files: options = {...})")
+    for name, info in sorted(pm.backends.items()):
+        if info.options is None:
+            console.print(f"  {name}: not declared (not checked)")
+            continue
+        if not info.options:
+            console.print(f"  {name}: none")
+        for option in info.options:
+            kind = option.type
+            if option.choices:
+                kind += " (" + "|".join(option.choices) + ("|..." if option.any_value else "") + ")"
+            console.print(
+                f"  {name} {option.name}={escape(kind)}  default {escape(str(option.default))}: "
+                f"{escape(option.help)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
 def cmd_download(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
@@ -277,6 +323,9 @@ def cmd_download(args: argparse.Namespace, console: Console) -> int:
     if args.dataset not in datasets.DATASETS:
         names = ", ".join(datasets.DATASETS)
         raise UsageError(f"unknown dataset {args.dataset!r}; choose from: {names}")
+    from harness.run.paths import check_writable_dir
+
+    check_writable_dir(datasets.dataset_dir(args.dataset, args.data_dir), "--data-dir")
     with Progress(
         *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console
     ) as bar:
@@ -310,7 +359,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     run = sub.add_parser("run", help="benchmark one (tool, model, dataset, hardware) (default)")
     add_run_arguments(run)
     handlers["run"] = cmd_run
-    sub.add_parser("list", help="installed tools, models and datasets")
+    listing = sub.add_parser("list", help="installed tools, models and datasets")
+    listing.add_argument(
+        "--options", action="store_true", help="every backend's -o options (type, default, help)"
+    )
     handlers["list"] = cmd_list
     dl = sub.add_parser("download", help="download a dataset and verify its checksums")
     dl.add_argument("dataset")
@@ -319,10 +371,53 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     from harness.machine.peak import add_command as add_peak  # peak: the CPU's GEMM peak
 
     add_peak(sub, handlers)
+    from harness.cli.doctor import add_command as add_doctor  # doctor: is the machine fit?
+
+    add_doctor(sub, handlers)
+    from harness.cli.verify import add_command as add_verify  # verify: parity with NumPy
+
+    add_verify(sub, handlers)
+    from harness.ops.cli import add_command as add_ops  # ops: DeepBench-style kernels
+
+    add_ops(sub, handlers)
+    from harness.cli.onnx_export import add_command as add_onnx  # onnx: export a network
+
+    add_onnx(sub, handlers)
     from harness.cli.results import add_commands  # sweep, report, export, compare
 
     add_commands(sub, handlers)
     return parser, handlers
+
+
+def _check_finite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every float option of every subcommand: NaN and infinity are mistakes (exit 2)."""
+    import math
+
+    names: dict[str, str] = {}
+    for action in parser._actions:  # the subcommand's own parser, then its options
+        if isinstance(action, argparse._SubParsersAction) and args.command in action.choices:
+            for option in action.choices[args.command]._actions:
+                if option.option_strings:
+                    names[option.dest] = max(option.option_strings, key=len)
+    for dest, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{names.get(dest, dest)} must be a finite number, got {value}")
+
+
+def _check_output_file(args: argparse.Namespace) -> None:
+    """``report -o``, ``export -o``, ``compare -o``: a writable file; ``sweep --output-dir``:
+    a writable folder; checked before any work starts."""
+    from harness.run.paths import check_writable_dir, check_writable_file
+
+    output = getattr(args, "output", None)
+    figures = args.command == "report" and args.format in ("png", "svg", "pdf")
+    if figures and output:  # report --format png|svg|pdf -o DIR: a folder of figures
+        check_writable_dir(output, "-o")
+    elif args.command in ("report", "export", "compare") and output and output != "-":
+        check_writable_file(output, "-o")
+    writes = not (getattr(args, "dry_run", False) or getattr(args, "list", False))
+    if args.command == "sweep" and getattr(args, "output_dir", None) and writes:
+        check_writable_dir(args.output_dir, "--output-dir")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -341,11 +436,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     if not console.is_terminal:  # logs and CI: wide enough for the summary table
         console = Console(stderr=True, width=160)
+    from harness.run import signals
+
     try:
-        return handlers[args.command](args, console)
+        # SIGINT, SIGTERM and SIGHUP: handled here, whatever dispositions were inherited
+        with signals.installed():
+            _check_finite(parser, args)
+            _check_output_file(args)
+            return handlers[args.command](args, console)
     except UsageError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return UsageError.exit_code
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]: finished repeats are stored")
-        return EXIT_INTERRUPTED
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not _disk_full(exc):
+            raise
+        console.print(
+            f"[red]error:[/red] the disk is full ({escape(str(exc))}); what was measured is "
+            "on disk: free some space and start again, the next start takes it into the store",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_FAILED_RUN
+    except KeyboardInterrupt as exc:
+        what = signals.cause(exc)
+        console.print(f"[yellow]{what}[/yellow]: finished repeats are stored")
+        return signals.exit_code(exc)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT from the OS, or SQLite's "database or disk is full"."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(exc) or "database or disk is full" in str(exc)
