@@ -40,8 +40,21 @@ def test_deepbench_suite_has_the_issue_shapes() -> None:
         (7860, 64, 2560),
         (1760, 128, 1760),
     } <= gemm
-    assert any(k.shape["transpose_a"] for k in suite.kernels if k.kind == "gemm")
-    assert any(k.shape["transpose_b"] for k in suite.kernels if k.kind == "gemm")
+    # DeepBench's training set transposes A (never B), for these shapes only
+    transposed = {
+        (k.shape["m"], k.shape["n"], k.shape["k"], k.shape["transpose_a"], k.shape["transpose_b"])
+        for k in suite.kernels
+        if k.kind == "gemm" and (k.shape["transpose_a"] or k.shape["transpose_b"])
+    }
+    assert transposed == {
+        (1760, 128, 1760, True, False),
+        (2560, 64, 2560, True, False),
+        (3072, 128, 1024, True, False),
+        (5124, 9124, 2560, True, False),
+    }
+    rnns = {tuple(k.shape[f] for f in ("cell", "hidden", "batch", "steps")) for k in suite.kernels
+            if k.kind == "rnn"}  # fmt: skip
+    assert {("lstm", 1536, 8, 50), ("gru", 1536, 32, 375), ("gru", 1024, 32, 1500)} <= rnns
     sparse = {tuple(k.shape.values()) for k in suite.kernels if k.kind == "sparse_gemm"}
     assert sparse == {
         (10752, 1, 3584, 0.9),
@@ -365,3 +378,49 @@ def test_a_tool_without_kernels_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--scale"):
         execute(OpsSpec("pytorch", suite="smoke", scale=0, output_dir=str(tmp_path)))
     assert not (tmp_path / "results.sqlite").exists()
+
+
+def _with_time(result: OpsResult, times: list[float]) -> OpsResult:
+    result.sets[0].ops[0].time_us = Stat.of(times)
+    return result
+
+
+def test_compare_ops_pairs_kernels_and_gives_a_verdict(tmp_path: Path) -> None:
+    from harness.results import compare_ops
+
+    a = [_with_time(sample_result("a-1"), [10.0, 10.1, 9.9, 10.0])]
+    b = [_with_time(sample_result("b-1"), [5.0, 5.05, 4.95, 5.0])]
+    b[0].devices = 2  # other hardware: the row says so
+    rows = compare_ops.compare(a, b)
+    gemm, sparse = rows
+    assert (gemm.kind, gemm.name, gemm.verdict) == ("gemm", "gemm-a", "faster")
+    assert gemm.ratio == pytest.approx(2.0) and gemm.ci[0] < 2.0 < gemm.ci[1]
+    assert gemm.differs == "hardware: cpu x1 vs cpu x2"
+    assert (sparse.verdict, sparse.ratio) == ("-", None)  # unsupported on both sides
+    same = compare_ops.compare(a, [_with_time(sample_result("b-2"), [10.0, 10.1, 9.9, 10.0])])
+    assert same[0].verdict == "same" and same[0].differs == ""
+    # a kernel of another shape (another --scale) is another row, never paired
+    other = sample_result("b-3")
+    other.sets[0].ops[0].shape = {"m": 4, "n": 4, "k": 4, "transpose_a": False}
+    assert [r.verdict for r in compare_ops.compare(a, [other])][:2] == ["-", "-"]
+    assert "1 of 2 kernels measured on both sides: B faster in 1" in compare_ops.summary_line(rows)
+    lines = compare_ops.to_csv(rows).splitlines()
+    assert lines[0].startswith("tool,precision,kind,kernel") and len(lines) == 3
+
+    for name, results in (("a", a), ("b", b)):
+        store = ResultStore(tmp_path / name / "results.sqlite")
+        for result in results:
+            store.add_ops(result)
+    command = [sys.executable, "-m", "harness", "compare", "--ops"]
+    out = subprocess.run(
+        [*command, str(tmp_path / "a"), str(tmp_path / "b"), "--format", "markdown"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert (
+        "| pytorch | fp32 | gemm | gemm-a | forward | 10.0 ± 0.1 µs | 5.0 ± 0.0 µs |" in out.stdout
+    )
+    by_id = subprocess.run(
+        [*command, "a-1", "nope", "--store", str(tmp_path / "a")], capture_output=True, text=True
+    )
+    assert by_id.returncode == 2 and "no ops run 'nope'" in by_id.stderr

@@ -75,6 +75,16 @@ def test_cpu_runs_use_the_cached_peak(cache: Path) -> None:
     assert out.peak_per_device == 5e10  # the CPU split in two devices
     assert out.mfu == pytest.approx(out.achieved_per_device / 5e10)
     assert "divided by 2 CPU devices" in out.peak_source
+    # the peak measured through the run's own framework wins over NumPy's, and says so
+    from harness.ops import peak as framework_peak
+
+    peak.save({"key": framework_peak.framework_key("pytorch"), "peaks": {"fp32": 4e10},
+               "measured_at": "now"})  # fmt: skip
+    out = flops.for_result(result)
+    assert out.peak_per_device == 2e10
+    assert out.peak_source.startswith("pytorch GEMM peak measured by")
+    other = flops.for_result(make_result("jax", "lenet", "mnist", ips=(1000.0, 10.0)))
+    assert other.peak_per_device == 1e11 and "`python -m harness peak` on" in other.peak_source
 
 
 def test_peak_command_measures_caches_and_shows(tmp_path: Path) -> None:

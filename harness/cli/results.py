@@ -191,6 +191,8 @@ def _parquet(results: list[RunResult], output: str | None, console: Console) -> 
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    if args.ops:
+        return _compare_ops(args, console)
     from harness.results import compare
 
     a = compare.load_side(args.a, args.store)
@@ -201,6 +203,24 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         compare.terminal(rows, a, b, out)
         return 0
     text = compare.markdown(rows, a, b) if args.format == "markdown" else compare.to_csv(rows)
+    _write(text, args.output, console)
+    return 0
+
+
+def _compare_ops(args: argparse.Namespace, console: Console) -> int:
+    from harness.results import compare_ops
+
+    a_label, a = compare_ops.load_side(args.a, args.store)
+    b_label, b = compare_ops.load_side(args.b, args.store)
+    rows = compare_ops.compare(a, b)
+    if args.format == "terminal":
+        out = Console(width=None if sys.stdout.isatty() else 200)
+        compare_ops.terminal(rows, a_label, b_label, out)
+        return 0
+    if args.format == "markdown":
+        text = compare_ops.markdown(rows, a_label, b_label)
+    else:
+        text = compare_ops.to_csv(rows)
     _write(text, args.output, console)
     return 0
 
@@ -289,6 +309,12 @@ def add_commands(sub: argparse._SubParsersAction, handlers: dict[str, Command]) 
         "--strict",
         action="store_true",
         help="pair runs on the configuration key only (no pairs of differing configurations)",
+    )
+    cmp_.add_argument(
+        "--ops",
+        action="store_true",
+        help="compare operation benchmarks (python -m harness ops): A and B are stores or "
+        "ops run ids in --store; kernels match on (tool, precision, kind, kernel, shape)",
     )
     cmp_.add_argument("--format", choices=("terminal", "markdown", "csv"), default="terminal")
     cmp_.add_argument("-o", "--output", help="write here (markdown, csv; default: stdout)")

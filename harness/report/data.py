@@ -522,7 +522,8 @@ def _notes(data: ReportData) -> list[str]:
             "TFLOP/s = images/sec x training FLOPs per image (3 x forward; 1 multiply-add = "
             "2 FLOPs; convolutions and dense layers); MFU = FLOP/s per device / the device's "
             "peak for the run's precision (GPUs: published dense peaks; CPUs: the GEMM peak "
-            "measured by `python -m harness peak`)."
+            "measured by `python -m harness peak --tool T` through the run's framework, "
+            "else by `python -m harness peak` through NumPy)."
         )
     contended = [r for r in shown if r.contended]
     if contended:

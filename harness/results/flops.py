@@ -131,11 +131,14 @@ def device_peak(
     gpu_names: list[str],
     precision: str,
     cpu_peak: tuple[float | None, str] | None = None,
+    tool: str | None = None,
 ) -> tuple[float | None, str]:
     """(peak FLOP/s of one data-parallel device, its source or why there is none).
 
-    ``cpu_peak``: (the measured GEMM peak of the whole CPU for ``precision``, its source),
-    as :func:`harness.machine.peak.lookup` returns it; looked up when not given."""
+    ``cpu_peak``: (the measured GEMM peak of the whole CPU for ``precision``, its source);
+    looked up when not given: the peak measured through ``tool``'s own GEMM
+    (``python -m harness peak --tool T``, harness.ops.peak) if cached, else NumPy's
+    (``python -m harness peak``, harness.machine.peak)."""
     if num_gpus > 0:
         peaks = [gpu_peak_for(n, precision) for n in gpu_names] or [(None, "no GPU recorded")]
         missing = next((src for value, src in peaks if value is None), None)
@@ -148,6 +151,11 @@ def device_peak(
         from harness.machine import peak
 
         cpu_peak = peak.lookup(precision)
+        if tool is not None:
+            from harness.ops import peak as framework_peak
+
+            found = framework_peak.lookup(tool, precision)
+            cpu_peak = found if found[0] is not None else cpu_peak
     whole, source = cpu_peak
     if whole is None:
         return None, source
@@ -206,6 +214,7 @@ def for_result(
         gpu_names=names,
         precision=spec.precision,
         cpu_peak=cpu_peak,
+        tool=spec.tool,
     )
     return summarize(
         model=spec.model,
