@@ -53,27 +53,27 @@ def one_line_exit_2(out: subprocess.CompletedProcess[str], text: str) -> None:
 
 
 @pair_params()
-def test_forward_matches_the_reference(name, shape, classes):
+def test_forward_matches_the_reference(name, shape, classes, request):
     """All 13 (model, input) pairs in inference mode, parity weights (random batch-norm
     statistics), error relative to the logits' scale with no absolute floor."""
-    check_forward(run, name, shape, classes, False)
+    check_forward(run, request, name, shape, classes, False)
 
 
 @pytest.mark.parametrize(
     ("name", "shape", "classes"),
     [("lenet", (1, 28, 28), 10), ("resnet50", (3, 32, 32), 10), ("googlenet", (3, 32, 32), 10)],
 )
-def test_training_mode_forward_matches_the_reference(name, shape, classes):
+def test_training_mode_forward_matches_the_reference(name, shape, classes, request):
     """Batch statistics (what ``verify`` compares as train-fwd), on the pairs whose cases
     the other tests compute anyway (ResNet-50 and GoogLeNet have batch norm, LeNet none):
     the backend itself never trains."""
-    check_forward(run, name, shape, classes, True)
+    check_forward(run, request, name, shape, classes, True)
 
 
 @mutation_params()
-def test_mutations_fail_the_check(mutation):
+def test_mutations_fail_the_check(mutation, request):
     """A perturbed weight, swapped running statistics, pools padded on the wrong side."""
-    check_mutation_fails(run, mutation)
+    check_mutation_fails(run, request, mutation)
 
 
 @pytest.mark.parametrize(("name", "shape", "classes"), PAIRS, ids=PAIR_IDS)
@@ -102,12 +102,12 @@ def test_graph_is_valid_with_the_catalogue_parameters(name, shape, classes):
     assert not [n for n in model.graph.node if n.op_type == "Dropout"]
 
 
-def test_batch_dimension_is_dynamic():
+def test_batch_dimension_is_dynamic(request):
     """One session runs batches of 1, 2 and 5 and each equals the reference."""
     from harness.backends.onnxruntime.network import build_model
     from harness.backends.onnxruntime.session import OrtSession
 
-    c = case("lenet", (1, 28, 28), 10)
+    c = case(request, "lenet", (1, 28, 28), 10)
     session = OrtSession(build_model(c.network, c.weights), provider="cpu")
     for batch in (1, 2, 5):
         x = P.images(c.network, batch, seed=batch)
@@ -115,10 +115,10 @@ def test_batch_dimension_is_dynamic():
         assert P.relative_error(session.run(x), want) <= FORWARD_TOL
 
 
-def test_wrong_weights_are_refused():
+def test_wrong_weights_are_refused(request):
     from harness.backends.onnxruntime.network import build_model
 
-    c = case("lenet", (1, 28, 28), 10)
+    c = case(request, "lenet", (1, 28, 28), 10)
     weights = dict(c.weights)
     weights.pop("conv1.bias")
     weights["extra.weight"] = np.zeros(3, np.float32)
@@ -134,7 +134,7 @@ def test_wrong_weights_are_refused():
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider")
-def test_provider_is_listed_asked_for_and_checked(monkeypatch):
+def test_provider_is_listed_asked_for_and_checked(monkeypatch, request):
     """The CPU provider is asked for by name and is the one the session runs; one that is
     not available is refused naming those that are; a silent fallback (ONNX Runtime
     running the CPU where CUDA was asked for) is refused too."""
@@ -143,7 +143,7 @@ def test_provider_is_listed_asked_for_and_checked(monkeypatch):
     from harness.backends.onnxruntime import session as S
     from harness.backends.onnxruntime.network import build_model
 
-    c = case("lenet", (1, 28, 28), 10)
+    c = case(request, "lenet", (1, 28, 28), 10)
     model = build_model(c.network, c.weights).SerializeToString()
     assert S.available_providers() == ort.get_available_providers()
     assert "CPUExecutionProvider" in S.available_providers()
@@ -166,7 +166,7 @@ def test_provider_is_listed_asked_for_and_checked(monkeypatch):
             S.OrtSession(model, provider="cuda")
 
 
-def test_session_options_follow_the_cpu_policy_and_are_recorded():
+def test_session_options_follow_the_cpu_policy_and_are_recorded(request):
     """-o options and the thread policy reach the session and are read back from it."""
     from harness.backends.onnxruntime import INFO
     from harness.backends.onnxruntime.network import build_model
@@ -175,7 +175,7 @@ def test_session_options_follow_the_cpu_policy_and_are_recorded():
 
     assert INFO.tasks == ("inference",)
     assert {o.name for o in INFO.options} == {"provider", "graph_optimization", "io_binding"}
-    c = case("lenet", (1, 28, 28), 10)
+    c = case(request, "lenet", (1, 28, 28), 10)
     model = build_model(c.network, c.weights)
     policy = policy_for(2, 1, cores=2)
     settings = settings_from({"graph_optimization": "basic"}, policy, 1, gpu=False)
@@ -192,13 +192,13 @@ def test_session_options_follow_the_cpu_policy_and_are_recorded():
     assert session.options["io_binding"] is False
 
 
-def test_io_binding_gives_the_plain_run_results():
+def test_io_binding_gives_the_plain_run_results(request):
     """The bound path (input copied once, output preallocated, run_with_iobinding) and
     plain run() agree exactly; a bound input runs again without rebinding."""
     from harness.backends.onnxruntime.network import build_model
     from harness.backends.onnxruntime.session import OrtSession
 
-    c = case("googlenet", (3, 32, 32), 10)
+    c = case(request, "googlenet", (3, 32, 32), 10)
     model = build_model(c.network, c.weights).SerializeToString()
     bound = OrtSession(model, provider="cpu", io_binding=True)
     plain = OrtSession(model, provider="cpu", io_binding=False)
@@ -213,7 +213,7 @@ def test_io_binding_gives_the_plain_run_results():
 # A user's ONNX file ---------------------------------------------------------------------
 
 
-def test_read_input_from_the_graph_or_given(tmp_path):
+def test_read_input_from_the_graph_or_given(tmp_path, request):
     import onnx
     from onnx import TensorProto, helper
 
@@ -224,7 +224,7 @@ def test_read_input_from_the_graph_or_given(tmp_path):
         read_input,
     )
 
-    c = case("lenet", (1, 28, 28), 10)
+    c = case(request, "lenet", (1, 28, 28), 10)
     path = tmp_path / "lenet.onnx"
     onnx.save(build_model(c.network, c.weights), str(path))
     read = read_input(path)
@@ -273,7 +273,7 @@ def _check_file(out: subprocess.CompletedProcess[str], path: Path) -> str:
     return line
 
 
-def test_export_command_writes_a_checked_file_that_runs_as_the_reference(tmp_path):
+def test_export_command_writes_a_checked_file_that_runs_as_the_reference(tmp_path, request):
     """Canonical initial weights (LeNet) and saved weights (.npz with canonical keys, as
     --dump-weights writes them; here ResNet-50's parity weights): the file is written,
     passes onnx.checker, and reloaded in ONNX Runtime gives the reference's logits."""
@@ -288,7 +288,7 @@ def test_export_command_writes_a_checked_file_that_runs_as_the_reference(tmp_pat
     got = OrtSession(lenet.read_bytes(), provider="cpu").run(x)
     assert P.relative_error(got, want) <= FORWARD_TOL
 
-    c = case("resnet50", (3, 32, 32), 10)
+    c = case(request, "resnet50", (3, 32, 32), 10)
     weights = tmp_path / "repeat1-rank0-replica0.npz"
     np.savez(weights, **c.weights)
     path = tmp_path / "resnet50.onnx"
