@@ -147,15 +147,15 @@ def device_peak(
         values = [v for v, _ in peaks if v is not None]
         sources = list(dict.fromkeys(src for _, src in peaks))
         return sum(values) / len(values), "; ".join(sources)
+    if cpu_peak is None and tool is not None:
+        from harness.ops import peak as framework_peak
+
+        found = framework_peak.lookup(tool, precision)
+        cpu_peak = found if found[0] is not None else None
     if cpu_peak is None:
         from harness.machine import peak
 
         cpu_peak = peak.lookup(precision)
-        if tool is not None:
-            from harness.ops import peak as framework_peak
-
-            found = framework_peak.lookup(tool, precision)
-            cpu_peak = found if found[0] is not None else cpu_peak
     whole, source = cpu_peak
     if whole is None:
         return None, source

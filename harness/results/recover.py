@@ -96,15 +96,9 @@ def _adopt_run(store: ResultStore, run_dir: Path, stored: set[tuple[str, int]]) 
 
 def _repeats(run_dir: Path, started: RunResult) -> tuple[list[RepeatRecord], int]:
     """The run's repeats from their folders, in order; and how many were rebuilt."""
-    records, rebuilt = [], 0
-    folders = sorted(run_dir.glob("repeat-*"), key=lambda p: int(p.name.split("-")[-1] or 0))
-    for folder in folders:
-        number = int(folder.name.split("-")[-1])
-        record = _record(folder, started, number)
-        if record is None:
-            continue
-        rebuilt += record.cause == _REBUILT or (record.cause or "").endswith(_REBUILT)
-        records.append(record)
+    numbered = sorted((int(p.name.split("-")[-1]), p) for p in run_dir.glob("repeat-*"))
+    records = [r for n, folder in numbered if (r := _record(folder, started, n)) is not None]
+    rebuilt = sum((r.cause or "").endswith(_REBUILT) for r in records)
     return records, rebuilt
 
 
