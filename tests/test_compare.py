@@ -214,3 +214,14 @@ def test_cli_with_two_files_and_with_two_sweeps(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "no sweep 'nosuch'" in bad.stderr
     nostore = run_cli("compare", "old", "new")
     assert nostore.returncode == 2 and "give --store" in nostore.stderr
+
+
+def test_compare_csv_cells_are_never_formulas() -> None:
+    """The CSV export's rule (harness.results.export.csv_cell) holds for compare too."""
+    from harness.results.compare import to_csv
+
+    a = make_result("pytorch", "lenet", "mnist", ips=(100.0, 1.0), tags={"hardware_label": "=1+2"})
+    b = make_result("pytorch", "lenet", "mnist", ips=(120.0, 1.0), tags={"hardware_label": "=1+2"})
+    (row,) = csv.DictReader(io.StringIO(to_csv(compare([a], [b]))))
+    assert row["hardware"] == "'=1+2" and row["tool"] == "pytorch"
+    assert float(row["ratio"]) == pytest.approx(1.2) and row["a_n"] == "3"

@@ -48,6 +48,7 @@ from harness.report.data import (
 )
 from harness.report.source import describe_hosts, open_store, resolve_sweep
 from harness.results import configkey, stats
+from harness.results.export import csv_cell
 from harness.results.schema import RunResult
 
 BAND = 0.02  # "same" means the ratio's 95% CI lies within 1 +- BAND
@@ -373,24 +374,12 @@ def to_csv(rows: list[Comparison]) -> str:
         ]
     )
     for r in rows:
-        writer.writerow(
-            [
-                r.tool,
-                r.model,
-                r.dataset,
-                r.hardware,
-                r.variant,
-                r.key_a or "",
-                *("" if x is None else x for x in (r.a.mean, r.a.std, r.a.n, r.a.status)),
-                r.key_b or "",
-                *("" if x is None else x for x in (r.b.mean, r.b.std, r.b.n, r.b.status)),
-                "" if r.ratio is None else r.ratio,
-                "" if r.ci is None else r.ci[0],
-                "" if r.ci is None else r.ci[1],
-                r.verdict,
-                r.differs,
-                int(r.a.contended),
-                int(r.b.contended),
-            ]
-        )
+        ci = r.ci or (None, None)
+        row = [
+            r.tool, r.model, r.dataset, r.hardware, r.variant,
+            r.key_a, r.a.mean, r.a.std, r.a.n, r.a.status,
+            r.key_b, r.b.mean, r.b.std, r.b.n, r.b.status,
+            r.ratio, *ci, r.verdict, r.differs, int(r.a.contended), int(r.b.contended),
+        ]  # fmt: skip
+        writer.writerow([csv_cell(v) for v in row])  # None as "", no formula cells
     return out.getvalue()
