@@ -10,6 +10,7 @@ images, training) -> logits and calls the checks here; nothing here imports a fr
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -174,9 +175,10 @@ def reference(request: pytest.FixtureRequest, name: str, shape, classes: int) ->
     else:
         case = P.reference_case(models.build(name, shape, classes), BATCH, steps)
         if path is not None:
-            with open(path.with_suffix(".tmp"), "wb") as handle:
+            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # envs run at once
+            with open(partial, "wb") as handle:
                 np.savez(handle, **case)
-            path.with_suffix(".tmp").replace(path)
+            partial.replace(path)
     _cases[key] = case
     return case
 

@@ -3,7 +3,6 @@ parallelism over CPU contexts, the CLI. Marked mxnet: runs in ``tox -e mxnet`` o
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -39,22 +38,6 @@ def _loaded(network: L.Network, weights: dict[str, np.ndarray]):
     return block, params
 
 
-def _without_dropout(node):
-    """The same tree with every Dropout rate 0 (the reference's dropout is the identity)."""
-    if isinstance(node, L.Dropout):
-        return L.Dropout(0.0)
-    if isinstance(node, L.Sequential):
-        return dataclasses.replace(node, layers=tuple(map(_without_dropout, node.layers)))
-    if isinstance(node, L.Residual):
-        short = None if node.shortcut is None else _without_dropout(node.shortcut)
-        return L.Residual(_without_dropout(node.body), short)
-    if isinstance(node, L.Concat):
-        return L.Concat(tuple(map(_without_dropout, node.branches)))
-    if isinstance(node, L.Network):
-        return dataclasses.replace(node, body=_without_dropout(node.body))
-    return node
-
-
 def _close(actual: np.ndarray, expected: np.ndarray, tol: float = 1e-4) -> None:
     """rtol 1e-4, atol 1e-4 relative to the logits' scale (some inits give tiny logits)."""
     scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
@@ -76,45 +59,6 @@ def test_parameter_count_equals_the_catalogue(model: str, shape: tuple, classes:
     assert len(gluon_trainable) == sum(not models.is_buffer(k) for k in params)
     # MXNet's 'full' pooling gives PyTorch's ceil-mode sizes everywhere in the catalogue.
     assert pool_sizes_agree(network)
-
-
-@pytest.mark.parametrize(
-    ("model", "shape", "classes", "batch"),
-    [
-        ("lenet", (1, 28, 28), 10, 4),
-        ("resnet50", (3, 32, 32), 10, 2),
-        ("resnet50", (3, 224, 224), 1000, 1),
-        ("alexnet", (3, 32, 32), 10, 2),
-        ("vgg16", (1, 28, 28), 10, 2),
-        ("googlenet", (3, 32, 32), 10, 2),
-    ],
-)
-def test_inference_forward_equals_the_reference(model, shape, classes, batch) -> None:
-    import mxnet as mx
-
-    network = models.build(model, shape, classes)
-    weights = models.init_weights(network, seed=1)
-    block, _ = _loaded(network, weights)
-    images = np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
-    logits = block(mx.nd.array(images)).asnumpy()
-    assert logits.shape == (batch, classes)
-    _close(logits, forward(network, weights, images))
-
-
-@pytest.mark.parametrize("model", ["googlenet", "resnet50"])
-def test_training_mode_forward_equals_the_reference(model: str) -> None:
-    """Batch statistics make the logits O(1), a sharper test than GoogLeNet's tiny ones."""
-    import mxnet as mx
-
-    network = _without_dropout(models.build(model, (3, 32, 32), 10))
-    weights = models.init_weights(network, seed=2)
-    block, _ = _loaded(network, weights)
-    images = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
-    with mx.autograd.train_mode():
-        logits = block(mx.nd.array(images)).asnumpy()
-    expected = forward(network, weights, images, training=True)
-    assert np.abs(expected).max() > 0.1
-    _close(logits, expected, tol=2e-4)
 
 
 def test_pools_beyond_the_catalogue_follow_pytorch() -> None:

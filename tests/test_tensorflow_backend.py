@@ -140,6 +140,9 @@ def test_parameter_counts_match_the_catalogue(network_module, name, shape, class
     )
 
 
+# The default translation's forward passes are the parity matrix's
+# (tests/test_tensorflow_parity.py); here the GPU translation (explicit conv padding,
+# chosen on GPUs), run on the CPU.
 @pytest.mark.parametrize(
     ("name", "shape", "classes", "batch"),
     [
@@ -148,16 +151,11 @@ def test_parameter_counts_match_the_catalogue(network_module, name, shape, class
         ("googlenet", (3, 32, 32), 10, 2),
         ("alexnet", (3, 32, 32), 10, 2),
         ("vgg16", (1, 28, 28), 10, 2),
-        ("resnet50", (3, 224, 224), 1000, 1),
-        ("googlenet", (3, 224, 224), 1000, 1),
-        ("alexnet", (3, 224, 224), 1000, 1),
     ],
     ids=str,
 )
-@pytest.mark.parametrize("explicit_padding", [False, True], ids=["pad", "explicit"])
-def test_inference_matches_the_reference(
-    tf, network_module, name, shape, classes, batch, explicit_padding
-):
+def test_explicit_padding_matches_the_reference(tf, network_module, name, shape, classes, batch):
+    explicit_padding = True
     net = models.build(name, shape, classes)
     state = with_bn_statistics(net)
     tfnet = network_module.TFNetwork(net, explicit_padding=explicit_padding)

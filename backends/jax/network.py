@@ -232,8 +232,10 @@ def to_variables(network: L.Network, state: dict[str, np.ndarray]) -> Variables:
     return out
 
 
-def canonical_state(network: L.Network, variables: Variables) -> dict[str, np.ndarray]:
-    """Flax variables -> canonical state dict (float32 numpy, canonical layouts)."""
+def canonical_state(
+    network: L.Network, variables: Variables, dtype: Any = np.float32
+) -> dict[str, np.ndarray]:
+    """Flax variables -> canonical state dict (numpy of ``dtype``, canonical layouts)."""
     state: dict[str, np.ndarray] = {}
     for key, path, name, layer, flat in _entries(network):
         if isinstance(layer, (L.Conv2D, L.Dense)):
@@ -243,7 +245,7 @@ def canonical_state(network: L.Network, variables: Variables) -> dict[str, np.nd
         node = variables[collection]
         for part in path:
             node = node[part]
-        value = np.asarray(node[flax_name], dtype=np.float32)
+        value = np.asarray(node[flax_name], dtype=dtype)
         if name == "weight" and isinstance(layer, L.Conv2D):
             value = value.transpose(3, 2, 0, 1)
         elif name == "weight" and isinstance(layer, L.Dense):

@@ -163,11 +163,49 @@ def _mxnet_float64(trainer: Any) -> Callable[[], dict]:
     }
 
 
-# Tools whose trainer can run a float64 test step (TensorFlow's and JAX's compute their
-# loss in float32 by construction: float32 logits before the cross-entropy).
+def _jax_float64(trainer: Any) -> Callable[[], dict]:
+    """JAX's trainer in float64: 64-bit mode on (until the trainer closes), its state
+    (weights, batch statistics, momentum) widened and its batches too; the fp32 module
+    computes in its inputs' dtype, and the loss is taken in the logits' dtype."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from harness.backends.jax.network import canonical_state
+
+    jax.config.update("jax_enable_x64", True)
+    close = trainer.close
+
+    def restore() -> None:
+        try:
+            close()
+        finally:
+            jax.config.update("jax_enable_x64", False)
+
+    trainer.close = restore
+    wide = lambda tree: jax.tree_util.tree_map(  # noqa: E731
+        lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
+    state = trainer.state
+    trainer.state = jax.device_put(
+        state._replace(
+            params=wide(state.params),
+            batch_stats=wide(state.batch_stats),
+            opt_state=wide(state.opt_state),
+        ),
+        trainer.replicated,
+    )
+    return lambda: canonical_state(
+        trainer.network, jax.device_get(trainer._variables()), dtype=np.float64
+    )
+
+
+# Tools whose trainer can run a float64 test step (TensorFlow's computes its loss in
+# float32 by construction, and Keras fixes its variables' dtype when the model is built).
 FLOAT64: dict[str, Callable[[Any], Callable[[], dict]]] = {
     "pytorch": _torch_float64,
     "mxnet": _mxnet_float64,
+    "jax": _jax_float64,
 }
 # Relative tolerance of the float64 steps: models.parity.FLOAT64_TOLERANCE (1e-6) unless
 # the framework's float64 kernels fall short of it. MXNet's do, by a little: its batch
@@ -175,7 +213,7 @@ FLOAT64: dict[str, Callable[[Any], Callable[[], dict]]] = {
 # losses by 1.5e-6 on ResNet-50), so 1e-5; and on ResNet-50 that is enough for its third
 # step to cross ReLU kinks the reference does not (2e-2 on some layer4 weights), so
 # MXNet's ResNet-50 is checked over two float64 steps (FLOAT64_STEPS).
-FLOAT64_TOLERANCES = {"pytorch": 1e-6, "mxnet": 1e-5}
+FLOAT64_TOLERANCES = {"pytorch": 1e-6, "mxnet": 1e-5, "jax": 1e-6}
 FLOAT64_STEPS = {("mxnet", "resnet50"): 2}
 
 
