@@ -22,6 +22,14 @@ Backend options (``-o KEY=VALUE``):
   then load compiled steps instead of compiling: warmup and thus ``execution_time_s``
   shrink after a run's first repeat, which is why it is off by default.
 
+Several nodes (``--nodes N``; ``ctx.world_size`` > 1): one process per node, joined by
+``jax.distributed.initialize`` (coordinator: ``ctx.coordinator``, process 0's host; CPU
+collectives over gloo). The Mesh then spans every process's devices, process by
+process; each process puts its batch on its own devices
+(``jax.make_array_from_process_local_data``), the same step runs everywhere, and its
+``pmean`` spans the nodes. Evaluation returns per-device sums, of which a process adds
+its own devices'; ``all_reduce_sum`` adds the processes' (``process_allgather``).
+
 CPU threads (harness.cpu): the orchestrator sets ``PJRT_NPROC`` (backends/jax run_env),
 which sizes XLA's CPU intra-op pool, shared by all the client's devices;
 framework_info["threads"] counts that pool's threads (named ``XLAEigen``) in
@@ -109,11 +117,43 @@ def xla_threads(devices: int) -> dict[str, Any]:
     )
 
 
+def initialize_distributed(ctx: WorkerContext) -> None:
+    """Joins this process to the run's others (several nodes): before any computation."""
+    if not ctx.coordinator:
+        raise RuntimeError(
+            f"a {ctx.world_size}-process JAX run needs the coordinator's HOST:PORT "
+            "(HARNESS_COORDINATOR, set by harness.run.node)"
+        )
+    if ctx.spec.num_gpus < 0:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=ctx.coordinator,
+        num_processes=ctx.world_size,
+        process_id=ctx.rank,
+    )
+
+
+def mesh_devices(local: list[jax.Device]) -> list[jax.Device]:
+    """The devices of the run's Mesh: each process's first ``len(local)`` devices of the
+    platform, process by process (the harness's device order), this process's ``local``."""
+    if jax.process_count() == 1:
+        return local
+    platform = local[0].platform
+    out: list[jax.Device] = []
+    for index in range(jax.process_count()):
+        mine = sorted(
+            (d for d in jax.devices(platform) if d.process_index == index), key=lambda d: d.id
+        )
+        out += local if index == jax.process_index() else mine[: len(local)]
+    return out
+
+
 def select_devices(spec: RunSpec) -> list[jax.Device]:
-    """The run's devices: the first ``num_gpus`` visible GPUs, or ``cpu_devices`` CPUs."""
+    """This process's devices: the first ``num_gpus`` visible GPUs, or ``cpu_devices``
+    CPUs (each process's own when the run has several)."""
     if spec.num_gpus > 0:
         try:
-            found = jax.devices("gpu")
+            found = jax.local_devices(backend="gpu")
         except RuntimeError:
             found = []
         if len(found) < spec.num_gpus:
@@ -124,7 +164,7 @@ def select_devices(spec: RunSpec) -> list[jax.Device]:
                 "pip install 'jax[cuda12]'"
             )
         return found[: spec.num_gpus]
-    found = jax.devices("cpu")
+    found = jax.local_devices(backend="cpu")
     if len(found) < spec.cpu_devices:
         raise RuntimeError(
             f"{spec.cpu_devices} CPU devices asked for but JAX has {len(found)}: "
@@ -135,7 +175,9 @@ def select_devices(spec: RunSpec) -> list[jax.Device]:
 
 
 def _xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    # float32 at least (fp16/bf16 logits are widened; the float64 parity test mode stays)
+    wide = jnp.promote_types(logits.dtype, jnp.float32)
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(wide), labels)
 
 
 class JaxTrainer(Trainer):
@@ -151,13 +193,16 @@ class JaxTrainer(Trainer):
         if unknown:
             raise ValueError(f"unknown jax option(s) {unknown}; known: {', '.join(OPTIONS)}")
         self.cache_dir = compile_cache(spec.options)
-        self.devices = select_devices(spec)
+        self.multi_process = ctx.world_size > 1
+        if self.multi_process:
+            initialize_distributed(ctx)
+        self.devices = select_devices(spec)  # this process's
         if ctx.local_devices != len(self.devices):
             raise RuntimeError(
                 f"the worker plans {ctx.local_devices} device(s) in this "
                 f"process but the run has {len(self.devices)}"
             )
-        self.mesh = Mesh(np.array(self.devices), ("data",))
+        self.mesh = Mesh(np.array(mesh_devices(self.devices)), ("data",))
         self.replicated = NamedSharding(self.mesh, P())
         self.sharded = NamedSharding(self.mesh, P("data"))
         self.network = ctx.network
@@ -175,7 +220,18 @@ class JaxTrainer(Trainer):
         # Evaluation: the batch sharded over the mesh as in training (each device its
         # contiguous slice), the loss sum and correct count reduced over the devices.
         self._eval: Any = jax.jit(self._evaluate, out_shardings=self.replicated)
-        self._eval_compiled: Any = None  # for batches of process_batch images
+        # the batch one evaluate() call sees: the process's, or all processes' as one array
+        self._eval_rows = ctx.global_batch if self.multi_process else ctx.process_batch
+        if self.multi_process:  # per-device sums, so each process can add its own
+            self._eval = jax.jit(
+                jax.shard_map(
+                    self._device_sums,
+                    mesh=self.mesh,
+                    in_specs=(P(), P(), P("data"), P("data")),
+                    out_specs=(P("data"), P("data")),
+                )
+            )
+        self._eval_compiled: Any = None  # for batches of _eval_rows images
 
     def _initial_state(self) -> TrainState:
         """The state of a fresh trainer: initial weights, zero momentum, step 0."""
@@ -188,7 +244,19 @@ class JaxTrainer(Trainer):
             step=jnp.asarray(0, jnp.int32),
             loss_scale=LossScale.create() if self.ctx.spec.precision == "fp16" else None,
         )
-        return jax.device_put(state, self.replicated)
+        return self._replicate(state)
+
+    def _replicate(self, tree: Any) -> Any:
+        """Host values as arrays replicated on every device of the Mesh (of every process:
+        each puts its own copy, the same in all)."""
+        if not self.multi_process:
+            return jax.device_put(tree, self.replicated)
+
+        def put(value: Any) -> jax.Array:
+            host = np.asarray(value)
+            return jax.make_array_from_callback(host.shape, self.replicated, lambda i: host[i])
+
+        return jax.tree_util.tree_map(put, tree)
 
     # The computations -------------------------------------------------------------------
 
@@ -234,6 +302,11 @@ class JaxTrainer(Trainer):
         correct = jnp.sum(jnp.argmax(logits, axis=-1) == y)
         return jnp.sum(_xent(logits, y)), correct
 
+    def _device_sums(self, params: Any, stats: Any, x: jax.Array, y: jax.Array):
+        """One device's slice (inside shard_map): its sums, as one-element arrays."""
+        loss, correct = self._evaluate(params, stats, x, y)
+        return loss[None], correct[None]
+
     # The Trainer interface --------------------------------------------------------------
 
     def framework_info(self) -> dict[str, Any]:
@@ -244,7 +317,9 @@ class JaxTrainer(Trainer):
             "optax": optax.__version__,
             "platform": self.devices[0].platform,
             "devices": [f"{d.platform}:{d.id} {d.device_kind}" for d in self.devices],
-            "strategy": f"shard_map data parallel, Mesh(data={len(self.devices)})",
+            "strategy": f"shard_map data parallel, Mesh(data={self.mesh.devices.size})",
+            "processes": jax.process_count(),
+            "nodes": self.ctx.nodes,
             "compile_cache": self.cache_dir,
             "threads": xla_threads(len(self.devices)),
             "xla_flags": os.environ.get("XLA_FLAGS"),
@@ -253,6 +328,9 @@ class JaxTrainer(Trainer):
 
     def device_batch(self, images: np.ndarray, labels: np.ndarray) -> Any:
         labels = np.asarray(labels, dtype=np.int32)
+        if self.multi_process:  # this process's rows of the global batch
+            put = jax.make_array_from_process_local_data
+            return put(self.sharded, images), put(self.sharded, labels)
         return jax.device_put(images, self.sharded), jax.device_put(labels, self.sharded)
 
     def train_step(self, batch: Any) -> Any:
@@ -267,9 +345,10 @@ class JaxTrainer(Trainer):
         return float(token)
 
     def prepare_evaluation(self) -> None:
-        """Compiles the evaluation step for batches of ``process_batch`` images."""
+        """Compiles the evaluation step for batches of ``process_batch`` images (of every
+        process's, as one array, when the run has several)."""
         c, h, w = self.ctx.network.input_shape
-        batch = self.ctx.process_batch
+        batch = self._eval_rows
         self._eval_compiled = self._eval.lower(
             self.state.params,
             self.state.batch_stats,
@@ -279,10 +358,20 @@ class JaxTrainer(Trainer):
 
     def evaluate(self, batch: Any) -> tuple[float, int]:
         run = self._eval
-        if self._eval_compiled is not None and batch[0].shape[0] == self.ctx.process_batch:
+        if self._eval_compiled is not None and batch[0].shape[0] == self._eval_rows:
             run = self._eval_compiled
         loss, correct = run(self.state.params, self.state.batch_stats, *batch)
+        if self.multi_process:  # this process's devices' sums
+            return _local_sum(loss, float), _local_sum(correct, int)
         return float(loss), int(correct)
+
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        if not self.multi_process:
+            return list(values)
+        from jax.experimental import multihost_utils
+
+        gathered = multihost_utils.process_allgather(np.asarray(values, np.float32))
+        return [float(v) for v in np.asarray(gathered, np.float64).sum(axis=0)]
 
     def reset_state(self) -> None:
         """Initial weights and statistics, zero momentum, step 0 (so the same dropout
@@ -318,3 +407,12 @@ class JaxTrainer(Trainer):
             copy = jax.tree_util.tree_map(local, self._variables())
             states.append(canonical_state(self.network, copy))
         return states
+
+    def close(self) -> None:
+        if self.multi_process:
+            jax.distributed.shutdown()
+
+
+def _local_sum(array: jax.Array, kind: Any) -> Any:
+    """The sum of the parts of ``array`` this process holds."""
+    return kind(sum(np.asarray(s.data, np.float64).sum() for s in array.addressable_shards))

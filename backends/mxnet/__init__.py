@@ -1,4 +1,5 @@
-"""MXNet backend plugin. The framework is imported only by .trainer, in the worker."""
+"""MXNet backend plugin. The framework is imported only by .trainer and .inference, in the
+worker."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ INFO = BackendInfo(
     # MXNet 1.9 imports only with numpy<1.24 (the extra pins it): give it a venv of its own.
     install_hint="pip install 'dlbench-harness[mxnet]'",
     trainer="harness.backends.mxnet.trainer:MXNetTrainer",
+    multi_node_refusal="MXNet's distributed kvstore needs its parameter-server launcher "
+    "(tools/launch.py), which the harness does not run; train it on one node",
+    tasks=("train", "inference"),
+    inferencer="harness.backends.mxnet.inference:MXNetInferencer",
     # fp16 is AMP on GPUs only (MXNet has no fp16 GEMM on the CPU; not run on a GPU
     # yet); bf16 is AMP on the CPU (oneDNN) only: see precision_refusal.
     precisions=("fp32", "fp16", "bf16"),
@@ -63,7 +68,13 @@ def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
 
 def precision_refusal(spec: RunSpec, flags: frozenset[str] | None) -> str | None:
     """Why MXNet cannot run the precision on these devices (None: it can, or the CPU's
-    flags are unknown): fp16 on GPUs only, bf16 on the CPU only, with AVX-512 there."""
+    flags are unknown): fp16 on GPUs only, bf16 on the CPU only, with AVX-512 there;
+    inference (inference.py) in fp32 only."""
+    if getattr(spec, "task", "train") == "inference" and spec.precision != "fp32":
+        return (
+            f"MXNet inference runs fp32 only ({spec.precision} is an AMP training mode "
+            "here): use --precision fp32"
+        )
     if spec.precision == "fp16" and spec.num_gpus < 0:
         return "MXNet runs fp16 on GPUs only (no fp16 GEMM on the CPU): use fp32 or bf16"
     if spec.precision == "bf16" and spec.num_gpus > 0:

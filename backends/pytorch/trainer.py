@@ -36,7 +36,8 @@ def apply_threads(policy: ThreadPolicy) -> dict[str, Any]:
     if torch.get_num_interop_threads() != policy.inter_op:
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(policy.inter_op)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    # the processes of this node (a multi-node run's other nodes have their own cores)
+    world = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE", "1"))
     per_process = torch.get_num_threads()
     omp = os.environ.get("OMP_NUM_THREADS")  # torchrun's 1 unless the orchestrator's share
     return report(
@@ -141,6 +142,7 @@ class TorchTrainer(Trainer):
             "cudnn": torch.backends.cudnn.version() if self.cuda else None,
             "devices": devices,
             "distributed": dist.get_backend() if self.distributed else None,
+            "nodes": self.ctx.nodes,
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "threads": self.threads,
         }

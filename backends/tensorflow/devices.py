@@ -37,19 +37,22 @@ def _split_cpu(count: int) -> None:
             ) from exc
 
 
-def set_threads(spec: RunSpec) -> None:
+def set_threads(spec: RunSpec, local: int | None = None) -> None:
     """Applies the CPU thread policy (harness.cpu) to TensorFlow's two pools.
 
     The process's devices (logical CPUs or GPUs) share one intra-op pool and one inter-op
     pool, so each is sized per device x devices: intra-op ``intra_op_per_device x
     devices`` threads, inter-op one thread per device. Already initialised (tests in one
     process): the running pools stay, and :func:`threads` reads back what they are.
+    ``local``: the devices this process drives when it is one of several on its node
+    (--nodes on the CPU: one worker per CPU device).
     """
     policy = thread_policy(spec)
+    devices = policy.devices if local is None else local
     with contextlib.suppress(RuntimeError):
-        tf.config.threading.set_intra_op_parallelism_threads(policy.per_process(policy.devices))
+        tf.config.threading.set_intra_op_parallelism_threads(policy.per_process(devices))
     with contextlib.suppress(RuntimeError):
-        tf.config.threading.set_inter_op_parallelism_threads(policy.inter_op * policy.devices)
+        tf.config.threading.set_inter_op_parallelism_threads(policy.inter_op * devices)
 
 
 def threads(devices: int) -> dict[str, Any]:
@@ -67,9 +70,12 @@ def threads(devices: int) -> dict[str, Any]:
     )
 
 
-def configure(spec: RunSpec) -> list[str]:
-    """Sets up threads and devices for ``spec``; returns the device names to use."""
-    set_threads(spec)
+def configure(spec: RunSpec, local: int | None = None) -> list[str]:
+    """Sets up threads and devices for ``spec``; returns the device names to use.
+
+    ``local``: CPU devices of this process when it is one of several on its node (a
+    multi-node CPU run has one worker per CPU device); None: ``spec.cpu_devices``."""
+    set_threads(spec, local if spec.num_gpus < 0 else None)
     gpus = tf.config.list_physical_devices("GPU")
     if spec.num_gpus > 0:
         if len(gpus) < spec.num_gpus:
@@ -88,8 +94,9 @@ def configure(spec: RunSpec) -> list[str]:
     if gpus:
         with contextlib.suppress(RuntimeError):
             tf.config.set_visible_devices([], "GPU")
-    _split_cpu(spec.cpu_devices)
-    return [f"/cpu:{i}" for i in range(spec.cpu_devices)]
+    count = spec.cpu_devices if local is None else local
+    _split_cpu(count)
+    return [f"/cpu:{i}" for i in range(count)]
 
 
 def describe(devices: list[str]) -> list[str]:

@@ -17,6 +17,14 @@ replicas keep identical buffers (PyTorch's DDP instead broadcasts rank 0's buffe
 With XLA and several devices only the per-replica gradient function is compiled; the
 all-reduce and the update run outside XLA.
 
+Several nodes (``--nodes N``; the worker's ``ctx.world_size`` > 1): one process per
+worker under tf.distribute.MultiWorkerMirroredStrategy, with ``TF_CONFIG`` built from
+the node process's layout (``ctx.peers``: one HOST:PORT per worker, ``ctx.rank`` its
+index). The strategy drives a worker's GPUs, or one CPU device, so a CPU run has one
+worker per CPU device (backends/tensorflow ``node_processes``). The step is the same
+code: the replica context's all-reduces span the workers. Evaluation sums a worker's
+own replicas; ``all_reduce_sum`` adds the workers' sums with one collective.
+
 Precision: fp32; bf16 and fp16 compute with float32 master weights (batch-norm scale,
 shift and statistics stay float32, logits are cast to float32 before the loss); fp16
 uses dynamic loss scaling as torch's GradScaler does (2**16, halved on overflow and the
@@ -68,16 +76,25 @@ class TFTrainer(Trainer):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         spec = ctx.spec
-        self.devices = dev.configure(spec)  # before any TensorFlow op
+        self.multi_worker = ctx.world_size > 1
+        # before any TensorFlow op; a multi-node worker drives its ctx.local_devices
+        self.devices = dev.configure(spec, ctx.local_devices if self.multi_worker else None)
         self.gpu = spec.num_gpus > 0
         self.xla = _flag(spec.options, "xla")
         self.dtype = _DTYPES[spec.precision]
         self.scaling = spec.precision == "fp16"
         self.lr = float(spec.learning_rate or 0.0)
-        self.global_batch = spec.batch_size * len(self.devices)
-        self.strategy = (
-            tf.distribute.MirroredStrategy(self.devices) if len(self.devices) > 1 else None
+        # every device of every worker
+        self.global_batch = (
+            ctx.global_batch if self.multi_worker else spec.batch_size * len(self.devices)
         )
+        self.strategy: Any = None
+        self.placement = list(self.devices)  # where each local replica's data goes
+        if self.multi_worker:
+            self.strategy = _multi_worker_strategy(ctx)
+            self.placement = list(self.strategy.extended.worker_devices)
+        elif len(self.devices) > 1:
+            self.strategy = tf.distribute.MirroredStrategy(self.devices)
         self.net = TFNetwork(ctx.network, explicit_padding=self.gpu)
         with self._scope():
             self.net.create_variables(ctx.initial_weights())
@@ -101,6 +118,7 @@ class TFTrainer(Trainer):
             tf.function(self._eval_replica, jit_compile=True) if inner else self._eval_replica
         )
         self._eval = tf.function(self._evaluate, jit_compile=whole)
+        self._sum_over_workers = tf.function(self._worker_sums)
         if self.gpu:
             for index in range(len(self.devices)):
                 tf.config.experimental.reset_memory_stats(f"GPU:{index}")
@@ -206,6 +224,9 @@ class TFTrainer(Trainer):
         # A plain function around the (maybe compiled) one, so each replica traces it
         # under its own device scope.
         loss, correct = self.strategy.run(lambda a, b: self._eval_inner(a, b), args=(x, y))
+        if self.multi_worker:  # this worker's replicas; all_reduce_sum adds the workers'
+            local = self.strategy.experimental_local_results
+            return tf.add_n(list(local(loss))), tf.add_n(list(local(correct)))
         total = tf.distribute.ReduceOp.SUM
         return (
             self.strategy.reduce(total, loss, axis=None),
@@ -222,7 +243,12 @@ class TFTrainer(Trainer):
             "cuda": build.get("cuda_version") if self.gpu else None,
             "cudnn": build.get("cudnn_version") if self.gpu else None,
             "devices": dev.describe(self.devices),
-            "distributed": "MirroredStrategy" if self.strategy is not None else None,
+            "distributed": (
+                ("MultiWorkerMirroredStrategy" if self.multi_worker else "MirroredStrategy")
+                if self.strategy is not None
+                else None
+            ),
+            "nodes": self.ctx.nodes,
             "cross_device_ops": (
                 type(self.strategy.extended._cross_device_ops).__name__
                 if self.strategy is not None
@@ -242,8 +268,9 @@ class TFTrainer(Trainer):
 
         def part(array: np.ndarray) -> Any:
             def slice_for(context: tf.distribute.experimental.ValueContext) -> tf.Tensor:
-                index = context.replica_id_in_sync_group
-                with tf.device(self.devices[index]):
+                # replicas are numbered worker by worker: this worker's local index
+                index = context.replica_id_in_sync_group % len(self.placement)
+                with tf.device(self.placement[index]):
                     return tf.identity(array[index * size : (index + 1) * size])
 
             return self.strategy.experimental_distribute_values_from_function(slice_for)
@@ -272,6 +299,26 @@ class TFTrainer(Trainer):
         size = self.ctx.process_batch
         batch = self.device_batch(np.zeros((size, h, w, c), np.float32), np.zeros(size, np.int32))
         self.evaluate(batch)
+
+    def _worker_sums(self, data: tf.Tensor) -> tf.Tensor:
+        """Inside a tf.function: ``data`` of this worker summed over the workers (each
+        worker's first replica contributes it, the others zeros)."""
+        local = len(self.placement)
+
+        def replica(values: tf.Tensor) -> tf.Tensor:
+            context = tf.distribute.get_replica_context()
+            first = tf.equal(context.replica_id_in_sync_group % local, 0)
+            share = tf.where(first, values, tf.zeros_like(values))
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, share)
+
+        summed = self.strategy.run(replica, args=(data,))
+        return self.strategy.experimental_local_results(summed)[0]
+
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        if not self.multi_worker:
+            return list(values)
+        total = self._sum_over_workers(tf.constant(values, tf.float64))
+        return [float(v) for v in total.numpy()]
 
     def reset_state(self) -> None:
         """Initial weights and batch-norm statistics on every replica, zero momentum,
@@ -315,6 +362,24 @@ class TFTrainer(Trainer):
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Replaces the weights with a canonical state dict (all replicas)."""
         self.net.assign(state)
+
+
+def _multi_worker_strategy(ctx: WorkerContext) -> Any:
+    """MultiWorkerMirroredStrategy over the run's workers: TF_CONFIG from the node
+    process's layout (one HOST:PORT per worker in rank order; this worker's index is its
+    rank), set before the strategy starts this worker's server."""
+    import json
+
+    if len(ctx.peers) != ctx.world_size:
+        raise RuntimeError(
+            f"a {ctx.world_size}-process TensorFlow run needs one address per worker "
+            f"(HARNESS_PEERS, set by harness.run.node), got {len(ctx.peers)}"
+        )
+    cluster = {"worker": list(ctx.peers)}
+    os.environ["TF_CONFIG"] = json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": ctx.rank}}
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def _rescale(scale: tf.Variable, finite: tf.Tensor, good: tf.Variable) -> None:

@@ -220,7 +220,7 @@ def for_result(
         model=spec.model,
         dataset=spec.dataset,
         images_per_sec=result.summary.images_per_sec.mean,
-        devices=num_gpus if num_gpus > 0 else cpu_devices,
+        devices=spec.total_devices,  # every device of every node (--nodes)
         peak_per_device=peak,
         peak_source=source,
         network=network,

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from harness import datasets, models
 from harness.backend import BackendInfo, check_options
 from harness.cpu import thread_policy
 from harness.errors import UsageError
-from harness.launchers import LaunchRequest
+from harness.launchers import LaunchRequest, free_port_block, pick_node_launcher
 from harness.machine import environment, gpus
 from harness.plugins import PluginManager, get_plugin_manager
 from harness.results import configkey, flops, recover
@@ -56,13 +57,15 @@ class Plan:
     backend: BackendInfo
     interpreter: Interpreter
     gpus: list[gpus.Gpu]
-    processes: int  # worker processes per repeat
+    processes: int  # worker processes per repeat (on each node)
     local_devices: int  # data-parallel devices each process drives
-    launcher: str
+    launcher: str  # the launcher of the command (--nodes N: the one that starts the nodes)
     env: dict[str, str] = field(default_factory=dict)  # variables set for the worker
     warnings: list[str] = field(default_factory=list)
     network: models.Network | None = None  # spec.model built for spec.dataset
     pm: PluginManager | None = None  # the plugin manager that planned the run
+    nodes: int = 1  # --nodes N
+    node_launcher: str | None = None  # --nodes N: the launcher each node process uses
 
     def plugins(self) -> PluginManager:
         """The plan's plugin manager (the process-wide one for a plan made by hand)."""
@@ -70,7 +73,22 @@ class Plan:
 
     def command(self, job_path: str) -> list[str]:
         launcher = self.plugins().launcher(self.launcher)
-        return launcher.build(LaunchRequest(self.interpreter.python, job_path, self.processes))
+        if self.nodes == 1:
+            return launcher.build(LaunchRequest(self.interpreter.python, job_path, self.processes))
+        # a fresh rendezvous port (and the workers' ports after it) for every start; the
+        # host: this one for local-nodes, else node 0's, found by the node processes
+        port = free_port_block(self.nodes * self.processes + 1)
+        host = "127.0.0.1" if self.launcher == "local-nodes" else ""
+        request = LaunchRequest(
+            self.interpreter.python,
+            job_path,
+            self.processes,
+            nodes=self.nodes,
+            rendezvous=f"{host}:{port}",
+            node_launcher=self.node_launcher or "local",
+            run_id=f"{os.getpid()}-{secrets.token_hex(4)}",
+        )
+        return launcher.build(request)
 
 
 def utc_now() -> str:
@@ -93,16 +111,24 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     spec = resolve(spec, pm.backends)
     backend = pm.backend(spec.tool)
     check_options(backend, spec.options)  # -o against the backend's declared options
-    info = datasets.resized_info(datasets.DATASETS[spec.dataset], spec.image_size)
-    try:
-        network = models.build(spec.model, info.image_shape, info.num_classes)
-    except models.ModelError as exc:
-        raise UsageError(f"cannot run {spec.model} on {spec.dataset}: {exc}") from None
-    reason = pm.refusal(spec, backend, network)
-    if reason:
-        raise UsageError(f"{spec.tool} cannot run {spec.model} on {spec.dataset}: {reason}")
+    network = None  # an --onnx-file run has no catalogue network
+    if not spec.onnx_file:
+        info = datasets.resized_info(datasets.DATASETS[spec.dataset], spec.image_size)
+        try:
+            network = models.build(spec.model, info.image_shape, info.num_classes)
+        except models.ModelError as exc:
+            raise UsageError(f"cannot run {spec.model} on {spec.dataset}: {exc}") from None
+        reason = pm.refusal(spec, backend, network)
+        if reason:
+            raise UsageError(f"{spec.tool} cannot run {spec.model} on {spec.dataset}: {reason}")
     _check_before_workers(spec)
+    # --nodes N: how the nodes start, checked before looking for an interpreter
+    nodes_plan = _plan_nodes(spec, backend, pm) if spec.nodes > 1 else None
     interpreter = find_interpreter(backend, spec.python)
+    if spec.onnx_file:  # its input, read in the backend's interpreter (the core has no onnx)
+        from harness.run.inference import probe_onnx_file
+
+        spec = probe_onnx_file(spec, interpreter.python)
     warnings: list[str] = []
     selected: list[gpus.Gpu] = []
     if spec.num_gpus > 0:
@@ -118,6 +144,12 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     launcher, processes, local = "local", 1, devices
     if devices > 1 and backend.multi_process_launcher:
         launcher, processes, local = backend.multi_process_launcher, devices, 1
+    node_launcher = None
+    if nodes_plan is not None:
+        launcher, node_launcher, processes = nodes_plan
+        local = devices // processes
+    elif spec.launcher:
+        warnings.append(f"--launcher {spec.launcher} applies to --nodes N > 1 only; ignored")
     env = dict(backend.worker_env)
     if backend.run_env is not None:
         env.update(backend.run_env(spec))
@@ -150,17 +182,47 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
         warnings,
         network=network,
         pm=pm,
+        nodes=spec.nodes,
+        node_launcher=node_launcher,
     )
+
+
+def _plan_nodes(spec: RunSpec, backend: BackendInfo, pm: PluginManager) -> tuple[str, str, int]:
+    """--nodes N: (the launcher that starts the nodes, the one each node uses, worker
+    processes per node); UsageError (one line) when the run cannot span nodes."""
+    if getattr(spec, "task", "train") != "train":
+        raise UsageError(f"--nodes {spec.nodes} applies to training runs only")
+    if not backend.node_launcher:
+        why = backend.multi_node_refusal or "its backend declares no node launcher"
+        raise UsageError(f"{spec.tool} cannot train on several nodes (--nodes): {why}")
+    name = pick_node_launcher(spec.launcher, spec.nodes)
+    spanning = pm.launcher(name)
+    if not spanning.spans_nodes:
+        names = ", ".join(sorted(n for n, item in pm.launchers.items() if item.spans_nodes))
+        raise UsageError(f"--launcher {name} does not start nodes; choose from: {names}")
+    if backend.node_processes is not None:
+        processes = backend.node_processes(spec)
+    else:
+        processes = spec.devices if backend.multi_process_launcher else 1
+    if processes < 1 or spec.devices % processes:
+        raise ValueError(f"{spec.tool}: {processes} processes cannot share {spec.devices} devices")
+    pm.launcher(backend.node_launcher)
+    return name, backend.node_launcher, processes
 
 
 def _check_before_workers(spec: RunSpec) -> None:
     """What a worker would only find out after starting, checked here (UsageError)."""
     from harness.datasets import source
 
+    if spec.task == "inference":  # the test split, --weights (harness.run.inference)
+        from harness.run.inference import check_before_workers
+
+        check_before_workers(spec)
+        return
     info = datasets.DATASETS[spec.dataset]
     if spec.global_batch > info.train_size:
         per = f"--batch-size {spec.batch_size}" + (
-            f" x {spec.devices} devices" if spec.devices > 1 else ""
+            f" x {spec.total_devices} devices" if spec.total_devices > 1 else ""
         )
         raise UsageError(
             f"{per} = {spec.global_batch} images per step, but {spec.dataset}'s train split "
@@ -287,10 +349,17 @@ def run_repeat(
     *,
     on_event: EventCallback | None = None,
     monitor: Any = None,
+    folder: str | None = None,
+    model_file: str | None = None,
+    export: bool = False,
 ) -> RepeatRecord:
-    """Runs one worker process to its end and returns its repeat record."""
+    """Runs one worker process to its end and returns its repeat record.
+
+    Inference runs (harness.run.inference): ``model_file`` is the file the worker
+    benchmarks, or writes with ``export``; ``folder`` names the process's folder in the
+    run folder (default ``repeat-N``)."""
     spec = plan.spec
-    rep_dir = run_dir / f"repeat-{repeat}"
+    rep_dir = run_dir / (folder or f"repeat-{repeat}")
     rep_dir.mkdir(parents=True, exist_ok=True)
     events_path = rep_dir / "events.jsonl"
     job = Job(
@@ -298,6 +367,8 @@ def run_repeat(
         local_devices=plan.local_devices,
         events=str(events_path.resolve()),
         repeat=repeat,
+        model_file=model_file,
+        export=export,
     )
     job_path = rep_dir / "job.json"
     job_path.write_text(strict_dumps(job.to_dict(), indent=2))
@@ -333,7 +404,17 @@ def run_repeat(
         elif status == "ok" and not any(e["event"] == "end" for e in events):
             status, cause = "crashed", "the worker exited without finishing its benchmark"
         record = repeat_record(events, status=status, cause=cause, global_batch=spec.global_batch)
+        if spec.task == "inference" and not export:
+            from harness.run.inference import repeat_part
+
+            record.inference = repeat_part(events, record)
         record.run_id, record.repeat, record.started_at = run_id, repeat, started_wall
+        if plan.nodes > 1:  # each node process's "node" event: its rank and host
+            found = {e["node_rank"]: e for e in events if e["event"] == "node"}
+            record.nodes = [
+                {"node_rank": rank, "host": e.get("host"), "pid": e.get("pid")}
+                for rank, e in sorted(found.items())
+            ]
         record.exit_code, record.process_wall_s, record.command = (
             exit_code,
             ended - started,
@@ -350,6 +431,10 @@ def run_repeat(
         # strict JSON: NaN and infinity are written as null
         (rep_dir / "record.json").write_text(record.to_json())
     return record
+
+
+class _NoModelFile(Exception):
+    """An inference run whose model file could not be written: no repeat can run."""
 
 
 @dataclass
@@ -382,6 +467,15 @@ def execute(
     env_info["gpus"] = [g.to_dict() for g in plan.gpus]
     env_info["interpreter"] = dataclasses.asdict(plan.interpreter)
     env_info[recover.OWNER_KEY] = recover.owner()  # so a later start knows it was ours
+    if plan.nodes > 1:  # the hosts of each repeat's nodes are in its record (nodes)
+        env_info["nodes"] = {
+            "count": plan.nodes,
+            "launcher": plan.launcher,
+            "node_launcher": plan.node_launcher,
+            "processes_per_node": plan.processes,
+            "devices_per_node": plan.spec.devices,
+            "monitored": "the orchestrator's host only",
+        }
     result = RunResult(
         run_id=run_id,
         started_at=utc_now(),
@@ -390,7 +484,7 @@ def execute(
         gpu_name=plan.gpus[0].name if plan.gpus else None,
         global_batch=spec.global_batch,
         launcher=plan.launcher,
-        processes=plan.processes,
+        processes=plan.processes * plan.nodes,
         environment=env_info,
         sweep_id=sweep_id,
     )
@@ -399,9 +493,30 @@ def execute(
     monitor = monitor_factory(plan) if monitor_factory else None
     repeats: list[RepeatRecord] = []
     interrupted: KeyboardInterrupt | None = None
+    model_file: str | None = None
     try:
+        if spec.task == "inference":  # the model file, once per run, in its own process
+            from harness.run.inference import export_model, failed_export
+
+            model_file, exported = export_model(plan, run_dir, run_id, run_repeat)
+            if exported is not None and not model_file:
+                record = failed_export(exported)
+                with signals.hold():
+                    repeats.append(record)
+                    store.add_repeat(run_id, 1, record)
+                if on_repeat:
+                    on_repeat(1, record)
+                raise _NoModelFile
         for repeat in range(1, spec.repeats + 1):
-            record = run_repeat(plan, run_dir, run_id, repeat, on_event=on_event, monitor=monitor)
+            record = run_repeat(
+                plan,
+                run_dir,
+                run_id,
+                repeat,
+                on_event=on_event,
+                monitor=monitor,
+                model_file=model_file,
+            )
             with signals.hold():  # a finished repeat is stored whole
                 repeats.append(record)
                 store.add_repeat(run_id, repeat, record)
@@ -414,6 +529,8 @@ def execute(
             signals.check()
     except KeyboardInterrupt as exc:  # between repeats: no worker to end, store the run
         interrupted = exc
+    except _NoModelFile:  # the run's one record says why
+        pass
     with signals.hold():  # storing the run is never cut in half; the signal is raised after
         _finish(plan, pm, run_dir, result, repeats, monitor, store, interrupted)
     if interrupted is not None:
@@ -448,11 +565,27 @@ def _finish(
         summary.causes.append(signals.cause(interrupted))
     if monitor is not None:
         summary = dataclasses.replace(summary, **monitor.aggregate(repeats))
+        if plan.nodes > 1:
+            note = (
+                f"{plan.nodes} nodes: resources were measured on the orchestrator's host "
+                f"({socket.gethostname()}) only; the other nodes were not monitored"
+            )
+            if plan.launcher != "local-nodes":  # the tasks are not the orchestrator's
+                note += (
+                    f" ({plan.launcher}'s tasks are not in the orchestrator's process tree: "
+                    "its process-tree figures miss them; host-wide and GPU figures do not)"
+                )
+            summary.resource_notes.append(note)
     result.summary = summary
     try:
         summary.flops = flops.for_result(result, network=plan.network)
     except Exception as exc:  # a FLOPs or peak fault must not lose the run
         summary.flops = Flops(error=repr(exc))
+    if spec.task == "inference":
+        from harness.run.inference import inference_flops, summary_part
+
+        summary.inference = summary_part(repeats)
+        summary.flops = inference_flops(summary.flops, summary.images_per_sec.mean)
     result.config = configkey.build_config(result)
     result.config_key = configkey.key_of(result.config)
     # strict JSON: NaN and infinity are written as null
