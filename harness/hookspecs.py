@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from harness.models import Network
     from harness.results.schema import RepeatRecord, RunResult
     from harness.run.spec import RunSpec
+    from harness.sweep.executors import Executor
 
 hookspec = pluggy.HookspecMarker("harness")
 
@@ -50,6 +51,15 @@ def harness_register_launchers(register: Callable[[Launcher], None]) -> None:
 
     A backend names the launcher it needs for multi-process runs in
     ``BackendInfo.multi_process_launcher``. Called once, like the hook above.
+    """
+
+
+@hookspec
+def harness_register_executors(register: Callable[[Executor], None]) -> None:
+    """Register sweep executors (``sweep --executor NAME``): where a sweep's runs execute.
+
+    The built-in ones are ``local`` (one run after another on this machine) and
+    ``slurm`` (one SLURM job per run). Called the first time a sweep needs an executor.
     """
 
 

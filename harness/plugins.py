@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from harness.models import Network
     from harness.results.schema import RepeatRecord, RunResult
     from harness.run.spec import RunSpec
+    from harness.sweep.executors import Executor
 
 ENTRY_POINT_GROUP = "harness"
 # Extra plugin modules to load, comma-separated import names: for developing a plugin
@@ -41,6 +42,7 @@ class PluginManager:
         self._check_unknown_hooks()
         self.backends: dict[str, BackendInfo] = {}
         self.launchers: dict[str, Launcher] = {}
+        self._executors: dict[str, Executor] | None = None  # registered on first use
         self._owners: dict[tuple[str, str], str] = {}  # (kind, name) -> plugin name
         self._register("harness_register_backends", "backend", self.backends)
         self._register("harness_register_launchers", "launcher", self.launchers)
@@ -56,7 +58,8 @@ class PluginManager:
         for (kind, name), owner in list(getattr(self, "_owners", {}).items()):
             if owner == plugin_name:
                 del self._owners[(kind, name)]
-                (self.backends if kind == "backend" else self.launchers).pop(name, None)
+                registries = {"backend": self.backends, "launcher": self.launchers}
+                registries.get(kind, self._executors or {}).pop(name, None)
 
     def _check_unknown_hooks(self) -> None:
         """pluggy's check_pending, per plugin: a hook no hookspec defines (a misspelt
@@ -146,6 +149,26 @@ class PluginManager:
         except KeyError:
             choices = ", ".join(sorted(self.launchers))
             raise UsageError(f"unknown launcher {name!r}; registered: {choices}") from None
+
+    @property
+    def executors(self) -> dict[str, Executor]:
+        """Sweep executors; the built-in ones (harness.sweep.executors) and the plugins'
+        are registered on first use, so that workers never import the sweep package."""
+        if self._executors is None:
+            from harness.sweep import executors as builtin
+
+            if self._pm.get_plugin(builtin.__name__) is None:
+                self._pm.register(builtin, name=builtin.__name__)
+            self._executors = {}
+            self._register("harness_register_executors", "executor", self._executors)
+        return self._executors
+
+    def executor(self, name: str) -> Executor:
+        try:
+            return self.executors[name]
+        except KeyError:
+            choices = ", ".join(sorted(self.executors))
+            raise UsageError(f"unknown executor {name!r}; registered: {choices}") from None
 
     def _call_each(self, hook: str, *, first: bool = False, **kwargs: Any) -> Any:
         """Calls ``hook`` plugin by plugin; one that raises is reported on stderr and left

@@ -72,6 +72,8 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
             "datasets": _names(args.datasets),
             "hardware": _names(args.hardware),
         },
+        executor=args.executor,
+        status=args.status,
     )
     return run_sweep(request, console)
 
@@ -135,7 +137,7 @@ def _figures(data: ReportData, args: argparse.Namespace, console: Console) -> in
     if folder is None:
         suffix = f"-{data.sweep}" if data.sweep else ""
         folder = str(store_path(args.store).parent / f"figures{suffix}")
-    if not data.rows:
+    if data.empty:
         console.print("no runs to report: no figures written", highlight=False)
         return 0
     written = write_figures(data, args.format, folder)
@@ -240,6 +242,18 @@ def add_commands(sub: argparse._SubParsersAction, handlers: dict[str, Command]) 
     )
     sw.add_argument("--dry-run", action="store_true", help="list the plan and stop")
     sw.add_argument("--list", action="store_true", help="list the sweeps in the store")
+    sw.add_argument(
+        "--executor",
+        default="local",
+        metavar="NAME",
+        help="where the runs execute: local (default, one after another here), slurm (one "
+        "SLURM job per run; resources from the file's [slurm] table), or a plugin's",
+    )
+    sw.add_argument(
+        "--status",
+        action="store_true",
+        help="print each run's state (and SLURM job) and stop; submits nothing",
+    )
     sw.add_argument(
         "--output-dir", help="run folders and results.sqlite (default: the file's, logs)"
     )

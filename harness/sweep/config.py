@@ -6,8 +6,10 @@ orchestrator. The file format is documented in the README ("Sweeps"); in short::
     [sweep]      name, description, tools, hardware, repeats, models + datasets
     [defaults]   RunSpec fields for every run
     [tool.NAME]  RunSpec fields for one tool (e.g. backend options)
-    [[hardware]] name, num_gpus, gpu, cpu_devices, threads (instead of sweep.hardware)
+    [[hardware]] name, num_gpus, gpu, cpu_devices, threads, nodes (instead of
+                 sweep.hardware), slurm (this entry's SLURM resources: { constraint = "a100" })
     [[workloads]] dataset, model (a name or a list) and their training parameters
+    [slurm]      SLURM resources for ``--executor slurm`` (see SLURM_KEYS)
 
 Parameters apply in this order, later ones winning: the harness defaults, [defaults],
 [tool.NAME], every matching [[workloads]] entry in file order, the hardware entry,
@@ -17,6 +19,7 @@ then ``--set`` overrides from the command line.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -51,8 +54,22 @@ ALIASES = {
 # "auto" restores that default where an earlier table gave a number.
 AUTO = frozenset({"warmup_steps", "steps", "sync_every"})
 _SWEEP_KEYS = {"name", "description", "tools", "models", "datasets", "hardware", "repeats"}
-_HARDWARE_KEYS = {"name", "num_gpus", "gpu", "cpu_devices", "threads"}
-_TOP_KEYS = {"sweep", "defaults", "tool", "hardware", "workloads"}
+_HARDWARE_KEYS = {"name", "num_gpus", "gpu", "cpu_devices", "threads", "nodes", "slurm"}
+_TOP_KEYS = {"sweep", "defaults", "tool", "hardware", "workloads", "slurm"}
+# The [slurm] table (``--executor slurm``): key -> type. A hardware entry's ``slurm``
+# table takes the same keys but poll_s, and wins over [slurm] for its runs.
+SLURM_KEYS: dict[str, type] = {
+    "partition": str,  # sbatch --partition
+    "account": str,  # --account
+    "time": str,  # --time: minutes, "MM:SS", "HH:MM:SS" or "D-HH:MM:SS"
+    "constraint": str,  # --constraint, e.g. a GPU model's feature
+    "cpus_per_task": int,  # --cpus-per-task (default: the run's threads, if set)
+    "mem": str,  # --mem, e.g. "32G"
+    "gpus": str,  # --gpus-per-node (default: the hardware's num_gpus), e.g. "a100:2"
+    "extra_args": list,  # more sbatch arguments, e.g. ["--qos=high"]
+    "poll_s": float,  # how often the submitting process asks SLURM (default 5)
+}
+_SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d+){0,2}$")
 _GPUS = re.compile(r"^(\d+)\s*-?\s*gpus?$")
 
 
@@ -80,6 +97,8 @@ class Hardware:
     cpu_devices: int = 1
     gpu: str | None = None
     threads: int | None = None
+    slurm: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    nodes: int = 1  # RunSpec.nodes: data parallel over this many nodes
 
 
 @dataclass
@@ -125,6 +144,7 @@ class SweepConfig:
     per_tool: dict[str, dict[str, Any]] = field(default_factory=dict)
     workloads: list[Workload] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)  # the file as parsed, for the state
+    slurm: dict[str, Any] = field(default_factory=dict)  # the [slurm] table, checked
 
     def cells(self, overrides: dict[str, Any] | None = None) -> list[Cell]:
         """Every cell, in order: pair by pair, tool by tool, hardware last."""
@@ -142,13 +162,16 @@ class SweepConfig:
                     params["cpu_devices"] = hw.cpu_devices
                     if hw.threads is not None:
                         params["threads"] = hw.threads
+                    if hw.nodes != 1:
+                        params["nodes"] = hw.nodes
                     params = _merge(params, extra)
-                    spec = RunSpec(tool=tool, model=model, dataset=dataset, **params)
-                    key = f"{tool}/{model}/{dataset}/{hw.label}"
-                    spec.tags.setdefault("sweep_cell", key)
-                    if hw.label != spec.hardware:
-                        spec.tags["hardware_label"] = hw.label
-                    out.append(Cell(key, len(out), hw.label, spec))
+                    for suffix, variant in _variants(params):
+                        spec = RunSpec(tool=tool, model=model, dataset=dataset, **variant)
+                        key = f"{tool}/{model}/{dataset}/{hw.label}{suffix}"
+                        spec.tags.setdefault("sweep_cell", key)
+                        if hw.label != spec.hardware:
+                            spec.tags["hardware_label"] = hw.label
+                        out.append(Cell(key, len(out), hw.label, spec))
         return out
 
 
@@ -276,6 +299,7 @@ def parse(data: dict[str, Any], source: str = "<sweep>") -> SweepConfig:
         if tool not in tools:
             raise fail(f"[tool.{tool}] names a tool that sweep.tools does not list")
     hardware = _hardware(sweep.get("hardware"), data.get("hardware"), fail)
+    slurm = slurm_table(_table(data.get("slurm", {}), "[slurm]", fail), "[slurm]", fail)
 
     workloads: list[Workload] = []
     pairs: list[tuple[str, str]] = []
@@ -315,6 +339,7 @@ def parse(data: dict[str, Any], source: str = "<sweep>") -> SweepConfig:
         per_tool=per_tool,
         workloads=workloads,
         data=data,
+        slurm=slurm,
     )
 
 
@@ -354,9 +379,41 @@ def _table(value: Any, where: str, fail: Any) -> dict[str, Any]:
 def _no_unknown(table: dict[str, Any], known: set[str], where: str, fail: Any) -> None:
     unknown = sorted(set(table) - known)
     if unknown:
+        near = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise fail(
-            f"unknown {where} key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"unknown {where} key(s) {', '.join(unknown)}{hint}; known: {', '.join(sorted(known))}"
         )
+
+
+def slurm_table(
+    table: dict[str, Any], where: str = "[slurm]", fail: Any = _default_fail
+) -> dict[str, Any]:
+    """A [slurm] table (or a hardware entry's ``slurm``), checked: known keys, types."""
+    known = set(SLURM_KEYS) - ({"poll_s"} if where != "[slurm]" else set())
+    _no_unknown(table, known, where, fail)
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        kind = SLURM_KEYS[key]
+        if key == "time" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # minutes
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            wanted = {str: "a string", int: "an integer", float: "a number", list: "a list"}
+            raise fail(f"{where}: {key} must be {wanted[kind]}")
+        if kind is list and not all(isinstance(v, str) and v for v in value):
+            raise fail(f'{where}: {key} must be a list of strings, e.g. ["--qos=high"]')
+        if kind in (int, float) and not (math.isfinite(value) and value > 0):
+            raise fail(f"{where}: {key} must be positive, got {value}")
+        if key == "time" and not _SLURM_TIME.match(value):
+            raise fail(
+                f'{where}: time {value!r} is not minutes, "MM:SS", "HH:MM:SS" or "D-HH:MM:SS"'
+            )
+        if kind is str and not value.strip():
+            raise fail(f"{where}: {key} must not be empty")
+        out[key] = list(value) if kind is list else value
+    return out
 
 
 def _names(value: Any, where: str, fail: Any) -> list[str]:
@@ -387,6 +444,8 @@ def _params(table: dict[str, Any], where: str, fail: Any = _default_fail) -> dic
 def _typed(name: str, kind: str, value: Any, where: str, fail: Any) -> Any:
     if name in AUTO and value == "auto":
         return None
+    if name in _LISTS and isinstance(value, list):  # one cell per entry (see SweepConfig.cells)
+        return _typed_list(name, value, where, fail)
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -409,6 +468,43 @@ def _typed(name: str, kind: str, value: Any, where: str, fail: Any) -> Any:
     if name == "timeout_s" and value == 0:
         return None  # as on the command line: 0 means no limit
     return float(value) if kind == "float" else value
+
+
+# Parameters that take a list too: ``batch_size = [1, 8, 64]``, ``task = ["train",
+# "inference"]``; a cell is made of every combination (inference task: harness.run.inference).
+_LISTS = ("task", "batch_size")
+
+
+def _typed_list(name: str, value: list[Any], where: str, fail: Any) -> list[Any]:
+    from harness.run.spec import TASKS, batch_sizes
+
+    if name == "batch_size":
+        try:
+            return batch_sizes(value)
+        except UsageError as exc:
+            raise fail(f"{where}: batch_size: {exc}") from None
+    if not value or any(v not in TASKS for v in value):
+        raise fail(f"{where}: task must be one of {', '.join(TASKS)} or a list of them")
+    return list(dict.fromkeys(value))
+
+
+def _variants(params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(cell key suffix, parameters) for every task and batch size a list asks for; one
+    ("", params) without lists, so training cells keep their keys."""
+    tasks = params.get("task", "train")
+    batches = params.get("batch_size")
+    out = []
+    for task in tasks if isinstance(tasks, list) else [tasks]:
+        for batch in batches if isinstance(batches, list) else [batches]:
+            suffix = f"/{task}" if task != "train" else ""
+            if isinstance(batches, list):
+                suffix += f"/batch{batch}"
+            variant = {**params, "task": task, "batch_size": batch}
+            for name in ("options", "tags"):  # each cell its own (the key goes into tags)
+                if name in variant:
+                    variant[name] = dict(variant[name])
+            out.append((suffix, variant))
+    return out
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -469,15 +565,23 @@ def _hardware_table(entry: dict[str, Any], index: int, fail: Any) -> Hardware:
     cpu_devices = entry.get("cpu_devices", 1)
     threads = entry.get("threads")
     gpu = entry.get("gpu")
-    for key, value in (("num_gpus", num_gpus), ("cpu_devices", cpu_devices)):
+    nodes = entry.get("nodes", 1)
+    for key, value in (("num_gpus", num_gpus), ("cpu_devices", cpu_devices), ("nodes", nodes)):
         if not isinstance(value, int) or isinstance(value, bool):
             raise fail(f"{where}: {key} must be an integer")
+    if nodes < 1 or (nodes > 1 and "nodes" not in PARAMETERS):
+        raise fail(f"{where}: nodes must be at least 1 (and this harness runs on one node)")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)):
         raise fail(f"{where}: threads must be an integer")
     if gpu is not None:
         gpu = str(gpu)
+    slurm = slurm_table(
+        _table(entry.get("slurm", {}), f"{where} slurm", fail), f"{where} slurm", fail
+    )
     label = entry.get("name") or _label(num_gpus, cpu_devices, gpu, threads)
-    return Hardware(str(label), num_gpus, cpu_devices, gpu, threads)
+    if nodes > 1 and not entry.get("name"):
+        label = f"{nodes} nodes x {label}"
+    return Hardware(str(label), num_gpus, cpu_devices, gpu, threads, slurm, nodes)
 
 
 def _label(num_gpus: int, cpu_devices: int, gpu: str | None, threads: int | None) -> str:

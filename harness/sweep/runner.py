@@ -4,12 +4,13 @@ A sweep is identified by its id (``<name>-<time>-<hex>``) and by a fingerprint o
 cells (the file's content after filters and ``--set``). Starting the same file again
 resumes the newest unfinished sweep with that fingerprint; ``--resume ID`` names one;
 ``--new`` starts afresh. Cells that finished (whatever their status) are never run
-again; the cell that was running when the sweep stopped runs again from scratch.
+again; the cell that was running when the sweep stopped runs again from scratch, unless
+its executor keeps jobs (SLURM), which then re-attaches to the cell's job.
+The runs themselves are started by an executor (harness.sweep.executors).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,14 @@ from harness.results.recover import adopt
 from harness.results.store import ResultStore
 from harness.run import signals
 from harness.run.lifeline import end_stale_workers
-from harness.run.orchestrator import Plan, execute, plan_run
+
+# execute: the local executor calls it through this module (tests replace it here)
+from harness.run.orchestrator import Plan, execute, plan_run  # noqa: F401
 from harness.run.spec import check_values
-from harness.sweep.config import Cell, fingerprint, load, select
-from harness.sweep.progress import Eta, SweepProgress, duration
-from harness.sweep.state import DONE, FAILED, PENDING, SKIPPED, CellState, SweepState
+from harness.sweep.config import Cell, SweepConfig, fingerprint, load, parse, select
+from harness.sweep.executors import Executor, SweepContext
+from harness.sweep.progress import duration
+from harness.sweep.state import DONE, PENDING, RUNNING, SKIPPED, CellState, SweepState
 
 EXIT_FAILED_RUN = 1
 EXIT_INTERRUPTED = 130
@@ -46,6 +50,8 @@ class SweepRequest:
     output_dir: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     filters: dict[str, list[str] | None] = field(default_factory=dict)
+    executor: str = "local"  # a registered executor: local, slurm, ...
+    status: bool = False  # print each cell's state (and job) and stop
 
 
 @dataclass
@@ -57,6 +63,7 @@ class Expanded:
     cells: list[Cell]
     fingerprint: str
     data: dict[str, Any]  # the file as parsed, stored with the sweep
+    config: SweepConfig
 
 
 def expand(request: SweepRequest) -> Expanded:
@@ -74,7 +81,7 @@ def expand(request: SweepRequest) -> Expanded:
             "output_dir must be the same for every run of a sweep: set it in [defaults]"
         )
     fp = fingerprint(config.name, cells)
-    return Expanded(config.name, config.source, cells, fp, config.data)
+    return Expanded(config.name, config.source, cells, fp, config.data, config)
 
 
 def _store_path(output_dir: str) -> Path:
@@ -93,23 +100,38 @@ def run_sweep(request: SweepRequest, console: Console) -> int:
             raise InvalidValue(f"{cell.key}: {exc}") from None
     output_dir = expanded.cells[0].spec.output_dir if expanded else (request.output_dir or "logs")
     path = _store_path(output_dir)
+    pm = get_plugin_manager()  # one for the sweep: every plan and run uses it
+    executor = pm.executor(request.executor)
     if request.dry_run:
-        return _dry_run(request, expanded, path, console)
+        return _dry_run(request, expanded, path, console, executor)
+    if request.status:
+        return _status(request, expanded, path, executor, pm, console)
 
     if request.resume and not path.exists():
         raise UsageError(f"no results store at {path}: give the sweep's --output-dir")
+    if executor.check is not None and expanded is not None:  # e.g. no SLURM here: exit 2
+        executor.check(_context(None, {}, expanded, console, pm, cells=expanded.cells))
     store = ResultStore(path)
     state, resumed = _open_state(request, expanded, store)
+    if executor.check is not None and expanded is None:  # --resume ID: the stored cells
+        executor.check(_context(state, {}, None, console, pm, cells=state.cells()))
+    in_flight = [c.job_id for c in state.cells() if c.status == RUNNING and c.job_id is not None]
+    if in_flight and not executor.keeps_jobs:  # they would run twice
+        raise UsageError(
+            f"sweep {state.sweep_id} has jobs in flight (job "
+            f"{', '.join(j or 'being submitted' for j in in_flight)}): resume it with the "
+            "executor that submitted them (--executor slurm), or cancel them first"
+        )
     state.claim()
     for note in end_stale_workers(output_dir):  # left by a sweep that was killed with -9
         console.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False)
     for note in adopt(store, output_dir):  # runs a full disk or kill -9 kept out of the store
         console.print(f"[yellow]taken into the store:[/yellow] {escape(note)}", highlight=False)
     try:
-        notes = state.reconcile(retry_failed=request.retry_failed)
-        pm = get_plugin_manager()  # one for the sweep: every plan and run uses it
-        plans = _plan(state, pm)
-        return _run(state, plans, notes, resumed, console, pm)
+        notes = state.reconcile(retry_failed=request.retry_failed, keep_jobs=executor.keeps_jobs)
+        plans = _plan(state, pm, executor)
+        context = _context(state, plans, expanded, console, pm, notes, resumed)
+        return executor.run(context)
     except KeyboardInterrupt as exc:  # SIGINT, SIGTERM or SIGHUP (harness.run.signals)
         with signals.hold():
             state.release("interrupted")
@@ -132,6 +154,8 @@ def _open_state(
         return state, True
     assert expanded is not None
     found = None if request.new else SweepState.find_unfinished(store, expanded.fingerprint)
+    if found is None and request.retry_failed and not request.new:  # the last one's failures
+        found = SweepState.find_latest(store, expanded.fingerprint)
     if found:
         return SweepState(store, found), True
     state = SweepState.create(
@@ -145,10 +169,40 @@ def _open_state(
     return state, False
 
 
-def _try_plan(cell: CellState | Cell, pm: PluginManager) -> Plan | str:
-    """The plan, or why this cell cannot run."""
+def _context(
+    state: SweepState | None,
+    plans: dict[str, Plan],
+    expanded: Expanded | None,
+    console: Console,
+    pm: PluginManager,
+    notes: list[str] | None = None,
+    resumed: bool = False,
+    cells: list[Any] | None = None,
+) -> SweepContext:
+    """The executor's view; the sweep file is the one given, else the one stored."""
+    if expanded is not None:
+        config = expanded.config
+    else:
+        assert state is not None
+        info = state.info()
+        try:
+            config = parse(info["config"], info["source"] or state.sweep_id)
+        except UsageError:  # a file this harness no longer reads: its cells are stored
+            config = SweepConfig(info["name"], info["source"] or state.sweep_id)
+    if cells is None:
+        cells = state.cells() if state is not None else []
+    return SweepContext(state, plans, config, console, pm, notes or [], resumed, cells)
+
+
+def _try_plan(
+    cell: CellState | Cell, pm: PluginManager, executor: Executor | None = None
+) -> Plan | str:
+    """The plan, or why this cell cannot run (as ``executor`` runs it)."""
     try:
-        return plan_run(cell.spec, pm)
+        if executor is None or (executor.local_gpus and executor.planned_as is None):
+            return plan_run(cell.spec, pm)
+        spec = executor.planned_as(cell.spec) if executor.planned_as else cell.spec
+        return plan_run(spec, pm, check_gpus=executor.local_gpus)  # runs elsewhere
     except InvalidValue as exc:  # a mistake in the sweep file, not this machine's limit
         raise InvalidValue(f"{cell.key}: {exc}") from None
     except UsageError as exc:
@@ -157,7 +211,9 @@ def _try_plan(cell: CellState | Cell, pm: PluginManager) -> Plan | str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _plan(state: SweepState, pm: PluginManager) -> dict[str, Plan]:
+def _plan(
+    state: SweepState, pm: PluginManager, executor: Executor | None = None
+) -> dict[str, Plan]:
     """Plans every cell not done; refused ones become skipped (and earlier skips re-checked)."""
     plans: dict[str, Plan] = {}
     for cell in state.cells():
@@ -165,7 +221,7 @@ def _plan(state: SweepState, pm: PluginManager) -> dict[str, Plan]:
             continue
         # runs go to the store this sweep lives in, wherever it is opened from
         cell.spec.output_dir = str(state.store.path.parent)
-        planned = _try_plan(cell, pm)
+        planned = _try_plan(cell, pm, executor)
         if isinstance(planned, str):
             if cell.status != SKIPPED or cell.reason != planned:
                 state.mark_skipped(cell, planned)
@@ -176,11 +232,16 @@ def _plan(state: SweepState, pm: PluginManager) -> dict[str, Plan]:
     return plans
 
 
-def _label(cell: CellState | Cell) -> str:
+def label(cell: CellState | Cell) -> str:
     return f"{cell.tool} · {cell.model} · {cell.dataset} · {cell.hardware}"
 
 
-def _print_header(state: SweepState, notes: list[str], resumed: bool, console: Console) -> None:
+def kind(cell: CellState) -> tuple[str, str, str]:
+    """What the ETA groups durations by."""
+    return (cell.model, cell.dataset, cell.hardware)
+
+
+def print_header(state: SweepState, notes: list[str], resumed: bool, console: Console) -> None:
     info = state.info()
     cells = state.cells()
     count = {s: sum(c.status == s for c in cells) for s in (PENDING, DONE, SKIPPED)}
@@ -199,7 +260,7 @@ def _print_header(state: SweepState, notes: list[str], resumed: bool, console: C
         for reason, group in _by_reason(skipped).items():
             console.print(f"  {escape(reason)}:", highlight=False, soft_wrap=True)
             for cell in group:
-                console.print(f"    {escape(_label(cell))}", highlight=False)
+                console.print(f"    {escape(label(cell))}", highlight=False)
 
 
 def _by_reason(cells: list[CellState]) -> dict[str, list[CellState]]:
@@ -209,112 +270,7 @@ def _by_reason(cells: list[CellState]) -> dict[str, list[CellState]]:
     return groups
 
 
-class _Observer:
-    """The plugin manager, plus a callback when a run starts (to learn its run id)."""
-
-    def __init__(self, pm: Any, on_started: Any) -> None:
-        self._pm = pm
-        self._on_started = on_started
-
-    def run_started(self, spec: Any, run_dir: Path) -> None:
-        self._on_started(Path(run_dir).name)
-        self._pm.run_started(spec, run_dir)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pm, name)
-
-
-def _kind(cell: CellState) -> tuple[str, str, str]:
-    return (cell.model, cell.dataset, cell.hardware)
-
-
-class _CellRun:
-    """The callbacks of one cell's run: progress, ETA refresh, and its run id."""
-
-    def __init__(
-        self, state: SweepState, cell: CellState, progress: SweepProgress, eta: Eta, kinds: list
-    ) -> None:
-        self.state, self.cell, self.progress, self.eta, self.kinds = (
-            state,
-            cell,
-            progress,
-            eta,
-            kinds,
-        )
-        self.started = self._tick = time.monotonic()
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        self.progress.event(event)
-        now = time.monotonic()
-        if now - self._tick >= 1.0:
-            self._tick = now
-            self.progress.tick(self.eta.left(self.kinds, now - self.started))
-
-    def on_repeat(self, repeat: int, record: dict[str, Any]) -> None:
-        if repeat < self.cell.spec.repeats:
-            self.progress.start_repeat(repeat + 1)
-
-    def run_started(self, run_id: str) -> None:
-        self.state.set_run_id(self.cell, run_id)
-
-
-def _run(
-    state: SweepState,
-    plans: dict[str, Plan],
-    notes: list[str],
-    resumed: bool,
-    console: Console,
-    pm: PluginManager,
-) -> int:
-    from harness.monitor.resources import monitor_factory
-
-    _print_header(state, notes, resumed, console)
-    todo = [c for c in state.cells() if c.status == PENDING and c.key in plans]
-    eta = Eta()
-    with SweepProgress(console, len(todo), state.sweep_id) as progress:
-        for index, cell in enumerate(todo):
-            plan = plans[cell.key]
-            kinds = [_kind(c) for c in todo[index:]]
-            progress.start_run(_label(cell), plan.spec.repeats, eta.left(kinds))
-            state.mark_running(cell)
-            hooks = _CellRun(state, cell, progress, eta, kinds)
-            try:
-                outcome = execute(
-                    plan,
-                    pm=_Observer(pm, hooks.run_started),
-                    on_event=hooks.on_event,
-                    on_repeat=hooks.on_repeat,
-                    monitor_factory=monitor_factory,
-                    sweep_id=state.sweep_id,
-                )
-            except KeyboardInterrupt:
-                state.mark_pending(cell)  # its interrupted run is superseded
-                raise
-            except Exception as exc:  # the harness itself failed: record it, go on
-                cause = f"{type(exc).__name__}: {exc}"
-                state.mark_done(cell, cell.run_id, FAILED, cause)
-                status, speed = FAILED, None
-            else:
-                summary = outcome.result.summary
-                status = summary.status
-                cause = "; ".join(summary.causes) or None
-                speed = summary.images_per_sec.mean
-                state.mark_done(cell, outcome.run_id, status, cause)
-            seconds = time.monotonic() - hooks.started
-            eta.add(_kind(cell), seconds)
-            left = eta.left(kinds[1:])
-            line = _run_line(
-                progress.done + 1, len(todo), cell, status, speed, cause, seconds, left
-            )
-            progress.end_run(line, left)
-    cells = state.cells()
-    finished = all(c.status in (DONE, SKIPPED) for c in cells)
-    state.release("done" if finished else "incomplete")
-    _print_footer(state, cells, console)
-    return EXIT_FAILED_RUN if any(c.status == DONE and c.run_status != "ok" for c in cells) else 0
-
-
-def _run_line(
+def run_line(
     n: int,
     total: int,
     cell: CellState,
@@ -325,7 +281,7 @@ def _run_line(
     left: float | None,
 ) -> str:
     what = f"{speed:,.1f} images/sec" if speed is not None else "-"
-    line = f"[{n}/{total}] {_label(cell)}: {status} · {what} · {duration(seconds)}"
+    line = f"[{n}/{total}] {label(cell)}: {status} · {what} · {duration(seconds)}"
     if status != "ok" and cause:
         first = cause.strip().splitlines()[0] if cause.strip() else ""
         line += f" · {first[:160]}"
@@ -334,7 +290,7 @@ def _run_line(
     return line
 
 
-def _print_footer(state: SweepState, cells: list[CellState], console: Console) -> None:
+def print_footer(state: SweepState, cells: list[CellState], console: Console) -> None:
     counts: dict[str, int] = {}
     for cell in cells:
         key = cell.run_status if cell.status == DONE else cell.status
@@ -348,7 +304,62 @@ def _print_footer(state: SweepState, cells: list[CellState], console: Console) -
     )
 
 
-def _dry_run(request: SweepRequest, expanded: Expanded | None, path: Path, console: Console) -> int:
+def _status(
+    request: SweepRequest,
+    expanded: Expanded | None,
+    path: Path,
+    executor: Executor,
+    pm: PluginManager,
+    console: Console,
+) -> int:
+    """``sweep --status``: each cell's state, run and job (live from the executor); starts
+    and writes nothing."""
+    if not path.exists():
+        raise UsageError(f"no results store at {path}: give the sweep's --output-dir")
+    store = ResultStore(path, readonly=True)
+    sweep_id = request.resume
+    if sweep_id is None and expanded is not None:
+        sweep_id = SweepState.find_latest(store, expanded.fingerprint)
+    if sweep_id is None:
+        raise UsageError(f"no sweep of this plan in {path}; sweeps there: sweep --list")
+    state = SweepState(store, sweep_id)
+    cells = state.cells()
+    live: dict[str, str] = {}
+    if executor.job_states is not None and any(c.job_id for c in cells):
+        live = executor.job_states(_context(state, {}, expanded, console, pm, cells=cells))
+    info = state.info()
+    table = Table(title=f"sweep {sweep_id} ({info['status']}) · store {path}", title_justify="left")
+    for column in ("#", "cell", "state", "job", "run", "cause"):
+        table.add_column(column, overflow="fold")
+    counts: dict[str, int] = {}
+    for cell in cells:
+        what = cell.status
+        if cell.status == DONE:
+            what = cell.run_status or DONE
+        elif cell.status == RUNNING and cell.job_id is not None:
+            what = live.get(cell.key) or (cell.job_state or "submitting").lower()
+        counts[what.split()[0]] = counts.get(what.split()[0], 0) + 1
+        table.add_row(
+            str(cell.position + 1),
+            escape(cell.key),
+            escape(what),
+            cell.job_id or "",
+            cell.run_id or "",
+            escape((cell.reason or "").splitlines()[0] if cell.reason else ""),
+        )
+    out = Console(width=console.width if console.is_terminal else 200)
+    out.print(table)
+    out.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())), highlight=False)
+    return 0
+
+
+def _dry_run(
+    request: SweepRequest,
+    expanded: Expanded | None,
+    path: Path,
+    console: Console,
+    executor: Executor | None = None,
+) -> int:
     """Lists the plan (and, when resuming, what is done); writes nothing."""
     existing: dict[str, CellState] = {}
     sweep_id = None
@@ -377,7 +388,7 @@ def _dry_run(request: SweepRequest, expanded: Expanded | None, path: Path, conso
         if before is not None and before.status == DONE:
             what = f"done: {before.run_status} ({before.run_id})"
         else:
-            planned = _try_plan(cell, pm)
+            planned = _try_plan(cell, pm, executor)
             if isinstance(planned, str):
                 number = reasons.setdefault(planned, len(reasons) + 1)
                 what = f"[yellow]skip[/yellow] ({number})"

@@ -9,6 +9,11 @@ state; the runs table is the ground truth for which cells finished (see reconcil
 Cell statuses: ``pending`` (to run), ``running`` (a run was started), ``done`` (a run
 finished: ``run_status`` is its status, ok or not, or ``failed`` when the harness
 itself raised), ``skipped`` (the plan was refused; ``reason`` says why).
+
+Cells run by an executor that submits jobs (SLURM) also keep ``job_id`` (empty while
+being submitted) and ``job_state`` (the scheduler's last word). Those columns are added
+to an older store's ``sweep_cells`` when it is opened for writing; read-only, a store
+without them reads as having no jobs.
 """
 
 from __future__ import annotations
@@ -47,6 +52,13 @@ class CellState:
     run_status: str | None = None
     attempts: int = 0
     superseded: list[str] = field(default_factory=list)
+    job_id: str | None = None  # the scheduler's job; "" while it is being submitted
+    job_state: str | None = None  # e.g. PENDING, RUNNING, COMPLETED, CANCELLED
+
+
+# Columns added to sweep_cells after schema version 4 (no schema change: older stores
+# get them when opened for writing, and read them as absent).
+_JOB_COLUMNS = {"job_id": "TEXT", "job_state": "TEXT"}
 
 
 def new_sweep_id(name: str) -> str:
@@ -79,6 +91,8 @@ class SweepState:
     def __init__(self, store: ResultStore, sweep_id: str) -> None:
         self.store = store
         self.sweep_id = sweep_id
+        if not store.readonly:
+            _add_job_columns(store)
 
     # Creating and finding ------------------------------------------------------------
 
@@ -100,6 +114,7 @@ class SweepState:
         twice at once runs once; the second start gets a UsageError naming the holder."""
         sweep_id = new_sweep_id(name)
         now = utc_now()
+        _add_job_columns(store)  # the rows are written whole
         with store.transaction() as db:
             db.execute("BEGIN IMMEDIATE")  # one writer from here to the commit
             for row in db.execute(
@@ -146,6 +161,19 @@ class SweepState:
                 ],
             )
         return cls(store, sweep_id)
+
+    @staticmethod
+    def find_latest(store: ResultStore, fingerprint: str) -> str | None:
+        """The newest sweep with this fingerprint, finished or not."""
+        if not store.has_table("sweeps"):
+            return None
+        with store.transaction() as db:
+            row = db.execute(
+                "SELECT sweep_id FROM sweeps WHERE fingerprint = ?"
+                " ORDER BY created_at DESC, sweep_id DESC LIMIT 1",
+                (fingerprint,),
+            ).fetchone()
+        return row["sweep_id"] if row else None
 
     @staticmethod
     def find_unfinished(store: ResultStore, fingerprint: str) -> str | None:
@@ -200,6 +228,7 @@ class SweepState:
                 "SELECT * FROM sweep_cells WHERE sweep_id = ? ORDER BY position",
                 (self.sweep_id,),
             ).fetchall()
+        jobs = bool(rows) and "job_id" in rows[0].keys()  # noqa: SIM118 (a Row's keys)
         return [
             CellState(
                 key=r["cell"],
@@ -215,6 +244,8 @@ class SweepState:
                 run_status=r["run_status"],
                 attempts=r["attempts"],
                 superseded=json.loads(r["superseded_json"]),
+                job_id=r["job_id"] if jobs else None,
+                job_state=r["job_state"] if jobs else None,
             )
             for r in rows
         ]
@@ -272,6 +303,17 @@ class SweepState:
             attempts=cell.attempts,
         )
 
+    def mark_submitting(self, cell: CellState) -> None:
+        """About to submit the cell's job: running, one more attempt, job id "" (so a
+        submitter killed before it learns the id looks the job up instead of submitting
+        it again)."""
+        self.mark_running(cell)
+        self.set_job(cell, "", None)
+
+    def set_job(self, cell: CellState, job_id: str | None, job_state: str | None) -> None:
+        cell.job_id, cell.job_state = job_id, job_state
+        self._update(cell.key, job_id=job_id, job_state=job_state)
+
     def set_run_id(self, cell: CellState, run_id: str) -> None:
         cell.run_id = run_id
         self._update(cell.key, run_id=run_id)
@@ -302,14 +344,15 @@ class SweepState:
 
     # Recovery ------------------------------------------------------------------------
 
-    def reconcile(self, *, retry_failed: bool = False) -> list[str]:
+    def reconcile(self, *, retry_failed: bool = False, keep_jobs: bool = False) -> list[str]:
         """Brings cells in line with the runs table after an abrupt end; returns notes.
 
         A cell that is not done but has a finished run of this sweep (any status but
         ``interrupted``, and not superseded) is done: the sweep died between storing the
         run and marking the cell. A cell left ``running`` without one is pending again and
         its run is superseded. With ``retry_failed``, done cells whose run was not ok
-        become pending too.
+        become pending too. With ``keep_jobs``, a running cell that has a job (or was
+        being submitted) is left to its executor, which re-attaches to the job.
         """
         finished: dict[str, list[RunResult]] = {}
         for result in self.store.runs(sweep_id=self.sweep_id):
@@ -324,11 +367,27 @@ class SweepState:
                     latest = runs[-1]
                     self.mark_done(cell, latest.run_id, latest.status)
                     notes.append(f"{cell.key}: finished as run {latest.run_id}")
+                elif cell.status == RUNNING and keep_jobs and cell.job_id is not None:
+                    continue
                 elif cell.status == RUNNING:
                     lost = cell.run_id or "(no run id yet)"
                     self.mark_pending(cell)
                     notes.append(f"{cell.key}: run {lost} did not finish; it will run again")
             elif cell.status == DONE and retry_failed and cell.run_status != "ok":
                 self.mark_pending(cell)
+                self.set_job(cell, None, None)
                 notes.append(f"{cell.key}: {cell.run_status}; it will run again")
         return notes
+
+
+def _add_job_columns(store: ResultStore) -> None:
+    """Adds the job columns to an older store's sweep_cells (one IMMEDIATE transaction)."""
+    with store.transaction() as db:
+        present = {row[1] for row in db.execute("PRAGMA table_info(sweep_cells)")}
+        if all(column in present for column in _JOB_COLUMNS):
+            return
+        db.execute("BEGIN IMMEDIATE")
+        present = {row[1] for row in db.execute("PRAGMA table_info(sweep_cells)")}
+        for column, kind in _JOB_COLUMNS.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE sweep_cells ADD COLUMN {column} {kind}")
