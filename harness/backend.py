@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import UsageError
 
 if TYPE_CHECKING:  # only for type checkers: the core does not import numpy here
+    from pathlib import Path
+
     import numpy as np
 
     from harness.datasets import Source
@@ -125,9 +127,28 @@ class BackendInfo:
     # What it can run: "train" (the training run) and/or "inference"; an inference-only
     # backend (onnxruntime) is refused for training with one line.
     tasks: tuple[str, ...] = ("train",)
+    # "module:Class" implementing Inferencer, imported only in the worker; a backend
+    # with one lists "inference" in ``tasks``.
+    inferencer: str | None = None
+    # --nodes N: the launcher that starts one node's workers (harness.launchers), e.g.
+    # "torchrun", or "local" (the node process starts them with torchrun's variables);
+    # None: the backend cannot train over several nodes (refused with one line).
+    node_launcher: str | None = None
+    # --nodes N: worker processes per node (None: the run's devices on a node when the
+    # backend has a multi_process_launcher, else one); each drives devices / processes.
+    node_processes: Callable[[RunSpec], int] | None = None
+    # --nodes N refused: why, in a few words (shown after "<tool> cannot train on
+    # several nodes: ")
+    multi_node_refusal: str = ""
 
     def load_trainer(self) -> type[Trainer]:
         module_name, _, attr = self.trainer.partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def load_inferencer(self) -> type[Inferencer]:
+        if not self.inferencer:
+            raise UsageError(f"{self.name} has no inference task")
+        module_name, _, attr = self.inferencer.partition(":")
         return getattr(importlib.import_module(module_name), attr)
 
 
@@ -144,6 +165,12 @@ class WorkerContext:
     world_size: int = 1  # processes in the run
     local_devices: int = 1  # data-parallel devices this process drives
     total_devices: int = 1  # data-parallel devices in the whole run
+    nodes: int = 1  # nodes of the run (harness.run.node starts each node's processes)
+    node_rank: int = 0  # the node this process runs on
+    # HOST:PORT of each process of a multi-node run (rank order), from HARNESS_PEERS;
+    # and the coordinator's HOST:PORT (process 0's host), from HARNESS_COORDINATOR
+    peers: tuple[str, ...] = ()
+    coordinator: str | None = None
 
     @property
     def process_batch(self) -> int:
@@ -285,4 +312,76 @@ class Trainer(abc.ABC):
 
     def close(self) -> None:
         """Release framework resources (process groups, sessions)."""
+        return None  # optional: nothing to do by default
+
+
+class Inferencer(abc.ABC):
+    """Runs a backend's inference in the worker. Subclasses import their framework.
+
+    The inference run calls ``export`` once per run, in its own fresh process (untimed);
+    then, in every repeat's fresh worker: ``framework_info``; ``load`` (timed: load);
+    ``prepare`` (timed: session); then per batch ``device_batch`` (untimed), ``infer``
+    and ``synchronize`` before reading a clock; ``to_numpy`` for accuracy; and
+    ``memory_peak`` at the end. Images arrive NCHW float32, normalised as for training.
+    """
+
+    #: The model file's name ending in the framework's own format, e.g. ".pt".
+    suffix: str = ""
+    #: Substrings of an exception's text that mean "out of memory" in this framework.
+    oom_markers: Sequence[str] = Trainer.oom_markers
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+
+    @abc.abstractmethod
+    def framework_info(self) -> dict[str, Any]:
+        """Framework name, version, devices and settings, recorded in the result."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def export(self, weights: dict[str, np.ndarray], path: Path) -> None:
+        """Write the network with these canonical weights to ``path`` in the framework's
+        own format (untimed, once per run, in its own fresh process)."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def load(self, path: Path) -> None:
+        """Read the file into a ready-to-run model on the device (timed: load)."""
+        raise NotImplementedError
+
+    def prepare(self, batch_size: int) -> None:
+        """Session creation, compilation or tracing for this batch size (timed: session)."""
+        return None  # optional: nothing to do by default
+
+    @abc.abstractmethod
+    def device_batch(self, images: np.ndarray) -> Any:
+        """Host images to the device, untimed (I/O binding on GPUs)."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def infer(self, batch: Any) -> Any:
+        """One forward pass in inference mode; the output may stay on the device."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def synchronize(self) -> None:
+        """Block until the queued device work has finished."""
+
+    @abc.abstractmethod
+    def to_numpy(self, output: Any) -> np.ndarray:
+        """The logits on the host, shape (batch, classes)."""
+        raise NotImplementedError
+
+    def memory_peak(self) -> dict[str, Any] | None:
+        """The framework allocator's peak, e.g. {"allocator": "...", "peak_bytes": n}."""
+        return None
+
+    @classmethod
+    def is_out_of_memory(cls, exc: BaseException) -> bool:
+        """Whether ``exc`` means the device (or host) ran out of memory."""
+        text = f"{type(exc).__name__}: {exc}"
+        return isinstance(exc, MemoryError) or any(m in text for m in cls.oom_markers)
+
+    def close(self) -> None:
+        """Release framework resources (sessions)."""
         return None  # optional: nothing to do by default

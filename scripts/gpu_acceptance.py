@@ -489,6 +489,8 @@ def build_plan(settings: Settings, features: Features, machine: Machine) -> Plan
             continue
         chosen = machine.gpus[:count]
         for task in tasks:
+            if task == "inference" and count > 1:  # inference runs on one device
+                continue
             for tool in settings.tools:
                 if TASK_NAMES[task] not in features.tasks_of(tool):
                     continue

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness.results.schema import RunResult, RunSummary, Stat
+from harness.results.schema import InferenceSummary, RunResult, RunSummary, Stat
 from harness.results.store import ResultStore
 from harness.run.spec import RunSpec
 
@@ -110,6 +110,68 @@ def with_spec(result: RunResult, **fields: Any) -> RunResult:
     """``result`` with other spec fields (batch_size, precision, options, ...)."""
     result.spec = dataclasses.replace(result.spec, **fields)
     result.global_batch = (result.spec.batch_size or 0) * result.spec.devices
+    return result
+
+
+def make_inference_result(
+    tool: str,
+    model: str,
+    dataset: str,
+    batch: int,
+    *,
+    latency_ms: tuple[float, float, float, float] | None = (2.0, 2.5, 3.0, 4.0),
+    std_ms: float = 0.1,
+    ips: tuple[float, float] | None = None,
+    load_s: float = 0.5,
+    prepare_s: float = 1.5,
+    first_ms: float = 20.0,
+    total_s: float | None = None,
+    accuracy: float | None = None,
+    jpi: tuple[float, float] | None = None,
+    model_bytes: int = 1_700_000,
+    status: str = "ok",
+    n: int = 3,
+    num_gpus: int = -1,
+    **kwargs: Any,
+) -> RunResult:
+    """A stored inference run (``--task inference``) of one batch size: latency
+    percentiles per batch in ms (p50, p90, p99, p99.9; the mean is p50), images/sec
+    (default: batch / p50), load, session and first-inference times; ``total_s`` and
+    ``accuracy`` as a run on real data has them."""
+    ok = status in ("ok", "partial")
+    if ips is None and latency_ms is not None:
+        speed = batch / (latency_ms[0] / 1e3)
+        ips = (speed, speed * 0.01)
+    result = make_result(
+        tool, model, dataset, num_gpus=num_gpus, ips=ips, jpi=jpi, status=status, n=n, **kwargs
+    )
+    with_spec(result, task="inference", batch_size=batch, learning_rate=None)
+    result.synthetic = total_s is None
+
+    def stat(value: float | None, std: float | None = None) -> Stat:
+        return figure(value, std, n=n) if ok and value is not None else Stat.of([])
+
+    p50, p90, p99, p999 = (v / 1e3 for v in latency_ms) if latency_ms else (None,) * 4
+    spread = std_ms / 1e3
+    result.summary.inference = InferenceSummary(
+        model_file=f"/runs/{result.run_id}/model.bin",
+        model_bytes=model_bytes,
+        model_format=f"{tool} format",
+        latency_basis="window",
+        load_s=stat(load_s, load_s * 0.05),
+        prepare_s=stat(prepare_s, prepare_s * 0.05),
+        first_inference_s=stat(first_ms / 1e3, first_ms / 1e4),
+        latency_mean_s=stat(p50, spread),
+        latency_p50_s=stat(p50, spread),
+        latency_p90_s=stat(p90, spread),
+        latency_p99_s=stat(p99, spread),
+        latency_p999_s=stat(p999, spread),
+        total_inference_s=stat(total_s, 0.01 if total_s else None),
+        accuracy=stat(accuracy, 0.0 if accuracy is not None else None),
+    )
+    result.summary.execution_time_s = Stat.of([])
+    if accuracy is not None and ok:
+        result.summary.accuracy = figure(accuracy, 0.0, n=n)
     return result
 
 

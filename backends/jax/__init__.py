@@ -1,4 +1,5 @@
-"""JAX (Flax) backend plugin. The framework is imported only by .trainer, in the worker.
+"""JAX (Flax) backend plugin. The framework is imported only by .trainer and .inference,
+in the worker.
 
 One process drives all the run's devices (no multi-process launcher): a jitted train
 step over a ``jax.sharding.Mesh`` with the batch split across the devices.
@@ -53,12 +54,15 @@ INFO = BackendInfo(
     requires=("jax", "flax", "optax"),
     install_hint="pip install 'dlbench-harness[jax]'",
     trainer="harness.backends.jax.trainer:JaxTrainer",
+    tasks=("train", "inference"),
+    inferencer="harness.backends.jax.inference:JaxInferencer",
     multi_process_launcher=None,
     precisions=("fp32", "fp16", "bf16"),
     description="flax.linen modules built from harness.models, optax SGD, one jitted train "
     "step (shard_map over a device Mesh, batch split, parameters replicated).",
     worker_env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
     run_env=run_env,
+    node_launcher="local",  # --nodes N: one process per node, jax.distributed.initialize
     options=(
         Option(
             "compile_cache",

@@ -30,6 +30,7 @@ INFO = BackendInfo(
     install_hint="pip install 'dlbench-harness[onnxruntime]' (GPUs: onnxruntime-gpu)",
     # Inference only (tasks): there is no trainer; a training run is refused in the spec.
     trainer="",
+    inferencer="harness.backends.onnxruntime.inference:OrtInferencer",
     tasks=("inference",),
     description="harness.models networks translated to ONNX (opset 17, canonical weights as "
     "initializers); an InferenceSession on one explicit execution provider, I/O binding.",

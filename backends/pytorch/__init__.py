@@ -14,7 +14,10 @@ INFO = BackendInfo(
     requires=("torch",),
     install_hint="pip install 'dlbench-harness[pytorch]'",
     trainer="harness.backends.pytorch.trainer:TorchTrainer",
+    inferencer="harness.backends.pytorch.inference:TorchInferencer",
+    tasks=("train", "inference"),
     multi_process_launcher="torchrun",
+    node_launcher="torchrun",  # --nodes N: torchrun on each node, c10d rendezvous
     precisions=("fp32", "fp16", "bf16"),
     description="torch.nn modules built from harness.models; DistributedDataParallel over "
     "torchrun for several devices (nccl on GPUs, gloo on CPUs).",
@@ -29,15 +32,32 @@ INFO = BackendInfo(
 def torchrun_command(request: LaunchRequest) -> list[str]:
     """torchrun on this host, one process per device (``--standalone``: single node).
 
+    One node of a multi-node run (``request.nodes`` > 1): ``--nnodes N`` with a c10d
+    rendezvous at ``request.rendezvous`` (node 0's host), which every node's torchrun
+    joins; the rendezvous numbers the nodes (torchrun ignores ``--node-rank`` with c10d),
+    so RANK groups a node's processes but need not follow ``request.node_rank``.
+
     torchrun sets OMP_NUM_THREADS=1 in every rank only when the variable is unset; the
     orchestrator always sets it (harness.cpu: the per-device share), so that share
     reaches each rank, and the trainer sets it again with torch.set_num_threads.
     """
+    if request.nodes > 1:
+        if not request.rendezvous or request.node_rank is None:
+            raise ValueError("a multi-node torchrun needs the node rank and the rendezvous")
+        where = [
+            f"--nnodes={request.nodes}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={request.rendezvous}",
+            f"--rdzv-id={request.run_id or 'harness'}",
+            "--max-restarts=0",
+        ]
+    else:
+        where = ["--standalone"]
     return [
         request.python,
         "-m",
         "torch.distributed.run",
-        "--standalone",
+        *where,
         f"--nproc-per-node={request.processes}",
         *request.worker_args(),
     ]
@@ -50,4 +70,10 @@ def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
 
 @hookimpl
 def harness_register_launchers(register: Callable[[Launcher], None]) -> None:
-    register(Launcher("torchrun", torchrun_command, "torch.distributed.run, single node"))
+    register(
+        Launcher(
+            "torchrun",
+            torchrun_command,
+            "torch.distributed.run: one node (--standalone), or one node of --nodes N (c10d)",
+        )
+    )

@@ -1,11 +1,23 @@
-"""TensorFlow backend plugin. The framework is imported only by .trainer, in the worker."""
+"""TensorFlow backend plugin. The framework is imported only by .trainer and .inference,
+in the worker."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from harness import hookimpl
 from harness.backend import BackendInfo, Option
+
+if TYPE_CHECKING:
+    from harness.run.spec import RunSpec
+
+
+def node_processes(spec: RunSpec) -> int:
+    """--nodes N: MultiWorkerMirroredStrategy drives a worker's GPUs, but only one CPU
+    device per worker: one process per node on GPUs, one per CPU device on the CPU."""
+    return 1 if spec.num_gpus > 0 else spec.cpu_devices
+
 
 INFO = BackendInfo(
     name="tensorflow",
@@ -13,6 +25,8 @@ INFO = BackendInfo(
     requires=("tensorflow",),
     install_hint="pip install 'dlbench-harness[tensorflow]'",
     trainer="harness.backends.tensorflow.trainer:TFTrainer",
+    tasks=("train", "inference"),
+    inferencer="harness.backends.tensorflow.inference:TFInferencer",
     precisions=("fp32", "fp16", "bf16"),
     description="tf.nn ops on tf.Variables built from harness.models, NHWC, one tf.function "
     "step (-o xla=true: XLA); MirroredStrategy in one process for several devices.",
@@ -21,6 +35,8 @@ INFO = BackendInfo(
         "TF_FORCE_GPU_ALLOW_GROWTH": "true",  # no preallocation, comparable memory figures
     },
     options=(Option("xla", "bool", False, "compile the train step with XLA (jit_compile)"),),
+    node_launcher="local",  # --nodes N: MultiWorkerMirroredStrategy, TF_CONFIG per worker
+    node_processes=node_processes,
 )
 
 

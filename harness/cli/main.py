@@ -38,10 +38,8 @@ def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, str]:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to run")
     what.add_argument("--tool", required=True, help="framework backend, e.g. pytorch")
-    what.add_argument("--model", required=True, help="lenet, alexnet, resnet50, googlenet, vgg16")
-    what.add_argument(
-        "--dataset", required=True, help="mnist, fashion-mnist, kmnist, cifar10, imagenet"
-    )
+    what.add_argument("--model", help="lenet, alexnet, resnet50, googlenet, vgg16")
+    what.add_argument("--dataset", help="mnist, fashion-mnist, kmnist, cifar10, imagenet")
     hw = parser.add_argument_group("hardware")
     hw.add_argument(
         "--num-gpus", type=int, default=-1, help="-1: the CPU (default); N: N GPUs, data parallel"
@@ -59,8 +57,29 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="intra-op CPU threads of the whole run, split over its devices "
         "(default: the cores available)",
     )
-    train = parser.add_argument_group("training")
-    train.add_argument("--batch-size", type=int, help="per device (default: the study's value)")
+    hw.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="data parallel over N nodes, each with --num-gpus GPUs or --cpu-devices devices",
+    )
+    hw.add_argument(
+        "--launcher",
+        help="how --nodes N starts its nodes: srun (default inside a SLURM allocation) or "
+        "local-nodes (all on this host)",
+    )
+    train = parser.add_argument_group("training and inference")
+    train.add_argument(
+        "--task",
+        choices=("train", "inference"),
+        default="train",
+        help="train (default) or inference: model load, session, first inference, latency "
+        "percentiles, throughput and, on real data, total inference time over the test split",
+    )
+    train.add_argument(
+        "--batch-size",
+        help="per device (default: the study's value); a list such as 1,8,64 runs once per size",
+    )
     train.add_argument(
         "--lr", type=float, dest="learning_rate", help="learning rate (default: the study's)"
     )
@@ -176,19 +195,74 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     adv.add_argument(
         "--dump-weights", metavar="DIR", help="save every replica's final weights here (.npz)"
     )
+    inf = parser.add_argument_group("inference")
+    inf.add_argument(
+        "--weights",
+        metavar="FILE.npz",
+        help="inference: these weights (as --dump-weights saves them) instead of the initial ones",
+    )
+    inf.add_argument(
+        "--onnx-file",
+        metavar="FILE",
+        help="inference on onnxruntime: benchmark this ONNX model on synthetic inputs "
+        "(--model and --dataset do not apply)",
+    )
+    inf.add_argument(
+        "--input-shape",
+        metavar="C,H,W",
+        help="with --onnx-file: the per-image input shape, where the file leaves it open",
+    )
+
+
+def _input_shape(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UsageError(f"--input-shape takes C,H,W (three positive whole numbers), got {text!r}")
+    return [int(p) for p in parts]
+
+
+def specs_from_args(args: argparse.Namespace) -> list:  # -> list[RunSpec]
+    """One RunSpec per ``--batch-size`` entry (one when it is a single number or absent)."""
+    import dataclasses
+
+    from harness.run.spec import batch_sizes
+
+    spec = spec_from_args(args)
+    if args.batch_size is None:
+        return [spec]
+    return [dataclasses.replace(spec, batch_size=b) for b in batch_sizes(args.batch_size)]
 
 
 def spec_from_args(args: argparse.Namespace):  # -> RunSpec
-    from harness.run.spec import RunSpec
+    from harness.run.spec import ONNX_FILE_MODEL, RunSpec, batch_sizes
 
+    onnx_file = getattr(args, "onnx_file", None)
+    task = getattr(args, "task", "train")
+    if onnx_file:
+        task = "inference"  # --onnx-file benchmarks inference
+        if args.model is not None or args.dataset is not None:
+            raise UsageError("--onnx-file replaces --model and --dataset: give neither")
+    else:
+        missing = [f for f, v in (("--model", args.model), ("--dataset", args.dataset)) if not v]
+        if missing:
+            raise UsageError(f"the run needs {' and '.join(missing)} (or --onnx-file FILE)")
+    batch = args.batch_size
+    if isinstance(batch, str):
+        batch = batch_sizes(batch)[0]  # the first; specs_from_args makes one per entry
     return RunSpec(
         tool=args.tool,
-        model=args.model,
-        dataset=args.dataset,
+        model=args.model or ONNX_FILE_MODEL,
+        dataset=args.dataset or "synthetic",
+        task=task,
+        weights=getattr(args, "weights", None),
+        onnx_file=onnx_file,
+        input_shape=_input_shape(getattr(args, "input_shape", None)),
         num_gpus=args.num_gpus,
         gpu=args.gpu,
         cpu_devices=args.cpu_devices,
-        batch_size=args.batch_size,
+        batch_size=batch,
         learning_rate=args.learning_rate,
         warmup_steps=args.warmup_steps,
         steps=args.steps,
@@ -213,29 +287,54 @@ def spec_from_args(args: argparse.Namespace):  # -> RunSpec
         options=_key_values(args.option, "--option"),
         tags=_key_values(args.tag, "--tag"),
         dump_weights=args.dump_weights,
+        nodes=args.nodes,
+        launcher=args.launcher,
     )
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from harness.run.orchestrator import plan_run
+
+    # --batch-size 1,8,64: one run per size, every one planned (checked) before any starts
+    plans = [plan_run(spec, check_gpus=not args.dry_run) for spec in specs_from_args(args)]
+    if args.dry_run:
+        for plan in plans:
+            if len(plans) > 1:
+                console.print(f"batch size {plan.spec.batch_size}:")
+            for warning in plan.warnings:
+                console.print(f"[yellow]warning:[/yellow] {warning}")
+            console.print(f"interpreter: {plan.interpreter.python} ({plan.interpreter.source})")
+            nodes = (
+                f" on each of {plan.nodes} nodes (each node: {plan.node_launcher})"
+                if plan.nodes > 1
+                else ""
+            )
+            console.print(
+                f"launcher: {plan.launcher}, {plan.processes} process(es), "
+                f"{plan.local_devices} device(s) each{nodes}"
+            )
+            for key, value in sorted(plan.env.items()):
+                console.print(f"env: {key}={value}")
+            console.print("command: " + " ".join(plan.command("<run-dir>/repeat-N/job.json")))
+        return 0
+    worst = 0
+    results = []
+    for plan in plans:
+        code, result = _run_plan(plan, console)
+        results.append(result)
+        worst = max(worst, code)
+    if args.json:
+        for result in results:
+            print(result.to_json(indent=None))
+    return worst
+
+
+def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
+    """Runs one planned benchmark with its progress display and prints its summary."""
     from harness.cli.progress import RunProgress
     from harness.cli.summary import print_summary
-    from harness.run.orchestrator import execute, plan_run
-
-    spec = spec_from_args(args)
-    plan = plan_run(spec, check_gpus=not args.dry_run)
-    if args.dry_run:
-        for warning in plan.warnings:
-            console.print(f"[yellow]warning:[/yellow] {warning}")
-        console.print(f"interpreter: {plan.interpreter.python} ({plan.interpreter.source})")
-        console.print(
-            f"launcher: {plan.launcher}, {plan.processes} process(es), "
-            f"{plan.local_devices} device(s) each"
-        )
-        for key, value in sorted(plan.env.items()):
-            console.print(f"env: {key}={value}")
-        console.print("command: " + " ".join(plan.command("<run-dir>/repeat-N/job.json")))
-        return 0
     from harness.run.lifeline import end_stale_workers
+    from harness.run.orchestrator import execute
     from harness.run.paths import check_writable_dir
 
     check_writable_dir(plan.spec.output_dir, "--output-dir")  # before any work starts
@@ -248,6 +347,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for note in adopt(store, plan.spec.output_dir):  # runs a full disk or kill -9 left out
         console.print(f"[yellow]taken into the store:[/yellow] {escape(note)}", highlight=False)
     label = f"{plan.spec.tool}/{plan.spec.model}/{plan.spec.dataset}"
+    if plan.spec.task != "train":
+        label += f" {plan.spec.task}, batch {plan.spec.batch_size}"
     with RunProgress(console, plan.spec.repeats, label) as progress:
 
         def on_event(event: dict) -> None:
@@ -265,9 +366,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             plan, on_event=on_event, on_repeat=on_repeat, monitor_factory=monitor_factory
         )
     print_summary(console, outcome.result, str(outcome.run_dir))
-    if args.json:
-        print(outcome.result.to_json(indent=None))
-    return 0 if outcome.result.status == "ok" else EXIT_FAILED_RUN
+    return (0 if outcome.result.status == "ok" else EXIT_FAILED_RUN), outcome.result
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:

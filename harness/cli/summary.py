@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.results.schema import DataSource, Flops, RunResult, RunSummary
+from harness.results.schema import DataSource, Flops, RunResult, RunSummary, Stat
 
 
 def _num(value: float | None, digits: int = 1, unit: str = "") -> str:
@@ -28,13 +28,16 @@ def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
         f" · batch {spec.batch_size}/device (global {result.global_batch})"
         f" · {spec.precision}"
     )
+    if spec.task == "inference":
+        title = title.replace("batch ", "inference · batch ", 1)
+    step = "latency" if spec.task == "inference" else "step"  # inference: a step is a batch
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("repeat")
     table.add_column("status")
     table.add_column("images/sec", justify="right")
-    table.add_column("step p50", justify="right")
-    table.add_column("step p90", justify="right")
-    table.add_column("step p99", justify="right")
+    table.add_column(f"{step} p50", justify="right")
+    table.add_column(f"{step} p90", justify="right")
+    table.add_column(f"{step} p99", justify="right")
     table.add_column("warmup", justify="right")
     table.add_column("execution", justify="right")
     table.add_column("accuracy", justify="right")
@@ -61,6 +64,8 @@ def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
             f" over {summary.repeats_ok} of {summary.repeats} repeats"
         )
     for line in timing_lines(result):
+        console.print(line, highlight=False)
+    for line in inference_lines(result):
         console.print(line, highlight=False)
     for line in flops_lines(result):
         console.print(line, highlight=False)
@@ -145,6 +150,59 @@ def timing_lines(result: RunResult) -> list[str]:
     return lines
 
 
+def _bytes(count: int | None) -> str:
+    if count is None:
+        return "? bytes"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def _mean_ms(stat: Stat) -> str:
+    return _ms(stat.mean)
+
+
+def inference_lines(result: RunResult) -> list[str]:
+    """An inference run's figures: model file, load, session, first inference, latency
+    percentiles per batch, total inference time and accuracy (means over the repeats)."""
+    inf = result.summary.inference
+    if inf is None:
+        return []
+    lines = []
+    name = escape(inf.model_file or "-")
+    lines.append(
+        f"model file: {name} ({_bytes(inf.model_bytes)}, {escape(inf.model_format or '?')})"
+    )
+    lines.append(
+        f"load {_mean_ms(inf.load_s)} · session/compile {_mean_ms(inf.prepare_s)}"
+        f" · first inference {_mean_ms(inf.first_inference_s)}"
+    )
+    basis = {
+        "batch": "each batch timed alone",
+        "window": "window time / batches; --sync-every 1 times each batch",
+        "device": "device timers",
+    }.get(inf.latency_basis or "", inf.latency_basis or "?")
+    lines.append(
+        f"latency per batch of {result.spec.batch_size}: mean {_mean_ms(inf.latency_mean_s)}"
+        f" · p50 {_mean_ms(inf.latency_p50_s)} · p90 {_mean_ms(inf.latency_p90_s)}"
+        f" · p99 {_mean_ms(inf.latency_p99_s)} · p99.9 {_mean_ms(inf.latency_p999_s)}"
+        f" [dim]({basis})[/dim]"
+    )
+    total = inf.total_inference_s
+    if total.mean is not None:
+        images = next(
+            (r.inference.test_images for r in result.repeats if r.inference is not None), None
+        )
+        accuracy = inf.accuracy.mean
+        lines.append(
+            f"total inference time: {total.mean:,.3f} s (load + session + the test split,"
+            f" {images if images is not None else '?'} images)"
+            + ("" if accuracy is None else f" · top-1 accuracy {accuracy:.2%}")
+        )
+    return lines
+
+
 def resource_lines(summary: RunSummary) -> list[str]:
     """Power, memory and energy lines, when the monitor measured them."""
     lines = []
@@ -172,10 +230,12 @@ def flops_lines(result: RunResult) -> list[str]:
 
     lines = []
     fl = result.summary.flops or Flops()
-    if fl.train_per_image:
-        line = (
-            f"FLOPs/image: {(fl.forward_per_image or 0) / 1e9:,.3g} G forward,"
-            f" {fl.train_per_image / 1e9:,.3g} G training (3x forward)"
+    inference = result.spec.task == "inference" and fl.forward_per_image
+    if fl.train_per_image or inference:
+        line = f"FLOPs/image: {(fl.forward_per_image or 0) / 1e9:,.3g} G forward" + (
+            f", {fl.train_per_image / 1e9:,.3g} G training (3x forward)"
+            if fl.train_per_image
+            else " (inference)"
         )
         if fl.achieved_total is not None:
             line += (

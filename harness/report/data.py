@@ -175,6 +175,11 @@ def run_status(result: RunResult) -> str:
     return result.summary.status or "?"
 
 
+def task_of(result: RunResult) -> str:
+    """``train`` or ``inference`` (runs stored before the task existed trained)."""
+    return getattr(result.spec, "task", None) or "train"
+
+
 def base_of(result: RunResult) -> tuple[str, str, str]:
     """(tool, model, dataset) of a run."""
     return (result.spec.tool, result.spec.model, result.spec.dataset)
@@ -237,10 +242,12 @@ def configurations(results: list[RunResult]) -> dict[str, Configuration]:
 CellKey = tuple[str, str, str, str, str]  # tool, model, dataset, row variant, column label
 
 
-def _layout(
-    results: list[RunResult],
-) -> tuple[dict[CellKey, RunResult], dict[str, Column]]:
-    """The run shown per cell, and the columns, for ``results`` oldest first."""
+def _placements(
+    results: list[RunResult], row_exclude: tuple[str, ...] = ()
+) -> tuple[list[tuple[CellKey, Configuration]], dict[str, Column]]:
+    """Where each configuration of ``results`` (oldest first) goes: its cell key (tool,
+    model, dataset, row variant, column label), and the columns. ``row_exclude``: workload
+    fields left out of the row variants (the inference table's batch-size column)."""
     with_gpu = several_gpu_kinds(results)
     groups = list(configurations(results).values())
     parts = {g.key: configkey.split(g.config) for g in groups}
@@ -253,9 +260,12 @@ def _layout(
         work, hard = parts[g.key]
         workloads.setdefault(base, {})[configkey.canonical(work)] = work
         hardware.setdefault(bases[g.key], {})[configkey.canonical(hard)] = hard
-    row_fields = {b: configkey.varying_fields(list(w.values())) for b, w in workloads.items()}
+    row_fields = {
+        b: [f for f in configkey.varying_fields(list(w.values())) if f not in row_exclude]
+        for b, w in workloads.items()
+    }
     col_fields = {b: configkey.varying_fields(list(h.values())) for b, h in hardware.items()}
-    cells: dict[CellKey, RunResult] = {}
+    placed: list[tuple[CellKey, Configuration]] = []
     columns: dict[str, Column] = {}
     for g in groups:
         shown = g.shown
@@ -264,12 +274,20 @@ def _layout(
         variant = configkey.label(work, row_fields[base])
         fields = col_fields[bases[g.key]]
         label = bases[g.key] + (f" · {configkey.label(hard, fields)}" if fields else "")
-        cells[(*base, variant, label)] = shown
+        placed.append(((*base, variant, label), g))
         column = column_of(shown, with_gpu=with_gpu)
         columns.setdefault(
             label, Column(label, column.num_gpus, column.cpu_devices, column.gpu_name)
         )
-    return cells, columns
+    return placed, columns
+
+
+def _layout(
+    results: list[RunResult],
+) -> tuple[dict[CellKey, RunResult], dict[str, Column]]:
+    """The run shown per cell, and the columns, for ``results`` oldest first."""
+    placed, columns = _placements(results)
+    return {key: g.shown for key, g in placed}, columns
 
 
 def latest_per_cell(results: list[RunResult]) -> dict[CellKey, RunResult]:
@@ -347,6 +365,13 @@ class ReportData:
     sweep: str | None = None  # the sweep reported on, if one
     # the metrics shown: those of METRICS that some run in the report has (see measured)
     metrics: list[Metric] = field(default_factory=lambda: list(METRICS))
+    # the inference runs (--task inference), reported apart; None when there are none
+    inference: InferenceData | None = None
+
+    @property
+    def empty(self) -> bool:
+        """No run of either task to report."""
+        return not self.rows and self.inference is None
 
     def result(self, row: Row, column: Column) -> RunResult | None:
         return self.cells.get((row.tool, row.model, row.dataset, row.variant, column.label))
@@ -436,7 +461,10 @@ def build(
     not_run: list[tuple[str, str]] | None = None,
     tool_order: list[str] | None = None,
 ) -> ReportData:
-    """The report of ``results`` (oldest first, as the store returns them)."""
+    """The report of ``results`` (oldest first, as the store returns them): the study's
+    table of the training runs, and the inference runs' own tables (:class:`InferenceData`)."""
+    inference = [r for r in results if task_of(r) == "inference"]
+    results = [r for r in results if task_of(r) != "inference"]
     cells, columns = _layout(results)
     dataset_order = {name: i for i, name in enumerate(datasets.DATASETS)}
     model_order = {name: i for i, name in enumerate(models.MODELS)}
@@ -462,7 +490,9 @@ def build(
         not_run=list(not_run or []),
         metrics=measured(METRICS, cells.values()) if cells else [],
     )
-    data.notes = _notes(data)
+    data.notes = _notes(data) if cells or not inference else []
+    if inference:
+        data.inference = build_inference(inference, tool_order=tool_order)
     return data
 
 
@@ -539,5 +569,211 @@ def _notes(data: ReportData) -> list[str]:
         notes.append(
             f"{synthetic} of {len(shown)} runs shown trained on synthetic data "
             "(the input pipeline is not measured)."
+        )
+    return notes
+
+
+# --- inference runs ---------------------------------------------------------------------
+#
+# An inference run (--task inference) measures one batch size; ``--batch-size 1,8,64``
+# stores one run per batch size. Its table has one row per (dataset, network, framework,
+# hardware, batch size) and one column per figure, and its charts put the batch size
+# along x, per (dataset, network, hardware): throughput, and the latency percentiles.
+
+_LATENCY_AXIS = "latency per batch (ms)"
+# Figures of an inference row, in the table's order. Keys: a Stat of InferenceSummary,
+# "images_per_sec" / "joules_per_image" of the RunSummary, or "model_mb" (model_bytes).
+INFERENCE_METRICS = (
+    Metric("latency_mean_s", "latency mean (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS,
+           always=True),
+    Metric("latency_p50_s", "p50 (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS, always=True),
+    Metric("latency_p90_s", "p90 (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS, always=True),
+    Metric("latency_p99_s", "p99 (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS, always=True),
+    Metric("latency_p999_s", "p99.9 (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS, always=True),
+    Metric("images_per_sec", "images/sec", "images/s", 1, axis=_THROUGHPUT, always=True),
+    Metric("load_s", "load (s)", "s", 3),
+    Metric("prepare_s", "session (s)", "s", 3),
+    Metric("first_inference_s", "first inference (ms)", "ms", 2, scale=1e3),
+    Metric("total_inference_s", "total inference time (s)", "s", 2),
+    Metric("accuracy", "accuracy (%)", "%", 1, scale=100.0),
+    Metric("joules_per_image", "energy per image (J)", "J", 4),
+    Metric("model_mb", "model file (MB)", "MB", 1),
+)  # fmt: skip
+INFERENCE_METRIC = {m.key: m for m in INFERENCE_METRICS}
+LATENCY_PERCENTILES = ("latency_p50_s", "latency_p90_s", "latency_p99_s", "latency_p999_s")
+_RUN_FIGURES = ("images_per_sec", "joules_per_image")
+
+
+def inference_stat(result: RunResult, key: str) -> Stat | None:
+    """The statistics of one inference figure of a run (None where it has none)."""
+    part = result.summary.inference
+    if key in _RUN_FIGURES:
+        return result.summary.metric(key)
+    if part is None:
+        return None
+    if key == "model_mb":
+        size = part.model_bytes
+        return Stat(n=1, mean=size / 1e6) if size else None
+    found = getattr(part, key, None)
+    return found if isinstance(found, Stat) else None
+
+
+def inference_value(result: RunResult | None, key: str) -> Value:
+    """One cell of the inference table: mean and std over the ok repeats, or the status."""
+    if result is None:
+        return Value(None)
+    found = inference_stat(result, key) or Stat()
+    status = run_status(result)
+    scale = INFERENCE_METRIC[key].scale if key in INFERENCE_METRIC else 1.0
+    mean = found.mean if status in USABLE else None
+    std = found.std
+    if scale != 1.0:
+        mean = None if mean is None else mean * scale
+        std = None if std is None else std * scale
+    return Value(mean, std, found.n, status, result.run_id, bool(result.contended))
+
+
+@dataclass(frozen=True)
+class InferenceRow:
+    """One inference configuration: a framework on a hardware column at one batch size."""
+
+    dataset: str
+    model: str
+    tool: str
+    hardware: str  # the column label of the training table (CPU, 1 GPU, ...)
+    batch_size: int | None
+    variant: str = ""  # what tells it apart from the tool's other configurations
+
+    @property
+    def label(self) -> str:
+        return f"{self.tool} · {self.variant}" if self.variant else self.tool
+
+
+@dataclass
+class InferenceData:
+    """The inference half of a report."""
+
+    rows: list[InferenceRow]
+    cells: dict[InferenceRow, RunResult]
+    columns: list[Column]  # the hardware configurations, in column order
+    metrics: list[Metric]  # those of INFERENCE_METRICS some run has (and the always ones)
+    notes: list[str] = field(default_factory=list)
+
+    def value(self, metric: str, row: InferenceRow) -> Value:
+        return inference_value(self.cells.get(row), metric)
+
+    def groups(self) -> list[tuple[str, str, str]]:
+        """(dataset, network, hardware) in row order: one pair of charts each."""
+        return list(dict.fromkeys((r.dataset, r.model, r.hardware) for r in self.rows))
+
+    def series(self, dataset: str, model: str, hardware: str) -> list[str]:
+        """The frameworks (row labels) of one chart, in row order."""
+        return list(
+            dict.fromkeys(
+                r.label
+                for r in self.rows
+                if (r.dataset, r.model, r.hardware) == (dataset, model, hardware)
+            )
+        )
+
+    def batch_sizes(self, dataset: str, model: str, hardware: str) -> list[int | None]:
+        """The batch sizes of one chart, ascending."""
+        found = {
+            r.batch_size
+            for r in self.rows
+            if (r.dataset, r.model, r.hardware) == (dataset, model, hardware)
+        }
+        return sorted(found, key=lambda b: (b is None, b or 0))
+
+    def row(
+        self, dataset: str, model: str, hardware: str, label: str, batch: int | None
+    ) -> InferenceRow | None:
+        for r in self.rows:
+            if (r.dataset, r.model, r.hardware, r.label, r.batch_size) == (
+                dataset, model, hardware, label, batch,
+            ):  # fmt: skip
+                return r
+        return None
+
+
+def build_inference(
+    results: list[RunResult], *, tool_order: list[str] | None = None
+) -> InferenceData:
+    """The inference tables of ``results`` (inference runs, oldest first)."""
+    placed, columns = _placements(results, row_exclude=("batch_size",))
+    cells: dict[InferenceRow, RunResult] = {}
+    for (tool, model, dataset, variant, hardware), group in placed:
+        shown = group.shown
+        row = InferenceRow(dataset, model, tool, hardware, shown.spec.batch_size, variant)
+        cells[row] = shown
+    dataset_order = {name: i for i, name in enumerate(datasets.DATASETS)}
+    model_order = {name: i for i, name in enumerate(models.MODELS)}
+    tool_rank = {name: i for i, name in enumerate(tool_order or [])}
+    ordered = sorted(columns.values(), key=Column.sort_key)
+    column_rank = {c.label: i for i, c in enumerate(ordered)}
+    rows = sorted(
+        cells,
+        key=lambda r: (
+            dataset_order.get(r.dataset, 99),
+            r.dataset,
+            model_order.get(r.model, 99),
+            r.model,
+            column_rank.get(r.hardware, 99),
+            tool_rank.get(r.tool, 99),
+            r.tool,
+            r.variant,
+            r.batch_size or 0,
+        ),
+    )
+    shown = list(cells.values())
+    metrics = [
+        m
+        for m in INFERENCE_METRICS
+        if m.always or any(inference_value(r, m.key).shown for r in shown)
+    ]
+    data = InferenceData(rows, cells, ordered, metrics)
+    data.notes = _inference_notes(data)
+    return data
+
+
+def _inference_notes(data: InferenceData) -> list[str]:
+    shown = list(data.cells.values())
+    keys = {m.key for m in data.metrics}
+    notes = [
+        "Inference: one row per batch size; each value is the mean ± standard deviation "
+        "over the repeats (fresh processes) of the run shown. Latency is per batch, over "
+        "the timed phase (the model's forward pass on batches already on the device); "
+        "images/sec is the timed phase's throughput.",
+    ]
+    bases = {r.summary.inference.latency_basis for r in shown if r.summary.inference}
+    if "window" in bases:
+        notes.append(
+            "Latency percentiles of runs timed in windows are over window time / batches "
+            "(--sync-every 1 times every batch on its own)."
+        )
+    if keys & {"load_s", "prepare_s", "first_inference_s"}:
+        notes.append(
+            "Load: the model file into a ready model on the device; session: session "
+            "creation, compilation or tracing for the batch size; first inference: the "
+            "first batch after both, alone."
+        )
+    if "total_inference_s" in keys:
+        notes.append(
+            "Total inference time = load + session + one pass over the whole test split "
+            "(input pipeline and copies included); accuracy is that pass's top-1."
+        )
+    if "joules_per_image" in keys:
+        notes.append("Energy per image is the timed phase's energy over its images.")
+    partial = sum(run_status(r) == "partial" for r in shown)
+    if partial:
+        notes.append(
+            f"* partial: {partial} inference run(s) had failed repeats; their values are "
+            "the mean over the repeats that finished ok."
+        )
+    synthetic = sum(bool(r.synthetic) for r in shown)
+    if synthetic:
+        notes.append(
+            f"{synthetic} of {len(shown)} inference runs shown used synthetic inputs "
+            "(no test pass: no total inference time nor accuracy)."
         )
     return notes

@@ -6,6 +6,12 @@ configurations along x, one bar per framework (row label) in each group in the s
 colours, error bars of one standard deviation (over 2+ repeats), the value above a bar,
 and the run's status ("oom", "-") written where a cell has no value. Files are named
 ``<dataset>-<network>-<metric>.<format>`` (e.g. ``cifar10-resnet50-images_per_sec.png``).
+Inference runs add two figures per (dataset, network, hardware) with data, as the HTML
+report's inference charts, the batch size along x (log 2): throughput, one line per
+framework, and the latency percentiles per batch (p50, p90, p99, p99.9: one line style
+each, the framework's colour) on a log axis, named
+``<dataset>-<network>-<hardware>-inference_throughput.<format>`` and
+``...-inference_latency.<format>``.
 
 matplotlib is an optional extra, imported here only when figures are drawn; drawing
 uses the Agg canvas and never pyplot, so no global backend is changed. The output is
@@ -20,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.report.data import Metric, ReportData, dataset_title, model_title
+from harness.report.data import (
+    INFERENCE_METRIC,
+    LATENCY_PERCENTILES,
+    InferenceData,
+    Metric,
+    ReportData,
+    dataset_title,
+    model_title,
+)
 from harness.report.svg import PALETTE, compact
 from harness.report.text import value_text
 
@@ -98,7 +112,131 @@ def write_figures(data: ReportData, fmt: str, folder: str | Path) -> list[Path]:
                     pad_inches=0.05,
                 )
                 written.append(path)
+        if data.inference is not None:
+            written += _inference_figures(data.inference, fmt, folder, tools)
     return written
+
+
+_LATENCY_STYLES = {"latency_p50_s": "-", "latency_p90_s": "--", "latency_p99_s": "-.",
+                   "latency_p999_s": ":"}  # fmt: skip
+_PERCENTILE_NAMES = {"latency_p50_s": "p50", "latency_p90_s": "p90", "latency_p99_s": "p99",
+                     "latency_p999_s": "p99.9"}  # fmt: skip
+
+
+def inference_file_name(dataset: str, model: str, hardware: str, what: str, fmt: str) -> str:
+    """``<dataset>-<network>-<hardware>-inference_<what>.<fmt>``, unsafe characters as _."""
+    parts = (dataset, model, hardware, f"inference_{what}")
+    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", part) for part in parts) + f".{fmt}"
+
+
+def _inference_figures(
+    data: InferenceData, fmt: str, folder: Path, before: list[str]
+) -> list[Path]:
+    """The inference figures; ``before``: the training figures' frameworks, so a framework
+    keeps its colour."""
+    tools = list(dict.fromkeys([*before, *(r.label for r in data.rows)]))
+    colors = {tool: PALETTE[i % len(PALETTE)] for i, tool in enumerate(tools)}
+    written = []
+    for dataset, model, hardware in data.groups():
+        where = f"{dataset_title(dataset)} · {model_title(model)} · {hardware}"
+        for what, figure in (
+            ("throughput", _inference_throughput(data, dataset, model, hardware, colors)),
+            ("latency", _inference_latency(data, dataset, model, hardware, colors)),
+        ):
+            if figure is None:
+                continue  # nothing finished ok: no empty figure
+            path = folder / inference_file_name(dataset, model, hardware, what, fmt)
+            figure.savefig(
+                path,
+                format=fmt,
+                dpi=_DPI,
+                metadata={**_METADATA[fmt], "Title": f"{where} · inference {what}"},
+                bbox_inches="tight",
+                pad_inches=0.05,
+            )
+            written.append(path)
+    return written
+
+
+def _lines(
+    data: InferenceData, dataset: str, model: str, hardware: str, key: str
+) -> dict[str, tuple[list[int], list[float]]]:
+    """Per framework: the batch sizes and the figure's values where the run has one."""
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for label in data.series(dataset, model, hardware):
+        xs, ys = [], []
+        for batch in data.batch_sizes(dataset, model, hardware):
+            row = data.row(dataset, model, hardware, label, batch)
+            value = data.value(key, row) if row is not None else None
+            if batch and value is not None and value.shown and value.mean and value.mean > 0:
+                xs.append(batch)
+                ys.append(value.mean)
+        if xs:
+            out[label] = (xs, ys)
+    return out
+
+
+def _axes(title_text: str, ylabel: str, batches: list[int]) -> tuple[Any, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.6, 3.4))
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.minorticks_off()
+    ax.set_xlabel("batch size")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title_text, loc="left", fontsize=10, fontweight="bold")
+    ax.grid(color="#e8ebf0", zorder=0)
+    ax.set_axisbelow(True)
+    return figure, ax
+
+
+def _inference_throughput(
+    data: InferenceData, dataset: str, model: str, hardware: str, colors: dict[str, str]
+) -> Any:
+    lines = _lines(data, dataset, model, hardware, "images_per_sec")
+    if not lines:
+        return None
+    batches = sorted({b for xs, _ in lines.values() for b in xs})
+    metric = INFERENCE_METRIC["images_per_sec"]
+    where = f"{dataset_title(dataset)} · {model_title(model)} · {hardware}"
+    figure, ax = _axes(f"{where} · inference throughput", _axis_label(metric), batches)
+    for label, (xs, ys) in lines.items():
+        ax.plot(xs, ys, marker="o", color=colors[label], label=label, zorder=2)
+    ax.set_ylim(bottom=0)
+    ax.legend(title="framework", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              fontsize=8, title_fontsize=8)  # fmt: skip
+    return figure
+
+
+def _inference_latency(
+    data: InferenceData, dataset: str, model: str, hardware: str, colors: dict[str, str]
+) -> Any:
+    from matplotlib.lines import Line2D
+
+    per_key = {k: _lines(data, dataset, model, hardware, k) for k in LATENCY_PERCENTILES}
+    if not any(per_key.values()):
+        return None
+    batches = sorted({b for lines in per_key.values() for xs, _ in lines.values() for b in xs})
+    where = f"{dataset_title(dataset)} · {model_title(model)} · {hardware}"
+    figure, ax = _axes(f"{where} · latency per batch", "latency per batch (ms, log)", batches)
+    ax.set_yscale("log")
+    for key, lines in per_key.items():
+        for label, (xs, ys) in lines.items():
+            ax.plot(xs, ys, linestyle=_LATENCY_STYLES[key], marker="o", markersize=3,
+                    color=colors[label], zorder=2)  # fmt: skip
+    labels = list(dict.fromkeys(label for lines in per_key.values() for label in lines))
+    handles = [Line2D([], [], color=colors[label], label=label) for label in labels]
+    handles += [
+        Line2D([], [], color="#4a5466", linestyle=_LATENCY_STYLES[k], label=_PERCENTILE_NAMES[k])
+        for k in LATENCY_PERCENTILES
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              fontsize=8)  # fmt: skip
+    return figure
 
 
 def draw(data: ReportData, dataset: str, model: str, metric: Metric, colors: dict[str, str]) -> Any:

@@ -13,9 +13,17 @@ from datetime import datetime
 from html import escape
 
 from harness import __version__
-from harness.report.data import Metric, ReportData, Value, dataset_title, model_title
-from harness.report.svg import PALETTE, Bar, bar_chart
-from harness.report.text import ratio_text, value_text
+from harness.report.data import (
+    INFERENCE_METRIC,
+    InferenceData,
+    Metric,
+    ReportData,
+    Value,
+    dataset_title,
+    model_title,
+)
+from harness.report.svg import PALETTE, Bar, Spread, bar_chart, spread_chart
+from harness.report.text import inference_headers, inference_rows, ratio_text, value_text
 
 _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
@@ -49,6 +57,7 @@ svg .status { font-size: 10px; fill: #b3261e; }
 svg .err { stroke: #1d2330; stroke-width: 1.2; fill: none; }
 .caption { color: #4a5466; margin: 0 0 .3rem; }
 footer { color: #7a8496; margin-top: 2rem; font-size: 12px; }
+.wide { overflow-x: auto; max-width: 100%; }
 """
 
 # Records load errors and blocked requests before anything else runs.
@@ -176,6 +185,94 @@ def _charts(data: ReportData) -> str:
     return "".join(out)
 
 
+def _inference_table(data: InferenceData) -> str:
+    headers = inference_headers(data)
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    rows = []
+    previous = None
+    for labels, values in inference_rows(data):
+        cells = "".join(_cell(v, m) for v, m in zip(values, data.metrics, strict=True))
+        first = ' class="first"' if previous is not None and labels[:2] != previous else ""
+        previous = labels[:2]
+        rows.append(f"<tr{first}>{''.join(f'<td>{escape(t)}</td>' for t in labels)}{cells}</tr>")
+    return (
+        f'<div class="wide"><table class="inference"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _batch_label(batch: int | None) -> str:
+    return "batch ?" if batch is None else f"batch {batch}"
+
+
+def _inference_charts(data: InferenceData, before: list[str]) -> str:
+    """Per (dataset, network, hardware): throughput and latency percentiles against the
+    batch size, one series per framework. ``before``: the training charts' series, so a
+    framework keeps its colour across the page."""
+    tools = list(dict.fromkeys([*before, *(r.label for r in data.rows)]))
+    colors = {tool: PALETTE[i % len(PALETTE)] for i, tool in enumerate(tools)}
+    speed = INFERENCE_METRIC["images_per_sec"]
+    p50 = INFERENCE_METRIC["latency_p50_s"]
+    out = ["<h3>Inference charts</h3>"]
+    for dataset, model, hardware in data.groups():
+        series = data.series(dataset, model, hardware)
+        batches = data.batch_sizes(dataset, model, hardware)
+        groups = [_batch_label(b) for b in batches]
+        where = f"{dataset_title(dataset)} · {model_title(model)} · {hardware}"
+        bars: dict[tuple[str, str], Bar] = {}
+        spreads: dict[tuple[str, str], Spread] = {}
+        for label in series:
+            for batch, group in zip(batches, groups, strict=True):
+                row = data.row(dataset, model, hardware, label, batch)
+                if row is None:
+                    continue
+                v = data.value("images_per_sec", row)
+                text = value_text(v, speed)
+                bars[(group, label)] = Bar(
+                    v.mean if v.shown else None,
+                    v.std if v.n > 1 else None,
+                    text,
+                    f"{label} · {group}: {text}" + (f" {speed.unit}" if v.shown else ""),
+                )
+                ms = [data.value(k, row) for k in ("latency_p50_s", "latency_p90_s",
+                                                   "latency_p99_s", "latency_p999_s")]  # fmt: skip
+                shown = [m.mean if m.shown else None for m in ms]
+                detail = ", ".join(
+                    f"{name} {value_text(m, p50)}"
+                    for name, m in zip(("p50", "p90", "p99", "p99.9"), ms, strict=True)
+                )
+                spreads[(group, label)] = Spread(
+                    *shown, status=value_text(ms[0], p50), detail=f"{label} · {group}: {detail} ms"
+                )
+        empty = '<p class="empty">no data (no run finished ok)</p>'
+        throughput = bar_chart(groups, series, bars, unit=speed.unit, colors=colors, title=where)
+        latency = spread_chart(groups, series, spreads, unit="ms", colors=colors, title=where)
+        key = (
+            '<p class="caption">box: p50 (thick line) to p99; thin line: p90; whisker: '
+            "p99.9; log scale</p>"
+        )
+        out += [
+            '<div class="charts">',
+            f"<figure><figcaption>{escape(where)} · inference throughput vs batch size"
+            f"</figcaption>{throughput if any(b.mean for b in bars.values()) else empty}"
+            "</figure>",
+            f"<figure><figcaption>{escape(where)} · latency percentiles per batch vs batch "
+            f"size</figcaption>{latency if any(m.p50 for m in spreads.values()) else empty}"
+            f"{key}</figure>",
+        ]
+        out.append("</div>")
+    return "".join(out)
+
+
+def _inference(data: InferenceData, before: list[str]) -> str:
+    notes = "".join(f"<li>{escape(n)}</li>" for n in data.notes)
+    return (
+        '<h2 id="inference">Inference</h2>'
+        f"{_inference_table(data)}{_inference_charts(data, before)}"
+        f'<ul class="notes">{notes}</ul>'
+    )
+
+
 def html(data: ReportData) -> str:
     """The whole page."""
     generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -183,7 +280,9 @@ def html(data: ReportData) -> str:
     body = [f"<h1>{escape(data.title)}</h1>", f'<ul class="info">{info}</ul>']
     if data.rows:
         body += ["<h2>Results</h2>", _results_table(data), _speedup_tables(data), _charts(data)]
-    else:
+    if data.inference is not None:
+        body.append(_inference(data.inference, [r.label for r in data.rows]))
+    if data.empty:
         body.append("<p>No runs to report.</p>")
     if data.not_run:
         items = "".join(

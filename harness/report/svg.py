@@ -139,3 +139,137 @@ def bar_chart(
     )
     out.append("</svg>")
     return "".join(out)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One latency distribution: its percentiles (None: no value, ``status`` shown)."""
+
+    p50: float | None
+    p90: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    status: str = "-"
+    detail: str = ""  # tooltip text
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Round values (1, 2, 5 x 10^k) spanning [low, high] on a log axis, ends included."""
+    if not (0 < low <= high) or not math.isfinite(high):
+        return [1.0, 10.0]
+    start, stop = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    ticks = [m * 10.0**k for k in range(start, stop + 1) for m in (1, 2, 5)]
+    below = [t for t in ticks if t <= low]
+    above = [t for t in ticks if t >= high]
+    inside = [t for t in ticks if low < t < high]
+    first, last = (below[-1] if below else ticks[0]), (above[0] if above else ticks[-1])
+    if first == last:
+        last = first * 2
+    return [first, *inside, last]
+
+
+def spread_chart(
+    groups: list[str],
+    series: list[str],
+    spreads: dict[tuple[str, str], Spread],
+    *,
+    unit: str,
+    colors: dict[str, str],
+    title: str = "",
+    width: int = 560,
+    height: int = 300,
+) -> str:
+    """The SVG element of one chart of latency percentiles: groups along x (batch sizes),
+    one mark per series (framework) in each group, on a log y axis. A mark is a box from
+    p50 to p99 with a line at p90 and a whisker up to p99.9."""
+    left, right, top, bottom = 58, 10, 34, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [
+        v
+        for s in spreads.values()
+        if s.p50 is not None
+        for v in (s.p50, s.p90, s.p99, s.p999)
+        if v is not None and v > 0
+    ]
+    ticks = log_ticks(min(values, default=1.0), max(values, default=10.0))
+    lo, hi = math.log10(ticks[0]), math.log10(ticks[-1])
+
+    def y(v: float) -> float:
+        return top + plot_h * (1 - (math.log10(v) - lo) / (hi - lo))
+
+    out = [
+        f'<svg class="chart spread" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}">'
+    ]
+    for t in ticks:
+        out.append(
+            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
+            f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">'
+            f"{compact(t)}</text>"
+        )
+    out.append(
+        f'<text class="unit" transform="translate(14 {top + plot_h / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle">{escape(unit)} (log)</text>'
+    )
+    x = left + 8
+    for name in series:
+        out.append(
+            f'<rect x="{x}" y="8" width="11" height="11" fill="{colors[name]}"/>'
+            f'<text class="legend" x="{x + 15}" y="18">{escape(name)}</text>'
+        )
+        x += 22 + 7 * len(name)
+    slot = plot_w / max(1, len(groups))
+    mark_w = min(30.0, (slot - 12) / max(1, len(series)))
+    base = top + plot_h
+    for gi, group in enumerate(groups):
+        start = left + gi * slot + (slot - mark_w * len(series)) / 2
+        out.append(
+            f'<text class="group" x="{left + (gi + 0.5) * slot:.1f}" y="{height - bottom + 18}" '
+            f'text-anchor="middle">{escape(group)}</text>'
+        )
+        for si, name in enumerate(series):
+            mark = spreads.get((group, name), Spread(None))
+            bx = start + si * mark_w
+            cx = bx + mark_w / 2
+            if mark.p50 is None or mark.p50 <= 0:
+                out.append(
+                    f'<text class="status" transform="translate({cx + 3:.1f} {base - 4:.1f}) '
+                    f'rotate(-90)">{escape(mark.status)}<title>{escape(mark.detail or mark.status)}'
+                    "</title></text>"
+                )
+                continue
+            p99 = mark.p99 if mark.p99 and mark.p99 >= mark.p50 else mark.p50
+            low, high = y(mark.p50), y(p99)
+            h = max(1.0, low - high)
+            color = colors[name]
+            out.append(
+                f'<rect class="bar" x="{bx + 2:.1f}" y="{low - h:.1f}" width="{mark_w - 4:.1f}" '
+                f'height="{h:.1f}" fill="{color}" fill-opacity="0.35" stroke="{color}" '
+                f'data-p50="{mark.p50:.6g}" data-p99="{p99:.6g}">'
+                f"<title>{escape(mark.detail)}</title></rect>"
+                f'<path class="p50" d="M{bx + 2:.1f} {low:.1f}H{bx + mark_w - 2:.1f}" '
+                f'stroke="{color}" stroke-width="2"/>'
+            )
+            if mark.p90 is not None and mark.p50 <= mark.p90 <= p99:
+                out.append(
+                    f'<path class="p90" d="M{bx + 2:.1f} {y(mark.p90):.1f}H{bx + mark_w - 2:.1f}" '
+                    f'stroke="{color}"/>'
+                )
+            label_y = low - h
+            if mark.p999 is not None and mark.p999 > p99:
+                cap = min(4.0, mark_w / 4)
+                top_y = y(mark.p999)
+                out.append(
+                    f'<path class="err" d="M{cx:.1f} {high:.1f}V{top_y:.1f}'
+                    f'M{cx - cap:.1f} {top_y:.1f}H{cx + cap:.1f}"/>'
+                )
+                label_y = top_y
+            if mark_w >= 22:
+                out.append(
+                    f'<text class="value" x="{cx:.1f}" y="{label_y - 4:.1f}" '
+                    f'text-anchor="middle">{compact(mark.p50)}</text>'
+                )
+    out.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{base}" y2="{base}"/>')
+    out.append("</svg>")
+    return "".join(out)

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.report.data import (
+    InferenceData,
     Metric,
     Ratio,
     ReportData,
@@ -55,6 +56,30 @@ def _row_labels(data: ReportData, metric: Metric, index: int) -> list[str]:
     return [metric.title, dataset_title(row.dataset), model_title(row.model), row.label]
 
 
+INFERENCE_LABELS = ("dataset", "network", "framework", "hardware", "batch")
+
+
+def inference_headers(data: InferenceData) -> list[str]:
+    """The inference table's header: the row's labels, then one column per figure."""
+    return [*INFERENCE_LABELS, *(m.title for m in data.metrics)]
+
+
+def inference_rows(data: InferenceData) -> list[tuple[list[str], list[Value]]]:
+    """Per inference row: its labels (dataset, network, framework, hardware, batch) and
+    its values, one per metric of ``data.metrics``."""
+    out = []
+    for row in data.rows:
+        labels = [
+            dataset_title(row.dataset),
+            model_title(row.model),
+            row.label,
+            row.hardware,
+            "-" if row.batch_size is None else str(row.batch_size),
+        ]
+        out.append((labels, [data.value(m.key, row) for m in data.metrics]))
+    return out
+
+
 # Terminal ----------------------------------------------------------------------------------
 
 
@@ -68,9 +93,41 @@ def terminal(data: ReportData, console: Console) -> None:
     """The results table, the speedup tables, what was not run, and the notes."""
     for line in data.info:
         console.print(escape(line), highlight=False, soft_wrap=True)
-    if not data.rows:
+    if data.empty:
         console.print("no runs to report")
         return
+    if data.rows:
+        _terminal_training(data, console)
+    if data.not_run:
+        console.print(f"[bold]not run ({len(data.not_run)})[/bold]")
+        for why, what in data.not_run_by_reason().items():
+            console.print(
+                f"  {escape(why)}: {escape(', '.join(what))}", highlight=False, soft_wrap=True
+            )
+    for note in data.notes:
+        console.print(f"[dim]{escape(note)}[/dim]", soft_wrap=True)
+    if data.inference is not None:
+        _terminal_inference(data.inference, console)
+
+
+def _terminal_inference(data: InferenceData, console: Console) -> None:
+    """The inference table: one row per (dataset, network, framework, hardware, batch)."""
+    table = Table(title="Inference", title_justify="left", header_style="bold")
+    for i, name in enumerate(inference_headers(data)):
+        table.add_column(escape(name), justify="right" if i >= 4 else "left")
+    for labels, values in inference_rows(data):
+        texts = [value_text(v, m) for v, m in zip(values, data.metrics, strict=True)]
+        table.add_row(
+            *map(escape, labels),
+            *(_styled(t, v) for t, v in zip(texts, values, strict=True)),
+        )
+    console.print(table)
+    for note in data.notes:
+        console.print(f"[dim]{escape(note)}[/dim]", soft_wrap=True)
+
+
+def _terminal_training(data: ReportData, console: Console) -> None:
+    """The study's table of the training runs and the speedup tables."""
     table = Table(title=data.title, title_justify="left", header_style="bold")
     for name in ("metric", "dataset", "network", "framework"):
         table.add_column(name)
@@ -108,14 +165,6 @@ def terminal(data: ReportData, console: Console) -> None:
                     cells.append(escape(ratio_text(e, percent=True)))
             t.add_row(dataset_title(row.dataset), model_title(row.model), row.label, *cells)
         console.print(t)
-    if data.not_run:
-        console.print(f"[bold]not run ({len(data.not_run)})[/bold]")
-        for why, what in data.not_run_by_reason().items():
-            console.print(
-                f"  {escape(why)}: {escape(', '.join(what))}", highlight=False, soft_wrap=True
-            )
-    for note in data.notes:
-        console.print(f"[dim]{escape(note)}[/dim]", soft_wrap=True)
 
 
 # Markdown ----------------------------------------------------------------------------------
@@ -140,9 +189,35 @@ def markdown(data: ReportData) -> str:
     out = [f"# {_md(data.title)}", ""]
     out += [f"- {_md(line)}" for line in data.info]
     out.append("")
-    if not data.rows:
+    if data.empty:
         return "\n".join([*out, "No runs to report.", ""])
-    out += ["## Results", ""]
+    if data.rows:
+        out += _markdown_training(data)
+    if data.inference is not None:
+        out += _markdown_inference(data.inference)
+    if data.not_run:
+        out += ["", f"## Not run ({len(data.not_run)})", ""]
+        out += [
+            f"- {_md(why)}: {_md(', '.join(what))}"
+            for why, what in data.not_run_by_reason().items()
+        ]
+    notes = data.notes + (data.inference.notes if data.inference is not None else [])
+    out += ["", "## Notes", ""]
+    out += [f"- {_md(note)}" for note in notes]
+    return "\n".join(out) + "\n"
+
+
+def _markdown_inference(data: InferenceData) -> list[str]:
+    out = ["", "## Inference", ""]
+    rows = [
+        [*labels, *(value_text(v, m) for v, m in zip(values, data.metrics, strict=True))]
+        for labels, values in inference_rows(data)
+    ]
+    return out + _md_table(inference_headers(data), rows, len(INFERENCE_LABELS))
+
+
+def _markdown_training(data: ReportData) -> list[str]:
+    out = ["## Results", ""]
     rows = []
     for metric in data.metrics:
         for i, row in enumerate(data.rows):
@@ -165,12 +240,4 @@ def markdown(data: ReportData) -> str:
                     cells.append(ratio_text(e, percent=True))
             rows.append(cells)
         out += _md_table(headers, rows, 3)
-    if data.not_run:
-        out += ["", f"## Not run ({len(data.not_run)})", ""]
-        out += [
-            f"- {_md(why)}: {_md(', '.join(what))}"
-            for why, what in data.not_run_by_reason().items()
-        ]
-    out += ["", "## Notes", ""]
-    out += [f"- {_md(note)}" for note in data.notes]
-    return "\n".join(out) + "\n"
+    return out

@@ -21,6 +21,14 @@ degrees of freedom, interval R * exp(+-t95(df) * SE). With a band of +-2% (0.98.
 - ``inconclusive``: the interval straddles 1 without lying within the band (the repeats
   cannot tell), or a side has fewer than two ok repeats (no interval);
 - ``-``: a side has no images/sec (no run, or it failed).
+
+Inference runs (``--task inference``) are compared the same way: the task is part of
+the configuration key, and leftover configurations pair only with configurations of the
+same task and, for inference, the same batch size (a batch-1 latency is never set
+against a batch-64 one). Their rows add the latency per batch, mean and the p50, p90,
+p99 and p99.9 percentiles (each a figure over the repeats): B/A with the same 95%
+interval and band, where a ratio below 1 (lower latency) is ``faster``. Terminal and
+Markdown output show them in a table of their own.
 """
 
 from __future__ import annotations
@@ -43,8 +51,10 @@ from harness.report.data import (
     configurations,
     dataset_title,
     hardware_label,
+    inference_value,
     metric_value,
     model_title,
+    task_of,
 )
 from harness.report.source import describe_hosts, open_store, resolve_sweep
 from harness.results import configkey, stats
@@ -53,6 +63,27 @@ from harness.results.schema import RunResult
 
 BAND = 0.02  # "same" means the ratio's 95% CI lies within 1 +- BAND
 VERDICTS = ("faster", "slower", "same", "inconclusive", "-")
+# Inference rows: the latency figures compared (InferenceSummary statistics, in ms).
+LATENCIES = (
+    ("latency_mean_s", "mean"),
+    ("latency_p50_s", "p50"),
+    ("latency_p90_s", "p90"),
+    ("latency_p99_s", "p99"),
+    ("latency_p999_s", "p99.9"),
+)
+
+
+@dataclass
+class FigureComparison:
+    """One more figure of a row, A against B (lower is better: a latency)."""
+
+    key: str  # e.g. latency_p99_s
+    name: str  # e.g. p99
+    a: Value  # in the report's unit (ms)
+    b: Value
+    ratio: float | None
+    ci: tuple[float, float] | None
+    verdict: str
 
 
 @dataclass
@@ -77,6 +108,9 @@ class Comparison:
     key_a: str | None = None
     key_b: str | None = None
     differences: list[tuple[str, Any, Any]] = field(default_factory=list)  # field, A, B
+    task: str = "train"
+    batch_size: int | None = None  # inference rows: the batch size (both sides)
+    latency: list[FigureComparison] = field(default_factory=list)  # inference rows
 
     @property
     def same_configuration(self) -> bool:
@@ -128,6 +162,22 @@ def _base(result: RunResult) -> tuple[str, str, str, str]:
     return (*base_of(result), hardware_label(result))
 
 
+def _pairable(result: RunResult) -> tuple[Any, ...]:
+    """What leftover configurations must share to be paired: the cell, the task and,
+    for inference, the batch size."""
+    task = task_of(result)
+    return (*_base(result), task, result.spec.batch_size if task == "inference" else None)
+
+
+def _figure(key: str, name: str, ra: RunResult | None, rb: RunResult | None) -> FigureComparison:
+    """A latency of A and B (inference_value: ms), B/A, its 95% CI and the verdict."""
+    va, vb = inference_value(ra, key), inference_value(rb, key)
+    ratio = vb.mean / va.mean if va.shown and vb.shown and va.mean else None
+    ci = ratio_ci(va, vb) if ratio is not None else None
+    mark = "-" if ratio is None else stats.verdict_of_ci(ci, BAND, higher_is_faster=False)
+    return FigureComparison(key, name, va, vb, ratio, ci, mark)
+
+
 def _pairs(a: Side, b: Side, strict: bool) -> list[tuple[Any, Any]]:
     """(configuration of A or None, configuration of B or None): exact keys first."""
     ca, cb = configurations(a.results), configurations(b.results)
@@ -142,7 +192,7 @@ def _pairs(a: Side, b: Side, strict: bool) -> list[tuple[Any, Any]]:
                 (len(configkey.differences(ga.config, gb.config)), i, j)
                 for i, ga in enumerate(left_a)
                 for j, gb in enumerate(left_b)
-                if _base(ga.shown) == _base(gb.shown)
+                if _pairable(ga.shown) == _pairable(gb.shown)
             ),
         )
         used_a: set[int] = set()
@@ -169,16 +219,17 @@ def compare(
     pairs = _pairs(side_a, side_b, strict)
     # Variants: what tells apart the configurations that share a (tool, model, dataset,
     # hardware) cell, over both sides.
-    in_cell: dict[tuple[str, str, str, str], dict[str, dict[str, Any]]] = {}
+    in_cell: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
     for pair in pairs:
         for g in pair:
             if g is not None:
-                in_cell.setdefault(_base(g.shown), {})[g.key] = g.config
+                in_cell.setdefault(_pairable(g.shown), {})[g.key] = g.config
     varying = {c: configkey.varying_fields(list(v.values())) for c, v in in_cell.items()}
     rows = []
     for ga, gb in pairs:
         first = ga or gb
         base = _base(first.shown)
+        cell = _pairable(first.shown)
         ra = ga.shown if ga else None
         rb = gb.shown if gb else None
         va, vb = metric_value(ra, "images_per_sec"), metric_value(rb, "images_per_sec")
@@ -186,10 +237,13 @@ def compare(
         ci = ratio_ci(va, vb) if ratio is not None else None
         mark = "-" if ratio is None else verdict(ci)
         diffs = configkey.differences(ga.config, gb.config) if ga and gb else []
+        task = task_of(first.shown)
+        exclude = ("batch_size", "task") if task == "inference" else ()
         if ga and gb and ga.key != gb.key:
             variant = ""  # the differences column says it
         else:
-            variant = configkey.label(first.config, varying.get(base, []))
+            fields = [f for f in varying.get(cell, []) if f not in exclude]
+            variant = configkey.label(first.config, fields)
         rows.append(
             Comparison(
                 *base,
@@ -202,6 +256,9 @@ def compare(
                 ga.key if ga else None,
                 gb.key if gb else None,
                 diffs,
+                task,
+                first.shown.spec.batch_size if task == "inference" else None,
+                [_figure(k, n, ra, rb) for k, n in LATENCIES] if task == "inference" else [],
             )
         )
     ds_rank = {n: i for i, n in enumerate(datasets.DATASETS)}
@@ -212,10 +269,12 @@ def compare(
             r.dataset,
             model_rank.get(r.model, 99),
             r.model,
+            r.task != "train",
             r.tool,
             not r.hardware.startswith("CPU"),
             r.hardware,
             r.variant,
+            r.batch_size or 0,
         )
     )
     return rows
@@ -291,6 +350,88 @@ def _cells_text(r: Comparison, with_differs: bool) -> list[str]:
     return cells + ([r.differs or "-"] if with_differs else [])
 
 
+_COLOUR = {"faster": "green", "slower": "red", "same": "dim", "inconclusive": "yellow", "-": "dim"}
+_SHOWN_LATENCIES = ("p50", "p90", "p99", "p99.9")  # the inference table's latency columns
+_TERMINAL_LATENCIES = ("p50", "p99")  # on a terminal (the others: markdown and CSV)
+_EXPLAIN_LATENCY = (
+    "latency columns: B/A of the mean latency percentile per batch over the repeats, its "
+    f"95% CI and verdict, the same rule with lower = faster (CI wholly below 1: B faster; "
+    f"within ±{BAND:.0%}: same)"
+)
+
+
+def split_tasks(rows: list[Comparison]) -> tuple[list[Comparison], list[Comparison]]:
+    """(training rows, inference rows)."""
+    return [r for r in rows if r.task != "inference"], [r for r in rows if r.task == "inference"]
+
+
+def _latency(r: Comparison, name: str) -> FigureComparison | None:
+    return next((f for f in r.latency if f.name == name), None)
+
+
+def _ms(v: Value) -> str:
+    return f"{v.mean:,.3g}" if v.shown and v.mean is not None else v.status
+
+
+def _latency_text(f: FigureComparison | None, with_ci: bool = True) -> str:
+    """``0.953 (0.941-0.966) faster`` (``0.953 faster`` without the CI), or ``-``."""
+    if f is None or f.ratio is None:
+        return "-"
+    if not with_ci:
+        return f"{f.ratio:.3f} {f.verdict}"
+    ci = "-" if f.ci is None else f"{f.ci[0]:.3f}-{f.ci[1]:.3f}"
+    return f"{f.ratio:.3f} ({ci}) {f.verdict}"
+
+
+def _inference_headers(
+    rows: list[Comparison], shown: tuple[str, ...] = _SHOWN_LATENCIES
+) -> list[str]:
+    headers = [
+        "dataset",
+        "network",
+        "framework",
+        "hardware",
+        "batch",
+        "A images/sec",
+        "B images/sec",
+        "B/A",
+        "95% CI",
+        "verdict",
+        "A p50 (ms)",
+        "B p50 (ms)",
+        *(f"{name} B/A" for name in shown),
+    ]
+    return headers + (["configuration differs"] if any(r.differences for r in rows) else [])
+
+
+def _inference_cells(
+    r: Comparison,
+    with_differs: bool,
+    with_ci: bool = True,
+    shown: tuple[str, ...] = _SHOWN_LATENCIES,
+) -> list[str]:
+    p50 = _latency(r, "p50")
+    cells = _cells_text(r, False)
+    cells.insert(4, "-" if r.batch_size is None else str(r.batch_size))
+    cells += [_ms(p50.a) if p50 else "-", _ms(p50.b) if p50 else "-"]
+    cells += [_latency_text(_latency(r, name), with_ci) for name in shown]
+    return cells + ([r.differs or "-"] if with_differs else [])
+
+
+def latency_summary(rows: list[Comparison], name: str = "p99") -> str:
+    """The geometric mean of one latency's B/A over the inference rows, and the verdicts."""
+    found = [f for r in rows if (f := _latency(r, name)) is not None and f.ratio]
+    if not found:
+        return f"no inference configuration has a {name} latency on both sides"
+    geo = math.exp(sum(math.log(f.ratio or 1.0) for f in found) / len(found))
+    count = {v: sum(f.verdict == v for f in found) for v in VERDICTS}
+    return (
+        f"{name} latency B/A geometric mean over {len(found)} configurations: {geo:.3f}x; "
+        f"B faster (lower) in {count['faster']}, slower in {count['slower']}, the same in "
+        f"{count['same']}, inconclusive in {count['inconclusive']}"
+    )
+
+
 def terminal(rows: list[Comparison], a: Side, b: Side, console: Console) -> None:
     console.print(
         f"A: {escape(a.label)} ({'; '.join(describe_hosts(a.results)) or 'no runs'})",
@@ -302,45 +443,84 @@ def terminal(rows: list[Comparison], a: Side, b: Side, console: Console) -> None
         highlight=False,
         soft_wrap=True,
     )
-    headers = _headers(rows)
-    with_differs = len(headers) > 9
-    table = Table(header_style="bold")
-    for i, name in enumerate(headers):
-        table.add_column(name, justify="right" if 4 <= i <= 7 else "left")
-    colour = {
-        "faster": "green",
-        "slower": "red",
-        "same": "dim",
-        "inconclusive": "yellow",
-        "-": "dim",
-    }
-    for r in rows:
-        cells = [escape(c) for c in _cells_text(r, with_differs)]
-        cells[8] = f"[{colour[r.verdict]}]{cells[8]}[/{colour[r.verdict]}]"
-        table.add_row(*cells)
-    console.print(table)
-    console.print(summary_line(rows), soft_wrap=True)
-    console.print(f"[dim]{_EXPLAIN}[/dim]", soft_wrap=True)
+    training, inference = split_tasks(rows)
+    if training or not inference:
+        headers = _headers(training)
+        with_differs = len(headers) > 9
+        table = Table(header_style="bold")
+        for i, name in enumerate(headers):
+            table.add_column(name, justify="right" if 4 <= i <= 7 else "left")
+        for r in training:
+            cells = [escape(c) for c in _cells_text(r, with_differs)]
+            cells[8] = f"[{_COLOUR[r.verdict]}]{cells[8]}[/{_COLOUR[r.verdict]}]"
+            table.add_row(*cells)
+        console.print(table)
+        console.print(summary_line(training), soft_wrap=True)
+        console.print(f"[dim]{_EXPLAIN}[/dim]", soft_wrap=True)
+    if inference:
+        headers = _inference_headers(inference, _TERMINAL_LATENCIES)
+        with_differs = headers[-1] == "configuration differs"
+        table = Table(title="Inference", title_justify="left", header_style="bold")
+        for i, name in enumerate(headers):
+            table.add_column(name, justify="right" if 4 <= i <= 8 or 10 <= i <= 13 else "left")
+        for r in inference:
+            cells = _inference_cells(r, with_differs, False, _TERMINAL_LATENCIES)
+            cells = [escape(c) for c in cells]
+            cells[9] = f"[{_COLOUR[r.verdict]}]{cells[9]}[/{_COLOUR[r.verdict]}]"
+            table.add_row(*cells)
+        console.print(table)
+        console.print("inference throughput: " + summary_line(inference), soft_wrap=True)
+        console.print(latency_summary(inference), soft_wrap=True)
+        console.print(
+            f"[dim]{_EXPLAIN}; {_EXPLAIN_LATENCY} (p90, p99.9 and the latency CIs: --format "
+            "markdown or csv)[/dim]",
+            soft_wrap=True,
+        )
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
 def markdown(rows: list[Comparison], a: Side, b: Side) -> str:
-    headers = _headers(rows)
-    with_differs = len(headers) > 9
-    align = ["---", "---", "---", "---", "---:", "---:", "---:", "---:", "---"]
-    lines = [
-        "# Comparison",
-        "",
-        f"- A: {a.label}",
-        f"- B: {b.label}",
-        "",
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join(align + (["---"] if with_differs else [])) + "|",
-    ]
-    lines += [
-        "| " + " | ".join(c.replace("|", "\\|") for c in _cells_text(r, with_differs)) + " |"
-        for r in rows
-    ]
-    lines += ["", summary_line(rows) + ".", "", _EXPLAIN[0].upper() + _EXPLAIN[1:] + ".", ""]
+    training, inference = split_tasks(rows)
+    lines = ["# Comparison", "", f"- A: {a.label}", f"- B: {b.label}", ""]
+    if training or not inference:
+        headers = _headers(training)
+        with_differs = len(headers) > 9
+        align = ["---", "---", "---", "---", "---:", "---:", "---:", "---:", "---"]
+        lines += [
+            "| " + " | ".join(headers) + " |",
+            "|" + "|".join(align + (["---"] if with_differs else [])) + "|",
+        ]
+        lines += [_md_row(_cells_text(r, with_differs)) for r in training]
+        lines += [
+            "",
+            summary_line(training) + ".",
+            "",
+            _EXPLAIN[0].upper() + _EXPLAIN[1:] + ".",
+            "",
+        ]
+    if inference:
+        headers = _inference_headers(inference)
+        with_differs = headers[-1] == "configuration differs"
+        align = ["---"] * 4 + ["---:"] * 5 + ["---"] + ["---:"] * 6
+        lines += [
+            "## Inference",
+            "",
+            "| " + " | ".join(headers) + " |",
+            "|" + "|".join(align + (["---"] if with_differs else [])) + "|",
+        ]
+        lines += [_md_row(_inference_cells(r, with_differs)) for r in inference]
+        lines += [
+            "",
+            "Inference throughput: " + summary_line(inference) + ".",
+            "",
+            latency_summary(inference) + ".",
+            "",
+            _EXPLAIN[0].upper() + _EXPLAIN[1:] + "; " + _EXPLAIN_LATENCY + ".",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -354,6 +534,8 @@ def to_csv(rows: list[Comparison]) -> str:
             "dataset",
             "hardware",
             "variant",
+            "task",
+            "batch_size",
             "a_config_key",
             "a_mean",
             "a_std",
@@ -368,6 +550,8 @@ def to_csv(rows: list[Comparison]) -> str:
             "ratio_ci_low",
             "ratio_ci_high",
             "verdict",
+            # inference rows: each latency per batch in ms (e.g. latency_p99_ms_ratio)
+            *(f"{key[: -len('_s')]}_ms_{part}" for key, _ in LATENCIES for part in _LATENCY_CSV),
             "differences",
             "a_contended",
             "b_contended",
@@ -375,11 +559,30 @@ def to_csv(rows: list[Comparison]) -> str:
     )
     for r in rows:
         ci = r.ci or (None, None)
+        latency = [
+            cell
+            for key, _ in LATENCIES
+            for cell in _latency_csv(next((f for f in r.latency if f.key == key), None))
+        ]
         row = [
-            r.tool, r.model, r.dataset, r.hardware, r.variant,
+            r.tool, r.model, r.dataset, r.hardware, r.variant, r.task, r.batch_size,
             r.key_a, r.a.mean, r.a.std, r.a.n, r.a.status,
             r.key_b, r.b.mean, r.b.std, r.b.n, r.b.status,
-            r.ratio, *ci, r.verdict, r.differs, int(r.a.contended), int(r.b.contended),
+            r.ratio, *ci, r.verdict, *latency, r.differs, int(r.a.contended), int(r.b.contended),
         ]  # fmt: skip
         writer.writerow([csv_cell(v) for v in row])  # None as "", no formula cells
     return out.getvalue()
+
+
+_LATENCY_CSV = ("a_mean", "a_std", "a_n", "b_mean", "b_std", "b_n", "ratio", "ci_low",
+                "ci_high", "verdict")  # fmt: skip
+
+
+def _latency_csv(f: FigureComparison | None) -> list[Any]:
+    """The CSV cells of one latency (ms) of an inference row; empty for training rows."""
+    if f is None:
+        return [None] * len(_LATENCY_CSV)
+    ci = f.ci or (None, None)
+    a = (f.a.mean, f.a.std, f.a.n) if f.a.shown else (None, None, f.a.n)
+    b = (f.b.mean, f.b.std, f.b.n) if f.b.shown else (None, None, f.b.n)
+    return [*a, *b, f.ratio, *ci, f.verdict]

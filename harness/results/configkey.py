@@ -20,7 +20,14 @@ The key is the first 12 hex digits of the SHA-256 of the configuration's canonic
 - ``epochs`` and ``validate``: epochs mode times whole epochs (epoch boundaries, the last
   partial batch, weights reset after warmup) and reports accuracy after E epochs, so its
   figures differ from a steps-mode run's and depend on E; None means steps mode;
-- ``harness_version`` (``harness.__version__``, not the commit).
+- ``harness_version`` (``harness.__version__``, not the commit);
+- ``nodes`` (``--nodes N``) when more than one: one-node runs keep the keys they had
+  before the option; ``launcher`` (how the nodes were started) is left out;
+- ``task``: ``"inference"`` for inference runs, so they never share a key with training
+  (training runs leave it out and keep the keys they had before the task existed); with
+  it, ``weights`` (the file name of ``--weights``, or None: the initial weights),
+  ``onnx_file`` (the file name and size of a user's model) and ``input_shape``;
+  ``learning_rate`` is None (nothing is trained).
 
 Left out, because they do not change what the figures estimate: the number of steps,
 warmup steps and the time bounds of the timed phase (they change how precise the figures
@@ -60,6 +67,12 @@ SPEC_FIELDS = (
     "threads",
     "sync_every",
     "image_size",
+    "nodes",
+    # the inference task's (kept only in inference runs' configurations, see _task_fields)
+    "task",
+    "weights",
+    "onnx_file",
+    "input_shape",
 )
 # RunSpec fields that do not change what the figures estimate (see the module docstring).
 EXCLUDED_SPEC_FIELDS = frozenset(
@@ -79,6 +92,7 @@ EXCLUDED_SPEC_FIELDS = frozenset(
         "idle_baseline_s",
         "dump_weights",
         "tags",
+        "launcher",  # how the nodes were started, not what they ran
     }
 )
 # Spec fields replaced by what the run found: "synthetic" (None = auto) by ``data``.
@@ -122,13 +136,38 @@ def build_config(result: RunResult) -> dict[str, Any]:
         config.setdefault(name, None)
     if config["image_size"] is None:  # native images: the key they had before the option
         del config["image_size"]
+    if config.get("nodes") in (None, 1):  # one node: the key it had before --nodes
+        config.pop("nodes", None)
     config["options"] = {str(k): str(v) for k, v in (config.get("options") or {}).items()}
     config["gpus"] = _gpu_names(result)
     is_cpu = (result.spec.num_gpus or -1) < 0
     config["cpu"] = env.get("cpu") if is_cpu else None
     config["data"] = _data_source(result)
     config["harness_version"] = env.get("harness_version")
+    _task_fields(config, result)
     return config
+
+
+# Spec fields that belong to the inference task only (a training run's key has none).
+INFERENCE_FIELDS = ("task", "weights", "onnx_file", "input_shape")
+
+
+def _task_fields(config: dict[str, Any], result: RunResult) -> None:
+    """Training keeps its keys from before the task existed; inference names its file."""
+    from pathlib import Path
+
+    if config.get("task", "train") == "train":
+        for name in INFERENCE_FIELDS:
+            config.pop(name, None)
+        return
+    config["learning_rate"] = None
+    if config.get("weights"):
+        config["weights"] = Path(str(config["weights"])).name
+    onnx_file = config.get("onnx_file")
+    if onnx_file:
+        summary = result.summary.inference
+        size = summary.model_bytes if summary is not None else None
+        config["onnx_file"] = f"{Path(str(onnx_file)).name} ({size if size else '?'} bytes)"
 
 
 def canonical(config: dict[str, Any]) -> str:

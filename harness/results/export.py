@@ -9,7 +9,11 @@ FLOPs, FLOP/s and MFU (harness.results.flops). Version 3: ``result`` is the type
 record (harness.results.schema, with its ``schema_version``), the JSON is strict (no
 NaN), and CSV cells that a spreadsheet would run as a formula (a text starting with
 = + - @) start with a ' instead. ``export --latest`` keeps one run per configuration
-key: the one the report shows.
+key: the one the report shows. Inference runs (``--task inference``) fill the columns of
+the task (:data:`INFERENCE_COLUMNS`, added within version 3: the task, the model file's
+size and format, and the means and stds of load, session, first-inference, latency
+percentiles per batch and total inference times, in seconds); training runs leave them
+empty (``task`` is ``train``).
 
 :func:`to_frame` gives the CSV's rows as a pandas DataFrame with typed columns
 (:data:`DTYPES`), and :func:`to_parquet` writes it as Parquet (pandas and pyarrow: the
@@ -41,12 +45,32 @@ _FIGURES = (
     "framework_memory_mib",
 )
 
+# Inference figures (InferenceSummary statistics, seconds): a mean and a std column each.
+_INFERENCE_FIGURES = (
+    "load_s",
+    "prepare_s",
+    "first_inference_s",
+    "latency_mean_s",
+    "latency_p50_s",
+    "latency_p90_s",
+    "latency_p99_s",
+    "latency_p999_s",
+    "total_inference_s",
+)
+INFERENCE_COLUMNS: tuple[str, ...] = (
+    "model_bytes",
+    "model_format",
+    "latency_basis",
+    *(f"{name}{suffix}" for name in _INFERENCE_FIGURES for suffix in ("", "_std")),
+)
+
 COLUMNS: tuple[str, ...] = (
     "run_id",
     "sweep_id",
     "started_at",
     "finished_at",
     "status",
+    "task",
     "tool",
     "model",
     "dataset",
@@ -83,6 +107,7 @@ COLUMNS: tuple[str, ...] = (
     "peak_flops_per_device",
     "peak_source",
     "mfu",
+    *INFERENCE_COLUMNS,
     "framework",
     "framework_version",
     "host",
@@ -153,6 +178,15 @@ def flat(result: RunResult) -> dict[str, Any]:
     row["peak_flops_per_device"] = fl.peak_per_device
     row["peak_source"] = fl.peak_source
     row["mfu"] = fl.mfu
+    row["task"] = getattr(spec, "task", None) or "train"
+    part = summary.inference
+    if part is not None:
+        row["model_bytes"] = part.model_bytes
+        row["model_format"] = part.model_format
+        row["latency_basis"] = part.latency_basis
+        for name in _INFERENCE_FIGURES:
+            found = getattr(part, name, None) or Stat()
+            row[name], row[f"{name}_std"] = found.mean, found.std
     return {column: row.get(column) for column in COLUMNS}
 
 
@@ -187,14 +221,15 @@ def to_json(results: list[RunResult], *, full: bool = True) -> str:
 # Column types of a DataFrame of runs (to_frame): text, timestamps (UTC), nullable
 # integers and booleans, and floats for every figure (a missing one is NaN).
 _TEXT = (
-    "run_id", "sweep_id", "status", "tool", "model", "dataset", "hardware",
+    "run_id", "sweep_id", "status", "task", "tool", "model", "dataset", "hardware",
     "hardware_label", "gpu_name", "precision", "options", "harness_version", "config_key",
     "peak_source", "framework", "framework_version", "host", "harness_commit", "causes",
+    "model_format", "latency_basis",
 )  # fmt: skip
 _TIMES = ("started_at", "finished_at")
 _INTEGERS = (
     "num_gpus", "cpu_devices", "batch_size", "global_batch", "warmup_steps", "steps",
-    "epochs", "threads", "sync_every", "data_workers", "repeats", "repeats_ok",
+    "epochs", "threads", "sync_every", "data_workers", "repeats", "repeats_ok", "model_bytes",
 )  # fmt: skip
 _BOOLEANS = ("synthetic",)
 DTYPES: dict[str, str] = {

@@ -165,6 +165,38 @@ class Resources:
 
 
 @dataclass
+class InferenceRepeat:
+    """What one repeat of an inference run measured (``--task inference``).
+
+    The model file was written once per run, before the repeats; each repeat's fresh
+    worker loads it (``load_s``), creates its session or compiles (``prepare_s``), times
+    its first inference alone, then the per-batch latency in the timed phase (the same
+    windows as training: exact per batch with ``--sync-every 1``, else window time /
+    batches, as ``latency_basis`` says). With real data, ``test_pass_s`` is one pass over
+    the whole test split (input pipeline, copies and predictions to the host included)
+    and ``total_inference_s`` = load + prepare + that pass."""
+
+    model_file: str | None = None
+    model_bytes: int | None = None
+    model_format: str | None = None
+    batch_size: int | None = None
+    load_s: float | None = None
+    prepare_s: float | None = None
+    first_inference_s: float | None = None
+    latency_basis: str | None = None  # "batch" (each timed alone), "window" or "device"
+    latency_mean_s: float | None = None
+    latency_p50_s: float | None = None
+    latency_p90_s: float | None = None
+    latency_p99_s: float | None = None
+    latency_p999_s: float | None = None
+    images_per_sec: float | None = None
+    test_images: int | None = None
+    test_pass_s: float | None = None
+    total_inference_s: float | None = None
+    accuracy: float | None = None
+
+
+@dataclass
 class RepeatRecord:
     """Everything measured in one repeat (one worker process)."""
 
@@ -195,6 +227,9 @@ class RepeatRecord:
     train_validate_s: float | None = None  # the same without warmup
     validation_time_s: float | None = None
     resources: Resources | None = None
+    inference: InferenceRepeat | None = None  # inference runs only
+    # --nodes N: each node's rank, host and node-process pid (harness.run.node)
+    nodes: list[dict[str, Any]] | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -243,6 +278,26 @@ class Flops:
 
 
 @dataclass
+class InferenceSummary:
+    """An inference run's figures over its ok repeats (see :class:`InferenceRepeat`)."""
+
+    model_file: str | None = None
+    model_bytes: int | None = None
+    model_format: str | None = None
+    latency_basis: str | None = None
+    load_s: Stat = field(default_factory=Stat)
+    prepare_s: Stat = field(default_factory=Stat)
+    first_inference_s: Stat = field(default_factory=Stat)
+    latency_mean_s: Stat = field(default_factory=Stat)
+    latency_p50_s: Stat = field(default_factory=Stat)
+    latency_p90_s: Stat = field(default_factory=Stat)
+    latency_p99_s: Stat = field(default_factory=Stat)
+    latency_p999_s: Stat = field(default_factory=Stat)
+    total_inference_s: Stat = field(default_factory=Stat)
+    accuracy: Stat = field(default_factory=Stat)
+
+
+@dataclass
 class RunSummary:
     """Figures over the repeats that finished ok."""
 
@@ -266,6 +321,7 @@ class RunSummary:
     framework_memory_mib: Stat | None = None
     resource_notes: list[str] = field(default_factory=list)
     flops: Flops | None = None
+    inference: InferenceSummary | None = None  # inference runs only
 
     def metric(self, name: str) -> Stat | None:
         """The statistics of a figure by its name (``images_per_sec``, ``gpu_power_w``...)."""

@@ -12,6 +12,11 @@ harness.results.configkey), achieved FLOP/s and MFU. Opening an older file adds 
 fills ``config_key`` of its runs from their stored results (the same function computes
 it); their FLOP/s and MFU stay empty (those runs did not record them). 4 adds ``ops``,
 one row per operation-benchmark run (harness.ops; opening an older file creates it).
+Within version 4, the inference task added the columns ``task`` (rows stored before it
+are training runs: "train"), ``latency_p50_s``, ``latency_p99_s`` and
+``total_inference_s``: opening a file for writing adds any of the added columns it
+lacks, so older files of the same version keep working (read-only opening changes
+nothing; the columns it lacks are compared in Python, see ``runs``).
 
 The JSON of runs and repeats is harness.results.schema's records; rows written before
 the records had a schema version are read through its upgrade, not rewritten.
@@ -152,9 +157,27 @@ _RUN_COLUMNS: dict[str, Callable[[RunResult], Any]] = {
     "config_key": lambda r: configkey.config_key(r),
     "flops_per_sec": lambda r: r.summary.flops.achieved_total if r.summary.flops else None,
     "mfu": lambda r: r.summary.flops.mfu if r.summary.flops else None,
+    "task": lambda r: r.spec.task,
+    "latency_p50_s": lambda r: _inference(r, "latency_p50_s"),
+    "latency_p99_s": lambda r: _inference(r, "latency_p99_s"),
+    "total_inference_s": lambda r: _inference(r, "total_inference_s"),
 }
 # Columns added after version 2, with their types (added to older files when opened).
-_ADDED_COLUMNS = {"config_key": "TEXT", "flops_per_sec": "REAL", "mfu": "REAL"}
+_ADDED_COLUMNS = {
+    "config_key": "TEXT",
+    "flops_per_sec": "REAL",
+    "mfu": "REAL",
+    "task": "TEXT",
+    "latency_p50_s": "REAL",
+    "latency_p99_s": "REAL",
+    "total_inference_s": "REAL",
+}
+
+
+def _inference(result: RunResult, name: str) -> float | None:
+    """The mean over the repeats of an inference figure (None for training runs)."""
+    part = result.summary.inference
+    return getattr(part, name).mean if part is not None else None
 
 
 def _mean(stat: Stat | None) -> float | None:
@@ -187,8 +210,14 @@ class ResultStore:
         version = self._check(write=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION or self._lacks_columns():
             self._migrate()
+
+    def _lacks_columns(self) -> bool:
+        """Whether ``runs`` lacks a column added within the current version."""
+        with self._connect(journal=False) as db:
+            present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        return not set(_ADDED_COLUMNS) <= present
 
     def _check(self, *, write: bool) -> int:
         """The file's schema version, after checking it is a store this harness reads."""
@@ -224,6 +253,8 @@ class ResultStore:
             for column, kind in _ADDED_COLUMNS.items():
                 if column not in present:
                     db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            if "task" not in present:  # every run stored before the column trained
+                db.execute("UPDATE runs SET task = 'train' WHERE task IS NULL")
             rows = db.execute(
                 "SELECT run_id, result_json FROM runs WHERE config_key IS NULL"
             ).fetchall()

@@ -67,22 +67,35 @@ class RunSpec:
     dump_weights: str | None = None  # folder: save every replica's final weights (.npz)
     options: dict[str, str] = field(default_factory=dict)  # backend options (-o key=value)
     tags: dict[str, str] = field(default_factory=dict)  # free labels recorded with the result
+    task: str = "train"  # "train" or "inference" (harness.run.inference)
+    weights: str | None = None  # inference: canonical weights (.npz) instead of the initial ones
+    onnx_file: str | None = None  # inference, onnxruntime: a user's ONNX model (synthetic inputs)
+    input_shape: list[int] | None = None  # with onnx_file: (C, H, W) when the file leaves it open
+    nodes: int = 1  # data parallel over this many nodes, each with the devices above
+    launcher: str | None = None  # --nodes > 1: local-nodes or srun; None: srun in an allocation
 
     @property
     def devices(self) -> int:
-        """Data-parallel devices in the run."""
+        """Data-parallel devices of each node (of the run, on one node)."""
         return self.num_gpus if self.num_gpus > 0 else self.cpu_devices
 
     @property
+    def total_devices(self) -> int:
+        """Data-parallel devices over all the run's nodes."""
+        return self.devices * max(1, self.nodes)
+
+    @property
     def global_batch(self) -> int:
-        return (self.batch_size or 0) * self.devices
+        return (self.batch_size or 0) * self.total_devices
 
     @property
     def hardware(self) -> str:
         """A short label of the hardware configuration, for tables."""
         if self.num_gpus > 0:
-            return f"{self.num_gpus} GPU" + ("s" if self.num_gpus > 1 else "")
-        return "CPU" if self.cpu_devices == 1 else f"CPU x{self.cpu_devices}"
+            label = f"{self.num_gpus} GPU" + ("s" if self.num_gpus > 1 else "")
+        else:
+            label = "CPU" if self.cpu_devices == 1 else f"CPU x{self.cpu_devices}"
+        return label if self.nodes == 1 else f"{self.nodes} nodes x {label}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,8 +121,36 @@ def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> No
         raise InvalidValue(f"{name} must be {bound}, got {value}")
 
 
+TASKS = ("train", "inference")
+ONNX_FILE_MODEL = "onnx-file"  # the model name of an --onnx-file run
+
+
+def batch_sizes(text: str | int | list[Any]) -> list[int]:
+    """``--batch-size 1,8,64`` (or a sweep's list) as positive whole numbers, in order,
+    without repeats; InvalidValue (one line) for anything else."""
+    items = text if isinstance(text, list) else str(text).split(",")
+    out: list[int] = []
+    for item in items:
+        word = str(item).strip()
+        where = f" in {text!r}" if len(items) > 1 else ""
+        if not isinstance(item, bool) and word.lstrip("+-").isdigit() and int(word) < 1:
+            raise InvalidValue(f"--batch-size must be a positive number, got {word!r}{where}")
+        if isinstance(item, bool) or not word.lstrip("+").isdigit():
+            raise InvalidValue(
+                f"--batch-size takes positive whole numbers, one or a list like 1,8,64; "
+                f"got {word or 'an empty entry'!r}{where}"
+            )
+        if int(word) not in out:
+            out.append(int(word))
+    if not out:
+        raise InvalidValue("--batch-size: no batch size given")
+    return out
+
+
 def check_values(spec: RunSpec) -> None:
     """Values no machine could run (InvalidValue): a zero batch, NaN, min > max time."""
+    if spec.task not in TASKS:
+        raise InvalidValue(f"unknown task {spec.task!r}; choose from: {', '.join(TASKS)}")
     if spec.num_gpus == 0 or spec.num_gpus < -1:
         raise InvalidValue(
             f"--num-gpus must be -1 (the CPU) or a positive count, got {spec.num_gpus}"
@@ -132,6 +173,8 @@ def check_values(spec: RunSpec) -> None:
             f"--min-time ({spec.min_time_s:g} s) must not exceed --max-time ({spec.max_time_s:g} s)"
         )
     _positive("--cpu-devices", spec.cpu_devices)
+    if isinstance(spec.nodes, bool) or not isinstance(spec.nodes, int) or spec.nodes < 1:
+        raise InvalidValue(f"--nodes must be a whole number of at least 1, got {spec.nodes!r}")
     _positive("--threads", spec.threads)
     _positive("--data-workers", spec.data_workers, allow_zero=True)
     _positive("--timeout", spec.timeout_s)
@@ -155,6 +198,12 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     if spec.tool not in tools:
         choices = ", ".join(sorted(tools)) or "none installed"
         raise UsageError(f"unknown tool {spec.tool!r}; choose from: {choices}")
+    if spec.task == "inference" or spec.onnx_file:
+        from harness.run.inference import check_spec
+
+        spec = check_spec(spec, tools)  # the task's own rules; an --onnx-file run resolved
+        if spec.onnx_file:
+            return spec
     if spec.model not in models.MODELS:
         raise UsageError(f"unknown model {spec.model!r}; choose from: {', '.join(models.MODELS)}")
     if spec.dataset not in datasets.DATASETS:
@@ -167,7 +216,7 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
         raise UsageError("--cpu-devices applies to CPU runs (--num-gpus -1) only")
     backend = tools[spec.tool]
     tasks = getattr(backend, "tasks", ("train",))
-    if "train" not in tasks:  # e.g. onnxruntime: inference only
+    if spec.task == "train" and "train" not in tasks:  # e.g. onnxruntime: inference only
         trains = [t for t, b in tools.items() if "train" in getattr(b, "tasks", ("train",))]
         trainers = ", ".join(sorted(trains))
         raise UsageError(

@@ -33,13 +33,16 @@ class Job:
 
     It holds exactly what the worker reads, and the worker reads all of it. The GPUs
     reach the worker through its environment (``CUDA_VISIBLE_DEVICES``), the run's
-    data-parallel devices in all through ``spec.devices``.
+    data-parallel devices in all through ``spec.total_devices`` (every node's),
+    a multi-node run's layout through the node process's variables (:func:`node_layout`).
     """
 
     spec: RunSpec
     local_devices: int = 1  # data-parallel devices each process drives
     events: str | None = None  # the events file; None: events are dropped
     repeat: int = 1  # names the weights dump_weights saves
+    model_file: str | None = None  # inference: the model file (harness.run.inference)
+    export: bool = False  # inference: write model_file instead of benchmarking it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,8 @@ class Job:
             "local_devices": self.local_devices,
             "events": self.events,
             "repeat": self.repeat,
+            "model_file": self.model_file,
+            "export": self.export,
         }
 
     @classmethod
@@ -108,8 +113,23 @@ def build_context(job: Job, rank: int, world_size: int) -> WorkerContext:
         rank=rank,
         world_size=world_size,
         local_devices=job.local_devices,
-        total_devices=spec.devices,
+        total_devices=spec.total_devices,
+        **node_layout(),
     )
+
+
+def node_layout() -> dict[str, Any]:
+    """A multi-node run's layout from the node process's variables (harness.run.node):
+    the WorkerContext fields nodes, node_rank, peers and coordinator; empty otherwise."""
+    if "HARNESS_NODES" not in os.environ:
+        return {}
+    peers = os.environ.get("HARNESS_PEERS", "")
+    return {
+        "nodes": int(os.environ["HARNESS_NODES"]),
+        "node_rank": int(os.environ.get("HARNESS_NODE_RANK", "0")),
+        "peers": tuple(p for p in peers.split(",") if p),
+        "coordinator": os.environ.get("HARNESS_COORDINATOR") or None,
+    }
 
 
 def dump_weights(trainer: Trainer, folder: Path, job: Job, rank: int) -> None:
@@ -132,6 +152,10 @@ def run_job(job: Job) -> int:
     from harness.plugins import PluginManager
     from harness.run.loop import run_benchmark
 
+    if job.spec.task == "inference":  # load, session, first inference, latency
+        from harness.run import inference
+
+        return inference.run_job(job)
     rank, world_size = _rank()
     emitter = Emitter(job.events, rank=rank)
     trainer: Trainer | None = None
