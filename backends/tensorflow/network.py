@@ -75,18 +75,18 @@ def weight_kinds(network: L.Network) -> dict[str, str]:
     return kinds
 
 
-def to_framework(array: np.ndarray, kind: str) -> np.ndarray:
+def to_framework(array: np.ndarray, kind: str, dtype: Any = np.float32) -> np.ndarray:
     """A canonical array in the layout its TensorFlow variable uses."""
     axes = _TO_TF.get(kind)
     out = array if axes is None else np.transpose(array, axes)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return np.ascontiguousarray(out, dtype=dtype)
 
 
-def to_canonical(array: np.ndarray, kind: str) -> np.ndarray:
+def to_canonical(array: np.ndarray, kind: str, dtype: Any = np.float32) -> np.ndarray:
     """A variable's value back in the canonical layout of harness.models.init."""
     axes = _TO_CANONICAL.get(kind)
     out = array if axes is None else np.transpose(array, axes)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return np.ascontiguousarray(out, dtype=dtype)
 
 
 def _pad4(ph: tuple[int, int], pw: tuple[int, int]) -> list[list[int]]:
@@ -152,8 +152,10 @@ class TFNetwork:
         dropouts = [p for p, r in self.shapes.items() if isinstance(r.layer, L.Dropout)]
         self._dropout_index = {path: i for i, path in enumerate(dropouts)}
 
-    def create_variables(self, state: dict[str, np.ndarray]) -> None:
-        """Variables from a canonical state dict; call under the device/strategy scope."""
+    def create_variables(self, state: dict[str, np.ndarray], dtype: Any = np.float32) -> None:
+        """Variables from a canonical state dict; call under the device/strategy scope.
+        (``dtype``: float32, the master weights of every precision; float64 only in the
+        parity tests' float64 mode.)"""
         missing = [k for k in self.keys if k not in state]
         unexpected = [k for k in state if k not in self.kinds]
         if missing or unexpected:
@@ -162,7 +164,7 @@ class TFNetwork:
             )
         self.variables = {
             key: tf.Variable(
-                to_framework(state[key], kind),
+                to_framework(state[key], kind, dtype),
                 trainable=not is_buffer(key),
                 name=key.replace(".", "/"),
             )
@@ -188,7 +190,8 @@ class TFNetwork:
         """Logits for NHWC ``x``; ``seed`` (int64 [2]) drives dropout in training."""
         run = _Run(self, training, seed, dtype)
         out = run.run(self.network, tf.cast(x, dtype))
-        return tf.cast(out, tf.float32), run.stats
+        wide = tf.float64 if out.dtype == tf.float64 else tf.float32  # fp16/bf16: float32
+        return tf.cast(out, wide), run.stats
 
 
 class _Run(Forward[tf.Tensor]):

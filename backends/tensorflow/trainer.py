@@ -138,7 +138,7 @@ class TFTrainer(Trainer):
             loss = tf.reduce_sum(losses) / self.global_batch
             target = loss * self.scale if self.scaling else loss
         grads = tape.gradient(target, self.params)
-        grads = [tf.cast(g, tf.float32) for g in grads]
+        grads = [tf.cast(g, p.dtype) for g, p in zip(grads, self.params, strict=True)]
         if self.scaling:
             grads = [g / self.scale for g in grads]
         flat_stats = [s for path in self.net.bn_paths for s in stats[path]]
@@ -191,9 +191,9 @@ class TFTrainer(Trainer):
             tf.raw_ops.ResourceApplyMomentum(
                 var=param.handle,
                 accum=buf.handle,
-                lr=tf.cast(rate, tf.float32),
+                lr=tf.cast(rate, param.dtype),
                 grad=grad,
-                momentum=tf.cast(mom, tf.float32),
+                momentum=tf.cast(mom, param.dtype),
                 use_locking=False,
                 use_nesterov=False,
             )

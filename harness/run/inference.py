@@ -39,7 +39,6 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +54,7 @@ if TYPE_CHECKING:
     from harness.run.spec import RunSpec
     from harness.run.worker import Job
 
-EXIT_OK, EXIT_ERROR, EXIT_OOM = 0, 1, 3
+EXIT_OK = 0  # the worker's exit codes: harness.run.worker
 MODEL_STEM = "model"  # the model file in the run folder: model<suffix>
 ONNX_FILE_DATASET = "synthetic"  # the dataset name of an --onnx-file run
 _POOL = 4  # device batches cycled in the steady state
@@ -479,7 +478,7 @@ def run_job(job: Job) -> int:
     from harness.plugins import PluginManager
     from harness.run.events import Emitter
     from harness.run.loop import run_benchmark
-    from harness.run.worker import _is_data_error
+    from harness.run.worker import close_quietly, report_failure
 
     emitter = Emitter(job.events, rank=0)
     inferencer: Inferencer | None = None
@@ -560,24 +559,9 @@ def run_job(job: Job) -> int:
         emitter.emit("end", status="ok")
         return EXIT_OK
     except BaseException as exc:
-        oom = not _is_data_error(exc) and cls.is_out_of_memory(exc)
-        emitter.emit(
-            "error",
-            kind="oom" if oom else "error",
-            type=type(exc).__name__,
-            message=str(exc)[:4000],
-            traceback=traceback.format_exc()[-8000:],
-        )
-        traceback.print_exc()
-        if isinstance(exc, KeyboardInterrupt):
-            return 130
-        return EXIT_OOM if oom else EXIT_ERROR
+        return report_failure(emitter, exc, cls.is_out_of_memory)
     finally:
-        if inferencer is not None:
-            try:
-                inferencer.close()
-            except Exception:
-                traceback.print_exc()
+        close_quietly(inferencer)
         emitter.close()
 
 

@@ -200,20 +200,51 @@ def _jax_float64(trainer: Any) -> Callable[[], dict]:
     )
 
 
-# Tools whose trainer can run a float64 test step (TensorFlow's computes its loss in
-# float32 by construction, and Keras fixes its variables' dtype when the model is built).
+def _tf_float64(trainer: Any) -> Callable[[], dict]:
+    """TensorFlow's trainer in float64: its variables made again in float64 (weights,
+    running statistics, momentum), its computation dtype float64 and its step traced
+    afresh; the trainer casts gradients and SGD constants to each variable's dtype.
+    Networks without batch norm only (:data:`FLOAT64_WITHOUT_BATCH_NORM`)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from harness.backends.tensorflow.network import to_canonical
+
+    if trainer.strategy is not None:
+        raise ValueError("the float64 test mode runs on one device")
+    net = trainer.net
+    with trainer._scope():
+        net.create_variables(trainer.ctx.initial_weights(), dtype=np.float64)
+        trainer.params = net.trainable()
+        trainer.buffers = [
+            tf.Variable(tf.zeros(p.shape, tf.float64), trainable=False) for p in trainer.params
+        ]
+    trainer.dtype = tf.float64
+    trainer._grads_fn = trainer._grads
+    trainer._train = tf.function(trainer._train_step)
+    return lambda: {
+        key: to_canonical(var.numpy(), net.kinds[key], np.float64)
+        for key, var in net.variables.items()
+    }
+
+
+# Tools whose trainer can run a float64 test step.
 FLOAT64: dict[str, Callable[[Any], Callable[[], dict]]] = {
     "pytorch": _torch_float64,
     "mxnet": _mxnet_float64,
     "jax": _jax_float64,
+    "tensorflow": _tf_float64,
 }
+# TensorFlow's trainer normalises with FusedBatchNormV3, which has no float64 kernel
+# (half, bfloat16 and float only): its float64 steps are those of networks without one.
+FLOAT64_WITHOUT_BATCH_NORM = {"tensorflow"}
 # Relative tolerance of the float64 steps: models.parity.FLOAT64_TOLERANCE (1e-6) unless
 # the framework's float64 kernels fall short of it. MXNet's do, by a little: its batch
 # norm keeps float32 precision somewhere (running statistics off by 2**-22 after a step,
 # losses by 1.5e-6 on ResNet-50), so 1e-5; and on ResNet-50 that is enough for its third
 # step to cross ReLU kinks the reference does not (2e-2 on some layer4 weights), so
 # MXNet's ResNet-50 is checked over two float64 steps (FLOAT64_STEPS).
-FLOAT64_TOLERANCES = {"pytorch": 1e-6, "mxnet": 1e-5, "jax": 1e-6}
+FLOAT64_TOLERANCES = {"pytorch": 1e-6, "mxnet": 1e-5, "jax": 1e-6, "tensorflow": 1e-6}
 FLOAT64_STEPS = {("mxnet", "resnet50"): 2}
 
 

@@ -14,11 +14,12 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.backend import Trainer, WorkerContext
+from harness.backend import Inferencer, Trainer, WorkerContext
 from harness.cpu import available_cores
 from harness.run import lifeline
 from harness.run.events import Emitter
@@ -148,6 +149,37 @@ def _is_data_error(exc: BaseException) -> bool:
     return isinstance(exc, DatasetError)
 
 
+def report_failure(
+    emitter: Emitter, exc: BaseException, is_out_of_memory: Callable[[BaseException], bool]
+) -> int:
+    """Emits the ``error`` event of a failed worker, prints its traceback to the log and
+    returns the worker's exit code (out of memory, error, or 130 for Ctrl-C)."""
+    # A malformed data file (even one that made NumPy raise MemoryError) is an
+    # error of the data, never the model's out-of-memory.
+    oom = not _is_data_error(exc) and is_out_of_memory(exc)
+    emitter.emit(
+        "error",
+        kind="oom" if oom else "error",
+        type=type(exc).__name__,
+        message=str(exc)[:4000],
+        traceback=traceback.format_exc()[-8000:],
+    )
+    traceback.print_exc()
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return EXIT_OOM if oom else EXIT_ERROR
+
+
+def close_quietly(runner: Trainer | Inferencer | None) -> None:
+    """``runner.close()``; a failure to release is printed, never raised."""
+    if runner is None:
+        return
+    try:
+        runner.close()
+    except Exception:
+        traceback.print_exc()
+
+
 def run_job(job: Job) -> int:
     from harness.plugins import PluginManager
     from harness.run.loop import run_benchmark
@@ -181,26 +213,9 @@ def run_job(job: Job) -> int:
         emitter.emit("end", status="ok")
         return EXIT_OK
     except BaseException as exc:
-        # A malformed data file (even one that made NumPy raise MemoryError) is an
-        # error of the data, never the model's out-of-memory.
-        oom = not _is_data_error(exc) and trainer_cls.is_out_of_memory(exc)
-        emitter.emit(
-            "error",
-            kind="oom" if oom else "error",
-            type=type(exc).__name__,
-            message=str(exc)[:4000],
-            traceback=traceback.format_exc()[-8000:],
-        )
-        traceback.print_exc()
-        if isinstance(exc, KeyboardInterrupt):
-            return 130
-        return EXIT_OOM if oom else EXIT_ERROR
+        return report_failure(emitter, exc, trainer_cls.is_out_of_memory)
     finally:
-        if trainer is not None:
-            try:
-                trainer.close()
-            except Exception:
-                traceback.print_exc()
+        close_quietly(trainer)
         emitter.close()
 
 
