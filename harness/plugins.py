@@ -23,6 +23,7 @@ import pluggy
 
 from harness import hookspecs, launchers
 from harness.errors import UsageError
+from harness.hookspecs import PLUGIN_API_VERSION
 
 if TYPE_CHECKING:
     from harness.backend import BackendInfo
@@ -39,6 +40,40 @@ PLUGINS_ENV = "HARNESS_PLUGINS"
 # Any value but "" or "0": pluggy's trace of every hook call (arguments, results) on
 # stderr, from the first registration hook on (a worker's goes to its log).
 TRACE_ENV = "HARNESS_TRACE_HOOKS"
+# The attribute in which a plugin declares the plugin API it was written against.
+API_ATTRIBUTE = "HARNESS_PLUGIN_API"
+
+
+def _major_minor(version: object) -> tuple[int, int] | None:
+    parts = version.split(".") if isinstance(version, str) else []
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def api_refusal(declared: object, current: str = PLUGIN_API_VERSION) -> str | None:
+    """Why a plugin declaring ``HARNESS_PLUGIN_API = declared`` cannot load into a harness
+    with plugin API ``current`` (one line naming both), or None when it can: the same
+    major version, and a minor no newer than the harness's."""
+    have = _major_minor(current)
+    assert have is not None, current
+    wants = _major_minor(declared)
+    if wants is None:
+        return (
+            f"declares {API_ATTRIBUTE} = {repr(declared)[:40]}, not a 'MAJOR.MINOR' string; "
+            f"this harness has plugin API {current}"
+        )
+    if wants[0] != have[0]:
+        return (
+            f"written for plugin API {declared}, this harness has plugin API {current} "
+            f"(another major version): use a release of the plugin for API {have[0]}.x"
+        )
+    if wants[1] > have[1]:
+        return (
+            f"written for plugin API {declared}, this harness has plugin API {current} "
+            "(an older minor version): upgrade the harness"
+        )
+    return None
 
 
 def _culprit(exc: BaseException, impls: list[pluggy.HookImpl]) -> str | None:
@@ -66,7 +101,7 @@ class PluginManager:
         self._pm.register(launchers, name="harness.launchers")
         self.load_errors: dict[str, str] = {}  # plugin name -> why it was left out
         for plugin in plugins:
-            self._pm.register(plugin)
+            self._add(plugin, self._pm.get_canonical_name(plugin))
         if entry_points:
             self._load_entry_points()
             self._load_env_plugins()
@@ -98,6 +133,17 @@ class PluginManager:
         return self._pm
 
     # Loading, each plugin on its own: one broken plugin is reported and left out --------
+
+    def _add(self, plugin: object, name: str) -> bool:
+        """Registers ``plugin`` as ``name`` unless the plugin API version it declares is
+        one this harness cannot serve (reported in ``load_errors``)."""
+        declared = getattr(plugin, API_ATTRIBUTE, None)
+        why = None if declared is None else api_refusal(declared)
+        if why is not None:
+            self.load_errors[name] = why
+            return False
+        self._pm.register(plugin, name=name)
+        return True
 
     def _leave_out(self, plugin_name: str, why: str) -> None:
         """Reports ``plugin_name`` (in ``load_errors``) and unregisters it with all it gave."""
@@ -209,7 +255,7 @@ class PluginManager:
                 continue
             seen[ep.name] = ep.value
             try:
-                self._pm.register(ep.load(), name=ep.name)
+                self._add(ep.load(), ep.name)
             except Exception as exc:
                 self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
 
@@ -220,7 +266,7 @@ class PluginManager:
             if self._pm.get_plugin(name) is not None:
                 continue
             try:
-                self._pm.register(importlib.import_module(name), name=name)
+                self._add(importlib.import_module(name), name)
             except Exception as exc:
                 self.load_errors[name] = f"{type(exc).__name__}: {exc}"
 

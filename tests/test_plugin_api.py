@@ -1,12 +1,26 @@
-"""The plugin API: hooks called through pluggy (wrappers and tracing see them)."""
+"""The plugin API: hooks called through pluggy (wrappers and tracing see them), the API
+version a plugin declares, and a plugin written against API 1.0 that still trains.
+
+tests/plugins/api_v1_plugin is that plugin: loaded through HARNESS_PLUGINS, as
+tests/fake_cli.py loads the fake backend, it is listed and trains through the command
+line. It is never updated: a change that breaks it breaks the 1.x promise.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from harness import hookimpl
-from harness.backend import BackendInfo
-from harness.plugins import TRACE_ENV, PluginManager
+from harness.backend import BackendInfo, Trainer
+from harness.hookspecs import PLUGIN_API_VERSION
+from harness.plugins import TRACE_ENV, PluginManager, api_refusal
+
+V1_PLUGIN = Path(__file__).resolve().parent / "plugins" / "api_v1_plugin"
 
 
 def _info(name: str) -> BackendInfo:
@@ -123,3 +137,112 @@ def test_the_trace_variable_traces_from_the_registration_hooks_on(monkeypatch, c
     err = capsys.readouterr().err
     assert "harness_register_backends" in err and "harness_register_launchers" in err
     assert "plugins: good" in err and "plugins: harness.launchers" in err
+
+
+class Declares:
+    def __init__(self, name: str, version: object) -> None:
+        self.__name__ = name
+        self.HARNESS_PLUGIN_API = version
+
+    @hookimpl
+    def harness_register_backends(self, register: Any) -> None:
+        register(_info(self.__name__))
+
+
+def test_the_declared_api_version_is_checked() -> None:
+    assert PLUGIN_API_VERSION.startswith("1.")  # 2.0 must refuse tests/plugins/api_v1_plugin
+    for accepted in ("1.0", "1.1"):
+        assert api_refusal(accepted, current="1.1") is None
+    major = api_refusal("2.0", current="1.1")
+    assert major is not None and "\n" not in major
+    assert "plugin API 2.0" in major and "plugin API 1.1" in major
+    assert "another major version" in major
+    assert "older minor" in (api_refusal("1.2", current="1.1") or "")
+    assert "not a 'MAJOR.MINOR' string" in (api_refusal(1.0, current="1.1") or "")
+    assert api_refusal("0.9", current="1.1") is not None
+    assert api_refusal("2.0", current="2.3") is None
+
+    plugins = (Declares("v1", "1.0"), Declares("v2", "2.0"), Declares("bad", "x"), Good())
+    pm = PluginManager(entry_points=False, plugins=plugins)
+    assert set(pm.backends) == {"v1", "good"}
+    assert pm.load_errors["v2"] == api_refusal("2.0")
+    assert f"plugin API {PLUGIN_API_VERSION}" in pm.load_errors["v2"]
+    assert "'x'" in pm.load_errors["bad"]
+
+
+def test_synchronize_has_a_default_and_the_core_methods_stay_abstract() -> None:
+    assert Trainer.__abstractmethods__ == frozenset(
+        {"framework_info", "device_batch", "train_step", "loss_value", "evaluate"}
+    )
+    assert Trainer.synchronize(None, None) is None  # type: ignore[arg-type]
+
+
+V2_PLUGIN = """
+from harness import hookimpl
+from harness.backend import BackendInfo
+
+HARNESS_PLUGIN_API = "2.0"
+
+
+@hookimpl
+def harness_register_backends(register):
+    register(BackendInfo("apiv2", "API 2.0", (), "-", "harness_api_v2:Nothing"))
+"""
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m harness ARGS`` with the 1.0 plugin and one written for API 2.0."""
+    (tmp_path / "harness_api_v2.py").write_text(V2_PLUGIN)
+    env = {k: v for k, v in os.environ.items() if k != TRACE_ENV}
+    env["HARNESS_PLUGINS"] = "harness_api_v1,harness_api_v2"
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(V1_PLUGIN), str(tmp_path), env.get("PYTHONPATH")])
+    )
+    env["COLUMNS"] = "250"  # one load error per line, however long
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+
+def test_a_plugin_for_api_1_0_is_listed_and_trains_beside_a_refused_one(tmp_path) -> None:
+    listed = _cli(tmp_path, "list")
+    assert listed.returncode == 0, listed.stderr
+    listing = listed.stdout + listed.stderr  # the console writes to stderr
+    lines = listing.splitlines()
+    assert any(line.split()[:2] == ["apiv1", "Plugin"] for line in lines), listing
+    assert any(line.split()[:1] == ["pytorch"] for line in lines)  # built-ins still there
+    (refused,) = [line for line in lines if "harness_api_v2" in line]
+    expected = f"written for plugin API 2.0, this harness has plugin API {PLUGIN_API_VERSION}"
+    assert f"failed to load: {expected}" in refused
+    assert "apiv2" not in listing
+
+    run = _cli(
+        tmp_path,
+        *("--tool", "apiv1", "--model", "lenet", "--dataset", "mnist", "--synthetic"),
+        *("--warmup-steps", "2", "--steps", "5", "--repeats", "1", "--batch-size", "16"),
+        *("--validate", "--idle-baseline", "0", "--output-dir", str(tmp_path / "logs")),
+        "--json",
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["summary"]["status"] == "ok"
+    (repeat,) = result["repeats"]
+    assert repeat["timed"]["steps"] == 5 and repeat["warmup"]["steps"] == 2
+    assert repeat["framework"]["framework"] == "numpy"
+    assert repeat["loss"]["last"] < repeat["loss"]["first"]
+    (validation,) = repeat["validation"]
+    assert validation["images"] > 0 and 0 <= validation["accuracy"] <= 1
+
+
+def test_the_1_0_plugin_implements_only_what_1_0_required(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(V1_PLUGIN))
+    import harness_api_v1
+
+    assert harness_api_v1.HARNESS_PLUGIN_API == "1.0"
+    methods = {k for k, v in vars(harness_api_v1.LinearTrainer).items() if callable(v)}
+    assert methods - {"__init__", "_logits"} == set(Trainer.__abstractmethods__)
