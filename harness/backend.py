@@ -3,6 +3,11 @@
 The orchestrator only ever sees :class:`BackendInfo` (plain data). The worker imports
 ``BackendInfo.trainer`` (a ``"module:Class"`` reference) inside the framework's
 interpreter, and drives it through the methods of :class:`Trainer`.
+
+Everything here is part of the plugin API (harness.hookspecs.PLUGIN_API_VERSION):
+within a major version, what a later minor version adds has a default, so a plugin
+written against an older minor keeps working. Each class says which of its fields and
+methods were added after the first version (1.0); docs/plugin-api.md lists them all.
 """
 
 from __future__ import annotations
@@ -43,7 +48,10 @@ class Option:
     """One backend option (``-o NAME=VALUE`` on the command line, ``options`` in sweeps).
 
     ``type`` is one of bool, int, float, str; ``choices`` limits a str option's values
-    (``any_value`` lets one accept other values too, e.g. a path beside on/off)."""
+    (``any_value`` lets one accept other values too, e.g. a path beside on/off).
+
+    Plugin API 1.1 (the whole class; ``name``, ``type``, ``default`` and ``help`` are
+    required)."""
 
     name: str
     type: str
@@ -106,7 +114,14 @@ def check_options(info: BackendInfo, options: Mapping[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class BackendInfo:
-    """One tool (``--tool NAME``) as registered by a plugin."""
+    """One tool (``--tool NAME``) as registered by a plugin.
+
+    Plugin API 1.0: ``name``, ``framework``, ``requires``, ``install_hint`` and
+    ``trainer`` (required), ``multi_process_launcher``, ``precisions``, ``description``
+    and ``worker_env``. Added in 1.1, all with defaults: ``run_env``, ``options``,
+    ``tasks``, ``inferencer``, ``node_launcher``, ``node_processes`` and
+    ``multi_node_refusal``.
+    """
 
     name: str  # the --tool value
     framework: str  # human name, e.g. "PyTorch"
@@ -154,7 +169,12 @@ class BackendInfo:
 
 @dataclass
 class WorkerContext:
-    """Everything a trainer needs, prepared by the worker."""
+    """Everything a trainer needs, prepared by the worker.
+
+    Built by the harness, read by plugins. Plugin API 1.0: ``spec`` to
+    ``total_devices``, ``process_batch`` and ``global_batch``; added in 1.1: ``nodes``,
+    ``node_rank``, ``peers`` and ``coordinator``.
+    """
 
     spec: RunSpec
     network: Network
@@ -186,10 +206,17 @@ class WorkerContext:
 class Trainer(abc.ABC):
     """Base class of every backend's trainer. Subclasses import their framework.
 
-    Required (abstract: a trainer that lacks one cannot be built): ``framework_info``,
-    ``device_batch``, ``train_step``, ``synchronize`` (a no-op inherited by mistake
-    would time queued work as done and inflate the throughput), ``loss_value`` and
-    ``evaluate``.
+    Required (abstract: a trainer that lacks one cannot be built), the core contract
+    since plugin API 1.0: ``framework_info``, ``device_batch``, ``train_step``,
+    ``loss_value`` and ``evaluate``.
+
+    With a default, since 1.0: ``synchronize`` (a no-op, for frameworks whose steps
+    block; a framework that queues work asynchronously must override it, or queued work
+    is timed as done and the throughput inflated), ``memory_peak``, ``state_dict``
+    (raises NotImplementedError; only weight dumps and parity checks read it),
+    ``is_out_of_memory``, ``oom_markers``, ``layout`` and ``close``. Added in 1.1, all
+    with defaults: ``prepare_evaluation``, ``reset_state``, ``all_reduce_sum``,
+    ``device_step_times`` and ``replica_states``.
 
     The worker's loop calls, in order: ``framework_info``; ``prepare_evaluation`` in
     setup when the run validates; for every step ``device_batch`` and ``train_step``,
@@ -203,13 +230,14 @@ class Trainer(abc.ABC):
     batch (training and evaluation) into contiguous parts of ``batch_size`` images, one
     per device, in device order, and reduces the evaluation sums over its devices.
 
-    Optional methods, with their defaults here:
+    Optional methods added in 1.1, with their defaults here:
 
     - ``prepare_evaluation()``: compile or trace the evaluation step now, for batches
       of ``process_batch`` images, so no validation pays for it (no-op).
     - ``reset_state()``: weights, batch-norm statistics and optimiser state (momentum,
       loss scale, step counters) back to ``ctx.initial_weights()`` and a fresh
-      optimiser (raises NotImplementedError: every built-in backend implements it).
+      optimiser (raises NotImplementedError: every built-in backend implements it; only
+      ``--epochs`` runs call it, so a trainer without it trains in steps mode only).
     - ``all_reduce_sum(values)``: element-wise sums over the run's processes (identity
       for a single process).
     - ``device_step_times()``: per-step device times measured without draining the
@@ -237,9 +265,15 @@ class Trainer(abc.ABC):
         """Run one optimiser step; return a token (e.g. the loss) to synchronise on."""
         raise NotImplementedError
 
-    @abc.abstractmethod
     def synchronize(self, token: Any) -> None:
-        """Block until the work behind ``token`` has finished on the device."""
+        """Block until the work behind ``token`` has finished on the device.
+
+        The default does nothing: right for frameworks whose steps block (they return
+        when the work is done). Override it when steps are asynchronous (CUDA, XLA,
+        MXNet's engine), or the loop times queued work as done. Not abstract, as in
+        plugin API 1.0, where it had this default too.
+        """
+        return None  # steps that block have nothing left to wait for
 
     @abc.abstractmethod
     def loss_value(self, token: Any) -> float:
@@ -317,6 +351,12 @@ class Trainer(abc.ABC):
 
 class Inferencer(abc.ABC):
     """Runs a backend's inference in the worker. Subclasses import their framework.
+
+    Plugin API 1.1 (the whole class). Required (abstract), the core contract since it
+    was added: ``framework_info``, ``export``, ``load``, ``device_batch``, ``infer``,
+    ``synchronize`` and ``to_numpy``. With defaults: ``prepare``, ``memory_peak``,
+    ``is_out_of_memory``, ``oom_markers``, ``suffix`` and ``close``. (``synchronize``
+    stays abstract here: no released Inferencer lacked it.)
 
     The inference run calls ``export`` once per run, in its own fresh process (untimed);
     then, in every repeat's fresh worker: ``framework_info``; ``load`` (timed: load);

@@ -14,6 +14,10 @@ the harness at import time. Frameworks are imported by the trainer class that
 
 Registration hooks receive a ``register`` callback instead of returning values, so
 one plugin can provide several backends or launchers.
+
+The plugin API is versioned (:data:`PLUGIN_API_VERSION`); docs/plugin-api.md lists
+every hook and base-class method with the version that added it, and says how hook
+wrappers (``@hookimpl(wrapper=True)``) and pluggy's tracing work with the harness.
 """
 
 from __future__ import annotations
@@ -33,6 +37,26 @@ if TYPE_CHECKING:
     from harness.sweep.executors import Executor
 
 hookspec = pluggy.HookspecMarker("harness")
+
+#: The plugin API this harness implements, "MAJOR.MINOR": the hooks below, the base
+#: classes and data classes of harness.backend, harness.launchers.Launcher and
+#: harness.sweep.executors.Executor, and ``harness.hookimpl``.
+#:
+#: - 1.0: the first release (harness_register_backends, harness_register_launchers and
+#:   the three observer hooks; Trainer; BackendInfo's first nine fields).
+#: - 1.1: harness_register_executors, harness_refuse_run; Inferencer; the Trainer's
+#:   optional methods prepare_evaluation, reset_state, all_reduce_sum,
+#:   device_step_times and replica_states; BackendInfo's run_env, options, tasks,
+#:   inferencer and multi-node fields; hook wrappers and pluggy's tracing work.
+#:
+#: The promise: within one MAJOR version, a plugin written against an older MINOR keeps
+#: working (what a later minor adds has a default; nothing is removed or made
+#: required). A plugin may declare the version it was written against as a module (or
+#: object) attribute ``HARNESS_PLUGIN_API = "1.0"``; the harness refuses it, with one
+#: line naming both versions, when its MAJOR differs or its MINOR is newer than this.
+#: (One change predates the promise: since 1.1 harness_repeat_finished and
+#: harness_run_finished receive typed records where 1.0 passed dicts.)
+PLUGIN_API_VERSION = "1.1"
 
 
 @hookspec
@@ -60,6 +84,7 @@ def harness_register_executors(register: Callable[[Executor], None]) -> None:
 
     The built-in ones are ``local`` (one run after another on this machine) and
     ``slurm`` (one SLURM job per run). Called the first time a sweep needs an executor.
+    Plugin API 1.1.
     """
 
 
@@ -70,6 +95,7 @@ def harness_refuse_run(spec: RunSpec, backend: BackendInfo, network: Network) ->
     Called by the orchestrator after the spec is validated and before any worker
     starts; the first reason returned becomes a one-line usage error (exit code 2),
     and sweeps list the run as skipped. Implementations must not import a framework.
+    Plugin API 1.1.
     """
 
 
@@ -87,6 +113,7 @@ def harness_repeat_finished(spec: RunSpec, repeat: RepeatRecord) -> None:
 
     ``repeat`` is the typed record stored in the results store
     (harness.results.schema; ``repeat.to_json()`` gives its JSON). Do not change it.
+    (Plugin API 1.0 passed the record's JSON-able dict.)
     """
 
 
@@ -94,4 +121,6 @@ def harness_repeat_finished(spec: RunSpec, repeat: RepeatRecord) -> None:
 def harness_run_finished(spec: RunSpec, result: RunResult) -> None:
     """A run has ended and its result (``result.json``) has been written and stored.
 
-    ``result`` is a harness.results.schema.RunResult (attributes, ``to_json()``)."""
+    ``result`` is a harness.results.schema.RunResult (attributes, ``to_json()``).
+    (Plugin API 1.0 passed the result's JSON-able dict.)
+    """

@@ -1,8 +1,20 @@
-"""A small typed facade over pluggy: the core never calls ``pm.hook`` untyped."""
+"""A small typed facade over pluggy: the core never calls ``pm.hook`` untyped.
+
+Hooks are called through pluggy's hook callers, so plugins' hook wrappers
+(``@hookimpl(wrapper=True)`` and old-style ``hookwrapper=True``) and pluggy's tracing
+(``pm.pluggy.enable_tracing()``, or ``HARNESS_TRACE_HOOKS=1``) see every call. Each
+plugin's implementation is called on its own, inside every wrapper
+(``subset_hook_caller``), so that one that raises is reported and left out while the
+others still run; a hook no plugin implements is called once, for the wrappers.
+"""
 
 from __future__ import annotations
 
+import inspect
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +23,7 @@ import pluggy
 
 from harness import hookspecs, launchers
 from harness.errors import UsageError
+from harness.hookspecs import PLUGIN_API_VERSION
 
 if TYPE_CHECKING:
     from harness.backend import BackendInfo
@@ -24,6 +37,57 @@ ENTRY_POINT_GROUP = "harness"
 # Extra plugin modules to load, comma-separated import names: for developing a plugin
 # before packaging it, and for tests. Workers inherit it with the environment.
 PLUGINS_ENV = "HARNESS_PLUGINS"
+# Any value but "" or "0": pluggy's trace of every hook call (arguments, results) on
+# stderr, from the first registration hook on (a worker's goes to its log).
+TRACE_ENV = "HARNESS_TRACE_HOOKS"
+# The attribute in which a plugin declares the plugin API it was written against.
+API_ATTRIBUTE = "HARNESS_PLUGIN_API"
+
+
+def _major_minor(version: object) -> tuple[int, int] | None:
+    parts = version.split(".") if isinstance(version, str) else []
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def api_refusal(declared: object, current: str = PLUGIN_API_VERSION) -> str | None:
+    """Why a plugin declaring ``HARNESS_PLUGIN_API = declared`` cannot load into a harness
+    with plugin API ``current`` (one line naming both), or None when it can: the same
+    major version, and a minor no newer than the harness's."""
+    have = _major_minor(current)
+    assert have is not None, current
+    wants = _major_minor(declared)
+    if wants is None:
+        return (
+            f"declares {API_ATTRIBUTE} = {repr(declared)[:40]}, not a 'MAJOR.MINOR' string; "
+            f"this harness has plugin API {current}"
+        )
+    if wants[0] != have[0]:
+        return (
+            f"written for plugin API {declared}, this harness has plugin API {current} "
+            f"(another major version): use a release of the plugin for API {have[0]}.x"
+        )
+    if wants[1] > have[1]:
+        return (
+            f"written for plugin API {declared}, this harness has plugin API {current} "
+            "(an older minor version): upgrade the harness"
+        )
+    return None
+
+
+def _culprit(exc: BaseException, impls: list[pluggy.HookImpl]) -> str | None:
+    """The plugin whose implementation (a wrapper or not) raised ``exc``: the innermost
+    frame of the traceback that runs one of ``impls``; None if none does."""
+    owners = {}
+    for impl in impls:
+        code = getattr(inspect.unwrap(impl.function), "__code__", None)
+        if code is not None:
+            owners[code] = impl.plugin_name
+    found = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        found = owners.get(frame.f_code, found)
+    return found
 
 
 class PluginManager:
@@ -32,10 +96,12 @@ class PluginManager:
     def __init__(self, *, entry_points: bool = True, plugins: tuple[object, ...] = ()) -> None:
         self._pm = pluggy.PluginManager("harness")
         self._pm.add_hookspecs(hookspecs)
+        if os.environ.get(TRACE_ENV, "") not in ("", "0"):
+            self._trace_to_stderr()
         self._pm.register(launchers, name="harness.launchers")
-        for plugin in plugins:
-            self._pm.register(plugin)
         self.load_errors: dict[str, str] = {}  # plugin name -> why it was left out
+        for plugin in plugins:
+            self._add(plugin, self._pm.get_canonical_name(plugin))
         if entry_points:
             self._load_entry_points()
             self._load_env_plugins()
@@ -47,7 +113,37 @@ class PluginManager:
         self._register("harness_register_backends", "backend", self.backends)
         self._register("harness_register_launchers", "launcher", self.launchers)
 
+    def _trace_to_stderr(self) -> None:
+        """pluggy's trace of every hook call on stderr, each call's plugins named."""
+        hooktrace = self._pm.trace.root.get("hook")
+        self._pm.add_hookcall_monitoring(
+            lambda hook, impls, kwargs: hooktrace(
+                "plugins:", ", ".join(i.plugin_name for i in reversed(impls))
+            ),
+            lambda outcome, hook, impls, kwargs: None,
+        )
+        self._pm.trace.root.setwriter(sys.stderr.write)
+        self._pm.enable_tracing()  # outermost: the call's line comes before its plugins
+
+    @property
+    def pluggy(self) -> pluggy.PluginManager:
+        """The pluggy PluginManager underneath: for tracing (``enable_tracing()``,
+        ``trace.root.setwriter``) and introspection. Plugins registered through it skip
+        the checks this class makes; hooks called through it skip its fault isolation."""
+        return self._pm
+
     # Loading, each plugin on its own: one broken plugin is reported and left out --------
+
+    def _add(self, plugin: object, name: str) -> bool:
+        """Registers ``plugin`` as ``name`` unless the plugin API version it declares is
+        one this harness cannot serve (reported in ``load_errors``)."""
+        declared = getattr(plugin, API_ATTRIBUTE, None)
+        why = None if declared is None else api_refusal(declared)
+        if why is not None:
+            self.load_errors[name] = why
+            return False
+        self._pm.register(plugin, name=name)
+        return True
 
     def _leave_out(self, plugin_name: str, why: str) -> None:
         """Reports ``plugin_name`` (in ``load_errors``) and unregisters it with all it gave."""
@@ -76,18 +172,60 @@ class PluginManager:
                 )
         self._pm.check_pending()  # nothing unknown is left
 
+    # Calling hooks, plugin by plugin, through pluggy ------------------------------------
+
+    def _implementations(self, hook: str) -> list[pluggy.HookImpl | None]:
+        """The implementations of ``hook`` that are not wrappers, in registration order;
+        ``[None]`` when there are none (the hook is still called once, for wrappers)."""
+        impls = getattr(self._pm.hook, hook).get_hookimpls()
+        return [i for i in impls if not (i.wrapper or i.hookwrapper)] or [None]
+
+    def _call_plugin(
+        self,
+        hook: str,
+        impl: pluggy.HookImpl | None,
+        kwargs: Callable[[], dict[str, Any]],
+        *,
+        again: bool,
+        warn: bool = False,
+    ) -> tuple[bool, Any]:
+        """Calls ``impl``'s plugin alone (None: no plugin), inside every wrapper, through
+        pluggy: ``(True, its result)``, or ``(False, None)`` when it raised and was left
+        out. A wrapper that raises is blamed and left out instead (by the traceback);
+        ``again``: the plugin is then called once more, with fresh ``kwargs()``, without
+        that wrapper. ``warn``: a plugin left out is also reported on stderr."""
+        while impl is None or self._pm.is_registered(impl.plugin):
+            others = [i.plugin for i in self._implementations(hook) if i not in (None, impl)]
+            caller = self._pm.subset_hook_caller(hook, remove_plugins=others)
+            impls = caller.get_hookimpls()
+            try:
+                return True, caller(**kwargs())
+            except Exception as exc:
+                culprit = _culprit(exc, impls) or (impl.plugin_name if impl else None)
+                if culprit is None:
+                    raise
+                why = f"{hook} raised {type(exc).__name__}: {exc}"
+                if warn:
+                    print(f"warning: plugin {culprit!r} left out: {why}", file=sys.stderr)
+                self._leave_out(culprit, why)
+                if not again or impl is None or culprit == impl.plugin_name:
+                    break
+        return False, None
+
     def _register(self, hook: str, kind: str, registry: dict[str, Any]) -> None:
         """Calls one registration hook plugin by plugin; a plugin that raises or whose
         name clashes with an earlier plugin's is reported and left out."""
-        caller = getattr(self._pm.hook, hook)
-        for impl in caller.get_hookimpls():  # registration order: the first plugin wins
-            plugin_name = impl.plugin_name
+        for impl in self._implementations(hook):  # registration order: the first wins
             added: list[Any] = []
-            try:
-                impl.function(register=added.append)
-            except Exception as exc:
-                self._leave_out(plugin_name, f"{hook} raised {type(exc).__name__}: {exc}")
+
+            def fresh(added: list[Any] = added) -> dict[str, Any]:
+                added.clear()
+                return {"register": added.append}
+
+            ok, _ = self._call_plugin(hook, impl, fresh, again=True)
+            if not ok or impl is None:
                 continue
+            plugin_name = impl.plugin_name
             clash = next((item.name for item in added if (kind, item.name) in self._owners), None)
             if clash is None:
                 names = [item.name for item in added]
@@ -117,19 +255,18 @@ class PluginManager:
                 continue
             seen[ep.name] = ep.value
             try:
-                self._pm.register(ep.load(), name=ep.name)
+                self._add(ep.load(), ep.name)
             except Exception as exc:
                 self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
 
     def _load_env_plugins(self) -> None:
         import importlib
-        import os
 
         for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
             if self._pm.get_plugin(name) is not None:
                 continue
             try:
-                self._pm.register(importlib.import_module(name), name=name)
+                self._add(importlib.import_module(name), name)
             except Exception as exc:
                 self.load_errors[name] = f"{type(exc).__name__}: {exc}"
 
@@ -171,18 +308,12 @@ class PluginManager:
             raise UsageError(f"unknown executor {name!r}; registered: {choices}") from None
 
     def _call_each(self, hook: str, *, first: bool = False, **kwargs: Any) -> Any:
-        """Calls ``hook`` plugin by plugin; one that raises is reported on stderr and left
-        out, and the others still run. ``first``: stop at the first non-None result."""
-        caller = getattr(self._pm.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
-            try:
-                result = impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
-            except Exception as exc:
-                why = f"{hook} raised {type(exc).__name__}: {exc}"
-                print(f"warning: plugin {impl.plugin_name!r} left out: {why}", file=sys.stderr)
-                self._leave_out(impl.plugin_name, why)
-                continue
-            if first and result is not None:
+        """Calls ``hook`` plugin by plugin, in pluggy's order, each inside every wrapper;
+        one that raises is reported on stderr and left out, and the others still run.
+        ``first`` (a firstresult hook): stop at the first non-None result."""
+        for impl in reversed(self._implementations(hook)):
+            ok, result = self._call_plugin(hook, impl, lambda: kwargs, again=False, warn=True)
+            if ok and first and result is not None:
                 return result
         return None
 
