@@ -582,27 +582,6 @@ def test_a_duplicate_entry_point_name_is_reported(monkeypatch) -> None:
     assert "already uses the entry-point name 'dup'" in pm.load_errors[key]
 
 
-def test_a_trainer_must_implement_synchronize() -> None:
-    class Forgetful(Trainer):
-        def framework_info(self) -> dict[str, Any]:
-            return {}
-
-        def device_batch(self, images: Any, labels: Any) -> Any:
-            return None
-
-        def train_step(self, batch: Any) -> Any:
-            return None
-
-        def loss_value(self, token: Any) -> float:
-            return 0.0
-
-        def evaluate(self, batch: Any) -> tuple[float, int]:
-            return 0.0, 0
-
-    with pytest.raises(TypeError, match="synchronize"):
-        Forgetful(None)  # type: ignore[arg-type]
-
-
 # 10. Markdown ---------------------------------------------------------------------------
 
 
