@@ -23,7 +23,7 @@ import pytest
 from fake_cli import harness_env, run_cli
 
 from harness import hookimpl
-from harness.backend import BackendInfo, Option, Trainer, check_options
+from harness.backend import BackendInfo, Option, check_options
 from harness.datasets import DatasetError, cifar, idx, open_source
 from harness.errors import UsageError
 from harness.plugins import PluginManager
