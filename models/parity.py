@@ -216,7 +216,8 @@ def reference_case(
     ``train_logits`` (inference and training-mode forward, float64), ``batch<s>/images``
     and ``batch<s>/labels`` of each training step, ``losses``, ``state<s>/<key>`` after
     each step (running variance from the unbiased batch variance) and
-    ``biased<s>/<key>`` (the running variances from the biased one)."""
+    ``biased<s>/<key>`` (the running variances from the biased one). ``steps=0``: the
+    forward passes only (no training step, empty ``losses``)."""
     from .reference_training import train
 
     network = without_dropout(network)
@@ -225,7 +226,12 @@ def reference_case(
     case = {f"weight/{k}": v for k, v in weights.items()}
     case["images"] = x
     case["logits"] = reference_logits(network, weights, x, training=False)
-    case["train_logits"] = reference_logits(network, weights, x, training=True)
+    # dropout is off: without batch norm the training-mode forward is the inference one
+    case["train_logits"] = (
+        reference_logits(network, weights, x, training=True)
+        if batch_norm_paths(network)
+        else case["logits"].copy()
+    )
     check_scale(case["logits"])
     check_scale(case["train_logits"])
     data = batches(network, batch, steps)

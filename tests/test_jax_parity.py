@@ -13,6 +13,7 @@ from parity_checks import (
     check_training,
     mutation_params,
     pair_params,
+    training_pair_params,
 )
 
 pytestmark = pytest.mark.jax
@@ -35,6 +36,6 @@ def test_mutations_fail_the_check(request, mutation):
     check_mutation_fails(run, request, mutation)
 
 
-@pair_params()
+@training_pair_params()
 def test_training_matches_the_reference(request, name, shape, classes):
     check_training("jax", request, name, shape, classes)
