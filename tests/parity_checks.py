@@ -174,9 +174,9 @@ def _key(name: str, shape: tuple[int, int, int], classes: int, steps: int) -> st
 
 def reference(request: pytest.FixtureRequest, name: str, shape, classes: int) -> dict:
     """models.parity.reference_case of one pair, computed by the reference in this test
-    session or an earlier one: kept in pytest's cache folder (pyproject's cache_dir: shared by the tox envs of
-    one checkout), keyed by the pair and the source of models/, so a change to the
-    reference or the models recomputes it."""
+    session or an earlier one: kept in pytest's cache folder (pyproject's cache_dir:
+    shared by the tox envs of one checkout), keyed by the pair and the source of models/,
+    so a change to the reference or the models recomputes it."""
     shape = tuple(shape)
     pair = (name, shape, classes)
     steps = 3 if pair in THREE_STEPS else 1 if pair in TRAINED_PAIRS else 0
