@@ -40,6 +40,7 @@ def rows(store: Path, sql: str) -> list[tuple]:
         db.close()
 
 
+@pytest.mark.slow
 def test_a_run_left_out_of_the_store_is_taken_in_at_the_next_start(tmp_path: Path) -> None:
     output = tmp_path / "logs"
     first = fake_run(output, "--repeats", "2")

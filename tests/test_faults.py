@@ -278,6 +278,7 @@ def test_read_only_output_dir_cwd_and_data_dir(tmp_path: Path) -> None:
     assert list(ro.iterdir()) == []
 
 
+@pytest.mark.slow
 @needs_unshare
 def test_a_store_on_a_read_only_filesystem_is_reported(tmp_path: Path) -> None:
     """Item 2: report, export, compare and sweep --list read a WAL-mode store that sits on
@@ -306,6 +307,7 @@ def test_a_store_on_a_read_only_filesystem_is_reported(tmp_path: Path) -> None:
 # 5. The sweep start race ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_same_sweep_started_twice_at_once_runs_once(tmp_path: Path) -> None:
     sweep = tmp_path / "race.toml"
     sweep.write_text(

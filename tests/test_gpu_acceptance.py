@@ -424,6 +424,7 @@ def table_rows(stdout: str) -> dict[str, str]:
     return {re.split(r"\s{2,}", ln)[1]: ln for ln in lines[1:] if ln[:1].isdigit()}
 
 
+@pytest.mark.slow
 def test_the_acceptance_runs_against_the_fake_gpu_machine(tmp_path: Path) -> None:
     out = run_script(*FAKE_RUN, "--output-dir", str(tmp_path),
                      HARNESS_NVML_MODULE="fake_gpu_machine")  # fmt: skip
@@ -470,6 +471,7 @@ def test_the_acceptance_runs_against_the_fake_gpu_machine(tmp_path: Path) -> Non
     assert (tmp_path / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_a_bare_interpreter_hands_over_to_one_with_the_harness(tmp_path: Path) -> None:
     """--harness-python: the set-up part runs here and the rest in that interpreter, as
     after an install; the GPUs of the preflight come from nvidia-smi (a fake one)."""

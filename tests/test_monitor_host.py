@@ -56,6 +56,7 @@ def burner():
         kill_tree(proc)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("procfs", [True, False], ids=["procfs", "psutil"])
 def test_tree_rss_and_cpu_include_grandchildren(
     burner, procfs: bool, monkeypatch: pytest.MonkeyPatch

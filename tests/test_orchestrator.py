@@ -110,6 +110,7 @@ def test_failed_worker_becomes_a_stored_result(
     assert db.execute("SELECT COUNT(*) FROM repeats WHERE status = ?", (status,)).fetchone()[0] == 2
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_worker_tree(tmp_path: Path) -> None:
     out = fake_run(tmp_path, "-o", "behaviour=hang", "--timeout", "4", repeats=1)
     assert out.returncode == 1, out.stderr

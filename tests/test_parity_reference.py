@@ -117,6 +117,7 @@ def test_sgd_momentum_and_running_statistics_follow_the_recipe():
     assert len(losses) == 2 and losses[0] > 0
 
 
+@pytest.mark.slow
 def test_parity_weights_are_a_sharp_test():
     network = build("googlenet", (3, 32, 32), 10)
     weights = P.parity_weights(network)

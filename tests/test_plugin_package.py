@@ -114,6 +114,7 @@ def _stored(venv: Venv, run_id: str) -> tuple[tuple, list[tuple]]:
     return run, repeats
 
 
+@pytest.mark.slow
 def test_installed_packages_come_from_the_venv(venv: Venv):
     code = (
         "import harness, harness.models, harness.datasets, harness.backends.pytorch, "

@@ -140,6 +140,7 @@ def _check_pdf(path: Path) -> None:
     assert b"/CreationDate" not in raw and b"/ModDate" not in raw
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
 def test_figures_one_file_per_measured_metric(tmp_path: Path, fmt: str) -> None:
     pytest.importorskip("matplotlib")
@@ -200,6 +201,7 @@ def _blocked(tmp_path: Path, *modules: str) -> str:
     return os.pathsep.join([str(folder), str(FAKES)])
 
 
+@pytest.mark.slow
 def test_report_figures_cli(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     make_store(tmp_path / "results.sqlite", cpu_only_results())

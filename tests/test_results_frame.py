@@ -82,6 +82,7 @@ def test_load_without_pandas_says_what_to_install(
         load(tmp_path)
 
 
+@pytest.mark.slow
 def test_parquet_round_trip(tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")

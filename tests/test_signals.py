@@ -83,6 +83,7 @@ def _gone(pid: int) -> bool:
     return not lifeline._exists(pid)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "code", "preexec"),
     [

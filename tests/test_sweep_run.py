@@ -79,6 +79,7 @@ def _cells(store: Path) -> dict[str, dict]:
     return {r["cell"]: dict(r) for r in rows}
 
 
+@pytest.mark.slow
 def test_sweep_lists_skips_first_records_failures_and_reports(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     out = run_cli("sweep", str(_file(tmp_path, MATRIX)), "--output-dir", str(logs))
@@ -158,6 +159,7 @@ def _wait_for_a_run_in_progress(store: Path, proc: subprocess.Popen) -> tuple[di
     raise AssertionError("no run reached its timed phase in time")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigkill", "sigint"])
 def test_a_stopped_sweep_resumes_without_repeating_finished_runs(tmp_path: Path, how: str) -> None:
     logs = tmp_path / "logs"
@@ -268,6 +270,7 @@ model = "lenet"
 """
 
 
+@pytest.mark.slow
 def test_a_sweep_on_scripted_gpus_reports_their_power_and_scaling(tmp_path: Path) -> None:
     """CPU, 1 and 2 GPUs on a machine of fake NVML GPUs (A100s drawing 200 W and 250 W):
     the monitor's figures flow through the sweep into the report and its charts."""

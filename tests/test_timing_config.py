@@ -83,6 +83,7 @@ def test_built_in_study_sweep_keeps_fixed_warmup_and_steps() -> None:
         assert cell.spec.warmup_steps == 10 and cell.spec.steps is not None
 
 
+@pytest.mark.slow
 def test_default_run_prints_how_its_length_was_decided(tmp_path: Path) -> None:
     out = fake_cli.run_cli(
         "--tool", "fake", "--model", "lenet", "--dataset", "mnist", "--synthetic",
