@@ -205,3 +205,30 @@ def test_verify_judges_each_row_against_the_tolerances(tmp_path, forward, state,
     assert ok is (verdict == "pass")
     last = out.getvalue().splitlines()[-1].split()
     assert last[:3] == ["pytorch", "lenet", "1x28x28"] and last[7] == verdict
+
+
+# The study's table: every (network, dataset) cell it ran. Each is a pair of the parity
+# matrix (backend_checks.PAIRS), whose forward every framework checks against the NumPy
+# reference, and whose training it checks through the framework's own Trainer at 28x28
+# and 32x32; each backend's CLI runs (synthetic, real data, 224x224 upscaled) cover the
+# path from the command line to that Trainer.
+STUDY_CELLS = [
+    ("lenet", "mnist"),
+    *[
+        (m, d)
+        for d in ("cifar10", "imagenet")
+        for m in ("alexnet", "resnet50", "googlenet", "vgg16")
+    ],
+]
+
+
+@pytest.mark.parametrize(("model", "dataset"), STUDY_CELLS)
+def test_every_cell_of_the_study_is_a_pair_of_the_parity_matrix(model: str, dataset: str) -> None:
+    from backend_checks import PAIRS
+
+    from harness import datasets
+
+    info = datasets.DATASETS[dataset]
+    pair = (model, tuple(info.image_shape), info.num_classes)
+    assert pair in PAIRS
+    assert build(model, pair[1], pair[2]).name == model

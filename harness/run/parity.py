@@ -183,8 +183,10 @@ def _jax_float64(trainer: Any) -> Callable[[], dict]:
             jax.config.update("jax_enable_x64", False)
 
     trainer.close = restore
+    # widened on the host: an eager astype compiles one XLA kernel per leaf shape
     wide = lambda tree: jax.tree_util.tree_map(  # noqa: E731
-        lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+        lambda a: np.asarray(a, np.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+        tree,
     )
     state = trainer.state
     trainer.state = jax.device_put(
