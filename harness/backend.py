@@ -7,7 +7,7 @@ interpreter, and drives it through the methods of :class:`Trainer`.
 Everything here is part of the plugin API (harness.hookspecs.PLUGIN_API_VERSION):
 within a major version, what a later minor version adds has a default, so a plugin
 written against an older minor keeps working. Each class says which of its fields and
-methods were added after the first version (1.0); docs/plugin-api.md lists them all.
+methods were added after the first version (1.0); docs/plugins.md lists them all.
 """
 
 from __future__ import annotations

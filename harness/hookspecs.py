@@ -15,7 +15,7 @@ the harness at import time. Frameworks are imported by the trainer class that
 Registration hooks receive a ``register`` callback instead of returning values, so
 one plugin can provide several backends or launchers.
 
-The plugin API is versioned (:data:`PLUGIN_API_VERSION`); docs/plugin-api.md lists
+The plugin API is versioned (:data:`PLUGIN_API_VERSION`); docs/plugins.md lists
 every hook and base-class method with the version that added it, and says how hook
 wrappers (``@hookimpl(wrapper=True)``) and pluggy's tracing work with the harness.
 """

@@ -14,7 +14,7 @@ count every device of every node.
 As a plugin (``HARNESS_PLUGINS=multinode_checks``) it registers ``fake-nodes``: the fake
 trainer of tests/fakes, over nodes with the core's ``local`` per-node launcher;
 ``-o exit_rank=R`` makes rank R exit at its first step while the others hang (as ranks
-waiting in a collective would); and ``shell-nodes``, the README's launcher example.
+waiting in a collective would); and ``shell-nodes``, the launcher example of docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
 
 
 def shell_nodes(request: LaunchRequest) -> list[str]:
-    """The README's launcher example without numactl: N node processes started by bash,
+    """The launcher example of docs/plugins.md without numactl: N node processes started by bash,
     each given its rank in HARNESS_NODE_RANK; the first failure is the exit code."""
     starts = [
         f"HARNESS_NODE_RANK={rank} "

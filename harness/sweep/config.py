@@ -1,7 +1,7 @@
 """Sweep files: a TOML description of a matrix of runs, expanded into cells.
 
 A *cell* is one (tool, model, dataset, hardware configuration): one run of the
-orchestrator. The file format is documented in the README ("Sweeps"); in short::
+orchestrator. The file format is documented in docs/user-guide/sweeps.md; in short::
 
     [sweep]      name, description, tools, hardware, repeats, models + datasets
     [defaults]   RunSpec fields for every run

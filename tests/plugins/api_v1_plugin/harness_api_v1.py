@@ -10,7 +10,7 @@ inherited no-op synchronize is right.
 
 tests/test_plugin_api.py loads it through HARNESS_PLUGINS (or install it: ``pip install
 tests/plugins/api_v1_plugin``) and trains with it through the command line: a harness
-change that breaks it breaks the plugin API 1.x promise (docs/plugin-api.md). Change
+change that breaks it breaks the plugin API 1.x promise (docs/plugins.md). Change
 the harness, not this file.
 """
 
