@@ -29,7 +29,7 @@ SWEEP = f"""
 name = "integration"
 tools = {list(TOOLS)!r}
 hardware = ["cpu"]
-repeats = 2
+repeats = 1  # repeats are tested with the fake backend (tests/test_sweep_run.py)
 
 [defaults]
 batch_size = 4
