@@ -12,7 +12,7 @@ if "$py" -m ruff --version >/dev/null 2>&1; then
 else
   echo "fast: ruff is not installed here (pip install 'ruff==0.15.*'): lint skipped" >&2
 fi
-"$py" -m pytest -q -p no:cacheprovider \
+"$py" -m pytest -q -p no:cacheprovider --numprocesses=auto --maxprocesses=4 \
   -m "not (slow or pytorch or tensorflow or jax or mxnet or onnxruntime or integration or slurm)" tests
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs one test command in the background of the next ones and collects it later, for
+# tests that mostly wait (the SLURM tests wait on the scheduler: a job's time limit alone
+# is 60 to 90 s of an idle CPU).
+#   bash scripts/alongside.sh start DIR COMMAND...   # starts COMMAND; its output goes to DIR/log
+#   bash scripts/alongside.sh wait DIR               # waits for it, prints its output and its
+#                                                    # wall time, and exits with its status
+set -euo pipefail
+action=${1:?start or wait}
+dir=${2:?a folder for the log and status}
+shift 2
+case $action in
+  start)
+    mkdir -p "$dir"
+    rm -f "$dir/status" "$dir/log"
+    date +%s > "$dir/started"
+    # its own session, its output to a file: nothing of tox's waits on it
+    setsid bash -c '"$@" > "$0/log" 2>&1; echo $? > "$0/status"' "$dir" "$@" < /dev/null &
+    echo $! > "$dir/pid"
+    echo "alongside: started in the background: $*"
+    ;;
+  wait)
+    while [ ! -f "$dir/status" ]; do
+      if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null && [ ! -f "$dir/status" ]; then
+        cat "$dir/log" 2>/dev/null || true
+        echo "alongside: the background command ended without a status (killed?)" >&2
+        exit 1
+      fi
+      sleep 1
+    done
+    cat "$dir/log"
+    echo "alongside: finished after $(( $(date +%s) - $(cat "$dir/started") )) s of wall time"
+    exit "$(cat "$dir/status")"
+    ;;
+  *) echo "alongside: start or wait, not $action" >&2; exit 2 ;;
+esac
