@@ -15,7 +15,8 @@ case $action in
     rm -f "$dir/status" "$dir/log"
     date +%s > "$dir/started"
     # its own session, its output to a file: nothing of tox's waits on it
-    setsid bash -c '"$@" > "$0/log" 2>&1; echo $? > "$0/status"' "$dir" "$@" < /dev/null &
+    setsid bash -c '"$@" > "$0/log" 2>&1; code=$?; date +%s > "$0/ended"; echo $code > "$0/status"' \
+      "$dir" "$@" < /dev/null &
     echo $! > "$dir/pid"
     echo "alongside: started in the background: $*"
     ;;
@@ -29,7 +30,9 @@ case $action in
       sleep 1
     done
     cat "$dir/log"
-    echo "alongside: finished after $(( $(date +%s) - $(cat "$dir/started") )) s of wall time"
+    started=$(cat "$dir/started")
+    echo "alongside: finished after $(( $(cat "$dir/ended") - started )) s," \
+      "collected after $(( $(date +%s) - started )) s"
     exit "$(cat "$dir/status")"
     ;;
   *) echo "alongside: start or wait, not $action" >&2; exit 2 ;;

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -72,3 +74,57 @@ def test_the_readme_states_the_budget_the_check_enforces() -> None:
     stated = dict(re.findall(r"^\| `?([a-z]+)`? \|[^|\n]*\|[^|\n]*\| (\d+) \|$", readme, re.M))
     assert {name: int(s) for name, s in stated.items() if name in shares} == shares
     assert f"budget: {total} s" in readme or f"{total // 60} minutes" in readme
+
+
+def test_marker_rows_show_the_background_run_by_its_own_time() -> None:
+    start = ["bash", "scripts/alongside.sh", "start", "d", "coverage", "run", "-m", "pytest"]
+    result = {
+        "testenvs": {
+            "frameworks": {
+                "result": {"success": True, "duration": 100.0},
+                "test": [
+                    {"command": [*start, "-m", "slurm", "tests"], "elapsed": 0.1},
+                    {"command": ["coverage", "run", "-m", "pytest", "-m", "jax"], "elapsed": 60},
+                    {
+                        "command": ["bash", "scripts/alongside.sh", "wait", "d"],
+                        "output": "...\nalongside: finished after 42 s, collected after 61 s\n",
+                        "elapsed": 1.0,
+                    },
+                ],
+            }
+        }
+    }
+    assert ci_times.marker_times(result) == [
+        ("frameworks", "slurm (in the background)", 42.0),
+        ("frameworks", "jax", 60),
+    ]
+
+
+ALONGSIDE = REPO / "scripts" / "alongside.sh"
+
+
+def test_alongside_collects_the_output_and_status_of_a_background_command(tmp_path: Path) -> None:
+    folder = str(tmp_path / "bg")
+    started = subprocess.run(
+        ["bash", str(ALONGSIDE), "start", folder, "bash", "-c", "echo from-the-background; exit 3"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    waited = subprocess.run(
+        ["bash", str(ALONGSIDE), "wait", folder], capture_output=True, text=True, timeout=30
+    )
+    assert waited.returncode == 3
+    assert "from-the-background" in waited.stdout and "finished after" in waited.stdout
+
+
+def test_alongside_fails_when_the_background_command_was_killed(tmp_path: Path) -> None:
+    folder = tmp_path / "bg"
+    subprocess.run(
+        ["bash", str(ALONGSIDE), "start", str(folder), "sleep", "60"], check=True, timeout=30
+    )
+    os.killpg(int((folder / "pid").read_text()), signal.SIGKILL)  # its own session
+    waited = subprocess.run(
+        ["bash", str(ALONGSIDE), "wait", str(folder)], capture_output=True, text=True, timeout=30
+    )
+    assert waited.returncode == 1
+    assert "ended without a status" in waited.stderr
