@@ -12,12 +12,15 @@ shift 2
 case $action in
   start)
     mkdir -p "$dir"
-    rm -f "$dir/status" "$dir/log"
+    rm -f "$dir/status" "$dir/log" "$dir/pid" "$dir/ended"
     date +%s > "$dir/started"
-    # its own session, its output to a file: nothing of tox's waits on it
-    setsid bash -c '"$@" > "$0/log" 2>&1; code=$?; date +%s > "$0/ended"; echo $code > "$0/status"' \
+    # its own session (its pid is its process group's), its output to a file: nothing of
+    # tox's waits on it
+    setsid bash -c 'echo $$ > "$0/pid.new" && mv "$0/pid.new" "$0/pid"
+      "$@" > "$0/log" 2>&1; code=$?; date +%s > "$0/ended"; echo $code > "$0/status"' \
       "$dir" "$@" < /dev/null &
-    echo $! > "$dir/pid"
+    for _ in $(seq 100); do [ -f "$dir/pid" ] && break; sleep 0.1; done
+    [ -f "$dir/pid" ] || { echo "alongside: the background command did not start" >&2; exit 1; }
     echo "alongside: started in the background: $*"
     ;;
   wait)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The inner loop (at most 5 minutes on a 2-core machine): ruff, the core tests without
 # those marked `slow`, and one short LeNet run through the CLI per installed framework,
-# all in the Python environment you work in (PYTHON, default python3, with the harness
-# installed: pip install -e '.[test]'). CI runs the full matrix: bash scripts/test.sh.
+# all in the Python environment you work in (PYTHON, default python3) with the harness and
+# the core tests' extras installed: pip install -e '.[test,figures,dataframe,imagenet]'
+# plus the frameworks you work on. CI runs the full matrix: bash scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
@@ -12,7 +13,7 @@ if "$py" -m ruff --version >/dev/null 2>&1; then
 else
   echo "fast: ruff is not installed here (pip install 'ruff==0.15.*'): lint skipped" >&2
 fi
-"$py" -m pytest -q -p no:cacheprovider --numprocesses=auto --maxprocesses=4 \
+"$py" -m pytest -q --numprocesses=auto --maxprocesses=4 \
   -m "not (slow or pytorch or tensorflow or jax or mxnet or onnxruntime or integration or slurm)" tests
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
