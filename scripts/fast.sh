@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
 started=$(date +%s)
+if ! "$py" -c "import harness, pytest, xdist" >/dev/null 2>&1; then
+  echo "fast: $py lacks the harness or its test extras: run" \
+    "$py -m pip install -e '.[test,figures,dataframe,imagenet]' (or set PYTHON)" >&2
+  exit 2
+fi
 if "$py" -m ruff --version >/dev/null 2>&1; then
   "$py" -m ruff check . && "$py" -m ruff format --check .
 else
