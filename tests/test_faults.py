@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fake_cli import harness_env, run_cli
+from plugin_helpers import Good, backend_info
 
 from harness import hookimpl
 from harness.backend import BackendInfo, Option, check_options
@@ -505,24 +506,12 @@ def test_many_hardware_entries_are_checked_for_duplicates() -> None:
 # 9. Plugins -----------------------------------------------------------------------------
 
 
-def _info(name: str) -> BackendInfo:
-    return BackendInfo(name, name.title(), (), "-", "x:Y")
-
-
-class Good:
-    __name__ = "good"
-
-    @hookimpl
-    def harness_register_backends(self, register: Any) -> None:
-        register(_info("good"))
-
-
 class Misspelt:
     __name__ = "misspelt"
 
     @hookimpl
     def harness_register_backend(self, register: Any) -> None:  # no such hook
-        register(_info("never"))
+        register(backend_info("never"))
 
 
 class Raising:
@@ -530,7 +519,7 @@ class Raising:
 
     @hookimpl
     def harness_register_backends(self, register: Any) -> None:
-        register(_info("half"))
+        register(backend_info("half"))
         raise RuntimeError("boom")
 
 
@@ -539,8 +528,8 @@ class Clash:
 
     @hookimpl
     def harness_register_backends(self, register: Any) -> None:
-        register(_info("good"))
-        register(_info("clash-own"))
+        register(backend_info("good"))
+        register(backend_info("clash-own"))
 
 
 class BadObserver:

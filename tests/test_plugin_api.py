@@ -15,24 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from plugin_helpers import Good, backend_info
+
 from harness import hookimpl
-from harness.backend import BackendInfo, Trainer
+from harness.backend import Trainer
 from harness.hookspecs import PLUGIN_API_VERSION
 from harness.plugins import TRACE_ENV, PluginManager, api_refusal
 
 V1_PLUGIN = Path(__file__).resolve().parent / "plugins" / "api_v1_plugin"
-
-
-def _info(name: str) -> BackendInfo:
-    return BackendInfo(name, name.title(), (), "-", "x:Y")
-
-
-class Good:
-    __name__ = "good"
-
-    @hookimpl
-    def harness_register_backends(self, register: Any) -> None:
-        register(_info("good"))
 
 
 class Other:
@@ -40,7 +30,7 @@ class Other:
 
     @hookimpl
     def harness_register_backends(self, register: Any) -> None:
-        register(_info("other"))
+        register(backend_info("other"))
 
     @hookimpl
     def harness_run_finished(self, spec: Any, result: Any) -> None:
@@ -146,7 +136,7 @@ class Declares:
 
     @hookimpl
     def harness_register_backends(self, register: Any) -> None:
-        register(_info(self.__name__))
+        register(backend_info(self.__name__))
 
 
 def test_the_declared_api_version_is_checked() -> None:
