@@ -18,6 +18,11 @@ are training runs: "train"), ``latency_p50_s``, ``latency_p99_s`` and
 lacks, so older files of the same version keep working (read-only opening changes
 nothing; the columns it lacks are compared in Python, see ``runs``).
 
+The columns of ``runs`` are declared once: the identity columns here (``_IDENTITY``),
+a column per stored metric (and its std where declared) in harness.results.metrics.
+A metric declared later (a plugin's) gets its column the same way: opening a file for
+writing adds it.
+
 The JSON of runs and repeats is harness.results.schema's records; rows written before
 the records had a schema version are read through its upgrade, not rewritten.
 """
@@ -33,45 +38,12 @@ from typing import Any
 from urllib.parse import quote
 
 from harness.errors import UsageError
-from harness.results import configkey
-from harness.results.schema import OpsResult, RepeatRecord, RunResult, SchemaError, Stat
+from harness.results import configkey, metrics
+from harness.results.schema import OpsResult, RepeatRecord, RunResult, SchemaError
 
 SCHEMA_VERSION = 4
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    status TEXT NOT NULL,
-    tool TEXT NOT NULL,
-    model TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    num_gpus INTEGER NOT NULL,
-    hardware TEXT NOT NULL,
-    gpu_name TEXT,
-    batch_size INTEGER,
-    global_batch INTEGER,
-    precision TEXT,
-    synthetic INTEGER,
-    repeats INTEGER,
-    repeats_ok INTEGER,
-    images_per_sec REAL,
-    images_per_sec_std REAL,
-    gpu_power_w REAL,
-    gpu_memory_mib REAL,
-    energy_j REAL,
-    joules_per_image REAL,
-    execution_time_s REAL,
-    accuracy REAL,
-    host TEXT,
-    harness_commit TEXT,
-    sweep_id TEXT,
-    result_json TEXT NOT NULL,
-    config_key TEXT,
-    flops_per_sec REAL,
-    mfu REAL
-);
+_TABLES = """
 CREATE TABLE IF NOT EXISTS repeats (
     run_id TEXT NOT NULL,
     repeat INTEGER NOT NULL,
@@ -125,63 +97,51 @@ CREATE TABLE IF NOT EXISTS ops (
 );
 """
 
-# Columns of ``runs`` and how each is read from a RunResult.
-_RUN_COLUMNS: dict[str, Callable[[RunResult], Any]] = {
-    "run_id": lambda r: r.run_id,
-    "started_at": lambda r: r.started_at,
-    "finished_at": lambda r: r.finished_at,
-    "status": lambda r: r.summary.status,
-    "tool": lambda r: r.spec.tool,
-    "model": lambda r: r.spec.model,
-    "dataset": lambda r: r.spec.dataset,
-    "num_gpus": lambda r: r.spec.num_gpus,
-    "hardware": lambda r: r.hardware,
-    "gpu_name": lambda r: r.gpu_name,
-    "batch_size": lambda r: r.spec.batch_size,
-    "global_batch": lambda r: r.global_batch,
-    "precision": lambda r: r.spec.precision,
-    "synthetic": lambda r: None if r.synthetic is None else int(r.synthetic),
-    "repeats": lambda r: r.summary.repeats,
-    "repeats_ok": lambda r: r.summary.repeats_ok,
-    "images_per_sec": lambda r: r.summary.images_per_sec.mean,
-    "images_per_sec_std": lambda r: r.summary.images_per_sec.std,
-    "gpu_power_w": lambda r: _mean(r.summary.gpu_power_w),
-    "gpu_memory_mib": lambda r: _mean(r.summary.gpu_memory_mib),
-    "energy_j": lambda r: _mean(r.summary.energy_j),
-    "joules_per_image": lambda r: _mean(r.summary.joules_per_image),
-    "execution_time_s": lambda r: r.summary.execution_time_s.mean,
-    "accuracy": lambda r: r.summary.accuracy.mean,
-    "host": lambda r: r.environment.get("hostname"),
-    "harness_commit": lambda r: r.environment.get("harness_commit"),
-    "sweep_id": lambda r: r.sweep_id,
-    "config_key": lambda r: configkey.config_key(r),
-    "flops_per_sec": lambda r: r.summary.flops.achieved_total if r.summary.flops else None,
-    "mfu": lambda r: r.summary.flops.mfu if r.summary.flops else None,
-    "task": lambda r: r.spec.task,
-    "latency_p50_s": lambda r: _inference(r, "latency_p50_s"),
-    "latency_p99_s": lambda r: _inference(r, "latency_p99_s"),
-    "total_inference_s": lambda r: _inference(r, "total_inference_s"),
-}
-# Columns added after version 2, with their types (added to older files when opened).
-_ADDED_COLUMNS = {
-    "config_key": "TEXT",
-    "flops_per_sec": "REAL",
-    "mfu": "REAL",
-    "task": "TEXT",
-    "latency_p50_s": "REAL",
-    "latency_p99_s": "REAL",
-    "total_inference_s": "REAL",
+# The identity columns of ``runs`` (what a run is, where and when it ran): name -> (SQL
+# type, value of a run). The metric columns follow, from harness.results.metrics.
+_IDENTITY: dict[str, tuple[str, Callable[[RunResult], Any]]] = {
+    "run_id": ("TEXT PRIMARY KEY", lambda r: r.run_id),
+    "started_at": ("TEXT NOT NULL", lambda r: r.started_at),
+    "finished_at": ("TEXT", lambda r: r.finished_at),
+    "status": ("TEXT NOT NULL", lambda r: r.summary.status),
+    "tool": ("TEXT NOT NULL", lambda r: r.spec.tool),
+    "model": ("TEXT NOT NULL", lambda r: r.spec.model),
+    "dataset": ("TEXT NOT NULL", lambda r: r.spec.dataset),
+    "num_gpus": ("INTEGER NOT NULL", lambda r: r.spec.num_gpus),
+    "hardware": ("TEXT NOT NULL", lambda r: r.hardware),
+    "gpu_name": ("TEXT", lambda r: r.gpu_name),
+    "batch_size": ("INTEGER", lambda r: r.spec.batch_size),
+    "global_batch": ("INTEGER", lambda r: r.global_batch),
+    "precision": ("TEXT", lambda r: r.spec.precision),
+    "synthetic": ("INTEGER", lambda r: None if r.synthetic is None else int(r.synthetic)),
+    "repeats": ("INTEGER", lambda r: r.summary.repeats),
+    "repeats_ok": ("INTEGER", lambda r: r.summary.repeats_ok),
+    "host": ("TEXT", lambda r: r.environment.get("hostname")),
+    "harness_commit": ("TEXT", lambda r: r.environment.get("harness_commit")),
+    "sweep_id": ("TEXT", lambda r: r.sweep_id),
+    "config_key": ("TEXT", lambda r: configkey.config_key(r)),
+    "task": ("TEXT", lambda r: r.spec.task),
 }
 
 
-def _inference(result: RunResult, name: str) -> float | None:
-    """The mean over the repeats of an inference figure (None for training runs)."""
-    part = result.summary.inference
-    return getattr(part, name).mean if part is not None else None
+def run_columns() -> dict[str, tuple[str, Callable[[RunResult], Any]]]:
+    """Every column of ``runs`` but ``result_json``: the identity columns, then one (or
+    two, with its std) per stored metric of the registry."""
+    columns = dict(_IDENTITY)
+    for metric in metrics.registry():
+        columns |= metric.store_columns()
+    return columns
 
 
-def _mean(stat: Stat | None) -> float | None:
-    return stat.mean if stat is not None else None
+def _create_runs() -> str:
+    lines = [f"    {name} {kind}," for name, (kind, _) in run_columns().items()]
+    body = "\n".join([*lines, "    result_json TEXT NOT NULL"])
+    return f"CREATE TABLE IF NOT EXISTS runs (\n{body}\n);\n"
+
+
+def _added_type(kind: str) -> str:
+    """The type of a column added to an older file (ALTER TABLE cannot add NOT NULL)."""
+    return kind.split()[0]
 
 
 class StoreError(UsageError):
@@ -209,15 +169,16 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         version = self._check(write=True)
         with self._connect() as db:
-            db.executescript(_SCHEMA)
+            db.executescript(_create_runs() + _TABLES)
         if version < SCHEMA_VERSION or self._lacks_columns():
             self._migrate()
 
     def _lacks_columns(self) -> bool:
-        """Whether ``runs`` lacks a column added within the current version."""
+        """Whether ``runs`` lacks one of its columns (added within the current version,
+        or a metric's declared since)."""
         with self._connect(journal=False) as db:
             present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-        return not set(_ADDED_COLUMNS) <= present
+        return not set(run_columns()) <= present
 
     def _check(self, *, write: bool) -> int:
         """The file's schema version, after checking it is a store this harness reads."""
@@ -243,16 +204,16 @@ class ResultStore:
         return int(version)
 
     def _migrate(self) -> None:
-        """Adds the version-3 columns and fills the configuration key of older runs.
+        """Adds the columns the file lacks and fills the configuration key of older runs.
 
         One IMMEDIATE transaction: several processes may open an old file at once."""
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("BEGIN IMMEDIATE")
             present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-            for column, kind in _ADDED_COLUMNS.items():
+            for column, (kind, _) in run_columns().items():
                 if column not in present:
-                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {_added_type(kind)}")
             if "task" not in present:  # every run stored before the column trained
                 db.execute("UPDATE runs SET task = 'train' WHERE task IS NULL")
             rows = db.execute(
@@ -313,17 +274,21 @@ class ResultStore:
             )
 
     def add_run(self, result: RunResult) -> None:
-        values = [get(result) for get in _RUN_COLUMNS.values()]
+        if self._lacks_columns():  # a metric registered after the file was opened
+            self._migrate()
+        columns_of = run_columns()
+        values = [get(result) for _, get in columns_of.values()]
         values.append(result.to_json())
-        columns = ", ".join([*_RUN_COLUMNS, "result_json"])
+        columns = ", ".join([*columns_of, "result_json"])
         marks = ", ".join("?" * len(values))
         with self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO runs ({columns}) VALUES ({marks})", values)
 
     def runs(self, **where: Any) -> list[RunResult]:
         """Full results of the runs whose columns equal ``where``, oldest first."""
+        columns_of = run_columns()
         for column in where:
-            if column not in _RUN_COLUMNS:
+            if column not in columns_of:
                 raise ValueError(f"unknown column {column!r}")
         with self._connect() as db:
             present = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
@@ -341,7 +306,7 @@ class ResultStore:
                 self._skip(str(row["run_id"]), exc)
                 continue
             # columns an older file lacks (read-only, not migrated): compared here
-            if all(_RUN_COLUMNS[c](result) == v for c, v in where.items() if c not in in_sql):
+            if all(columns_of[c][1](result) == v for c, v in where.items() if c not in in_sql):
                 results.append(result)
         return results
 
