@@ -101,7 +101,7 @@ def test_real_data_adds_total_inference_time_accuracy_and_energy() -> None:
     assert data is not None
     headers = inference_headers(data)
     assert headers[-4:] == [
-        "total inference time (s)", "accuracy (%)", "energy per image (J)", "model file (MB)",
+        "total inference time (s)", "energy per image (J)", "accuracy (%)", "model file (MB)",
     ]  # fmt: skip
     assert [m.key for m in data.metrics] == [m.key for m in INFERENCE_METRICS]
     (labels, _), *_ = inference_rows(data)

@@ -19,49 +19,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness import datasets, models
-from harness.results import configkey
-from harness.results.schema import RunResult, Stat
+from harness.results import configkey, metrics
+from harness.results.metrics import Metric
+from harness.results.schema import RunResult
 
-
-@dataclass(frozen=True)
-class Metric:
-    key: str  # a RunSummary statistic, or a figure derived from the summary (DERIVED)
-    title: str
-    unit: str
-    digits: int
-    _: KW_ONLY
-    scale: float = 1.0  # stored value x scale = shown value (accuracy: a fraction, shown in %)
-    axis: str = ""  # a chart's y-axis label, with the unit; default: the title
-    always: bool = False  # shown even when no run has it (its cells carry the statuses)
-
-    @property
-    def axis_label(self) -> str:
-        return self.axis or self.title
-
-
-_THROUGHPUT = "throughput (images/s)"
-_HOST_CPU = "host CPU utilisation (%, 100 = one core)"
-# Every figure a report can show, in the order it shows them; a report leaves out those
-# that no run in it has (ReportData.metrics), so a CPU-only report has no GPU rows.
-METRICS = (
-    Metric("images_per_sec", "images/sec", "images/s", 1, axis=_THROUGHPUT, always=True),
-    Metric("gpu_memory_mib", "GPU memory (MiB)", "MiB", 0),
-    Metric("gpu_power_w", "GPU power (W)", "W", 1),
-    Metric("joules_per_image", "energy per image (J)", "J", 4),
-    Metric("host_cpu_percent", "host CPU utilisation (%)", "%", 0, axis=_HOST_CPU),
-    Metric("host_rss_mib", "host memory peak (MiB)", "MiB", 0),
-    Metric("execution_time_s", "execution time (s)", "s", 1),
-    Metric("accuracy", "accuracy (%)", "%", 1, scale=100.0),
-    Metric("tflops", "achieved TFLOP/s", "TFLOP/s", 2),
-    Metric("mfu", "MFU (%)", "%", 1),
-)
-# Figures computed from summary.flops and images/sec: the std follows images/sec's.
-DERIVED = ("tflops", "mfu")
+# Every figure a report can show, in the order it shows them (harness.results.metrics:
+# those of the task with ``report``); a report leaves out those that no run in it has
+# (ReportData.metrics), so a CPU-only report has no GPU rows. METRICS and
+# INFERENCE_METRICS are the built-in ones; a report asks the registry (report_metrics).
+METRICS = tuple(metrics.for_task("train", report=True))
 METRIC = {m.key: m for m in METRICS}
+
+
+def report_metrics(task: str) -> list[Metric]:
+    """The metrics a report of ``task`` runs can show, in order (those registered too)."""
+    return metrics.for_task(task, report=True)
+
 
 DATASET_TITLES = {
     "mnist": "MNIST",
@@ -296,30 +273,17 @@ def latest_per_cell(results: list[RunResult]) -> dict[CellKey, RunResult]:
     return _layout(results)[0]
 
 
-def _derived(result: RunResult, key: str) -> Stat | None:
-    """Achieved TFLOP/s or MFU (%): images/sec's statistics, scaled."""
-    fl, speed = result.summary.flops, result.summary.images_per_sec
-    base = None if fl is None else fl.achieved_total if key == "tflops" else fl.mfu
-    if base is None or not speed.mean:
-        return None
-    factor = (1e-12 if key == "tflops" else 100.0) * base / speed.mean
-    std = None if speed.std is None else speed.std * factor
-    return Stat(n=speed.n, mean=speed.mean * factor, std=std)
-
-
 def metric_value(result: RunResult | None, key: str) -> Value:
+    """One cell: the metric's mean and std over the ok repeats in its shown unit, or the
+    run's status."""
     if result is None:
         return Value(None)
-    found = _derived(result, key) if key in DERIVED else result.summary.metric(key)
-    found = found or Stat()
+    metric = metrics.get(key)
+    found = metric.stat(result)
     status = run_status(result)
-    scale = METRIC[key].scale if key in METRIC else 1.0
-    mean = found.mean if status in USABLE else None
-    std = found.std
-    if scale != 1.0:
-        mean = None if mean is None else mean * scale
-        std = None if std is None else std * scale
-    return Value(mean, std, found.n, status, result.run_id, bool(result.contended))
+    mean = metric.shown(found.mean) if status in USABLE else None
+    return Value(mean, metric.shown(found.std), found.n, status, result.run_id,
+                 bool(result.contended))  # fmt: skip
 
 
 def measured(metrics: Iterable[Metric], results: Iterable[RunResult]) -> list[Metric]:
@@ -364,7 +328,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     sweep: str | None = None  # the sweep reported on, if one
     # the metrics shown: those of METRICS that some run in the report has (see measured)
-    metrics: list[Metric] = field(default_factory=lambda: list(METRICS))
+    metrics: list[Metric] = field(default_factory=lambda: report_metrics("train"))
     # the inference runs (--task inference), reported apart; None when there are none
     inference: InferenceData | None = None
 
@@ -488,7 +452,7 @@ def build(
         cells=cells,
         info=list(info or []),
         not_run=list(not_run or []),
-        metrics=measured(METRICS, cells.values()) if cells else [],
+        metrics=measured(report_metrics("train"), cells.values()) if cells else [],
     )
     data.notes = _notes(data) if cells or not inference else []
     if inference:
@@ -547,7 +511,7 @@ def _notes(data: ReportData) -> list[str]:
             "of several configurations has one row per configuration, and a column one per "
             "hardware setting, labelled with what differs."
         )
-    if any(metric_value(r, "tflops").shown for r in shown):
+    if "tflops" in keys:
         notes.append(
             "TFLOP/s = images/sec x training FLOPs per image (3 x forward; 1 multiply-add = "
             "2 FLOPs; convolutions and dense layers); MFU = FLOP/s per device / the device's "
@@ -580,57 +544,12 @@ def _notes(data: ReportData) -> list[str]:
 # hardware, batch size) and one column per figure, and its charts put the batch size
 # along x, per (dataset, network, hardware): throughput, and the latency percentiles.
 
-_LATENCY_AXIS = "latency per batch (ms)"
-# Figures of an inference row, in the table's order. Keys: a Stat of InferenceSummary,
-# "images_per_sec" / "joules_per_image" of the RunSummary, or "model_mb" (model_bytes).
-INFERENCE_METRICS = (
-    Metric("latency_mean_s", "latency mean (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS,
-           always=True),
-    Metric("latency_p50_s", "p50 (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS, always=True),
-    Metric("latency_p90_s", "p90 (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS, always=True),
-    Metric("latency_p99_s", "p99 (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS, always=True),
-    Metric("latency_p999_s", "p99.9 (ms)", "ms", 2, scale=1e3, axis=_LATENCY_AXIS, always=True),
-    Metric("images_per_sec", "images/sec", "images/s", 1, axis=_THROUGHPUT, always=True),
-    Metric("load_s", "load (s)", "s", 3),
-    Metric("prepare_s", "session (s)", "s", 3),
-    Metric("first_inference_s", "first inference (ms)", "ms", 2, scale=1e3),
-    Metric("total_inference_s", "total inference time (s)", "s", 2),
-    Metric("accuracy", "accuracy (%)", "%", 1, scale=100.0),
-    Metric("joules_per_image", "energy per image (J)", "J", 4),
-    Metric("model_mb", "model file (MB)", "MB", 1),
-)  # fmt: skip
+# Figures of an inference row, in the table's order (harness.results.metrics: those of
+# the inference task with ``report``).
+INFERENCE_METRICS = tuple(metrics.for_task("inference", report=True))
 INFERENCE_METRIC = {m.key: m for m in INFERENCE_METRICS}
 LATENCY_PERCENTILES = ("latency_p50_s", "latency_p90_s", "latency_p99_s", "latency_p999_s")
-_RUN_FIGURES = ("images_per_sec", "joules_per_image")
-
-
-def inference_stat(result: RunResult, key: str) -> Stat | None:
-    """The statistics of one inference figure of a run (None where it has none)."""
-    part = result.summary.inference
-    if key in _RUN_FIGURES:
-        return result.summary.metric(key)
-    if part is None:
-        return None
-    if key == "model_mb":
-        size = part.model_bytes
-        return Stat(n=1, mean=size / 1e6) if size else None
-    found = getattr(part, key, None)
-    return found if isinstance(found, Stat) else None
-
-
-def inference_value(result: RunResult | None, key: str) -> Value:
-    """One cell of the inference table: mean and std over the ok repeats, or the status."""
-    if result is None:
-        return Value(None)
-    found = inference_stat(result, key) or Stat()
-    status = run_status(result)
-    scale = INFERENCE_METRIC[key].scale if key in INFERENCE_METRIC else 1.0
-    mean = found.mean if status in USABLE else None
-    std = found.std
-    if scale != 1.0:
-        mean = None if mean is None else mean * scale
-        std = None if std is None else std * scale
-    return Value(mean, std, found.n, status, result.run_id, bool(result.contended))
+inference_value = metric_value  # one cell of the inference table
 
 
 @dataclass(frozen=True)
@@ -660,7 +579,7 @@ class InferenceData:
     notes: list[str] = field(default_factory=list)
 
     def value(self, metric: str, row: InferenceRow) -> Value:
-        return inference_value(self.cells.get(row), metric)
+        return metric_value(self.cells.get(row), metric)
 
     def groups(self) -> list[tuple[str, str, str]]:
         """(dataset, network, hardware) in row order: one pair of charts each."""
@@ -726,12 +645,7 @@ def build_inference(
         ),
     )
     shown = list(cells.values())
-    metrics = [
-        m
-        for m in INFERENCE_METRICS
-        if m.always or any(inference_value(r, m.key).shown for r in shown)
-    ]
-    data = InferenceData(rows, cells, ordered, metrics)
+    data = InferenceData(rows, cells, ordered, measured(report_metrics("inference"), shown))
     data.notes = _inference_notes(data)
     return data
 

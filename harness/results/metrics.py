@@ -39,6 +39,7 @@ class Metric:
       ``std_column`` also ``<name>_std``;
     - ``export``: the export's ``<name>`` and ``<name>_std`` columns (``std``), plus
       ``<name>_<field>`` for each Stat field in ``extra``;
+      (store and export columns are named ``stored_as`` where it is set);
     - ``report``: a row (training) or column (inference) of the report's tables;
     - ``summary``: the label of its line in the summary after a run ("" : none);
     - ``compare``: the short name of a figure compared A against B ("" : not compared),
@@ -65,10 +66,21 @@ class Metric:
     summary: str = ""
     compare: str = ""
     compare_stem: str = ""
+    stored_as: str = ""  # its store and export column, where it differs from the name
 
     @property
     def key(self) -> str:
         return self.name
+
+    @property
+    def column_name(self) -> str:
+        """Its column in the store and the export."""
+        return self.stored_as or self.name
+
+    @property
+    def csv_stem(self) -> str:
+        """The prefix of its columns in the comparison's CSV."""
+        return self.compare_stem or self.column_name
 
     @property
     def axis_label(self) -> str:
@@ -95,22 +107,24 @@ class Metric:
     def export_columns(self) -> tuple[str, ...]:
         if not self.export:
             return ()
-        stds = (f"{self.name}_std",) if self.std else ()
-        return (self.name, *stds, *(f"{self.name}_{f}" for f in self.extra))
+        name = self.column_name
+        stds = (f"{name}_std",) if self.std else ()
+        return (name, *stds, *(f"{name}_{f}" for f in self.extra))
 
     def export_values(self, result: RunResult) -> dict[str, Any]:
-        found = self.stat(result)
-        row = {self.name: found.mean, f"{self.name}_std": found.std}
-        row |= {f"{self.name}_{f}": getattr(found, f) for f in self.extra}
+        found, name = self.stat(result), self.column_name
+        row = {name: found.mean, f"{name}_std": found.std}
+        row |= {f"{name}_{f}": getattr(found, f) for f in self.extra}
         return {k: v for k, v in row.items() if k in self.export_columns()}
 
     def store_columns(self) -> dict[str, tuple[str, Callable[[RunResult], Any]]]:
         """Its ``runs`` columns: name -> (SQL type, value of a run)."""
         if not self.column:
             return {}
-        out = {self.name: (self.column, lambda r: self.stat(r).mean)}
+        name = self.column_name
+        out = {name: (self.column, lambda r: self.stat(r).mean)}
         if self.std_column:
-            out[f"{self.name}_std"] = (self.column, lambda r: self.stat(r).std)
+            out[f"{name}_std"] = (self.column, lambda r: self.stat(r).std)
         return out
 
 
@@ -218,8 +232,8 @@ BUILTIN: tuple[Metric, ...] = (
     Metric("execution_time_s", "execution time (s)", "s", 1, summary_stat("execution_time_s"),
            higher_is_better=False, tasks=TRAIN, column="REAL"),
     Metric("accuracy", "accuracy (%)", "%", 1, _accuracy, scale=100.0, column="REAL"),
-    Metric("flops_per_sec", "achieved TFLOP/s", "TFLOP/s", 2, _flops("achieved_total"),
-           tasks=TRAIN, scale=1e-12, column="REAL", std=False),
+    Metric("tflops", "achieved TFLOP/s", "TFLOP/s", 2, _flops("achieved_total"),
+           tasks=TRAIN, scale=1e-12, column="REAL", std=False, stored_as="flops_per_sec"),
     Metric("mfu", "MFU (%)", "%", 1, _flops("mfu"), tasks=TRAIN, scale=100.0, column="REAL",
            std=False),
     Metric("model_mb", "model file (MB)", "MB", 1, _model_mb, higher_is_better=False,
@@ -240,7 +254,7 @@ def get(name: str) -> Metric:
 
 def register_metric(metric: Metric) -> None:
     """Adds ``metric`` after the others (a plugin's or a test's); its name must be new."""
-    if metric.name in _REGISTRY:
+    if metric.name in _REGISTRY or metric.column_name in {m.column_name for m in registry()}:
         raise ValueError(f"a metric named {metric.name!r} is already declared")
     for task in metric.tasks:
         if task not in TASKS:
