@@ -1,6 +1,8 @@
 """Exporting stored runs: one CSV row per run with its main figures, or JSON with everything.
 
-CSV columns are :data:`COLUMNS`; a missing figure is an empty field. JSON is an object
+CSV columns are :func:`columns`: what a run is, then each exported metric's mean and
+std (and images/sec's CI, median, jitter and olympic mean), declared once in
+harness.results.metrics, then the rest; a missing figure is an empty field. JSON is an object
 ``{"format": "harness-runs", "version": 2, "runs": [...]}`` whose runs carry the same
 fields plus ``result``, the full stored result (every repeat, the environment).
 Version 2 added the configuration key and what it is made of (threads, timing mode,
@@ -10,13 +12,13 @@ record (harness.results.schema, with its ``schema_version``), the JSON is strict
 NaN), and CSV cells that a spreadsheet would run as a formula (a text starting with
 = + - @) start with a ' instead. ``export --latest`` keeps one run per configuration
 key: the one the report shows. Inference runs (``--task inference``) fill the columns of
-the task (:data:`INFERENCE_COLUMNS`, added within version 3: the task, the model file's
+the task (:func:`inference_columns`, added within version 3: the task, the model file's
 size and format, and the means and stds of load, session, first-inference, latency
 percentiles per batch and total inference times, in seconds); training runs leave them
 empty (``task`` is ``train``).
 
 :func:`to_frame` gives the CSV's rows as a pandas DataFrame with typed columns
-(:data:`DTYPES`), and :func:`to_parquet` writes it as Parquet (pandas and pyarrow: the
+(:func:`dtypes`), and :func:`to_parquet` writes it as Parquet (pandas and pyarrow: the
 ``dataframe`` extra); ``harness.results.load(store)`` is the DataFrame of a store.
 """
 
@@ -27,44 +29,22 @@ import io
 from typing import Any
 
 from harness.report.data import hardware_label
-from harness.results import configkey
-from harness.results.schema import Flops, RunResult, Stat, to_dict
+from harness.results import configkey, metrics
+from harness.results.schema import Flops, RunResult, to_dict
 from harness.run import strictjson
 
 EXPORT_VERSION = 3
-_FIGURES = (
-    "images_per_sec",
-    "gpu_power_w",
-    "gpu_memory_mib",
-    "energy_j",
-    "joules_per_image",
-    "execution_time_s",
-    "accuracy",
-    "host_cpu_percent",
-    "host_rss_mib",
-    "framework_memory_mib",
+# What the inference task adds besides its metrics (in harness.results.metrics).
+_INFERENCE_FIELDS = ("model_bytes", "model_format", "latency_basis")
+# What a run's FLOPs summary adds besides its metrics (tflops: flops_per_sec, mfu).
+_FLOPS_FIELDS = (
+    "forward_flops_per_image",
+    "train_flops_per_image",
+    "flops_per_sec_per_device",
+    "peak_flops_per_device",
+    "peak_source",
 )
-
-# Inference figures (InferenceSummary statistics, seconds): a mean and a std column each.
-_INFERENCE_FIGURES = (
-    "load_s",
-    "prepare_s",
-    "first_inference_s",
-    "latency_mean_s",
-    "latency_p50_s",
-    "latency_p90_s",
-    "latency_p99_s",
-    "latency_p999_s",
-    "total_inference_s",
-)
-INFERENCE_COLUMNS: tuple[str, ...] = (
-    "model_bytes",
-    "model_format",
-    "latency_basis",
-    *(f"{name}{suffix}" for name in _INFERENCE_FIGURES for suffix in ("", "_std")),
-)
-
-COLUMNS: tuple[str, ...] = (
+_BEFORE = (
     "run_id",
     "sweep_id",
     "started_at",
@@ -95,25 +75,26 @@ COLUMNS: tuple[str, ...] = (
     "config_key",
     "repeats",
     "repeats_ok",
-    *(f"{name}{suffix}" for name in _FIGURES for suffix in ("", "_std")),
-    "images_per_sec_ci95",
-    "images_per_sec_median",
-    "images_per_sec_jitter",
-    "images_per_sec_olympic_mean",
-    "forward_flops_per_image",
-    "train_flops_per_image",
-    "flops_per_sec",
-    "flops_per_sec_per_device",
-    "peak_flops_per_device",
-    "peak_source",
-    "mfu",
-    *INFERENCE_COLUMNS,
-    "framework",
-    "framework_version",
-    "host",
-    "harness_commit",
-    "causes",
 )
+_AFTER = ("framework", "framework_version", "host", "harness_commit", "causes")
+
+
+def inference_columns() -> tuple[str, ...]:
+    """The columns only inference runs fill: its fields, and the inference-only metrics'."""
+    only = [m for m in metrics.registry() if m.tasks == metrics.INFERENCE]
+    return (*_INFERENCE_FIELDS, *(c for m in only for c in m.export_columns()))
+
+
+def columns() -> tuple[str, ...]:
+    """The CSV's columns: what the run is, then each exported metric's (its mean, std
+    and extra statistics, harness.results.metrics, in order), then the rest."""
+    figures = [c for m in metrics.registry() for c in m.export_columns()]
+    return (*_BEFORE, *figures, *_FLOPS_FIELDS, *_INFERENCE_FIELDS, *_AFTER)
+
+
+# The columns of the built-in metrics (a metric registered later adds its own).
+INFERENCE_COLUMNS = inference_columns()
+COLUMNS = columns()
 # RunSpec fields exported as they are.
 _SPEC_COLUMNS = (
     "tool",
@@ -162,32 +143,19 @@ def flat(result: RunResult) -> dict[str, Any]:
     for key in _SPEC_COLUMNS:
         row[key] = getattr(spec, key)
     row["options"] = ",".join(f"{k}={v}" for k, v in sorted(spec.options.items())) or None
-    for name in _FIGURES:
-        found = summary.metric(name) or Stat()
-        row[name], row[f"{name}_std"] = found.mean, found.std
-    speed = summary.images_per_sec
-    row["images_per_sec_ci95"] = speed.ci95
-    row["images_per_sec_median"] = speed.median
-    row["images_per_sec_jitter"] = speed.jitter
-    row["images_per_sec_olympic_mean"] = speed.olympic_mean
+    for metric in metrics.registry():
+        row |= metric.export_values(result)
     fl = summary.flops or Flops()
     row["forward_flops_per_image"] = fl.forward_per_image
     row["train_flops_per_image"] = fl.train_per_image
-    row["flops_per_sec"] = fl.achieved_total
     row["flops_per_sec_per_device"] = fl.achieved_per_device
     row["peak_flops_per_device"] = fl.peak_per_device
     row["peak_source"] = fl.peak_source
-    row["mfu"] = fl.mfu
     row["task"] = getattr(spec, "task", None) or "train"
     part = summary.inference
-    if part is not None:
-        row["model_bytes"] = part.model_bytes
-        row["model_format"] = part.model_format
-        row["latency_basis"] = part.latency_basis
-        for name in _INFERENCE_FIGURES:
-            found = getattr(part, name, None) or Stat()
-            row[name], row[f"{name}_std"] = found.mean, found.std
-    return {column: row.get(column) for column in COLUMNS}
+    for name in _INFERENCE_FIELDS:
+        row[name] = getattr(part, name, None)
+    return {column: row.get(column) for column in columns()}
 
 
 _FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
@@ -205,7 +173,7 @@ def csv_cell(value: Any) -> Any:
 
 def to_csv(results: list[RunResult]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns(), lineterminator="\n")
     writer.writeheader()
     for result in results:
         writer.writerow({k: csv_cell(v) for k, v in flat(result).items()})
@@ -232,18 +200,25 @@ _INTEGERS = (
     "epochs", "threads", "sync_every", "data_workers", "repeats", "repeats_ok", "model_bytes",
 )  # fmt: skip
 _BOOLEANS = ("synthetic",)
-DTYPES: dict[str, str] = {
-    column: "string"
-    if column in _TEXT
-    else "datetime64[ns, UTC]"
-    if column in _TIMES
-    else "Int64"
-    if column in _INTEGERS
-    else "boolean"
-    if column in _BOOLEANS
-    else "float64"
-    for column in COLUMNS
-}
+
+
+def dtypes() -> dict[str, str]:
+    """The type of each column (every metric's is float64)."""
+    return {
+        column: "string"
+        if column in _TEXT
+        else "datetime64[ns, UTC]"
+        if column in _TIMES
+        else "Int64"
+        if column in _INTEGERS
+        else "boolean"
+        if column in _BOOLEANS
+        else "float64"
+        for column in columns()
+    }
+
+
+DTYPES = dtypes()  # of the built-in metrics' columns
 DATAFRAME_EXTRA = "pip install 'dlbench-harness[dataframe]'"
 
 
@@ -262,21 +237,21 @@ def to_frame(results: list[RunResult]) -> Any:
     typed as :data:`DTYPES` says. ImportError (with the install command) without pandas."""
     pd = _pandas()
     rows = [flat(r) for r in results]
-    columns = {}
-    for column in COLUMNS:
+    kinds = dtypes()
+    frame = {}
+    for column, kind in kinds.items():
         values = [row[column] for row in rows]
-        kind = DTYPES[column]
         if column in _TIMES:
-            columns[column] = pd.to_datetime(
+            frame[column] = pd.to_datetime(
                 pd.Series(values, dtype="object"), utc=True, format="ISO8601", errors="coerce"
             ).astype(kind)
         elif kind == "float64":
-            columns[column] = pd.Series(
+            frame[column] = pd.Series(
                 [float("nan") if v is None else float(v) for v in values], dtype=kind
             )
         else:
-            columns[column] = pd.Series(values, dtype="object").astype(kind)
-    return pd.DataFrame(columns, columns=list(COLUMNS))
+            frame[column] = pd.Series(values, dtype="object").astype(kind)
+    return pd.DataFrame(frame, columns=list(kinds))
 
 
 def to_parquet(results: list[RunResult], path: str) -> None:
