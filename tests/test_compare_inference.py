@@ -32,7 +32,7 @@ def test_latency_and_throughput_compared_with_the_training_statistics() -> None:
     (row,) = compare([a], [b])
     assert row.task == "inference" and row.batch_size == 8 and row.same_configuration
     assert row.ratio == pytest.approx(1.25) and row.verdict == "faster"
-    figures = {f.name: f for f in row.latency}
+    figures = {f.name: f for f in row.figures}
     assert list(figures) == ["mean", "p50", "p90", "p99", "p99.9"]
     p99 = figures["p99"]
     assert p99.a.mean == pytest.approx(3.0) and p99.b.mean == pytest.approx(2.4)  # ms
@@ -42,23 +42,23 @@ def test_latency_and_throughput_compared_with_the_training_statistics() -> None:
     assert p99.ci[1] < 1 and p99.verdict == "faster"
     assert verdict_of_ci(p99.ci, higher_is_faster=False) == "faster"
     worse = compare([b], [a])[0]
-    assert {f.verdict for f in worse.latency} == {"slower"} and worse.verdict == "slower"
+    assert {f.verdict for f in worse.figures} == {"slower"} and worse.verdict == "slower"
 
 
 def test_latency_within_the_band_is_the_same_and_wide_repeats_are_inconclusive() -> None:
     (same,) = compare([run(1, 2.0, std=0.001)], [run(1, 2.01, std=0.001)])
-    assert {f.verdict for f in same.latency} == {"same"}
+    assert {f.verdict for f in same.figures} == {"same"}
     (wide,) = compare([run(1, 2.0, std=0.5)], [run(1, 1.9, std=0.5)])
-    assert {f.verdict for f in wide.latency} == {"inconclusive"}
+    assert {f.verdict for f in wide.figures} == {"inconclusive"}
     (single,) = compare([run(1, 2.0, n=1)], [run(1, 1.0, n=1)])
-    assert {f.verdict for f in single.latency} == {"inconclusive"}  # no interval
+    assert {f.verdict for f in single.figures} == {"inconclusive"}  # no interval
 
 
 def test_a_failed_side_has_no_latency_verdict() -> None:
     oom = make_inference_result("pytorch", "lenet", "mnist", 8, status="oom", latency_ms=None)
     (row,) = compare([run(8, 2.0)], [oom])
-    assert row.verdict == "-" and {f.verdict for f in row.latency} == {"-"}
-    assert all(f.b.status == "oom" and f.ratio is None for f in row.latency)
+    assert row.verdict == "-" and {f.verdict for f in row.figures} == {"-"}
+    assert all(f.b.status == "oom" and f.ratio is None for f in row.figures)
 
 
 def test_training_and_inference_never_pair_and_batches_pair_only_with_their_own() -> None:
@@ -74,7 +74,7 @@ def test_training_and_inference_never_pair_and_batches_pair_only_with_their_own(
     # batch 8 of A pairs with B's bf16 batch 8, naming what differs
     eight = pairs[("inference", "pytorch", 8, True, True)]
     assert eight.differs == "precision: fp32 vs bf16" and not eight.same_configuration
-    assert eight.latency[1].ratio == pytest.approx(0.75)
+    assert eight.figures[1].ratio == pytest.approx(0.75)
     # batch 1 and batch 64 stay one-sided, and so does the training run
     assert ("inference", "pytorch", 1, True, False) in pairs
     assert ("inference", "pytorch", 64, False, True) in pairs

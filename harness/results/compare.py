@@ -51,31 +51,21 @@ from harness.report.data import (
     configurations,
     dataset_title,
     hardware_label,
-    inference_value,
     metric_value,
     model_title,
     task_of,
 )
 from harness.report.source import describe_hosts, open_store, resolve_sweep
-from harness.results import configkey, stats
+from harness.results import configkey, metrics, stats
 from harness.results.export import csv_cell
 from harness.results.schema import RunResult
 
 BAND = 0.02  # "same" means the ratio's 95% CI lies within 1 +- BAND
 VERDICTS = ("faster", "slower", "same", "inconclusive", "-")
-# Inference rows: the latency figures compared (InferenceSummary statistics, in ms).
-LATENCIES = (
-    ("latency_mean_s", "mean"),
-    ("latency_p50_s", "p50"),
-    ("latency_p90_s", "p90"),
-    ("latency_p99_s", "p99"),
-    ("latency_p999_s", "p99.9"),
-)
-
-
 @dataclass
 class FigureComparison:
-    """One more figure of a row, A against B (lower is better: a latency)."""
+    """One more figure of a row, A against B (harness.results.metrics: those with a
+    ``compare`` name, e.g. the latencies of an inference row, lower is better)."""
 
     key: str  # e.g. latency_p99_s
     name: str  # e.g. p99
@@ -110,7 +100,7 @@ class Comparison:
     differences: list[tuple[str, Any, Any]] = field(default_factory=list)  # field, A, B
     task: str = "train"
     batch_size: int | None = None  # inference rows: the batch size (both sides)
-    latency: list[FigureComparison] = field(default_factory=list)  # inference rows
+    figures: list[FigureComparison] = field(default_factory=list)  # the task's compared
 
     @property
     def same_configuration(self) -> bool:
@@ -166,16 +156,27 @@ def _pairable(result: RunResult) -> tuple[Any, ...]:
     """What leftover configurations must share to be paired: the cell, the task and,
     for inference, the batch size."""
     task = task_of(result)
-    return (*_base(result), task, result.spec.batch_size if task == "inference" else None)
+    return (*_base(result), task, _batch(result))
 
 
-def _figure(key: str, name: str, ra: RunResult | None, rb: RunResult | None) -> FigureComparison:
-    """A latency of A and B (inference_value: ms), B/A, its 95% CI and the verdict."""
-    va, vb = inference_value(ra, key), inference_value(rb, key)
+def _batch(result: RunResult) -> int | None:
+    """The batch size of a run whose task has figures per batch (None for the others)."""
+    return result.spec.batch_size if metrics.per_batch(task_of(result)) else None
+
+
+def _figure(
+    metric: metrics.Metric, ra: RunResult | None, rb: RunResult | None
+) -> FigureComparison:
+    """A figure of A and B (in its shown unit), B/A, its 95% CI and the verdict."""
+    va, vb = metric_value(ra, metric.name), metric_value(rb, metric.name)
     ratio = vb.mean / va.mean if va.shown and vb.shown and va.mean else None
     ci = ratio_ci(va, vb) if ratio is not None else None
-    mark = "-" if ratio is None else stats.verdict_of_ci(ci, BAND, higher_is_faster=False)
-    return FigureComparison(key, name, va, vb, ratio, ci, mark)
+    mark = (
+        "-"
+        if ratio is None
+        else stats.verdict_of_ci(ci, BAND, higher_is_faster=metric.higher_is_better)
+    )
+    return FigureComparison(metric.name, metric.compare, va, vb, ratio, ci, mark)
 
 
 def _pairs(a: Side, b: Side, strict: bool) -> list[tuple[Any, Any]]:
@@ -238,7 +239,7 @@ def compare(
         mark = "-" if ratio is None else verdict(ci)
         diffs = configkey.differences(ga.config, gb.config) if ga and gb else []
         task = task_of(first.shown)
-        exclude = ("batch_size", "task") if task == "inference" else ()
+        exclude = ("batch_size", "task") if metrics.per_batch(task) else ()
         if ga and gb and ga.key != gb.key:
             variant = ""  # the differences column says it
         else:
@@ -257,8 +258,8 @@ def compare(
                 gb.key if gb else None,
                 diffs,
                 task,
-                first.shown.spec.batch_size if task == "inference" else None,
-                [_figure(k, n, ra, rb) for k, n in LATENCIES] if task == "inference" else [],
+                _batch(first.shown),
+                [_figure(m, ra, rb) for m in metrics.compared(task)],
             )
         )
     ds_rank = {n: i for i, n in enumerate(datasets.DATASETS)}
@@ -269,7 +270,7 @@ def compare(
             r.dataset,
             model_rank.get(r.model, 99),
             r.model,
-            r.task != "train",
+            metrics.TASKS.index(r.task) if r.task in metrics.TASKS else 99,
             r.tool,
             not r.hardware.startswith("CPU"),
             r.hardware,
@@ -331,11 +332,14 @@ def _headers(rows: list[Comparison]) -> list[str]:
         "B/A",
         "95% CI",
         "verdict",
+        *(f"{name} B/A" for name in _extra(rows)),
     ]
     return headers + (["configuration differs"] if any(r.differences for r in rows) else [])
 
 
-def _cells_text(r: Comparison, with_differs: bool) -> list[str]:
+def _cells_text(
+    r: Comparison, with_differs: bool, extra: list[str] | None = None, with_ci: bool = True
+) -> list[str]:
     cells = [
         dataset_title(r.dataset),
         model_title(r.model),
@@ -346,6 +350,7 @@ def _cells_text(r: Comparison, with_differs: bool) -> list[str]:
         "-" if r.ratio is None else f"{r.ratio:.3f}",
         _ci_text(r),
         r.verdict,
+        *(_latency_text(_latency(r, name), with_ci) for name in extra or []),
     ]
     return cells + ([r.differs or "-"] if with_differs else [])
 
@@ -361,12 +366,23 @@ _EXPLAIN_LATENCY = (
 
 
 def split_tasks(rows: list[Comparison]) -> tuple[list[Comparison], list[Comparison]]:
-    """(training rows, inference rows)."""
-    return [r for r in rows if r.task != "inference"], [r for r in rows if r.task == "inference"]
+    """(training rows, inference rows): rows of a task with figures per batch (latencies)
+    have a table of their own."""
+    per_batch = [metrics.per_batch(r.task) for r in rows]
+    return (
+        [r for r, p in zip(rows, per_batch, strict=True) if not p],
+        [r for r, p in zip(rows, per_batch, strict=True) if p],
+    )
 
 
 def _latency(r: Comparison, name: str) -> FigureComparison | None:
-    return next((f for f in r.latency if f.name == name), None)
+    return next((f for f in r.figures if f.name == name), None)
+
+
+def _extra(rows: list[Comparison]) -> list[str]:
+    """The compared figures of the training table (besides images/sec), by short name."""
+    names = {f.name: None for r in rows for f in r.figures}
+    return list(names)
 
 
 def _ms(v: Value) -> str:
@@ -445,13 +461,13 @@ def terminal(rows: list[Comparison], a: Side, b: Side, console: Console) -> None
     )
     training, inference = split_tasks(rows)
     if training or not inference:
-        headers = _headers(training)
-        with_differs = len(headers) > 9
+        headers, extra = _headers(training), _extra(training)
+        with_differs = headers[-1] == "configuration differs"
         table = Table(header_style="bold")
         for i, name in enumerate(headers):
             table.add_column(name, justify="right" if 4 <= i <= 7 else "left")
         for r in training:
-            cells = [escape(c) for c in _cells_text(r, with_differs)]
+            cells = [escape(c) for c in _cells_text(r, with_differs, extra, False)]
             cells[8] = f"[{_COLOUR[r.verdict]}]{cells[8]}[/{_COLOUR[r.verdict]}]"
             table.add_row(*cells)
         console.print(table)
@@ -486,14 +502,15 @@ def markdown(rows: list[Comparison], a: Side, b: Side) -> str:
     training, inference = split_tasks(rows)
     lines = ["# Comparison", "", f"- A: {a.label}", f"- B: {b.label}", ""]
     if training or not inference:
-        headers = _headers(training)
-        with_differs = len(headers) > 9
+        headers, extra = _headers(training), _extra(training)
+        with_differs = headers[-1] == "configuration differs"
         align = ["---", "---", "---", "---", "---:", "---:", "---:", "---:", "---"]
+        align += ["---"] * len(extra)
         lines += [
             "| " + " | ".join(headers) + " |",
             "|" + "|".join(align + (["---"] if with_differs else [])) + "|",
         ]
-        lines += [_md_row(_cells_text(r, with_differs)) for r in training]
+        lines += [_md_row(_cells_text(r, with_differs, extra)) for r in training]
         lines += [
             "",
             summary_line(training) + ".",
@@ -527,6 +544,7 @@ def markdown(rows: list[Comparison], a: Side, b: Side) -> str:
 def to_csv(rows: list[Comparison]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    compared = metrics.all_compared()
     writer.writerow(
         [
             "tool",
@@ -550,8 +568,9 @@ def to_csv(rows: list[Comparison]) -> str:
             "ratio_ci_low",
             "ratio_ci_high",
             "verdict",
-            # inference rows: each latency per batch in ms (e.g. latency_p99_ms_ratio)
-            *(f"{key[: -len('_s')]}_ms_{part}" for key, _ in LATENCIES for part in _LATENCY_CSV),
+            # each compared figure (harness.results.metrics), in its shown unit: the
+            # latencies per batch of inference rows in ms (e.g. latency_p99_ms_ratio)
+            *(f"{m.csv_stem}_{part}" for m in compared for part in _LATENCY_CSV),
             "differences",
             "a_contended",
             "b_contended",
@@ -561,8 +580,8 @@ def to_csv(rows: list[Comparison]) -> str:
         ci = r.ci or (None, None)
         latency = [
             cell
-            for key, _ in LATENCIES
-            for cell in _latency_csv(next((f for f in r.latency if f.key == key), None))
+            for m in compared
+            for cell in _latency_csv(next((f for f in r.figures if f.key == m.name), None))
         ]
         row = [
             r.tool, r.model, r.dataset, r.hardware, r.variant, r.task, r.batch_size,
@@ -579,7 +598,7 @@ _LATENCY_CSV = ("a_mean", "a_std", "a_n", "b_mean", "b_std", "b_n", "ratio", "ci
 
 
 def _latency_csv(f: FigureComparison | None) -> list[Any]:
-    """The CSV cells of one latency (ms) of an inference row; empty for training rows."""
+    """The CSV cells of one compared figure of a row; empty where its task has none."""
     if f is None:
         return [None] * len(_LATENCY_CSV)
     ci = f.ci or (None, None)

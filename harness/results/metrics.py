@@ -43,7 +43,9 @@ class Metric:
     - ``report``: a row (training) or column (inference) of the report's tables;
     - ``summary``: the label of its line in the summary after a run ("" : none);
     - ``compare``: the short name of a figure compared A against B ("" : not compared),
-      named ``compare_stem`` in the comparison's CSV.
+      named ``compare_stem`` in the comparison's CSV;
+    - ``per_batch``: a figure of one batch size (a latency per batch): the runs of a
+      task with such a metric are never compared, nor merged, across batch sizes.
     """
 
     name: str
@@ -67,6 +69,7 @@ class Metric:
     compare: str = ""
     compare_stem: str = ""
     stored_as: str = ""  # its store and export column, where it differs from the name
+    per_batch: bool = False  # a figure of one batch size (a latency per batch)
 
     @property
     def key(self) -> str:
@@ -187,7 +190,7 @@ def _latency(name: str, title: str, short: str, *, column: str = "") -> Metric:
     return Metric(
         name, title, "ms", 2, inference_stat(name), higher_is_better=False, tasks=INFERENCE,
         scale=1e3, axis=_LATENCY_AXIS, always=True, column=column, compare=short,
-        compare_stem=name.removesuffix("_s") + "_ms",
+        compare_stem=name.removesuffix("_s") + "_ms", per_batch=True,
     )  # fmt: skip
 
 
@@ -290,3 +293,9 @@ def compared(task: str) -> list[Metric]:
 
 def all_compared() -> list[Metric]:
     return [m for m in _REGISTRY.values() if m.compare]
+
+
+def per_batch(task: str) -> bool:
+    """Whether ``task`` has a figure per batch (a latency): its runs are compared and
+    reported per batch size, and its step is a batch."""
+    return any(m.per_batch for m in for_task(task))
