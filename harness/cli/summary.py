@@ -6,7 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.results.schema import DataSource, Flops, RunResult, RunSummary, Stat
+from harness.results import metrics
+from harness.results.schema import DataSource, Flops, RunResult, Stat
 
 
 def _num(value: float | None, digits: int = 1, unit: str = "") -> str:
@@ -28,9 +29,10 @@ def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
         f" · batch {spec.batch_size}/device (global {result.global_batch})"
         f" · {spec.precision}"
     )
-    if spec.task == "inference":
-        title = title.replace("batch ", "inference · batch ", 1)
-    step = "latency" if spec.task == "inference" else "step"  # inference: a step is a batch
+    per_batch = metrics.per_batch(spec.task)  # a task with latencies: a step is a batch
+    if per_batch:
+        title = title.replace("batch ", f"{spec.task} · batch ", 1)
+    step = "latency" if per_batch else "step"
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("repeat")
     table.add_column("status")
@@ -69,7 +71,7 @@ def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
         console.print(line, highlight=False)
     for line in flops_lines(result):
         console.print(line, highlight=False)
-    for line in resource_lines(summary):
+    for line in metric_lines(result):
         console.print(line)
     source = escape(data.description or "-")
     if data.synthetic:
@@ -203,23 +205,17 @@ def inference_lines(result: RunResult) -> list[str]:
     return lines
 
 
-def resource_lines(summary: RunSummary) -> list[str]:
-    """Power, memory and energy lines, when the monitor measured them."""
+def metric_lines(result: RunResult) -> list[str]:
+    """A line per measured metric with a summary label (harness.results.metrics: power,
+    memory, energy...), and the monitor's notes."""
     lines = []
-    labels = (
-        ("gpu_power_w", "GPU power (timed)", 1, " W"),
-        ("gpu_memory_mib", "GPU memory used (timed)", 0, " MiB"),
-        ("framework_memory_mib", "framework allocator peak", 0, " MiB"),
-        ("energy_j", "energy (timed)", 1, " J"),
-        ("joules_per_image", "energy per image", 4, " J"),
-        ("host_cpu_percent", "process-tree CPU (timed)", 0, " %"),
-        ("host_rss_mib", "process-tree memory peak", 0, " MiB"),
-    )
-    for key, label, digits, unit in labels:
-        value = summary.metric(key)
-        if value is not None and value.mean is not None:
-            lines.append(f"{label}: {_num(value.mean, digits, unit)}")
-    for note in summary.resource_notes:
+    for metric in metrics.registry():
+        value = metric.stat(result).mean
+        if metric.summary and value is not None:
+            lines.append(
+                f"{metric.summary}: {_num(metric.shown(value), metric.digits)} {metric.unit}"
+            )
+    for note in result.summary.resource_notes:
         lines.append(f"[dim]{note}[/dim]")
     return lines
 
@@ -230,7 +226,7 @@ def flops_lines(result: RunResult) -> list[str]:
 
     lines = []
     fl = result.summary.flops or Flops()
-    inference = result.spec.task == "inference" and fl.forward_per_image
+    inference = metrics.per_batch(result.spec.task) and fl.forward_per_image
     if fl.train_per_image or inference:
         line = f"FLOPs/image: {(fl.forward_per_image or 0) / 1e9:,.3g} G forward" + (
             f", {fl.train_per_image / 1e9:,.3g} G training (3x forward)"

@@ -427,8 +427,9 @@ def build(
 ) -> ReportData:
     """The report of ``results`` (oldest first, as the store returns them): the study's
     table of the training runs, and the inference runs' own tables (:class:`InferenceData`)."""
-    inference = [r for r in results if task_of(r) == "inference"]
-    results = [r for r in results if task_of(r) != "inference"]
+    # a task with figures per batch (latencies) has tables of its own (per batch size)
+    inference = [r for r in results if metrics.per_batch(task_of(r))]
+    results = [r for r in results if not metrics.per_batch(task_of(r))]
     cells, columns = _layout(results)
     dataset_order = {name: i for i, name in enumerate(datasets.DATASETS)}
     model_order = {name: i for i, name in enumerate(models.MODELS)}

@@ -62,6 +62,8 @@ from harness.results.schema import RunResult
 
 BAND = 0.02  # "same" means the ratio's 95% CI lies within 1 +- BAND
 VERDICTS = ("faster", "slower", "same", "inconclusive", "-")
+
+
 @dataclass
 class FigureComparison:
     """One more figure of a row, A against B (harness.results.metrics: those with a
@@ -164,9 +166,7 @@ def _batch(result: RunResult) -> int | None:
     return result.spec.batch_size if metrics.per_batch(task_of(result)) else None
 
 
-def _figure(
-    metric: metrics.Metric, ra: RunResult | None, rb: RunResult | None
-) -> FigureComparison:
+def _figure(metric: metrics.Metric, ra: RunResult | None, rb: RunResult | None) -> FigureComparison:
     """A figure of A and B (in its shown unit), B/A, its 95% CI and the verdict."""
     va, vb = metric_value(ra, metric.name), metric_value(rb, metric.name)
     ratio = vb.mean / va.mean if va.shown and vb.shown and va.mean else None
