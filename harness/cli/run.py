@@ -1,9 +1,10 @@
 """``python -m harness [run] --tool T --model M --dataset D ...``: one benchmark.
 
-The options are RunSpec's fields (harness.run.spec.option: flags, help section, help
-text), so the parser and :func:`spec_from_args` are loops over the fields; ``_FROM_CLI``
-turns the few whose text is not the field's value (a batch-size list, KEY=VALUE pairs,
-C,H,W). ``--json`` and ``--dry-run`` say what to do with the run, not what to run.
+The options are RunSpec's fields (their metadata, harness.run.spec.cli: flags, help
+section, help text), so the parser and :func:`spec_from_args` are loops over the
+fields; ``_FROM_CLI`` turns the few whose text is not the field's value (a batch-size
+list, KEY=VALUE pairs, C,H,W). ``--json`` and ``--dry-run`` say what to do with the
+run, not what to run.
 """
 
 from __future__ import annotations
@@ -40,12 +41,9 @@ def run_options() -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(RunSpec) if f.metadata.get("cli")]
 
 
-def _option_type(f: dataclasses.Field, cli: dict[str, Any]) -> Any:
-    """``type`` for add_argument: the metadata's, else from the annotation (int, float)."""
-    if "type" in cli:
-        return cli["type"]
-    text = str(f.type)
-    return next((t for t in (int, float) if t.__name__ in text), None)
+def _option_type(f: dataclasses.Field) -> type | None:
+    """The option's type from the field's annotation: int, float, else None (text)."""
+    return next((t for t in (int, float) if t.__name__ in str(f.type)), None)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,11 +62,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         if f.default is not dataclasses.MISSING:
             settings["default"] = f.default
-        kind = _option_type(f, settings) if "action" not in settings else None
-        if kind is not None:
-            settings["type"] = kind
-        else:
-            settings.pop("type", None)
+        if "action" not in settings:  # -o/--tag append text
+            settings.setdefault("type", _option_type(f))
         group.add_argument(*flags, dest=f.name, **settings)
         if f.name == "output_dir":  # what to do with the run, not part of it
             group.add_argument(
