@@ -1,6 +1,6 @@
 """Subcommands over sweeps and the results store: sweep, report, export, compare.
 
-``harness.cli.main`` registers them with :func:`add_commands`; each handler takes the parsed
+``harness.cli.main`` registers them with :func:`add_command`; each handler takes the parsed
 arguments and the (stderr) console and returns the exit code. Reports, exports and
 comparisons go to stdout, or to ``-o FILE``.
 """
@@ -227,7 +227,7 @@ def _compare_ops(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -> None:
+def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -> None:
     """Adds the subcommands to the main parser's ``sub`` and their handlers."""
     sw = sub.add_parser(
         "sweep",

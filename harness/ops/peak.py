@@ -1,4 +1,4 @@
-"""``python -m harness peak --tool T``: the CPU's dense GEMM peak through a framework.
+"""The CPU's dense GEMM peak through a framework: ``harness peak --tool T`` (harness.cli.peak).
 
 The same sweep as the NumPy measurement (harness.machine.peak: large square sizes, the
 best FLOP/s per precision), but each size is a GEMM kernel timed by the ops worker in
@@ -95,10 +95,15 @@ def measure(
     }
 
 
+def cached(tool: str, path: Path | None = None) -> dict[str, Any] | None:
+    """This machine's entry for ``tool`` in the cache, or None."""
+    data = numpy_peak._read_cache(path or numpy_peak.cache_path())
+    return data["machines"].get(framework_key(tool))
+
+
 def lookup(tool: str, precision: str, path: Path | None = None) -> tuple[float | None, str]:
     """(this machine's peak measured through ``tool``, its source or why there is none)."""
-    data = numpy_peak._read_cache(path or numpy_peak.cache_path())
-    entry = data["machines"].get(framework_key(tool))
+    entry = cached(tool, path)
     value = ((entry or {}).get("peaks") or {}).get(precision)
     if not value:
         return (
@@ -109,40 +114,3 @@ def lookup(tool: str, precision: str, path: Path | None = None) -> tuple[float |
         f"{tool} GEMM peak measured by `python -m harness peak --tool {tool}` on "
         f"{entry.get('measured_at', '?')} ({entry.get('cores', '?')} cores)"
     )
-
-
-def cmd_peak(args: Any, console: Any) -> int:
-    """The ``peak`` command with ``--tool``."""
-    from rich.markup import escape
-
-    tool = args.tool
-    if args.show:
-        data = numpy_peak._read_cache(numpy_peak.cache_path())
-        entry = data["machines"].get(framework_key(tool))
-        if entry is None:
-            console.print(f"no {tool} GEMM peak cached: run `python -m harness peak --tool {tool}`")
-            return 1
-        for precision, value in sorted(entry["peaks"].items()):
-            when = entry["measured_at"]
-            print(f"{tool} peak {precision}: {value / 1e9:,.1f} GFLOP/s (measured {when})")
-        return 0
-    precisions = ("fp32", "fp16", "bf16") if args.all_precisions else ("fp32",)
-    sizes = numpy_peak._sizes(args.sizes)
-    console.print(
-        f"measuring dense GEMM through {tool} on {numpy_peak.cores_available()} cores: sizes "
-        f"{', '.join(map(str, sizes))}, {', '.join(precisions)}, at least {args.min_time:g} s each",
-        highlight=False,
-    )
-
-    def progress(precision: str, n: int, rate: float) -> None:
-        console.print(f"  {precision} n={n}: {rate / 1e9:,.1f} GFLOP/s", highlight=False)
-
-    entry = measure(tool, sizes, precisions, args.min_time, on_result=progress)
-    path = numpy_peak.save(entry)
-    console.print(f"machine: {escape(entry['key'])}", highlight=False)
-    for precision, value in sorted(entry["peaks"].items()):
-        print(f"{tool} peak {precision}: {value / 1e9:,.1f} GFLOP/s")
-    console.print(
-        f"cached in {escape(str(path))}; `ops --tool {tool}` on the CPU uses it for % of peak"
-    )
-    return 0

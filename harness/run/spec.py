@@ -30,49 +30,346 @@ FAMILY_BATCH = {"mnist": 64, "cifar": 128, "imagenet": 8}
 MODEL_LR = {"lenet": 0.01, "alexnet": 0.01, "resnet50": 0.1, "googlenet": 0.1, "vgg16": 0.01}
 
 
+def cli(*flags: str, group: str, **settings: Any) -> dict[str, Any]:
+    """The metadata of a RunSpec field that is a ``run`` option (harness.cli.run builds the
+    parser from them).
+
+    ``flags``: its option strings; ``group``: its ``--help`` section; ``settings``: the
+    rest of ``add_argument`` (help, metavar, choices, required, action; type where the
+    annotation does not say it). A bool field is a pair of flags: ``negative`` names the
+    one that sets it False (``negative_help`` its help). The parser's default is the
+    field's (None where the field has none).
+    """
+    return {"cli": {"flags": flags, "group": group, **settings}}
+
+
 @dataclass
 class RunSpec:
-    """What to run. None fields mean "use the default" until :func:`resolve` fills them."""
+    """What to run. None fields mean "use the default" until :func:`resolve` fills them.
 
-    tool: str
-    model: str
-    dataset: str
-    num_gpus: int = -1  # -1: the CPU; N >= 1: N GPUs, data parallel
-    gpu: str | None = None  # which GPUs: "0,2" (NVML indices) or a name match ("A100")
-    cpu_devices: int = 1  # with num_gpus -1: split the CPU into this many data-parallel devices
-    batch_size: int | None = None  # per device; None: the study's default for (dataset, model)
-    learning_rate: float | None = None  # None: the study's default
-    warmup_steps: int | None = None  # None: until the step time is steady; N: exactly N
-    steps: int | None = None  # timed steps; None: adaptive length (ignored with epochs)
-    min_time_s: float = 10.0  # adaptive length: measure at least this long
-    max_time_s: float = 30.0  # adaptive length: stop here even if the CI is still wide
-    epochs: int | None = None  # train whole epochs instead of a number of steps
-    repeats: int = 3
-    precision: str = "fp32"
-    data_dir: str | None = None
-    data_workers: int | None = None  # threads decoding JPEGs (ImageNet); None: one per core
-    # --image-size S: MNIST-family and CIFAR-10 images upscaled to 3xSxS in the input
-    # pipeline (the study's 224 for the ImageNet-shaped networks); None: native images
-    image_size: int | None = None
-    synthetic: bool | None = None  # None: real files if present, else synthetic
-    validate: bool | None = None  # None: validate when training whole epochs on real data
-    seed: int = 0
-    sync_every: int | None = None  # None: windows of ~0.3 s; N: sync every N steps (1: per step)
-    threads: int | None = None  # intra-op threads of the whole run; None: cores available
-    timeout_s: float | None = 3600.0  # per repeat; None: no limit
-    monitor_interval_s: float = 0.1  # resource sampling period
-    idle_baseline_s: float = 2.0  # idle sampling before the first repeat; 0: none
-    output_dir: str = "logs"
-    python: str | None = None  # interpreter for the worker; None: found automatically
-    dump_weights: str | None = None  # folder: save every replica's final weights (.npz)
-    options: dict[str, str] = field(default_factory=dict)  # backend options (-o key=value)
-    tags: dict[str, str] = field(default_factory=dict)  # free labels recorded with the result
-    task: str = "train"  # "train" or "inference" (harness.run.inference)
-    weights: str | None = None  # inference: canonical weights (.npz) instead of the initial ones
-    onnx_file: str | None = None  # inference, onnxruntime: a user's ONNX model (synthetic inputs)
-    input_shape: list[int] | None = None  # with onnx_file: (C, H, W) when the file leaves it open
-    nodes: int = 1  # data parallel over this many nodes, each with the devices above
-    launcher: str | None = None  # --nodes > 1: local-nodes or srun; None: srun in an allocation
+    Every field is an option of ``python -m harness run`` (:func:`cli`), in ``--help``
+    order; a field that is deliberately none carries ``metadata={"cli": None}``.
+    """
+
+    tool: str = field(
+        metadata=cli(
+            "--tool", group="what to run", required=True, help="framework backend, e.g. pytorch"
+        )
+    )
+    model: str = field(
+        metadata=cli(
+            "--model", group="what to run", help="lenet, alexnet, resnet50, googlenet, vgg16"
+        )
+    )
+    dataset: str = field(
+        metadata=cli(
+            "--dataset", group="what to run", help="mnist, fashion-mnist, kmnist, cifar10, imagenet"
+        )
+    )
+    # -1: the CPU; N >= 1: N GPUs, data parallel
+    num_gpus: int = field(
+        default=-1,
+        metadata=cli(
+            "--num-gpus", group="hardware", help="-1: the CPU (default); N: N GPUs, data parallel"
+        ),
+    )
+    # which GPUs: "0,2" (NVML indices) or a name match ("A100")
+    gpu: str | None = field(
+        default=None,
+        metadata=cli(
+            "--gpu", group="hardware", help="which GPUs: NVML indices '0,2' or a name match 'A100'"
+        ),
+    )
+    # with num_gpus -1: split the CPU into this many data-parallel devices
+    cpu_devices: int = field(
+        default=1,
+        metadata=cli(
+            "--cpu-devices",
+            group="hardware",
+            help="CPU runs: split the CPU into N data-parallel devices",
+        ),
+    )
+    # intra-op threads of the whole run; None: cores available
+    threads: int | None = field(
+        default=None,
+        metadata=cli(
+            "--threads",
+            group="hardware",
+            help="intra-op CPU threads of the whole run, split over its devices "
+            "(default: the cores available)",
+        ),
+    )
+    # data parallel over this many nodes, each with the devices above
+    nodes: int = field(
+        default=1,
+        metadata=cli(
+            "--nodes",
+            group="hardware",
+            help="data parallel over N nodes, each with --num-gpus GPUs or --cpu-devices devices",
+        ),
+    )
+    # --nodes > 1: local-nodes or srun; None: srun in an allocation
+    launcher: str | None = field(
+        default=None,
+        metadata=cli(
+            "--launcher",
+            group="hardware",
+            help="how --nodes N starts its nodes: srun (default inside a SLURM allocation) or "
+            "local-nodes (all on this host)",
+        ),
+    )
+    # "train" or "inference" (harness.run.inference)
+    task: str = field(
+        default="train",
+        metadata=cli(
+            "--task",
+            group="training and inference",
+            choices=("train", "inference"),
+            help="train (default) or inference: model load, session, first inference, latency "
+            "percentiles, throughput and, on real data, total inference time over the test split",
+        ),
+    )
+    # per device; None: the study's default for (dataset, model). On the command line a
+    # list (1,8,64): one run per size (harness.cli.run.specs_from_args)
+    batch_size: int | None = field(
+        default=None,
+        metadata=cli(
+            "--batch-size",
+            group="training and inference",
+            type=str,
+            help="per device (default: the study's value); "
+            "a list such as 1,8,64 runs once per size",
+        ),
+    )
+    # None: the study's default
+    learning_rate: float | None = field(
+        default=None,
+        metadata=cli(
+            "--lr", group="training and inference", help="learning rate (default: the study's)"
+        ),
+    )
+    # None: until the step time is steady; N: exactly N
+    warmup_steps: int | None = field(
+        default=None,
+        metadata=cli(
+            "--warmup-steps",
+            group="training and inference",
+            help="untimed steps first (default: until the step time is steady)",
+        ),
+    )
+    # timed steps; None: adaptive length (ignored with epochs)
+    steps: int | None = field(
+        default=None,
+        metadata=cli(
+            "--steps",
+            group="training and inference",
+            help="timed steps (default: measure until the 95%% CI is within ±2%%, see --min-time)",
+        ),
+    )
+    # train whole epochs instead of a number of steps
+    epochs: int | None = field(
+        default=None,
+        metadata=cli(
+            "--epochs", group="training and inference", help="train whole epochs instead of --steps"
+        ),
+    )
+    precision: str = field(
+        default="fp32",
+        metadata=cli(
+            "--precision",
+            group="training and inference",
+            help="fp32 (default), fp16 or bf16 mixed precision",
+        ),
+    )
+    seed: int = field(default=0, metadata=cli("--seed", group="training and inference"))
+    # None: validate when training whole epochs on real data
+    validate: bool | None = field(
+        default=None,
+        metadata=cli(
+            "--validate",
+            group="training and inference",
+            help="validate on the test split after training",
+            negative="--no-validate",
+        ),
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata=cli(
+            "--data-dir",
+            group="data",
+            help="where datasets live (default: $HARNESS_DATA_DIR or ./data)",
+        ),
+    )
+    # threads decoding JPEGs (ImageNet); None: one per core
+    data_workers: int | None = field(
+        default=None,
+        metadata=cli(
+            "--data-workers",
+            group="data",
+            help="threads decoding ImageNet JPEGs (default: one per core available)",
+        ),
+    )
+    # MNIST-family and CIFAR-10 images upscaled to 3xSxS in the input pipeline (the
+    # study's 224 for the ImageNet-shaped networks); None: native images
+    image_size: int | None = field(
+        default=None,
+        metadata=cli(
+            "--image-size",
+            group="data",
+            metavar="S",
+            help="upscale MNIST-family and CIFAR-10 images to 3xSxS in the input pipeline, "
+            "grey-scale repeated to RGB (224: the ImageNet-shaped networks, as the study did)",
+        ),
+    )
+    # None: real files if present, else synthetic
+    synthetic: bool | None = field(
+        default=None,
+        metadata=cli(
+            "--synthetic",
+            group="data",
+            help="use synthetic data even if the files exist",
+            negative="--real",
+            negative_help="require the real files (no synthetic fallback)",
+        ),
+    )
+    repeats: int = field(
+        default=3,
+        metadata=cli("--repeats", group="measurement", help="fresh processes per run (default 3)"),
+    )
+    # None: windows of ~0.3 s; N: sync every N steps (1: per step)
+    sync_every: int | None = field(
+        default=None,
+        metadata=cli(
+            "--sync-every",
+            group="measurement",
+            help="synchronise the device every N steps; 1: time every step "
+            "(default: windows of steps lasting ~0.3 s)",
+        ),
+    )
+    # adaptive length: measure at least this long
+    min_time_s: float = field(
+        default=10.0,
+        metadata=cli(
+            "--min-time",
+            group="measurement",
+            help="adaptive length: seconds measured at least (default 10)",
+        ),
+    )
+    # adaptive length: stop here even if the CI is still wide
+    max_time_s: float = field(
+        default=30.0,
+        metadata=cli(
+            "--max-time",
+            group="measurement",
+            help="adaptive length: seconds measured at most (default 30)",
+        ),
+    )
+    # per repeat; None: no limit (--timeout 0)
+    timeout_s: float | None = field(
+        default=3600.0,
+        metadata=cli(
+            "--timeout",
+            group="measurement",
+            help="seconds per repeat before the worker is killed (default 3600; 0: none)",
+        ),
+    )
+    # resource sampling period
+    monitor_interval_s: float = field(
+        default=0.1,
+        metadata=cli(
+            "--monitor-interval",
+            group="measurement",
+            help="seconds between resource samples (default 0.1)",
+        ),
+    )
+    # idle sampling before the first repeat; 0: none
+    idle_baseline_s: float = field(
+        default=2.0,
+        metadata=cli(
+            "--idle-baseline",
+            group="measurement",
+            help="seconds of idle sampling before the first repeat (default 2; 0: none)",
+        ),
+    )
+    output_dir: str = field(
+        default="logs",
+        metadata=cli(
+            "--output-dir", group="output", help="run folders and results.sqlite (default ./logs)"
+        ),
+    )
+    # interpreter for the worker; None: found automatically
+    python: str | None = field(
+        default=None,
+        metadata=cli(
+            "--python", group="advanced", help="interpreter that has the framework (default: found)"
+        ),
+    )
+    # backend options (-o key=value)
+    options: dict[str, str] = field(
+        default_factory=dict,
+        metadata=cli(
+            "-o",
+            "--option",
+            group="advanced",
+            action="append",
+            metavar="KEY=VALUE",
+            help="backend option",
+        ),
+    )
+    # free labels recorded with the result
+    tags: dict[str, str] = field(
+        default_factory=dict,
+        metadata=cli(
+            "--tag",
+            group="advanced",
+            action="append",
+            metavar="KEY=VALUE",
+            help="label stored with the result",
+        ),
+    )
+    # folder: save every replica's final weights (.npz)
+    dump_weights: str | None = field(
+        default=None,
+        metadata=cli(
+            "--dump-weights",
+            group="advanced",
+            metavar="DIR",
+            help="save every replica's final weights here (.npz)",
+        ),
+    )
+    # inference: canonical weights (.npz) instead of the initial ones
+    weights: str | None = field(
+        default=None,
+        metadata=cli(
+            "--weights",
+            group="inference",
+            metavar="FILE.npz",
+            help="inference: these weights (as --dump-weights saves them) "
+            "instead of the initial ones",
+        ),
+    )
+    # inference, onnxruntime: a user's ONNX model (synthetic inputs)
+    onnx_file: str | None = field(
+        default=None,
+        metadata=cli(
+            "--onnx-file",
+            group="inference",
+            metavar="FILE",
+            help="inference on onnxruntime: benchmark this ONNX model on synthetic inputs "
+            "(--model and --dataset do not apply)",
+        ),
+    )
+    # with onnx_file: (C, H, W) when the file leaves it open
+    input_shape: list[int] | None = field(
+        default=None,
+        metadata=cli(
+            "--input-shape",
+            group="inference",
+            type=str,
+            metavar="C,H,W",
+            help="with --onnx-file: the per-image input shape, where the file leaves it open",
+        ),
+    )
 
     @property
     def devices(self) -> int:

@@ -1,4 +1,4 @@
-"""``python -m harness ops``: operation benchmarks (DeepBench's kernels) in one framework."""
+"""``python -m harness ops``: operation benchmarks (DeepBench's kernels; the work: harness.ops)."""
 
 from __future__ import annotations
 

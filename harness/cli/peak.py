@@ -1,0 +1,125 @@
+"""``python -m harness peak``: this CPU's dense GEMM peak, measured and cached.
+
+Through NumPy (harness.machine.peak) or, with ``--tool T``, through a framework's GEMM
+in its ops worker (harness.ops.peak); both cache in the same file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+
+from harness.errors import UsageError
+from harness.machine import peak as numpy_peak
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UsageError(f"--sizes takes integers like 1024,2048, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--sizes takes positive integers, got {text!r}")
+    return sizes
+
+
+def cmd_peak(args: Any, console: Any) -> int:
+    if args.tool:  # through a framework's GEMM (harness.ops.peak)
+        return _framework_peak(args, console)
+    if args.show:
+        entry = numpy_peak.cached()
+        if entry is None:
+            console.print(
+                f"{numpy_peak.NO_PEAK} (cache: {escape(str(numpy_peak.cache_path()))})",
+                highlight=False,
+            )
+            return 1
+        _print_entry(entry, console)
+        return 0
+    precisions = ("fp32", "fp64") if args.fp64 else ("fp32",)
+    sizes = _sizes(args.sizes)
+    console.print(
+        f"measuring dense GEMM (NumPy matmul) on {numpy_peak.cores_available()} cores: sizes "
+        f"{', '.join(map(str, sizes))}, {', '.join(precisions)}, at least {args.min_time:g} s each",
+        highlight=False,
+    )
+
+    def progress(precision: str, n: int, rate: float) -> None:
+        console.print(f"  {precision} n={n}: {rate / 1e9:,.1f} GFLOP/s", highlight=False)
+
+    entry = numpy_peak.measure(sizes, precisions, args.min_time, on_result=progress)
+    path = numpy_peak.save(entry)
+    _print_entry(entry, console)
+    console.print(f"cached in {escape(str(path))}; runs on this machine use it for MFU")
+    return 0
+
+
+def _print_entry(entry: dict[str, Any], console: Any) -> None:
+    console.print(f"machine: {escape(entry['key'])}", highlight=False)
+    for precision, value in sorted((entry.get("peaks") or {}).items()):
+        print(f"peak {precision}: {value / 1e9:,.1f} GFLOP/s (measured {entry['measured_at']})")
+
+
+def add_command(sub: Any, handlers: dict[str, Any]) -> None:
+    parser = sub.add_parser(
+        "peak",
+        help="measure this CPU's dense GEMM peak (for MFU on CPU runs) and cache it",
+        description="Times NumPy matmul on large square matrices with the cores available and "
+        "caches the best FLOP/s per precision for this machine.",
+    )
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, numpy_peak.DEFAULT_SIZES)),
+        help=f"matrix sizes n (default {','.join(map(str, numpy_peak.DEFAULT_SIZES))})",
+    )
+    parser.add_argument("--fp64", action="store_true", help="measure fp64 too")
+    parser.add_argument(
+        "--min-time", type=float, default=1.0, help="seconds per size at least (default 1)"
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="print the cached peak, measure nothing"
+    )
+    parser.add_argument(
+        "--tool", help="measure through this framework's GEMM (its ops worker) instead of NumPy"
+    )
+    parser.add_argument(
+        "--all-precisions", action="store_true", help="with --tool: fp32, fp16 and bf16"
+    )
+    handlers["peak"] = cmd_peak
+
+
+def _framework_peak(args: Any, console: Any) -> int:
+    """The ``peak`` command with ``--tool``."""
+    from harness.ops import peak as framework_peak
+
+    tool = args.tool
+    if args.show:
+        entry = framework_peak.cached(tool)
+        if entry is None:
+            console.print(f"no {tool} GEMM peak cached: run `python -m harness peak --tool {tool}`")
+            return 1
+        for precision, value in sorted(entry["peaks"].items()):
+            when = entry["measured_at"]
+            print(f"{tool} peak {precision}: {value / 1e9:,.1f} GFLOP/s (measured {when})")
+        return 0
+    precisions = ("fp32", "fp16", "bf16") if args.all_precisions else ("fp32",)
+    sizes = _sizes(args.sizes)
+    console.print(
+        f"measuring dense GEMM through {tool} on {numpy_peak.cores_available()} cores: sizes "
+        f"{', '.join(map(str, sizes))}, {', '.join(precisions)}, at least {args.min_time:g} s each",
+        highlight=False,
+    )
+
+    def progress(precision: str, n: int, rate: float) -> None:
+        console.print(f"  {precision} n={n}: {rate / 1e9:,.1f} GFLOP/s", highlight=False)
+
+    entry = framework_peak.measure(tool, sizes, precisions, args.min_time, on_result=progress)
+    path = numpy_peak.save(entry)
+    console.print(f"machine: {escape(entry['key'])}", highlight=False)
+    for precision, value in sorted(entry["peaks"].items()):
+        print(f"{tool} peak {precision}: {value / 1e9:,.1f} GFLOP/s")
+    console.print(
+        f"cached in {escape(str(path))}; `ops --tool {tool}` on the CPU uses it for % of peak"
+    )
+    return 0
