@@ -203,7 +203,34 @@ class WorkerContext:
         return self.spec.batch_size * self.total_devices
 
 
-class Trainer(abc.ABC):
+class _FrameworkSide(abc.ABC):
+    """What a backend's :class:`Trainer` and :class:`Inferencer` have in common: the
+    worker's context, out-of-memory recognition and ``close``."""
+
+    #: Substrings of an exception's text that mean "out of memory" in this framework.
+    oom_markers: Sequence[str] = ("out of memory", "OOM", "RESOURCE_EXHAUSTED", "MemoryError")
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+
+    @abc.abstractmethod
+    def framework_info(self) -> dict[str, Any]:
+        """Framework name, version and the devices used (an inferencer's: its settings
+        too), recorded in the result."""
+        raise NotImplementedError
+
+    @classmethod
+    def is_out_of_memory(cls, exc: BaseException) -> bool:
+        """Whether ``exc`` means the device (or host) ran out of memory."""
+        text = f"{type(exc).__name__}: {exc}"
+        return isinstance(exc, MemoryError) or any(m in text for m in cls.oom_markers)
+
+    def close(self) -> None:
+        """Release framework resources (process groups, sessions)."""
+        return None  # optional: nothing to do by default
+
+
+class Trainer(_FrameworkSide):
     """Base class of every backend's trainer. Subclasses import their framework.
 
     Required (abstract: a trainer that lacks one cannot be built), the core contract
@@ -243,17 +270,6 @@ class Trainer(abc.ABC):
     - ``device_step_times()``: per-step device times measured without draining the
       queue (e.g. CUDA events), or None.
     """
-
-    #: Substrings of an exception's text that mean "out of memory" in this framework.
-    oom_markers: Sequence[str] = ("out of memory", "OOM", "RESOURCE_EXHAUSTED", "MemoryError")
-
-    def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
-
-    @abc.abstractmethod
-    def framework_info(self) -> dict[str, Any]:
-        """Framework name, version and the devices used, recorded in the result."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def device_batch(self, images: np.ndarray, labels: np.ndarray) -> Any:
@@ -335,21 +351,11 @@ class Trainer(abc.ABC):
         """
         return [self.state_dict()]
 
-    @classmethod
-    def is_out_of_memory(cls, exc: BaseException) -> bool:
-        """Whether ``exc`` means the device (or host) ran out of memory."""
-        text = f"{type(exc).__name__}: {exc}"
-        return isinstance(exc, MemoryError) or any(m in text for m in cls.oom_markers)
-
     #: Memory layout of the images the trainer wants from the data source.
     layout: str = "NCHW"
 
-    def close(self) -> None:
-        """Release framework resources (process groups, sessions)."""
-        return None  # optional: nothing to do by default
 
-
-class Inferencer(abc.ABC):
+class Inferencer(_FrameworkSide):
     """Runs a backend's inference in the worker. Subclasses import their framework.
 
     Plugin API 1.1 (the whole class). Required (abstract), the core contract since it
@@ -367,16 +373,6 @@ class Inferencer(abc.ABC):
 
     #: The model file's name ending in the framework's own format, e.g. ".pt".
     suffix: str = ""
-    #: Substrings of an exception's text that mean "out of memory" in this framework.
-    oom_markers: Sequence[str] = Trainer.oom_markers
-
-    def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
-
-    @abc.abstractmethod
-    def framework_info(self) -> dict[str, Any]:
-        """Framework name, version, devices and settings, recorded in the result."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def export(self, weights: dict[str, np.ndarray], path: Path) -> None:
@@ -415,13 +411,3 @@ class Inferencer(abc.ABC):
     def memory_peak(self) -> dict[str, Any] | None:
         """The framework allocator's peak, e.g. {"allocator": "...", "peak_bytes": n}."""
         return None
-
-    @classmethod
-    def is_out_of_memory(cls, exc: BaseException) -> bool:
-        """Whether ``exc`` means the device (or host) ran out of memory."""
-        text = f"{type(exc).__name__}: {exc}"
-        return isinstance(exc, MemoryError) or any(m in text for m in cls.oom_markers)
-
-    def close(self) -> None:
-        """Release framework resources (sessions)."""
-        return None  # optional: nothing to do by default

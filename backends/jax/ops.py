@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from harness.ops import building
 from harness.ops import kernels as k
 from harness.ops.kernels import Bench, Unsupported
 from harness.ops.suite import Kernel
@@ -53,27 +54,15 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(jnp.asarray(value, jnp.float32))
 
 
-def build(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
-    builder = {
-        "gemm": _gemm,
-        "sparse_gemm": _sparse,
-        "conv": _conv,
-        "rnn": _rnn,
-        "allreduce": _allreduce,
-    }[kernel.kind]
-    return builder(kernel, precision, job)
+_DEVICE = building.Device(_to, _numpy, _sync)
 
 
 def _gemm(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
-    a_np, b_np = k.gemm_inputs(kernel)
-    a, b = _to(a_np, precision), _to(b_np, precision)
-    ta, tb = kernel.shape["transpose_a"], kernel.shape["transpose_b"]
-    matmul = jax.jit(lambda a, b: jnp.matmul(a.T if ta else a, b.T if tb else b))
+    def multiply(a: jax.Array, b: jax.Array, ta: bool, tb: bool) -> Any:
+        matmul = jax.jit(lambda a, b: jnp.matmul(a.T if ta else a, b.T if tb else b))
+        return lambda: matmul(a, b)
 
-    def check() -> float:
-        return k.max_error(_numpy(matmul(a, b)), k.gemm_reference(kernel, a_np, b_np))
-
-    return Bench(lambda: matmul(a, b), _sync, check=check, detail={"impl": "jnp.matmul (jit)"})
+    return building.gemm(kernel, precision, _DEVICE, multiply, "jnp.matmul (jit)")
 
 
 def _sparse(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
@@ -94,7 +83,7 @@ def _sparse(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
             jax.block_until_ready(product(a, b))
             break
         except Exception as exc:  # this format has no product here: the next one
-            tried.append(f"{name}: {str(exc).splitlines()[0][:150]}")
+            tried.append(f"{name}: {building.first_line(exc, 150)}")
     else:
         raise Unsupported("jax.experimental.sparse: " + "; ".join(tried))
 
@@ -228,3 +217,8 @@ def _allreduce(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
             lambda: jax.block_until_ready(reduce(zeros)), _sync, check=check, detail=detail
         )
     return Bench(lambda: reduce(zeros), _sync, check=check, detail=detail)
+
+
+build = building.dispatcher(
+    gemm=_gemm, sparse_gemm=_sparse, conv=_conv, rnn=_rnn, allreduce=_allreduce
+)

@@ -16,6 +16,7 @@ from typing import Any
 import mxnet as mx
 import numpy as np
 
+from harness.ops import building
 from harness.ops import kernels as k
 from harness.ops.kernels import Bench, Unsupported
 from harness.ops.suite import Kernel
@@ -51,29 +52,14 @@ def _numpy(value: Any) -> np.ndarray:
     return value.astype("float32").asnumpy()
 
 
-def build(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
-    builder = {
-        "gemm": _gemm,
-        "sparse_gemm": _sparse,
-        "conv": _conv,
-        "rnn": _rnn,
-        "allreduce": _allreduce,
-    }[kernel.kind]
-    return builder(kernel, precision, job)
+_DEVICE = building.Device(_to, _numpy, _sync)
 
 
 def _gemm(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
-    a_np, b_np = k.gemm_inputs(kernel)
-    a, b = _to(a_np, precision), _to(b_np, precision)
-    ta, tb = kernel.shape["transpose_a"], kernel.shape["transpose_b"]
+    def multiply(a: Any, b: Any, ta: bool, tb: bool) -> Any:
+        return lambda: mx.nd.dot(a, b, transpose_a=ta, transpose_b=tb)
 
-    def call() -> Any:
-        return mx.nd.dot(a, b, transpose_a=ta, transpose_b=tb)
-
-    def check() -> float:
-        return k.max_error(_numpy(call()), k.gemm_reference(kernel, a_np, b_np))
-
-    return Bench(call, _sync, check=check, detail={"impl": "mx.nd.dot"})
+    return building.gemm(kernel, precision, _DEVICE, multiply, "mx.nd.dot")
 
 
 def _sparse(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
@@ -86,11 +72,11 @@ def _sparse(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
         (values.astype(_dtype(precision)), cols, indptr), shape=(s["m"], s["k"]), ctx=_state["ctx"]
     )
     b = _to(b_np, precision)
-    try:
-        mx.nd.sparse.dot(a, b).wait_to_read()
-    except mx.base.MXNetError as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
-        raise Unsupported(f"mx.nd.sparse.dot (CSR, {precision}): {reason}") from None
+    building.probe(
+        lambda: mx.nd.sparse.dot(a, b).wait_to_read(),
+        (mx.base.MXNetError,),
+        f"mx.nd.sparse.dot (CSR, {precision})",
+    )
 
     def call() -> Any:
         return mx.nd.sparse.dot(a, b)
@@ -205,3 +191,8 @@ def _allreduce(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
 
     detail = {"impl": "kvstore('device').pushpull", "devices": devices}
     return Bench(call, _sync, check=check, detail=detail)
+
+
+build = building.dispatcher(
+    gemm=_gemm, sparse_gemm=_sparse, conv=_conv, rnn=_rnn, allreduce=_allreduce
+)

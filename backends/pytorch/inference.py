@@ -26,7 +26,15 @@ from harness.backend import Inferencer, WorkerContext
 from harness.cpu import thread_policy
 
 from .network import build_module, load_canonical_state
-from .trainer import _AMP_DTYPES, _flag, apply_threads
+from .trainer import (
+    _AMP_DTYPES,
+    TorchTrainer,
+    _flag,
+    apply_threads,
+    cuda_memory_peak,
+    framework_basics,
+    select_device,
+)
 
 
 class TorchInferencer(Inferencer):
@@ -34,21 +42,14 @@ class TorchInferencer(Inferencer):
 
     suffix = ".pt2"
     format = "torch.export ExportedProgram (torch.export.save)"
-    oom_markers = ("CUDA out of memory", "OutOfMemoryError", "out of memory", "MemoryError")
+    oom_markers = TorchTrainer.oom_markers
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         spec = ctx.spec
         self.threads = apply_threads(thread_policy(spec))
         self.cuda = spec.num_gpus > 0
-        if self.cuda:
-            if not torch.cuda.is_available():
-                raise RuntimeError("a GPU run, but torch.cuda.is_available() is False")
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(self.device)
-            torch.backends.cudnn.benchmark = True
-        else:
-            self.device = torch.device("cpu")
+        self.device = select_device(self.cuda)
         self.memory_format = torch.contiguous_format
         if self.cuda and _flag(spec.options, "channels_last"):
             self.memory_format = torch.channels_last
@@ -59,13 +60,8 @@ class TorchInferencer(Inferencer):
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def framework_info(self) -> dict[str, Any]:
-        devices = [torch.cuda.get_device_name(self.device)] if self.cuda else ["cpu"]
         return {
-            "framework": "torch",
-            "version": torch.__version__,
-            "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if self.cuda else None,
-            "devices": devices,
+            **framework_basics(self.device),
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "threads": self.threads,
             "settings": {
@@ -131,10 +127,4 @@ class TorchInferencer(Inferencer):
         return output.float().cpu().numpy()
 
     def memory_peak(self) -> dict[str, Any] | None:
-        if not self.cuda:
-            return None
-        return {
-            "allocator": "torch.cuda.max_memory_allocated",
-            "peak_bytes": int(torch.cuda.max_memory_allocated(self.device)),
-            "reserved_peak_bytes": int(torch.cuda.max_memory_reserved(self.device)),
-        }
+        return cuda_memory_peak(self.device)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.ops import building
 from harness.ops import kernels as k
 from harness.ops.kernels import Bench, Unsupported
 from harness.ops.suite import Kernel
@@ -53,30 +54,19 @@ def _to(array: np.ndarray, precision: str, grad: bool = False) -> torch.Tensor:
     return tensor.requires_grad_(grad)
 
 
-def build(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
-    builder = {
-        "gemm": _gemm,
-        "sparse_gemm": _sparse,
-        "conv": _conv,
-        "rnn": _rnn,
-        "allreduce": _allreduce,
-    }[kernel.kind]
-    return builder(kernel, precision, job)
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.float().cpu().numpy()
+
+
+_DEVICE = building.Device(_to, _numpy, _sync)
 
 
 def _gemm(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
-    a_np, b_np = k.gemm_inputs(kernel)
-    a, b = _to(a_np, precision), _to(b_np, precision)
-    op_a = a.t() if kernel.shape["transpose_a"] else a
-    op_b = b.t() if kernel.shape["transpose_b"] else b
+    def multiply(a: torch.Tensor, b: torch.Tensor, ta: bool, tb: bool) -> Any:
+        op_a, op_b = (a.t() if ta else a), (b.t() if tb else b)
+        return lambda: torch.matmul(op_a, op_b)
 
-    def call() -> torch.Tensor:
-        return torch.matmul(op_a, op_b)
-
-    def check() -> float:
-        return k.max_error(call().float().cpu().numpy(), k.gemm_reference(kernel, a_np, b_np))
-
-    return Bench(call, _sync, check=check, detail={"impl": "torch.matmul"})
+    return building.gemm(kernel, precision, _DEVICE, multiply, "torch.matmul")
 
 
 def _sparse(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
@@ -87,19 +77,18 @@ def _sparse(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
     ).coalesce()
     a = coo.to_sparse_csr().to(_state["device"], _DTYPES[precision])
     b = _to(b_np, precision)
-    try:
-        torch.sparse.mm(a, b)
-    except (RuntimeError, NotImplementedError) as exc:
-        raise Unsupported(
-            f"torch.sparse.mm (CSR, {precision}): {str(exc).splitlines()[0]}"
-        ) from None
+    building.probe(
+        lambda: torch.sparse.mm(a, b),
+        (RuntimeError, NotImplementedError),
+        f"torch.sparse.mm (CSR, {precision})",
+    )
 
     def call() -> torch.Tensor:
         return torch.sparse.mm(a, b)
 
     def check() -> float:
         expected = k.sparse_reference(kernel, rows, cols, values, b_np)
-        return k.max_error(call().float().cpu().numpy(), expected)
+        return k.max_error(_numpy(call()), expected)
 
     detail = {
         "impl": "torch.sparse.mm (sparse CSR x dense)",
@@ -271,6 +260,11 @@ def _allreduce(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
         begin=begin,
         detail={"impl": f"torch.distributed.all_reduce ({backend})", "devices": devices},
     )
+
+
+build = building.dispatcher(
+    gemm=_gemm, sparse_gemm=_sparse, conv=_conv, rnn=_rnn, allreduce=_allreduce
+)
 
 
 def close() -> None:

@@ -51,6 +51,41 @@ def apply_threads(policy: ThreadPolicy) -> dict[str, Any]:
     )
 
 
+def select_device(cuda: bool) -> torch.device:
+    """The run's device: this process's GPU (``LOCAL_RANK``, cuDNN autotuning on) or the CPU."""
+    if not cuda:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("a GPU run, but torch.cuda.is_available() is False")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.cuda.set_device(device)
+    torch.backends.cudnn.benchmark = True
+    return device
+
+
+def framework_basics(device: torch.device) -> dict[str, Any]:
+    """What the trainer's and the inferencer's ``framework_info`` both say."""
+    cuda = device.type == "cuda"
+    return {
+        "framework": "torch",
+        "version": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "devices": [torch.cuda.get_device_name(device)] if cuda else ["cpu"],
+    }
+
+
+def cuda_memory_peak(device: torch.device) -> dict[str, Any] | None:
+    """The CUDA caching allocator's peaks on ``device`` (None on the CPU)."""
+    if device.type != "cuda":
+        return None
+    return {
+        "allocator": "torch.cuda.max_memory_allocated",
+        "peak_bytes": int(torch.cuda.max_memory_allocated(device)),
+        "reserved_peak_bytes": int(torch.cuda.max_memory_reserved(device)),
+    }
+
+
 class TorchTrainer(Trainer):
     """Trains a harness.models network with torch.nn; DDP when the run has several processes.
 
@@ -69,15 +104,7 @@ class TorchTrainer(Trainer):
         self.threads = apply_threads(thread_policy(spec))
         torch.manual_seed(spec.seed)
         self.cuda = spec.num_gpus > 0
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if self.cuda:
-            if not torch.cuda.is_available():
-                raise RuntimeError("a GPU run, but torch.cuda.is_available() is False")
-            self.device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(self.device)
-            torch.backends.cudnn.benchmark = True
-        else:
-            self.device = torch.device("cpu")
+        self.device = select_device(self.cuda)
         self.distributed = ctx.world_size > 1
         if self.distributed:
             dist.init_process_group(
@@ -134,13 +161,8 @@ class TorchTrainer(Trainer):
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def framework_info(self) -> dict[str, Any]:
-        devices = [torch.cuda.get_device_name(self.device)] if self.cuda else ["cpu"]
         return {
-            "framework": "torch",
-            "version": torch.__version__,
-            "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if self.cuda else None,
-            "devices": devices,
+            **framework_basics(self.device),
             "distributed": dist.get_backend() if self.distributed else None,
             "nodes": self.ctx.nodes,
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -258,13 +280,7 @@ class TorchTrainer(Trainer):
             torch.cuda.set_rng_state(self._cuda_rng_state, self.device)
 
     def memory_peak(self) -> dict[str, Any] | None:
-        if not self.cuda:
-            return None
-        return {
-            "allocator": "torch.cuda.max_memory_allocated",
-            "peak_bytes": int(torch.cuda.max_memory_allocated(self.device)),
-            "reserved_peak_bytes": int(torch.cuda.max_memory_reserved(self.device)),
-        }
+        return cuda_memory_peak(self.device)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         if self.distributed:

@@ -112,3 +112,15 @@ def describe(devices: list[str]) -> list[str]:
             logical = " (logical)" if len(devices) > 1 else ""
             names.append(f"cpu:{index}{logical}")
     return names
+
+
+def framework_basics(gpu: bool, devices: list[str]) -> dict[str, Any]:
+    """What the trainer's and the inferencer's ``framework_info`` both say first."""
+    build = tf.sysconfig.get_build_info()
+    return {
+        "framework": "tensorflow",
+        "version": tf.__version__,
+        "cuda": build.get("cuda_version") if gpu else None,
+        "cudnn": build.get("cudnn_version") if gpu else None,
+        "devices": describe(devices),
+    }

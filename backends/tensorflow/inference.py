@@ -81,13 +81,8 @@ class TFInferencer(Inferencer):
             tf.config.experimental.reset_memory_stats("GPU:0")
 
     def framework_info(self) -> dict[str, Any]:
-        build = tf.sysconfig.get_build_info()
         return {
-            "framework": "tensorflow",
-            "version": tf.__version__,
-            "cuda": build.get("cuda_version") if self.gpu else None,
-            "cudnn": build.get("cudnn_version") if self.gpu else None,
-            "devices": dev.describe([self.device]),
+            **dev.framework_basics(self.gpu, [self.device]),
             "format": "SavedModel (tf.saved_model.save), signature 'serving_default'",
             "xla": self.xla,
             "precision": self.ctx.spec.precision,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from harness.ops import building
 from harness.ops import kernels as k
 from harness.ops.kernels import Bench, Unsupported
 from harness.ops.suite import Kernel
@@ -73,28 +74,19 @@ def _numpy(tensor: Any) -> np.ndarray:
     return tf.cast(tensor, tf.float32).numpy()
 
 
+_DEVICE = building.Device(_to, _numpy, _sync)
+
+
 def build(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
-    builder = {
-        "gemm": _gemm,
-        "sparse_gemm": _sparse,
-        "conv": _conv,
-        "rnn": _rnn,
-        "allreduce": _allreduce,
-    }[kernel.kind]
     with tf.device(_state["device"]):
-        return builder(kernel, precision, job)
+        return _build(kernel, precision, job)
 
 
 def _gemm(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
-    a_np, b_np = k.gemm_inputs(kernel)
-    a, b = _to(a_np, precision), _to(b_np, precision)
-    ta, tb = kernel.shape["transpose_a"], kernel.shape["transpose_b"]
-    matmul = tf.function(lambda: tf.linalg.matmul(a, b, transpose_a=ta, transpose_b=tb))
+    def multiply(a: tf.Tensor, b: tf.Tensor, ta: bool, tb: bool) -> Any:
+        return tf.function(lambda: tf.linalg.matmul(a, b, transpose_a=ta, transpose_b=tb))
 
-    def check() -> float:
-        return k.max_error(_numpy(matmul()), k.gemm_reference(kernel, a_np, b_np))
-
-    return Bench(matmul, _sync, check=check, detail={"impl": "tf.linalg.matmul"})
+    return building.gemm(kernel, precision, _DEVICE, multiply, "tf.linalg.matmul")
 
 
 def _sparse(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
@@ -105,11 +97,11 @@ def _sparse(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
     )
     b = _to(b_np, precision)
     product = tf.function(lambda: tf.sparse.sparse_dense_matmul(a, b))
-    try:
-        product()
-    except (tf.errors.OpError, TypeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
-        raise Unsupported(f"tf.sparse.sparse_dense_matmul ({precision}): {reason}") from None
+    building.probe(
+        product,
+        (tf.errors.OpError, TypeError, ValueError),
+        f"tf.sparse.sparse_dense_matmul ({precision})",
+    )
 
     def check() -> float:
         return k.max_error(_numpy(product()), k.sparse_reference(kernel, rows, cols, values, b_np))
@@ -220,3 +212,8 @@ def _allreduce(kernel: Kernel, precision: str, job: dict[str, Any]) -> Bench:
         "devices": len(names),
     }
     return Bench(lambda: reduce(zeros), _sync, check=check, detail=detail)
+
+
+_build = building.dispatcher(
+    gemm=_gemm, sparse_gemm=_sparse, conv=_conv, rnn=_rnn, allreduce=_allreduce
+)

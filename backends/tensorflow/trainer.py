@@ -236,13 +236,8 @@ class TFTrainer(Trainer):
     # The Trainer interface -----------------------------------------------------------
 
     def framework_info(self) -> dict[str, Any]:
-        build = tf.sysconfig.get_build_info()
         return {
-            "framework": "tensorflow",
-            "version": tf.__version__,
-            "cuda": build.get("cuda_version") if self.gpu else None,
-            "cudnn": build.get("cudnn_version") if self.gpu else None,
-            "devices": dev.describe(self.devices),
+            **dev.framework_basics(self.gpu, self.devices),
             "distributed": (
                 ("MultiWorkerMirroredStrategy" if self.multi_worker else "MirroredStrategy")
                 if self.strategy is not None

@@ -159,6 +159,21 @@ def _per_gpu(gpus: list[dict[str, Any]], text: Callable[[dict[str, Any]], str]) 
     return "; ".join(f"GPU {g['index']}: {p}" for g, p in zip(gpus, parts, strict=True))
 
 
+def _gpu_check(
+    name: str,
+    gpus: list[dict[str, Any]],
+    bad: list[dict[str, Any]],
+    text: Callable[[dict[str, Any]], str],
+    advice: str,
+    ok_text: Callable[[dict[str, Any]], str] | None = None,
+) -> Check:
+    """WARN naming the ``bad`` GPUs (``text``) with the advice; with none bad, OK naming
+    them all (``ok_text``, or ``text``)."""
+    if bad:
+        return Check(name, WARN, _per_gpu(bad, text), advice)
+    return Check(name, OK, _per_gpu(gpus, ok_text or text))
+
+
 def gpu_checks(module: ModuleType | None = None) -> list[Check]:
     """NVML, power, energy counter, clocks, power limit, persistence, other processes."""
     import os
@@ -195,20 +210,27 @@ def gpu_checks(module: ModuleType | None = None) -> list[Check]:
 
     no_power = [g for g in gpus if g["power_w"] is None]
     checks.append(
-        Check("GPU power reading", WARN, _per_gpu(no_power, lambda g: str(g["power_error"])),
-              "power, energy and J/image will be missing for these GPUs")
-        if no_power
-        else Check("GPU power reading", OK, _per_gpu(gpus, lambda g: f"{g['power_w']:g} W now"))
-    )  # fmt: skip
+        _gpu_check(
+            "GPU power reading",
+            gpus,
+            no_power,
+            lambda g: str(g["power_error"]),
+            "power, energy and J/image will be missing for these GPUs",
+            lambda g: f"{g['power_w']:g} W now",
+        )
+    )
     no_counter = [g for g in gpus if not g["energy_counter"]]
     checks.append(
-        Check("GPU energy counter", WARN,
-              _per_gpu(no_counter, lambda g: f"not readable ({g['energy_error']})"),
-              "energy is integrated from the power samples instead (pre-Volta GPUs): "
-              "less exact for short phases")
-        if no_counter
-        else Check("GPU energy counter", OK, _per_gpu(gpus, lambda g: "readable"))
-    )  # fmt: skip
+        _gpu_check(
+            "GPU energy counter",
+            gpus,
+            no_counter,
+            lambda g: f"not readable ({g['energy_error']})",
+            "energy is integrated from the power samples instead (pre-Volta GPUs): "
+            "less exact for short phases",
+            lambda g: "readable",
+        )
+    )
 
     loose = [g for g in gpus if not g["clocks_held"]]
 
@@ -221,13 +243,16 @@ def gpu_checks(module: ModuleType | None = None) -> list[Check]:
         return f"not locked: boost decides, up to {top} MHz" if top else "not locked"
 
     checks.append(
-        Check("GPU clocks", WARN, _per_gpu(loose, clocks),
-              "lock them for stable figures: `sudo nvidia-smi -lgc F,F` (F: e.g. the base "
-              "clock; `-rgc` undoes it). NVML cannot see a lock at the top clock: if you "
-              "set one, ignore this")
-        if loose
-        else Check("GPU clocks", OK, _per_gpu(gpus, clocks))
-    )  # fmt: skip
+        _gpu_check(
+            "GPU clocks",
+            gpus,
+            loose,
+            clocks,
+            "lock them for stable figures: `sudo nvidia-smi -lgc F,F` (F: e.g. the base "
+            "clock; `-rgc` undoes it). NVML cannot see a lock at the top clock: if you "
+            "set one, ignore this",
+        )
+    )
 
     def limit(g: dict[str, Any]) -> str:
         if g["power_limit_w"] is None:
@@ -244,12 +269,15 @@ def gpu_checks(module: ModuleType | None = None) -> list[Check]:
         or (g["default_power_limit_w"] and g["power_limit_w"] < g["default_power_limit_w"])
     ]
     checks.append(
-        Check("GPU power limit", WARN, _per_gpu(capped, limit),
-              "a limit below the default caps speed and power (it is recorded with every "
-              "run); `sudo nvidia-smi -pl W` sets it")
-        if capped
-        else Check("GPU power limit", OK, _per_gpu(gpus, limit))
-    )  # fmt: skip
+        _gpu_check(
+            "GPU power limit",
+            gpus,
+            capped,
+            limit,
+            "a limit below the default caps speed and power (it is recorded with every "
+            "run); `sudo nvidia-smi -pl W` sets it",
+        )
+    )
 
     def persistence(g: dict[str, Any]) -> str:
         mode = g["persistence_mode"]
@@ -257,12 +285,15 @@ def gpu_checks(module: ModuleType | None = None) -> list[Check]:
 
     off = [g for g in gpus if not g["persistence_mode"]]
     checks.append(
-        Check("GPU persistence mode", WARN, _per_gpu(off, persistence),
-              "`sudo nvidia-smi -pm 1`: otherwise the driver may unload between runs and "
-              "each run's start pays for loading it")
-        if off
-        else Check("GPU persistence mode", OK, _per_gpu(gpus, persistence))
-    )  # fmt: skip
+        _gpu_check(
+            "GPU persistence mode",
+            gpus,
+            off,
+            persistence,
+            "`sudo nvidia-smi -pm 1`: otherwise the driver may unload between runs and "
+            "each run's start pays for loading it",
+        )
+    )
 
     me = os.getpid()
     busy = []

@@ -42,20 +42,10 @@ CELLS = {"lstm": 4, "gru": 3}  # gates per cell
 BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp64": 8}
 
 # Shape fields of each kind: name -> type; every one required unless it has a default.
+_MNK: dict[str, tuple[type, Any]] = {"m": (int, None), "n": (int, None), "k": (int, None)}
 _FIELDS: dict[str, dict[str, tuple[type, Any]]] = {
-    "gemm": {
-        "m": (int, None),
-        "n": (int, None),
-        "k": (int, None),
-        "transpose_a": (bool, False),
-        "transpose_b": (bool, False),
-    },
-    "sparse_gemm": {
-        "m": (int, None),
-        "n": (int, None),
-        "k": (int, None),
-        "sparsity": (float, None),
-    },
+    "gemm": {**_MNK, "transpose_a": (bool, False), "transpose_b": (bool, False)},
+    "sparse_gemm": {**_MNK, "sparsity": (float, None)},
     "conv": {
         "n": (int, None),
         "c": (int, None),

@@ -22,7 +22,7 @@ from harness.report.data import (
     dataset_title,
     model_title,
 )
-from harness.report.svg import PALETTE, Bar, Spread, bar_chart, spread_chart
+from harness.report.svg import PALETTE, Bar, Frame, Spread, bar_chart, spread_chart
 from harness.report.text import inference_headers, inference_rows, ratio_text, value_text
 
 _CSP = (
@@ -176,9 +176,7 @@ def _charts(data: ReportData) -> str:
                 [c.label for c in data.columns],
                 series,
                 bars,
-                unit=metric.unit,
-                colors=colors,
-                title=caption,
+                Frame(unit=metric.unit, colors=colors, title=caption),
             )
             out.append(f"<figure><figcaption>{escape(caption)}</figcaption>{svg}</figure>")
         out.append("</div>")
@@ -245,8 +243,8 @@ def _inference_charts(data: InferenceData, before: list[str]) -> str:
                     *shown, status=value_text(ms[0], p50), detail=f"{label} · {group}: {detail} ms"
                 )
         empty = '<p class="empty">no data (no run finished ok)</p>'
-        throughput = bar_chart(groups, series, bars, unit=speed.unit, colors=colors, title=where)
-        latency = spread_chart(groups, series, spreads, unit="ms", colors=colors, title=where)
+        throughput = bar_chart(groups, series, bars, Frame(speed.unit, colors, title=where))
+        latency = spread_chart(groups, series, spreads, Frame("ms", colors, title=where))
         key = (
             '<p class="caption">box: p50 (thick line) to p99; thin line: p90; whisker: '
             "p99.9; log scale</p>"

@@ -8,6 +8,7 @@ place of a bar that has no value ("oom", "-").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html import escape
 
@@ -21,6 +22,91 @@ class Bar:
     std: float | None = None
     status: str = "-"  # shown when mean is None
     detail: str = ""  # tooltip text
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What a chart is drawn in: its size, unit, series colours and title; and what
+    both kinds of chart draw alike in it (the y grid, the unit, the legend, the groups)."""
+
+    unit: str
+    colors: dict[str, str]
+    title: str = ""
+    width: int = 560
+    height: int = 300
+    left: int = 58
+    right: int = 10
+    top: int = 34
+    bottom: int = 40
+
+    @property
+    def plot_w(self) -> float:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_h(self) -> float:
+        return self.height - self.top - self.bottom
+
+    def head(
+        self,
+        css: str,
+        ticks: list[float],
+        y: Callable[[float], float],
+        unit: str,
+        series: list[str],
+    ) -> list[str]:
+        """The opening tag, the y grid with its labels, the unit and the legend."""
+        width, left = self.width, self.left
+        out = [
+            f'<svg class="{css}" width="{width}" '
+            f'height="{self.height}" viewBox="0 0 {width} {self.height}" role="img" '
+            f'aria-label="{escape(self.title)}">'
+        ]
+        for t in ticks:  # grid and y labels
+            out.append(
+                f'<line class="grid" x1="{left}" x2="{width - self.right}" '
+                f'y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
+                f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">'
+                f"{compact(t)}</text>"
+            )
+        out.append(
+            f'<text class="unit" transform="translate(14 {self.top + self.plot_h / 2:.1f}) '
+            f'rotate(-90)" text-anchor="middle">{escape(unit)}</text>'
+        )
+        x = left + 8  # legend
+        for name in series:
+            out.append(
+                f'<rect x="{x}" y="8" width="11" height="11" fill="{self.colors[name]}"/>'
+                f'<text class="legend" x="{x + 15}" y="18">{escape(name)}</text>'
+            )
+            x += 22 + 7 * len(name)
+        return out
+
+    def slots(
+        self, out: list[str], groups: list[str], series: list[str], widest: float
+    ) -> Iterator[tuple[str, str, float, float]]:
+        """(group, series, left x, width) of every mark, group by group; each group's
+        label is appended to ``out`` before its marks."""
+        slot = self.plot_w / max(1, len(groups))
+        mark_w = min(widest, (slot - 12) / max(1, len(series)))
+        for gi, group in enumerate(groups):
+            start = self.left + gi * slot + (slot - mark_w * len(series)) / 2
+            out.append(
+                f'<text class="group" x="{self.left + (gi + 0.5) * slot:.1f}" '
+                f'y="{self.height - self.bottom + 18}" '
+                f'text-anchor="middle">{escape(group)}</text>'
+            )
+            for si, name in enumerate(series):
+                yield group, name, start + si * mark_w, mark_w
+
+
+def _status(cx: float, base: float, label: str, detail: str) -> str:
+    """A status written upwards in place of a mark that has no value ("oom", "-")."""
+    return (
+        f'<text class="status" transform="translate({cx + 3:.1f} {base - 4:.1f}) '
+        f'rotate(-90)">{escape(label)}<title>{escape(detail or label)}</title>'
+        "</text>"
+    )
 
 
 def nice_ticks(top: float, count: int = 5) -> list[float]:
@@ -49,19 +135,10 @@ def compact(value: float) -> str:
 
 
 def bar_chart(
-    groups: list[str],
-    series: list[str],
-    bars: dict[tuple[str, str], Bar],
-    *,
-    unit: str,
-    colors: dict[str, str],
-    title: str = "",
-    width: int = 560,
-    height: int = 300,
+    groups: list[str], series: list[str], bars: dict[tuple[str, str], Bar], frame: Frame
 ) -> str:
     """The SVG element of one grouped bar chart."""
-    left, right, top, bottom = 58, 10, 34, 40
-    plot_w, plot_h = width - left - right, height - top - bottom
+    top, plot_h, colors = frame.top, frame.plot_h, frame.colors
     highest = max(
         ((b.mean or 0) + (b.std or 0) for b in bars.values() if b.mean is not None), default=0
     )
@@ -71,71 +148,38 @@ def bar_chart(
     def y(v: float) -> float:
         return top + plot_h * (1 - v / y_max)
 
-    out = [
-        f'<svg class="chart" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}">'
-    ]
-    for t in ticks:  # grid and y labels
+    out = frame.head("chart", ticks, y, frame.unit, series)
+    for group, name, bx, bar_w in frame.slots(out, groups, series, 42.0):
+        bar = bars.get((group, name), Bar(None))
+        cx = bx + bar_w / 2
+        if bar.mean is None or bar.mean <= 0:
+            label = "0" if bar.mean is not None else bar.status
+            out.append(_status(cx, y(0), label, bar.detail))
+            continue
+        bar_top = y(bar.mean)
+        h = max(1.0, y(0) - bar_top)
         out.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
-            f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">'
-            f"{compact(t)}</text>"
+            f'<rect class="bar" x="{bx + 1:.1f}" y="{y(0) - h:.1f}" width="{bar_w - 2:.1f}" '
+            f'height="{h:.1f}" fill="{colors[name]}" data-value="{bar.mean:.6g}">'
+            f"<title>{escape(bar.detail)}</title></rect>"
         )
-    out.append(
-        f'<text class="unit" transform="translate(14 {top + plot_h / 2:.1f}) rotate(-90)" '
-        f'text-anchor="middle">{escape(unit)}</text>'
-    )
-    x = left + 8  # legend
-    for name in series:
-        out.append(
-            f'<rect x="{x}" y="8" width="11" height="11" fill="{colors[name]}"/>'
-            f'<text class="legend" x="{x + 15}" y="18">{escape(name)}</text>'
-        )
-        x += 22 + 7 * len(name)
-    slot = plot_w / max(1, len(groups))
-    bar_w = min(42.0, (slot - 12) / max(1, len(series)))
-    for gi, group in enumerate(groups):
-        start = left + gi * slot + (slot - bar_w * len(series)) / 2
-        out.append(
-            f'<text class="group" x="{left + (gi + 0.5) * slot:.1f}" y="{height - bottom + 18}" '
-            f'text-anchor="middle">{escape(group)}</text>'
-        )
-        for si, name in enumerate(series):
-            bar = bars.get((group, name), Bar(None))
-            bx = start + si * bar_w
-            cx = bx + bar_w / 2
-            if bar.mean is None or bar.mean <= 0:
-                label = "0" if bar.mean is not None else bar.status
-                out.append(
-                    f'<text class="status" transform="translate({cx + 3:.1f} {y(0) - 4:.1f}) '
-                    f'rotate(-90)">{escape(label)}<title>{escape(bar.detail or label)}</title>'
-                    "</text>"
-                )
-                continue
-            bar_top = y(bar.mean)
-            h = max(1.0, y(0) - bar_top)
+        label_y = bar_top
+        if bar.std:
+            lo, hi = y(max(0.0, bar.mean - bar.std)), y(bar.mean + bar.std)
+            cap = min(4.0, bar_w / 4)
             out.append(
-                f'<rect class="bar" x="{bx + 1:.1f}" y="{y(0) - h:.1f}" width="{bar_w - 2:.1f}" '
-                f'height="{h:.1f}" fill="{colors[name]}" data-value="{bar.mean:.6g}">'
-                f"<title>{escape(bar.detail)}</title></rect>"
+                f'<path class="err" d="M{cx:.1f} {lo:.1f}V{hi:.1f}M{cx - cap:.1f} {hi:.1f}'
+                f'H{cx + cap:.1f}M{cx - cap:.1f} {lo:.1f}H{cx + cap:.1f}"/>'
             )
-            label_y = bar_top
-            if bar.std:
-                lo, hi = y(max(0.0, bar.mean - bar.std)), y(bar.mean + bar.std)
-                cap = min(4.0, bar_w / 4)
-                out.append(
-                    f'<path class="err" d="M{cx:.1f} {lo:.1f}V{hi:.1f}M{cx - cap:.1f} {hi:.1f}'
-                    f'H{cx + cap:.1f}M{cx - cap:.1f} {lo:.1f}H{cx + cap:.1f}"/>'
-                )
-                label_y = hi
-            if bar_w >= 22:
-                out.append(
-                    f'<text class="value" x="{cx:.1f}" y="{label_y - 4:.1f}" '
-                    f'text-anchor="middle">{compact(bar.mean)}</text>'
-                )
+            label_y = hi
+        if bar_w >= 22:
+            out.append(
+                f'<text class="value" x="{cx:.1f}" y="{label_y - 4:.1f}" '
+                f'text-anchor="middle">{compact(bar.mean)}</text>'
+            )
     out.append(
-        f'<line class="axis" x1="{left}" x2="{width - right}" y1="{y(0):.1f}" y2="{y(0):.1f}"/>'
+        f'<line class="axis" x1="{frame.left}" x2="{frame.width - frame.right}" '
+        f'y1="{y(0):.1f}" y2="{y(0):.1f}"/>'
     )
     out.append("</svg>")
     return "".join(out)
@@ -169,21 +213,12 @@ def log_ticks(low: float, high: float) -> list[float]:
 
 
 def spread_chart(
-    groups: list[str],
-    series: list[str],
-    spreads: dict[tuple[str, str], Spread],
-    *,
-    unit: str,
-    colors: dict[str, str],
-    title: str = "",
-    width: int = 560,
-    height: int = 300,
+    groups: list[str], series: list[str], spreads: dict[tuple[str, str], Spread], frame: Frame
 ) -> str:
     """The SVG element of one chart of latency percentiles: groups along x (batch sizes),
     one mark per series (framework) in each group, on a log y axis. A mark is a box from
     p50 to p99 with a line at p90 and a whisker up to p99.9."""
-    left, right, top, bottom = 58, 10, 34, 40
-    plot_w, plot_h = width - left - right, height - top - bottom
+    top, plot_h, colors = frame.top, frame.plot_h, frame.colors
     values = [
         v
         for s in spreads.values()
@@ -197,79 +232,48 @@ def spread_chart(
     def y(v: float) -> float:
         return top + plot_h * (1 - (math.log10(v) - lo) / (hi - lo))
 
-    out = [
-        f'<svg class="chart spread" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}">'
-    ]
-    for t in ticks:
-        out.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
-            f'<text class="tick" x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">'
-            f"{compact(t)}</text>"
-        )
-    out.append(
-        f'<text class="unit" transform="translate(14 {top + plot_h / 2:.1f}) rotate(-90)" '
-        f'text-anchor="middle">{escape(unit)} (log)</text>'
-    )
-    x = left + 8
-    for name in series:
-        out.append(
-            f'<rect x="{x}" y="8" width="11" height="11" fill="{colors[name]}"/>'
-            f'<text class="legend" x="{x + 15}" y="18">{escape(name)}</text>'
-        )
-        x += 22 + 7 * len(name)
-    slot = plot_w / max(1, len(groups))
-    mark_w = min(30.0, (slot - 12) / max(1, len(series)))
+    out = frame.head("chart spread", ticks, y, f"{frame.unit} (log)", series)
     base = top + plot_h
-    for gi, group in enumerate(groups):
-        start = left + gi * slot + (slot - mark_w * len(series)) / 2
+    for group, name, bx, mark_w in frame.slots(out, groups, series, 30.0):
+        mark = spreads.get((group, name), Spread(None))
+        cx = bx + mark_w / 2
+        if mark.p50 is None or mark.p50 <= 0:
+            out.append(_status(cx, base, mark.status, mark.detail))
+            continue
+        p99 = mark.p99 if mark.p99 and mark.p99 >= mark.p50 else mark.p50
+        low, high = y(mark.p50), y(p99)
+        h = max(1.0, low - high)
+        color = colors[name]
         out.append(
-            f'<text class="group" x="{left + (gi + 0.5) * slot:.1f}" y="{height - bottom + 18}" '
-            f'text-anchor="middle">{escape(group)}</text>'
+            f'<rect class="bar" x="{bx + 2:.1f}" y="{low - h:.1f}" width="{mark_w - 4:.1f}" '
+            f'height="{h:.1f}" fill="{color}" fill-opacity="0.35" stroke="{color}" '
+            f'data-p50="{mark.p50:.6g}" data-p99="{p99:.6g}">'
+            f"<title>{escape(mark.detail)}</title></rect>"
+            f'<path class="p50" d="M{bx + 2:.1f} {low:.1f}H{bx + mark_w - 2:.1f}" '
+            f'stroke="{color}" stroke-width="2"/>'
         )
-        for si, name in enumerate(series):
-            mark = spreads.get((group, name), Spread(None))
-            bx = start + si * mark_w
-            cx = bx + mark_w / 2
-            if mark.p50 is None or mark.p50 <= 0:
-                out.append(
-                    f'<text class="status" transform="translate({cx + 3:.1f} {base - 4:.1f}) '
-                    f'rotate(-90)">{escape(mark.status)}<title>{escape(mark.detail or mark.status)}'
-                    "</title></text>"
-                )
-                continue
-            p99 = mark.p99 if mark.p99 and mark.p99 >= mark.p50 else mark.p50
-            low, high = y(mark.p50), y(p99)
-            h = max(1.0, low - high)
-            color = colors[name]
+        if mark.p90 is not None and mark.p50 <= mark.p90 <= p99:
             out.append(
-                f'<rect class="bar" x="{bx + 2:.1f}" y="{low - h:.1f}" width="{mark_w - 4:.1f}" '
-                f'height="{h:.1f}" fill="{color}" fill-opacity="0.35" stroke="{color}" '
-                f'data-p50="{mark.p50:.6g}" data-p99="{p99:.6g}">'
-                f"<title>{escape(mark.detail)}</title></rect>"
-                f'<path class="p50" d="M{bx + 2:.1f} {low:.1f}H{bx + mark_w - 2:.1f}" '
-                f'stroke="{color}" stroke-width="2"/>'
+                f'<path class="p90" d="M{bx + 2:.1f} {y(mark.p90):.1f}H{bx + mark_w - 2:.1f}" '
+                f'stroke="{color}"/>'
             )
-            if mark.p90 is not None and mark.p50 <= mark.p90 <= p99:
-                out.append(
-                    f'<path class="p90" d="M{bx + 2:.1f} {y(mark.p90):.1f}H{bx + mark_w - 2:.1f}" '
-                    f'stroke="{color}"/>'
-                )
-            label_y = low - h
-            if mark.p999 is not None and mark.p999 > p99:
-                cap = min(4.0, mark_w / 4)
-                top_y = y(mark.p999)
-                out.append(
-                    f'<path class="err" d="M{cx:.1f} {high:.1f}V{top_y:.1f}'
-                    f'M{cx - cap:.1f} {top_y:.1f}H{cx + cap:.1f}"/>'
-                )
-                label_y = top_y
-            if mark_w >= 22:
-                out.append(
-                    f'<text class="value" x="{cx:.1f}" y="{label_y - 4:.1f}" '
-                    f'text-anchor="middle">{compact(mark.p50)}</text>'
-                )
-    out.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{base}" y2="{base}"/>')
+        label_y = low - h
+        if mark.p999 is not None and mark.p999 > p99:
+            cap = min(4.0, mark_w / 4)
+            top_y = y(mark.p999)
+            out.append(
+                f'<path class="err" d="M{cx:.1f} {high:.1f}V{top_y:.1f}'
+                f'M{cx - cap:.1f} {top_y:.1f}H{cx + cap:.1f}"/>'
+            )
+            label_y = top_y
+        if mark_w >= 22:
+            out.append(
+                f'<text class="value" x="{cx:.1f}" y="{label_y - 4:.1f}" '
+                f'text-anchor="middle">{compact(mark.p50)}</text>'
+            )
+    out.append(
+        f'<line class="axis" x1="{frame.left}" x2="{frame.width - frame.right}" '
+        f'y1="{base}" y2="{base}"/>'
+    )
     out.append("</svg>")
     return "".join(out)

@@ -47,23 +47,35 @@ def orchestrator_env(output_dir: str | os.PathLike[str]) -> dict[str, str]:
     }
 
 
-def _alive(pid: int, ticks: str) -> bool:
+def _signalable(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0; one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` is a zombie: dead, its parent has not reaped it yet (False where
+    /proc cannot tell)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+        return state[state.rfind(")") + 2 :].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _alive(pid: int, ticks: str) -> bool:
+    if not _signalable(pid):
+        return False
     if ticks and sys.platform.startswith("linux"):
         now = _start_ticks(pid)
         if now is None or now != ticks:  # gone, or its pid was reused
             return False
-        try:  # a zombie is dead too (its parent has not reaped it yet)
-            state = Path(f"/proc/{pid}/stat").read_text()
-            if state[state.rfind(")") + 2 :].split()[0] == "Z":
-                return False
-        except (OSError, IndexError):
-            pass
+        return not _zombie(pid)  # a zombie is dead too
     return True
 
 
@@ -193,17 +205,8 @@ def end_stale_workers(output_dir: str | os.PathLike[str], grace_s: float = 5.0) 
 
 
 def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie of ours (or of init, soon reaped) is gone
-        state = Path(f"/proc/{pid}/stat").read_text()
-        return state[state.rfind(")") + 2 :].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    # a zombie of ours (or of init, soon reaped) is gone
+    return _signalable(pid) and not _zombie(pid)
 
 
 def is_alive(token: str) -> bool:

@@ -163,30 +163,27 @@ class SweepState:
         return cls(store, sweep_id)
 
     @staticmethod
-    def find_latest(store: ResultStore, fingerprint: str) -> str | None:
-        """The newest sweep with this fingerprint, finished or not."""
-        if not store.has_table("sweeps"):
+    def _newest(store: ResultStore, fingerprint: str, condition: str = "") -> str | None:
+        """The newest sweep with this fingerprint (and the SQL ``condition``), if any."""
+        if not store.has_table("sweeps"):  # an old store read as it is
             return None
         with store.transaction() as db:
             row = db.execute(
-                "SELECT sweep_id FROM sweeps WHERE fingerprint = ?"
+                f"SELECT sweep_id FROM sweeps WHERE fingerprint = ?{condition}"
                 " ORDER BY created_at DESC, sweep_id DESC LIMIT 1",
                 (fingerprint,),
             ).fetchone()
         return row["sweep_id"] if row else None
 
     @staticmethod
+    def find_latest(store: ResultStore, fingerprint: str) -> str | None:
+        """The newest sweep with this fingerprint, finished or not."""
+        return SweepState._newest(store, fingerprint)
+
+    @staticmethod
     def find_unfinished(store: ResultStore, fingerprint: str) -> str | None:
         """The newest sweep with this fingerprint that has not finished, if any."""
-        if not store.has_table("sweeps"):  # an old store read as it is
-            return None
-        with store.transaction() as db:
-            row = db.execute(
-                "SELECT sweep_id FROM sweeps WHERE fingerprint = ? AND status != 'done'"
-                " ORDER BY created_at DESC, sweep_id DESC LIMIT 1",
-                (fingerprint,),
-            ).fetchone()
-        return row["sweep_id"] if row else None
+        return SweepState._newest(store, fingerprint, " AND status != 'done'")
 
     @staticmethod
     def all_sweeps(store: ResultStore) -> list[dict[str, Any]]:
