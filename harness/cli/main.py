@@ -68,11 +68,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="how --nodes N starts its nodes: srun (default inside a SLURM allocation) or "
         "local-nodes (all on this host)",
     )
+    from harness.run.task import TASKS, TRAINING
+
     train = parser.add_argument_group("training and inference")
     train.add_argument(
         "--task",
-        choices=("train", "inference"),
-        default="train",
+        choices=tuple(TASKS),
+        default=TRAINING.name,
         help="train (default) or inference: model load, session, first inference, latency "
         "percentiles, throughput and, on real data, total inference time over the test split",
     )
@@ -237,11 +239,12 @@ def specs_from_args(args: argparse.Namespace) -> list:  # -> list[RunSpec]
 
 def spec_from_args(args: argparse.Namespace):  # -> RunSpec
     from harness.run.spec import ONNX_FILE_MODEL, RunSpec, batch_sizes
+    from harness.run.task import INFERENCE, TRAINING
 
     onnx_file = getattr(args, "onnx_file", None)
-    task = getattr(args, "task", "train")
+    task = getattr(args, "task", TRAINING.name)
     if onnx_file:
-        task = "inference"  # --onnx-file benchmarks inference
+        task = INFERENCE.name  # --onnx-file benchmarks inference
         if args.model is not None or args.dataset is not None:
             raise UsageError("--onnx-file replaces --model and --dataset: give neither")
     else:
@@ -336,6 +339,7 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
     from harness.run.lifeline import end_stale_workers
     from harness.run.orchestrator import execute
     from harness.run.paths import check_writable_dir
+    from harness.run.task import task_for
 
     check_writable_dir(plan.spec.output_dir, "--output-dir")  # before any work starts
     for note in end_stale_workers(plan.spec.output_dir):  # left by a harness killed with -9
@@ -347,7 +351,7 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
     for note in adopt(store, plan.spec.output_dir):  # runs a full disk or kill -9 left out
         console.print(f"[yellow]taken into the store:[/yellow] {escape(note)}", highlight=False)
     label = f"{plan.spec.tool}/{plan.spec.model}/{plan.spec.dataset}"
-    if plan.spec.task != "train":
+    if not task_for(plan.spec.task).trains:  # inference: the task and its batch size
         label += f" {plan.spec.task}, batch {plan.spec.batch_size}"
     with RunProgress(console, plan.spec.repeats, label) as progress:
 
