@@ -93,3 +93,12 @@ def test_no_task_name_is_compared_outside_the_task_module() -> None:
         if "task" in line and pattern.search(line)
     ]
     assert not found, found
+
+
+def test_mxnet_refuses_inference_in_an_amp_precision() -> None:
+    from harness.backends.mxnet import BF16_CPU_FLAGS, precision_refusal
+
+    spec = RunSpec("mxnet", "lenet", "mnist", task="inference", precision="bf16")
+    assert "MXNet inference runs fp32 only" in (precision_refusal(spec, BF16_CPU_FLAGS) or "")
+    trains = dataclasses.replace(spec, task="train")
+    assert precision_refusal(trains, BF16_CPU_FLAGS) is None
