@@ -70,7 +70,9 @@ def precision_refusal(spec: RunSpec, flags: frozenset[str] | None) -> str | None
     """Why MXNet cannot run the precision on these devices (None: it can, or the CPU's
     flags are unknown): fp16 on GPUs only, bf16 on the CPU only, with AVX-512 there;
     inference (inference.py) in fp32 only."""
-    if getattr(spec, "task", "train") == "inference" and spec.precision != "fp32":
+    from harness.run.task import task_for
+
+    if not task_for(spec.task).trains and spec.precision != "fp32":
         return (
             f"MXNet inference runs fp32 only ({spec.precision} is an AMP training mode "
             "here): use --precision fp32"

@@ -95,6 +95,7 @@ def specs_from_args(args: argparse.Namespace) -> list:  # -> list[RunSpec]
 
 def spec_from_args(args: argparse.Namespace):  # -> RunSpec
     from harness.run.spec import ONNX_FILE_MODEL, RunSpec
+    from harness.run.task import INFERENCE
 
     if args.onnx_file:
         if args.model is not None or args.dataset is not None:
@@ -108,7 +109,7 @@ def spec_from_args(args: argparse.Namespace):  # -> RunSpec
         value = getattr(args, f.name)
         values[f.name] = _FROM_CLI[f.name](value) if f.name in _FROM_CLI else value
     if args.onnx_file:
-        values["task"] = "inference"  # --onnx-file benchmarks inference
+        values["task"] = INFERENCE.name  # --onnx-file benchmarks inference
     values["model"] = args.model or ONNX_FILE_MODEL
     values["dataset"] = args.dataset or "synthetic"
     return RunSpec(**values)
@@ -175,6 +176,7 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
     from harness.run.lifeline import end_stale_workers
     from harness.run.orchestrator import execute
     from harness.run.paths import check_writable_dir
+    from harness.run.task import task_for
 
     check_writable_dir(plan.spec.output_dir, "--output-dir")  # before any work starts
     for note in end_stale_workers(plan.spec.output_dir):  # left by a harness killed with -9
@@ -186,7 +188,7 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
     for note in adopt(store, plan.spec.output_dir):  # runs a full disk or kill -9 left out
         console.print(f"[yellow]taken into the store:[/yellow] {escape(note)}", highlight=False)
     label = f"{plan.spec.tool}/{plan.spec.model}/{plan.spec.dataset}"
-    if plan.spec.task != "train":
+    if not task_for(plan.spec.task).trains:  # inference: the task and its batch size
         label += f" {plan.spec.task}, batch {plan.spec.batch_size}"
     with RunProgress(console, plan.spec.repeats, label) as progress:
 

@@ -26,9 +26,10 @@ device is timed there: the latency is the model's. Per-batch latency is exact wi
 is padded to the full batch size (the padding's predictions are dropped), so no backend
 compiles a second shape.
 
-The orchestrator's half (no framework is imported): :func:`check_spec` (the task's rules,
-from ``resolve``), :func:`check_before_workers`, :func:`probe_onnx_file`,
-:func:`export_model`, :func:`repeat_part` and :func:`summary_part`.
+The orchestrator's half (no framework is imported), called through the task object
+``INFERENCE`` (harness.run.task): :func:`check_spec` (the task's rules, from ``resolve``),
+:func:`check_before_workers`, :func:`export_model`, :func:`repeat_part` and
+:func:`summary_part`; and :func:`probe_onnx_file`. The worker's half: :func:`run_job`.
 """
 
 from __future__ import annotations
@@ -63,28 +64,18 @@ _POOL = 4  # device batches cycled in the steady state
 # --- the orchestrator's half -----------------------------------------------------------
 
 
-def tools_with(tools: dict[str, Any], task: str) -> list[str]:
-    """The tools that run ``task``, sorted."""
-    return sorted(
-        name
-        for name, info in tools.items()
-        if task in getattr(info, "tasks", ("train",))
-        and (task == "train" or getattr(info, "inferencer", None))
-    )
-
-
 def check_spec(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
-    """The inference task's rules (UsageError, one line), from ``spec.resolve``.
+    """The inference task's rules (UsageError, one line), from ``spec.resolve`` through
+    ``INFERENCE.check_spec`` (harness.run.task).
 
     An ``--onnx-file`` run is resolved here whole (the catalogue does not apply to it);
     any other spec is returned for ``resolve`` to go on with."""
     from harness.run.spec import ONNX_FILE_MODEL, check_values
+    from harness.run.task import INFERENCE
 
-    if spec.onnx_file and spec.task != "inference":
-        raise UsageError("--onnx-file benchmarks inference: give --task inference")
-    if spec.tool not in tools_with(tools, "inference"):
-        have = ", ".join(tools_with(tools, "inference")) or "none installed"
-        raise UsageError(f"{spec.tool} has no inference task; tools that run inference: {have}")
+    refusal = INFERENCE.refusal(spec.tool, tools)
+    if refusal:
+        raise UsageError(refusal)
     for flag, value in (
         ("--epochs", spec.epochs),
         ("--validate", spec.validate),
@@ -137,6 +128,7 @@ def check_before_workers(spec: RunSpec) -> None:
     """What an inference worker would only find out after starting (UsageError)."""
     from harness import datasets
     from harness.datasets import source
+    from harness.run.task import check_split
 
     if spec.weights:
         _read_weights(spec.weights)  # UsageError for a missing or unreadable file
@@ -152,15 +144,7 @@ def check_before_workers(spec: RunSpec) -> None:
     if not spec.synthetic:
         folder = datasets.dataset_dir(spec.dataset, spec.data_dir)
         present, missing = source.probe(info, folder, "test")
-        if missing and (present or spec.synthetic is False):
-            if not present:
-                raise UsageError(
-                    source._missing_message(info, folder, "test", missing, str(folder.parent))
-                )
-            names = ", ".join(str(p) for p in missing)
-            raise UsageError(
-                f"{spec.dataset} test: incomplete files under {folder}, missing {names}"
-            )
+        check_split(spec, folder, "test", present, missing, required=spec.synthetic is False)
 
 
 def _read_weights(path: str) -> dict[str, Any]:
@@ -397,8 +381,8 @@ def _context(job: Job) -> tuple[WorkerContext, Any, Any]:
     """(the inferencer's context, the steady state's host source, the test split or None)."""
     import numpy as np
 
-    from harness import datasets, models
-    from harness.cpu import available_cores
+    from harness import models
+    from harness.run.worker import build_network, open_split
 
     spec = job.spec
     if spec.onnx_file:
@@ -419,18 +403,8 @@ def _context(job: Job) -> tuple[WorkerContext, Any, Any]:
             initial_weights=dict,
         )
         return ctx, host, None
-    info = datasets.resized_info(datasets.DATASETS[spec.dataset], spec.image_size)
-    network = models.build(spec.model, info.image_shape, info.num_classes)
-    workers = available_cores() if spec.data_workers is None else spec.data_workers
-    test = datasets.open_source(
-        spec.dataset,
-        "test",
-        spec.data_dir,
-        synthetic=spec.synthetic,
-        seed=spec.seed,
-        num_workers=workers,
-        image_size=spec.image_size,
-    )
+    network = build_network(spec)
+    test = open_split(spec, "test", synthetic=spec.synthetic, seed=spec.seed)
 
     def weights() -> dict[str, Any]:
         if spec.weights:

@@ -35,9 +35,9 @@ from harness.results.store import ResultStore
 from harness.run import lifeline, signals
 from harness.run.events import EventTail
 from harness.run.interpreters import Interpreter, find_interpreter
-from harness.run.paths import check_writable_dir
 from harness.run.spec import RunSpec, resolve
 from harness.run.strictjson import dumps as strict_dumps
+from harness.run.task import task_for
 from harness.run.worker import Job
 
 _POLL_S = 0.2
@@ -121,7 +121,7 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
         reason = pm.refusal(spec, backend, network)
         if reason:
             raise UsageError(f"{spec.tool} cannot run {spec.model} on {spec.dataset}: {reason}")
-    _check_before_workers(spec)
+    task_for(spec.task).check_before_workers(spec)  # what a worker would find out late
     # --nodes N: how the nodes start, checked before looking for an interpreter
     nodes_plan = _plan_nodes(spec, backend, pm) if spec.nodes > 1 else None
     interpreter = find_interpreter(backend, spec.python)
@@ -190,7 +190,7 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
 def _plan_nodes(spec: RunSpec, backend: BackendInfo, pm: PluginManager) -> tuple[str, str, int]:
     """--nodes N: (the launcher that starts the nodes, the one each node uses, worker
     processes per node); UsageError (one line) when the run cannot span nodes."""
-    if getattr(spec, "task", "train") != "train":
+    if not task_for(spec.task).spans_nodes:
         raise UsageError(f"--nodes {spec.nodes} applies to training runs only")
     if not backend.node_launcher:
         why = backend.multi_node_refusal or "its backend declares no node launcher"
@@ -208,66 +208,6 @@ def _plan_nodes(spec: RunSpec, backend: BackendInfo, pm: PluginManager) -> tuple
         raise ValueError(f"{spec.tool}: {processes} processes cannot share {spec.devices} devices")
     pm.launcher(backend.node_launcher)
     return name, backend.node_launcher, processes
-
-
-def _check_before_workers(spec: RunSpec) -> None:
-    """What a worker would only find out after starting, checked here (UsageError)."""
-    from harness.datasets import source
-
-    if spec.task == "inference":  # the test split, --weights (harness.run.inference)
-        from harness.run.inference import check_before_workers
-
-        check_before_workers(spec)
-        return
-    info = datasets.DATASETS[spec.dataset]
-    if spec.global_batch > info.train_size:
-        per = f"--batch-size {spec.batch_size}" + (
-            f" x {spec.total_devices} devices" if spec.total_devices > 1 else ""
-        )
-        raise UsageError(
-            f"{per} = {spec.global_batch} images per step, but {spec.dataset}'s train split "
-            f"has {info.train_size}; give a smaller --batch-size"
-        )
-    if not spec.synthetic:
-        folder = datasets.dataset_dir(spec.dataset, spec.data_dir)
-        present, missing = source.probe(info, folder, "train")
-        _check_split(
-            spec, info, folder, "train", present, missing, required=spec.synthetic is False
-        )
-        # the worker validates on the test split of real data (spec.validate, or by
-        # default when training whole epochs): its files must be there too
-        real = bool(present) and not missing
-        if real and (spec.validate or (spec.validate is None and spec.epochs)):
-            test_present, test_missing = source.probe(info, folder, "test")
-            _check_split(spec, info, folder, "test", test_present, test_missing, required=True)
-    if spec.dump_weights:
-        check_writable_dir(spec.dump_weights, "--dump-weights")
-
-
-def _check_split(
-    spec: RunSpec,
-    info: datasets.DatasetInfo,
-    folder: Path,
-    split: str,
-    present: list[Path],
-    missing: list[Path],
-    *,
-    required: bool,
-) -> None:
-    """UsageError when the split's files are partly there, or required and absent."""
-    from harness.datasets import source
-
-    if not missing or not (present or required):
-        return
-    if not present:
-        raise UsageError(source._missing_message(info, folder, split, missing, str(folder.parent)))
-    names = ", ".join(str(p) for p in missing)
-    raise UsageError(
-        f"{spec.dataset} {split}: incomplete files under {folder}, missing {names}; "
-        f"download again: python -m harness download {spec.dataset} --data-dir {folder.parent}"
-        if info.downloadable
-        else f"{spec.dataset} {split}: incomplete files under {folder}, missing {names}"
-    )
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
@@ -404,10 +344,8 @@ def run_repeat(
         elif status == "ok" and not any(e["event"] == "end" for e in events):
             status, cause = "crashed", "the worker exited without finishing its benchmark"
         record = repeat_record(events, status=status, cause=cause, global_batch=spec.global_batch)
-        if spec.task == "inference" and not export:
-            from harness.run.inference import repeat_part
-
-            record.inference = repeat_part(events, record)
+        if not export:
+            task_for(spec.task).repeat_part(events, record)
         record.run_id, record.repeat, record.started_at = run_id, repeat, started_wall
         if plan.nodes > 1:  # each node process's "node" event: its rank and host
             found = {e["node_rank"]: e for e in events if e["event"] == "node"}
@@ -434,7 +372,7 @@ def run_repeat(
 
 
 class _NoModelFile(Exception):
-    """An inference run whose model file could not be written: no repeat can run."""
+    """The run's once-per-run step failed (inference: its model file): no repeat can run."""
 
 
 @dataclass
@@ -493,20 +431,16 @@ def execute(
     monitor = monitor_factory(plan) if monitor_factory else None
     repeats: list[RepeatRecord] = []
     interrupted: KeyboardInterrupt | None = None
-    model_file: str | None = None
     try:
-        if spec.task == "inference":  # the model file, once per run, in its own process
-            from harness.run.inference import export_model, failed_export
-
-            model_file, exported = export_model(plan, run_dir, run_id, run_repeat)
-            if exported is not None and not model_file:
-                record = failed_export(exported)
-                with signals.hold():
-                    repeats.append(record)
-                    store.add_repeat(run_id, 1, record)
-                if on_repeat:
-                    on_repeat(1, record)
-                raise _NoModelFile
+        # once per run (inference: the model file, in its own process)
+        model_file, failed = task_for(spec.task).prepare(plan, run_dir, run_id, run_repeat)
+        if failed is not None:
+            with signals.hold():
+                repeats.append(failed)
+                store.add_repeat(run_id, 1, failed)
+            if on_repeat:
+                on_repeat(1, failed)
+            raise _NoModelFile
         for repeat in range(1, spec.repeats + 1):
             record = run_repeat(
                 plan,
@@ -581,11 +515,7 @@ def _finish(
         summary.flops = flops.for_result(result, network=plan.network)
     except Exception as exc:  # a FLOPs or peak fault must not lose the run
         summary.flops = Flops(error=repr(exc))
-    if spec.task == "inference":
-        from harness.run.inference import inference_flops, summary_part
-
-        summary.inference = summary_part(repeats)
-        summary.flops = inference_flops(summary.flops, summary.images_per_sec.mean)
+    task_for(spec.task).finish(summary, repeats)  # inference: its figures, its FLOPs
     result.config = configkey.build_config(result)
     result.config_key = configkey.key_of(result.config)
     # strict JSON: NaN and infinity are written as null

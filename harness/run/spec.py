@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.backend import PRECISIONS
 from harness.errors import InvalidValue, UsageError
+from harness.run.task import TASKS, TRAINING, task_for
 
 # The study's training parameters (shared/brief.md): batch size and learning rate
 # per (dataset family, model). Used when --batch-size / --lr are not given.
@@ -119,12 +120,13 @@ class RunSpec:
         ),
     )
     # "train" or "inference" (harness.run.inference)
+    # a name in harness.run.task.TASKS
     task: str = field(
-        default="train",
+        default=TRAINING.name,
         metadata=cli(
             "--task",
             group="training and inference",
-            choices=("train", "inference"),
+            choices=tuple(TASKS),
             help="train (default) or inference: model load, session, first inference, latency "
             "percentiles, throughput and, on real data, total inference time over the test split",
         ),
@@ -418,7 +420,6 @@ def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> No
         raise InvalidValue(f"{name} must be {bound}, got {value}")
 
 
-TASKS = ("train", "inference")
 ONNX_FILE_MODEL = "onnx-file"  # the model name of an --onnx-file run
 
 
@@ -446,8 +447,7 @@ def batch_sizes(text: str | int | list[Any]) -> list[int]:
 
 def check_values(spec: RunSpec) -> None:
     """Values no machine could run (InvalidValue): a zero batch, NaN, min > max time."""
-    if spec.task not in TASKS:
-        raise InvalidValue(f"unknown task {spec.task!r}; choose from: {', '.join(TASKS)}")
+    task_for(spec.task)  # InvalidValue for an unknown task
     if spec.num_gpus == 0 or spec.num_gpus < -1:
         raise InvalidValue(
             f"--num-gpus must be -1 (the CPU) or a positive count, got {spec.num_gpus}"
@@ -495,12 +495,10 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     if spec.tool not in tools:
         choices = ", ".join(sorted(tools)) or "none installed"
         raise UsageError(f"unknown tool {spec.tool!r}; choose from: {choices}")
-    if spec.task == "inference" or spec.onnx_file:
-        from harness.run.inference import check_spec
-
-        spec = check_spec(spec, tools)  # the task's own rules; an --onnx-file run resolved
-        if spec.onnx_file:
-            return spec
+    task = task_for(spec.task)
+    spec = task.check_spec(spec, tools)  # the task's own rules; an --onnx-file run resolved
+    if spec.onnx_file:
+        return spec
     if spec.model not in models.MODELS:
         raise UsageError(f"unknown model {spec.model!r}; choose from: {', '.join(models.MODELS)}")
     if spec.dataset not in datasets.DATASETS:
@@ -512,14 +510,9 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     if spec.num_gpus > 0 and spec.cpu_devices != 1:
         raise UsageError("--cpu-devices applies to CPU runs (--num-gpus -1) only")
     backend = tools[spec.tool]
-    tasks = getattr(backend, "tasks", ("train",))
-    if spec.task == "train" and "train" not in tasks:  # e.g. onnxruntime: inference only
-        trains = [t for t, b in tools.items() if "train" in getattr(b, "tasks", ("train",))]
-        trainers = ", ".join(sorted(trains))
-        raise UsageError(
-            f"{spec.tool} runs {', '.join(tasks)} only, it cannot train; "
-            f"tools that train: {trainers or 'none installed'}"
-        )
+    refusal = task.refusal(spec.tool, tools)  # e.g. onnxruntime: inference only
+    if refusal:
+        raise UsageError(refusal)
     if spec.precision not in backend.precisions:
         supported = ", ".join(backend.precisions)
         raise UsageError(f"{spec.tool} supports precision {supported}, not {spec.precision}")

@@ -17,13 +17,17 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.backend import Inferencer, Trainer, WorkerContext
 from harness.cpu import available_cores
 from harness.run import lifeline
 from harness.run.events import Emitter
 from harness.run.spec import RunSpec
+from harness.run.task import task_for
+
+if TYPE_CHECKING:
+    from harness.models import Network
 
 EXIT_OK, EXIT_ERROR, EXIT_OOM = 0, 1, 3
 
@@ -72,39 +76,44 @@ def _rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def build_context(job: Job, rank: int, world_size: int) -> WorkerContext:
+def build_network(spec: RunSpec) -> Network:
+    """The spec's network, for its dataset's images (resized by --image-size)."""
     from harness import datasets, models
 
-    spec = job.spec
     info = datasets.resized_info(datasets.DATASETS[spec.dataset], spec.image_size)
-    network = models.build(spec.model, info.image_shape, info.num_classes)
-    # Every process opens the train split with the SAME seed, so all draw the same
-    # permutation per epoch; the loop reads this rank's shard of it (strict partition).
+    return models.build(spec.model, info.image_shape, info.num_classes)
+
+
+def open_split(spec: RunSpec, split: str, *, synthetic: bool | None, seed: int = 0) -> Any:
+    """One split of the spec's dataset, as the worker reads it (a ``datasets`` source)."""
+    from harness import datasets
+
     workers = available_cores() if spec.data_workers is None else spec.data_workers
-    train = datasets.open_source(
+    return datasets.open_source(
         spec.dataset,
-        "train",
+        split,
         spec.data_dir,
-        synthetic=spec.synthetic,
-        seed=spec.seed,
+        synthetic=synthetic,
+        seed=seed,
         num_workers=workers,
         image_size=spec.image_size,
     )
+
+
+def build_context(job: Job, rank: int, world_size: int) -> WorkerContext:
+    """A training repeat's context: the network, the train split and, when the run
+    validates, the test split."""
+    from harness import models
+
+    spec = job.spec
+    network = build_network(spec)
+    # Every process opens the train split with the SAME seed, so all draw the same
+    # permutation per epoch; the loop reads this rank's shard of it (strict partition).
+    train = open_split(spec, "train", synthetic=spec.synthetic, seed=spec.seed)
     wants_validation = spec.validate or (
         spec.validate is None and spec.epochs and not train.synthetic
     )
-    test = (
-        datasets.open_source(
-            spec.dataset,
-            "test",
-            spec.data_dir,
-            synthetic=train.synthetic,
-            num_workers=workers,
-            image_size=spec.image_size,
-        )
-        if wants_validation
-        else None
-    )
+    test = open_split(spec, "test", synthetic=train.synthetic) if wants_validation else None
     return WorkerContext(
         spec=spec,
         network=network,
@@ -181,13 +190,15 @@ def close_quietly(runner: Trainer | Inferencer | None) -> None:
 
 
 def run_job(job: Job) -> int:
+    """One repeat of the job's task (harness.run.task): training or inference."""
+    return task_for(job.spec.task).run_job(job)
+
+
+def train_job(job: Job) -> int:
+    """One training repeat: the backend's trainer driven by the loop."""
     from harness.plugins import PluginManager
     from harness.run.loop import run_benchmark
 
-    if job.spec.task == "inference":  # load, session, first inference, latency
-        from harness.run import inference
-
-        return inference.run_job(job)
     rank, world_size = _rank()
     emitter = Emitter(job.events, rank=rank)
     trainer: Trainer | None = None

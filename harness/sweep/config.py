@@ -471,12 +471,13 @@ def _typed(name: str, kind: str, value: Any, where: str, fail: Any) -> Any:
 
 
 # Parameters that take a list too: ``batch_size = [1, 8, 64]``, ``task = ["train",
-# "inference"]``; a cell is made of every combination (inference task: harness.run.inference).
+# "inference"]``; a cell is made of every combination (the tasks: harness.run.task).
 _LISTS = ("task", "batch_size")
 
 
 def _typed_list(name: str, value: list[Any], where: str, fail: Any) -> list[Any]:
-    from harness.run.spec import TASKS, batch_sizes
+    from harness.run.spec import batch_sizes
+    from harness.run.task import TASKS
 
     if name == "batch_size":
         try:
@@ -491,12 +492,15 @@ def _typed_list(name: str, value: list[Any], where: str, fail: Any) -> list[Any]
 def _variants(params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(cell key suffix, parameters) for every task and batch size a list asks for; one
     ("", params) without lists, so training cells keep their keys."""
-    tasks = params.get("task", "train")
+    from harness.run.task import TASKS, TRAINING
+
+    tasks = params.get("task", TRAINING.name)
     batches = params.get("batch_size")
     out = []
     for task in tasks if isinstance(tasks, list) else [tasks]:
         for batch in batches if isinstance(batches, list) else [batches]:
-            suffix = f"/{task}" if task != "train" else ""
+            # training cells keep their keys; an unknown task is refused by resolve
+            suffix = TASKS[task].cell_suffix if task in TASKS else f"/{task}"
             if isinstance(batches, list):
                 suffix += f"/batch{batch}"
             variant = {**params, "task": task, "batch_size": batch}
