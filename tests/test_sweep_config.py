@@ -151,3 +151,38 @@ def test_load_errors_and_values(tmp_path) -> None:
         "fp16",
         "x",
     ]
+
+
+def _two_workloads(second: dict) -> dict:
+    return {
+        "sweep": {"name": "t", "tools": ["pytorch"], "hardware": ["cpu"]},
+        "workloads": [{"dataset": "mnist", "model": "lenet", "batch_size": 16}, second],
+    }
+
+
+def test_one_pair_in_two_workloads_keeps_both_batch_sizes_and_tasks() -> None:
+    second = {"dataset": "mnist", "model": "lenet", "batch_size": [32, 16], "task": "inference"}
+    cells = parse(_two_workloads(second), "t.toml").cells()
+    assert [(c.key, c.spec.batch_size, c.spec.task) for c in cells] == [
+        ("pytorch/lenet/mnist/CPU/inference/batch16", 16, "inference"),
+        ("pytorch/lenet/mnist/CPU/inference/batch32", 32, "inference"),
+    ]
+    both = _two_workloads({"dataset": "mnist", "model": "lenet", "batch_size": 32})
+    assert [c.spec.batch_size for c in parse(both, "t.toml").cells()] == [16, 32]
+
+
+def test_one_pair_in_two_workloads_with_two_values_of_another_parameter_is_refused() -> None:
+    second = {"dataset": "mnist", "model": "lenet", "lr": 0.1}
+    config = _two_workloads(second)
+    config["workloads"][0]["lr"] = 0.5
+    with pytest.raises(UsageError, match=r"#1 and #2 both set learning_rate for mnist/lenet"):
+        parse(config, "t.toml").cells()
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"tools": ["jax"]}, {"models": ["vgg16"], "hardware": ["CPU", "2 GPUs"]}],
+)
+def test_count_is_the_number_of_cells_without_building_them(filters: dict) -> None:
+    config = parse({**BASE, "defaults": {"batch_size": [1, 2, 4]}}, "t.toml")
+    assert config.count({}, filters) == len(select(config.cells(), **filters))

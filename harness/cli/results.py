@@ -74,6 +74,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         },
         executor=args.executor,
         status=args.status,
+        yes=args.yes,
     )
     return run_sweep(request, console)
 
@@ -241,6 +242,11 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
         "--retry-failed", action="store_true", help="run again the cells whose run was not ok"
     )
     sw.add_argument("--dry-run", action="store_true", help="list the plan and stop")
+    sw.add_argument(
+        "--yes",
+        action="store_true",
+        help="run a sweep of more than 10,000 runs without asking (see docs/user-guide/sweeps.md)",
+    )
     sw.add_argument("--list", action="store_true", help="list the sweeps in the store")
     sw.add_argument(
         "--executor",

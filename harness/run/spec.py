@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -427,22 +428,21 @@ def batch_sizes(text: str | int | list[Any]) -> list[int]:
     """``--batch-size 1,8,64`` (or a sweep's list) as positive whole numbers, in order,
     without repeats; InvalidValue (one line) for anything else."""
     items = text if isinstance(text, list) else str(text).split(",")
-    out: list[int] = []
+    out: dict[int, None] = {}  # in order, without repeats (a dict: linear in long lists)
     for item in items:
         word = str(item).strip()
-        where = f" in {text!r}" if len(items) > 1 else ""
-        if not isinstance(item, bool) and word.lstrip("+-").isdigit() and int(word) < 1:
-            raise InvalidValue(f"--batch-size must be a positive number, got {word!r}{where}")
-        if isinstance(item, bool) or not word.lstrip("+").isdigit():
+        if isinstance(item, bool) or not word.lstrip("+-").isdigit() or int(word) < 1:
+            where = f" in {reprlib.repr(text)}" if len(items) > 1 else ""
+            if not isinstance(item, bool) and word.lstrip("+-").isdigit():
+                raise InvalidValue(f"--batch-size must be a positive number, got {word!r}{where}")
             raise InvalidValue(
                 f"--batch-size takes positive whole numbers, one or a list like 1,8,64; "
                 f"got {word or 'an empty entry'!r}{where}"
             )
-        if int(word) not in out:
-            out.append(int(word))
+        out[int(word)] = None
     if not out:
         raise InvalidValue("--batch-size: no batch size given")
-    return out
+    return list(out)
 
 
 def check_values(spec: RunSpec) -> None:

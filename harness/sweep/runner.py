@@ -11,6 +11,8 @@ The runs themselves are started by an executor (harness.sweep.executors).
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,12 @@ from harness.sweep.state import DONE, PENDING, RUNNING, SKIPPED, CellState, Swee
 
 EXIT_FAILED_RUN = 1
 EXIT_INTERRUPTED = 130
+# A sweep of more runs than this is said at once with a warning; one of more than
+# CONFIRM_SWEEP needs --yes (or a yes at the terminal). A dry run of a large sweep plans
+# and lists its first DRY_RUN_ROWS runs and sums up the rest.
+LARGE_SWEEP = 1_000
+CONFIRM_SWEEP = 10_000
+DRY_RUN_ROWS = 50
 
 
 @dataclass
@@ -52,6 +60,7 @@ class SweepRequest:
     filters: dict[str, list[str] | None] = field(default_factory=dict)
     executor: str = "local"  # a registered executor: local, slurm, ...
     status: bool = False  # print each cell's state (and job) and stop
+    yes: bool = False  # run a sweep of more than CONFIRM_SWEEP runs without asking
 
 
 @dataclass
@@ -66,13 +75,16 @@ class Expanded:
     config: SweepConfig
 
 
-def expand(request: SweepRequest) -> Expanded:
-    """The cells of the request's sweep file."""
+def expand(request: SweepRequest, console: Console | None = None) -> Expanded:
+    """The cells of the request's sweep file; a large sweep is counted first, said at
+    once, and refused without ``--yes`` (or a yes at the terminal) when it is very large."""
     assert request.source is not None
     config = load(request.source)
     overrides = dict(request.overrides)
     if request.output_dir:
         overrides["output_dir"] = request.output_dir
+    if console is not None:
+        check_size(config.count(overrides, request.filters), request, console)
     cells = select(config.cells(overrides), **request.filters)
     if not cells:
         raise UsageError(f"{config.source}: no runs left after the filters")
@@ -84,6 +96,29 @@ def expand(request: SweepRequest) -> Expanded:
     return Expanded(config.name, config.source, cells, fp, config.data, config)
 
 
+def check_size(runs: int, request: SweepRequest, console: Console) -> None:
+    """Says the size of a sweep above LARGE_SWEEP runs; above CONFIRM_SWEEP asks (at a
+    terminal) or refuses without ``--yes``. A dry run only shows it."""
+    if runs <= LARGE_SWEEP:
+        return
+    console.print(
+        f"[yellow]warning:[/yellow] this sweep has {runs:,} runs (more than "
+        f"{LARGE_SWEEP:,}); --tools, --models, --datasets and --hardware narrow it",
+        highlight=False,
+    )
+    if runs <= CONFIRM_SWEEP or request.dry_run or request.yes or request.status:
+        return
+    refusal = (
+        f"{runs:,} runs is more than {CONFIRM_SWEEP:,}: give --yes to run them all "
+        "(--dry-run shows a summary of the plan)"
+    )
+    if not (sys.stdin.isatty() and console.is_terminal):
+        raise UsageError(refusal)
+    answer = console.input(f"run all {runs:,}? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise UsageError(refusal)
+
+
 def _store_path(output_dir: str) -> Path:
     return Path(output_dir) / "results.sqlite"
 
@@ -92,7 +127,7 @@ def run_sweep(request: SweepRequest, console: Console) -> int:
     """The ``sweep`` command; returns the exit code."""
     if request.source is None and request.resume is None:
         raise UsageError("give a sweep file (or a built-in sweep's name), or --resume SWEEP_ID")
-    expanded = expand(request) if request.source else None
+    expanded = expand(request, console) if request.source else None
     for cell in expanded.cells if expanded else []:  # mistakes stop the sweep before any work
         try:
             check_values(cell.spec)
@@ -382,7 +417,10 @@ def _dry_run(
     runnable = 0
     reasons: dict[str, int] = {}
     pm = get_plugin_manager()
-    for i, cell in enumerate(cells, 1):
+    listed = cells if len(cells) <= LARGE_SWEEP else cells[:DRY_RUN_ROWS]
+    if len(listed) < len(cells):
+        table.title = f"{title}; the first {len(listed)}"
+    for i, cell in enumerate(listed, 1):
         before = existing.get(cell.key)
         planned: Plan | str | None = None
         if before is not None and before.status == DONE:
@@ -414,5 +452,33 @@ def _dry_run(
     console.print(table)
     for reason, number in reasons.items():
         console.print(f"({number}) {escape(reason)}", highlight=False, soft_wrap=True)
+    if len(listed) < len(cells):
+        _sum_up(cells, console)
+        console.print(
+            f"of the first {len(listed)}: {runnable} to run, {len(listed) - runnable} not; "
+            f"the other {len(cells) - len(listed):,} are planned when the sweep runs; "
+            f"store {path} (dry run)",
+            highlight=False,
+        )
+        return 0
     console.print(f"{runnable} to run, {len(cells) - runnable} not; store {path} (dry run)")
     return 0
+
+
+def _sum_up(cells: list[Any], console: Console) -> None:
+    """The runs of a large plan counted by tool, model, dataset, hardware and batch size."""
+    console.print(f"all {len(cells):,} runs:", highlight=False)
+    for name, values in (
+        ("tool", [c.tool for c in cells]),
+        ("model", [c.model for c in cells]),
+        ("dataset", [c.dataset for c in cells]),
+        ("hardware", [c.hardware for c in cells]),
+    ):
+        counts = ", ".join(f"{escape(str(k))} {n:,}" for k, n in Counter(values).items())
+        console.print(f"  by {name}: {counts}", highlight=False)
+    batches = sorted({c.spec.batch_size for c in cells if c.spec.batch_size})
+    if batches:
+        console.print(
+            f"  batch sizes: {len(batches):,} from {batches[0]} to {batches[-1]}",
+            highlight=False,
+        )
