@@ -299,7 +299,8 @@ def test_doctor_judges_every_setting(tmp_path: Path, monkeypatch) -> None:
     assert by_name["tool mxnet"].status == "warn"
     assert by_name["tool jax"].status == "warn"
     assert "HARNESS_PYTHON_JAX=/nope/python does not run" in by_name["tool jax"].found
-    assert "dlbench-harness[mxnet]" in by_name["tool mxnet"].advice
+    assert "pip install -e '" in by_name["tool mxnet"].advice  # a checkout: the editable form
+    assert "[mxnet]'" in by_name["tool mxnet"].advice
     assert by_name["NVML"].status == "ok" and "2 GPU(s)" in by_name["NVML"].found
     assert by_name["GPU power limit"].status == "warn"
     assert by_name["GPU power limit"].found == "GPU 0: 250 W, default 400 W"

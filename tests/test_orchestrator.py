@@ -294,4 +294,4 @@ def test_list_shows_plugins_models_and_datasets() -> None:
         "cifar10",
         "imagenet",
     ):
-        assert word in out.stderr
+        assert word in out.stdout  # the listing is the answer: stdout

@@ -200,16 +200,17 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_plugin_for_api_1_0_is_listed_and_trains_beside_a_refused_one(tmp_path) -> None:
-    listed = _cli(tmp_path, "list")
+    listed = _cli(tmp_path, "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    listing = listed.stdout + listed.stderr  # the console writes to stderr
-    lines = listing.splitlines()
-    assert any(line.split()[:2] == ["apiv1", "Plugin"] for line in lines), listing
-    assert any(line.split()[:1] == ["pytorch"] for line in lines)  # built-ins still there
-    (refused,) = [line for line in lines if "harness_api_v2" in line]
+    listing = json.loads(listed.stdout)
+    tools = {row["tool"]: row for row in listing["tools"]}
+    assert tools["apiv1"]["framework"].startswith("Plugin"), tools
+    assert "pytorch" in tools  # built-ins still there
     expected = f"written for plugin API 2.0, this harness has plugin API {PLUGIN_API_VERSION}"
-    assert f"failed to load: {expected}" in refused
-    assert "apiv2" not in listing
+    assert listing["errors"]["harness_api_v2"].startswith(expected)
+    assert "apiv2" not in tools
+    table = _cli(tmp_path, "list")  # the table says the same
+    assert "failed to load: " + expected[:40] in table.stdout
 
     run = _cli(
         tmp_path,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -143,11 +142,13 @@ def test_install_claims_no_generic_top_level_names(venv: Venv):
 
 
 def test_list_shows_the_numpy_tool(venv: Venv):
-    done = _harness(venv, "list")
+    done = _harness(venv, "list", "--json")
     assert done.returncode == 0, done.stderr
-    listing = done.stdout + done.stderr
-    assert re.search(r"^ +numpy +NumPy \(reference\)", listing, re.MULTILINE), listing
-    assert re.search(r"^ +lenet +LeNet", listing, re.MULTILINE), listing
+    listing = json.loads(done.stdout)
+    tools = {row["tool"]: row for row in listing["tools"]}
+    assert tools["numpy"]["framework"] == "NumPy (reference)", tools
+    assert tools["numpy"]["installed"], tools["numpy"]
+    assert {"model": "lenet", "title": "LeNet"} in listing["models"]
 
 
 def test_lenet_benchmark_with_the_numpy_tool(venv: Venv):

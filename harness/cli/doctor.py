@@ -17,10 +17,13 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from harness.run import interpreters
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -84,19 +87,23 @@ def _short(python: str) -> str:
         return python
 
 
-def interpreter_checks(
+@dataclass(frozen=True)
+class ToolStatus:
+    """Where a tool would run: its interpreter and the versions of its modules, or, when
+    no interpreter has them, what is wrong with the near misses."""
+
+    python: str | None
+    source: str | None
+    versions: dict[str, str | None]
+    near_misses: tuple[str, ...] = ()
+
+
+def tool_statuses(
+    tools: dict[str, Any],
     timeout: float = 20.0,
     prober: Callable[[str, list[str], float], dict[str, Any]] = probe,
-) -> list[Check]:
-    """One line per tool: the interpreter the harness would run it in, and its version."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from harness.plugins import get_plugin_manager
-    from harness.run import interpreters
-
-    pm = get_plugin_manager()
-    checks: list[Check] = []
-    tools = dict(sorted(pm.backends.items()))
+) -> dict[str, ToolStatus]:
+    """Every tool's :class:`ToolStatus`, each candidate interpreter probed once, in parallel."""
     modules = sorted({m for b in tools.values() for m in b.requires} | {"harness"})
     found_in = {tool: interpreters.candidates(tool, None) for tool in tools}
     pythons = list(dict.fromkeys(py for pairs in found_in.values() for py, _ in pairs))
@@ -105,16 +112,16 @@ def interpreter_checks(
         with ThreadPoolExecutor(max_workers=min(8, len(pythons))) as pool:
             answers = pool.map(lambda py: prober(py, modules, timeout), pythons)
             probes = dict(zip(pythons, answers, strict=True))
-    usable = 0
+    out = {}
     for tool, info in tools.items():
-        chosen = None
+        out[tool] = ToolStatus(None, None, {})
         partial: list[str] = []  # what is wrong with the near misses
         for python, source in found_in[tool]:
             answer = probes.get(python, {})
             have = answer.get("found", {})
             lacks = [m for m in (*info.requires, "harness") if m not in have]
             if not lacks:
-                chosen = (python, source, have)
+                out[tool] = ToolStatus(python, source, {m: have[m] for m in info.requires})
                 break
             if source == interpreters.env_var(tool):  # named on purpose: a run stops here
                 problem = answer.get("error") or f"lacks {', '.join(lacks)}"
@@ -122,16 +129,35 @@ def interpreter_checks(
                 break
             if "harness" in lacks and len(lacks) == 1:
                 partial.append(f"{_short(python)} lacks the harness")
-        if chosen is None:
-            advice = f"`{info.install_hint}`, or point {interpreters.env_var(tool)} at a python"
+        if out[tool].python is None:
+            out[tool] = ToolStatus(None, None, {}, tuple(partial))
+    return out
+
+
+def interpreter_checks(
+    timeout: float = 20.0,
+    prober: Callable[[str, list[str], float], dict[str, Any]] = probe,
+) -> list[Check]:
+    """One line per tool: the interpreter the harness would run it in, and its version."""
+    from harness.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    checks: list[Check] = []
+    tools = dict(sorted(pm.backends.items()))
+    usable = 0
+    for tool, status in tool_statuses(tools, timeout, prober).items():
+        info = tools[tool]
+        if status.python is None:
+            hint = interpreters.install_command(info.install_hint)
+            advice = f"`{hint}`, or point {interpreters.env_var(tool)} at a python"
             advice += " that has it"
             found = f"no interpreter has {info.framework} and the harness"
-            if partial:
-                found += f" ({'; '.join(partial)})"
+            if status.near_misses:
+                found += f" ({'; '.join(status.near_misses)})"
             checks.append(Check(f"tool {tool}", WARN, found, advice))
             continue
         usable += 1
-        python, source, have = chosen
+        python, source, have = status.python, status.source, status.versions
         versions = ", ".join(f"{m} {have[m] or '?'}" for m in info.requires)
         checks.append(Check(f"tool {tool}", OK, f"{versions} in {_short(python)} ({source})"))
     for name, error in sorted(pm.load_errors.items()):

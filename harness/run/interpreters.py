@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ _PROBE = (
     "missing = [m for m in mods if importlib.util.find_spec(m) is None]\n"
     "print(json.dumps({'missing': missing, 'version': sys.version.split()[0]}))\n"
 )
+# The published distribution's install hints, e.g. "pip install 'dlbench-harness[jax]'"
+_PUBLISHED_HINT = re.compile(r"pip install '?dlbench-harness\[([\w,-]+)\]'?")
 
 
 @dataclass(frozen=True)
@@ -98,5 +101,22 @@ def find_interpreter(backend: BackendInfo, explicit: str | None = None) -> Inter
             raise UsageError(f"the interpreter {python} ({source}) {problem}")
     raise UsageError(
         f"tool {backend.name!r} needs {backend.framework}, which no interpreter has: "
-        f"run `{backend.install_hint}`, or point {env_var(backend.name)} at a python that has it"
+        f"run `{install_command(backend.install_hint)}`, or point {env_var(backend.name)} at a "
+        "python that has it"
     )
+
+
+def in_checkout() -> bool:
+    """Whether the harness runs from a source checkout (an editable install), where
+    ``pip install -e`` is what installs an extra, rather than from an installed wheel."""
+    return (REPO_ROOT / "setup.cfg").is_file() and (REPO_ROOT / "harness").is_dir()
+
+
+def install_command(hint: str) -> str:
+    """A backend's install hint as a command that works where the user is: from a
+    checkout, ``pip install 'dlbench-harness[jax]'`` becomes ``pip install -e '.[jax]'``
+    (the checkout's path when it is not the current folder)."""
+    if not in_checkout():
+        return hint
+    here = "." if Path.cwd().resolve() == REPO_ROOT else str(REPO_ROOT)
+    return _PUBLISHED_HINT.sub(lambda m: f"pip install -e '{here}[{m.group(1)}]'", hint)

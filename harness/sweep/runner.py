@@ -411,7 +411,9 @@ def _dry_run(
     cells: list[Any] = expanded.cells if expanded else list(existing.values())
     title = f"sweep plan: {len(cells)} runs" + (f" (resuming {sweep_id})" if sweep_id else "")
     table = Table(title=title, title_justify="left")
-    for column in ("#", "tool", "model", "dataset", "hardware", "batch", "lr", "steps", "repeats"):
+    for column in (
+        "#", "tool", "model", "dataset", "hardware", "task", "batch", "lr", "steps", "repeats"
+    ):  # fmt: skip
         table.add_column(column, justify="right" if column in ("#", "batch", "lr") else "left")
     table.add_column("plan", overflow="fold")
     runnable = 0
@@ -443,6 +445,7 @@ def _dry_run(
             cell.model,
             cell.dataset,
             escape(cell.hardware),
+            spec.task,
             str(spec.batch_size or "-"),
             lr,
             f"{warmup}+{steps}",
