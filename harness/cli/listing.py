@@ -7,16 +7,17 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness import datasets, models
-from harness.cli.doctor import ToolStatus, tool_statuses
 from harness.plugins import PluginManager, get_plugin_manager
 from harness.run.interpreters import install_command
+
+if TYPE_CHECKING:
+    from harness.cli.doctor import ToolStatus
 
 Command = Callable[[argparse.Namespace, Console], int]
 
@@ -51,6 +52,10 @@ def _devices(info: Any) -> str:  # info: a BackendInfo
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    # imported here: the networks and datasets import NumPy, which --help must not
+    from harness import datasets, models
+    from harness.cli.doctor import tool_statuses
+
     pm = get_plugin_manager()
     if getattr(args, "options", False):
         _print_options(pm, console)

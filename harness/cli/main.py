@@ -36,6 +36,7 @@ COMMANDS = (
     "ops",  # ops: DeepBench-style kernels
     "onnx_export",  # onnx: export a network
     "results",  # sweep, report, export, compare
+    "watch",  # watch: a live view of a sweep
 )
 
 

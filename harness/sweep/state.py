@@ -54,6 +54,7 @@ class CellState:
     superseded: list[str] = field(default_factory=list)
     job_id: str | None = None  # the scheduler's job; "" while it is being submitted
     job_state: str | None = None  # e.g. PENDING, RUNNING, COMPLETED, CANCELLED
+    updated_at: str | None = None  # when the cell last changed state (ISO 8601, UTC)
 
 
 # Columns added to sweep_cells after schema version 4 (no schema change: older stores
@@ -243,6 +244,7 @@ class SweepState:
                 superseded=json.loads(r["superseded_json"]),
                 job_id=r["job_id"] if jobs else None,
                 job_state=r["job_state"] if jobs else None,
+                updated_at=r["updated_at"],
             )
             for r in rows
         ]
