@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from datetime import timedelta
 from typing import Any
@@ -288,5 +289,17 @@ class TorchTrainer(Trainer):
         return canonical_state(self.module)
 
     def close(self) -> None:
-        if self.distributed and dist.is_initialized():
+        """Tears the process group down in order: the device's queue drained, every rank
+        at the barrier (none leaves while a peer still talks to it), DDP's reducer
+        released, then the group destroyed. A rank that left early made the others
+        abort at exit ("terminate called without an active exception")."""
+        if not (self.distributed and dist.is_initialized()):
+            return
+        try:
+            if self.cuda:
+                torch.cuda.synchronize(self.device)
+            dist.barrier()
+        finally:
+            self.model = self.module  # DDP's reducer holds the group: drop it first
+            gc.collect()
             dist.destroy_process_group()

@@ -10,7 +10,6 @@ all succeed exits with 1.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import sqlite3
 import sys
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import __version__
-from harness.cli.run import EXIT_FAILED_RUN, Command, spec_from_args, specs_from_args
+from harness.cli.run import Command, spec_from_args, specs_from_args
 from harness.errors import UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main", "spec_from_args", "specs_from_args"]
@@ -84,6 +83,10 @@ def _check_output_file(args: argparse.Namespace) -> None:
         check_writable_dir(args.output_dir, "--output-dir")
 
 
+# Where a command writes, for a full disk's message when the OS names no file
+_WRITES_TO = ("output", "output_dir", "store")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser, handlers = build_parser()
@@ -112,23 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return UsageError.exit_code
     except (OSError, sqlite3.OperationalError) as exc:
-        if not _disk_full(exc):
+        from harness.run.paths import is_out_of_space, no_space_message
+
+        if not is_out_of_space(exc):
             raise
+        where = next((getattr(args, n) for n in _WRITES_TO if getattr(args, n, None)), None)
         console.print(
-            f"[red]error:[/red] the disk is full ({escape(str(exc))}); what was measured is "
-            "on disk: free some space and start again, the next start takes it into the store",
+            f"[red]error:[/red] {escape(no_space_message(exc, where))}",
             highlight=False,
             soft_wrap=True,
         )
-        return EXIT_FAILED_RUN
+        return UsageError.exit_code
     except KeyboardInterrupt as exc:
         what = signals.cause(exc)
         console.print(f"[yellow]{what}[/yellow]: finished repeats are stored")
         return signals.exit_code(exc)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """ENOSPC or EDQUOT from the OS, or SQLite's "database or disk is full"."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return "disk is full" in str(exc) or "database or disk is full" in str(exc)

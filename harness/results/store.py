@@ -29,10 +29,15 @@ the records had a schema version are read through its upgrade, not rewritten.
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
+import struct
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -148,6 +153,28 @@ class StoreError(UsageError):
     """A file that cannot be used as a results store (one line for the user)."""
 
 
+class StoreFullError(StoreError):
+    """The store's disk is full (SQLite rolled the write back: nothing stored is lost)."""
+
+
+def _no_space(folder: Path) -> bool:
+    """Whether ``folder`` cannot take one more page (tells a full disk from another I/O
+    error); False where nothing can be written for another reason (read-only)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".harness-space-check-")
+    except OSError as exc:
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+    except OSError as exc:
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return False
+
+
 class ResultStore:
     """Append-only access to ``results.sqlite``; safe for several processes (WAL).
 
@@ -190,6 +217,7 @@ class ResultStore:
                     for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
                 }
         except sqlite3.DatabaseError as exc:
+            self._if_full(exc)
             raise StoreError(f"{self.path} is not a readable SQLite database ({exc})") from None
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -228,9 +256,11 @@ class ResultStore:
             db.execute("CREATE INDEX IF NOT EXISTS runs_key ON runs (config_key)")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                self._if_full(exc)
             raise
         finally:
             db.close()
@@ -249,15 +279,32 @@ class ResultStore:
 
     @contextmanager
     def _connect(self, *, journal: bool = True) -> Iterator[sqlite3.Connection]:
-        db = _open_readonly(self.path) if self.readonly else sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
         try:
-            if journal and not self.readonly:
-                db.execute("PRAGMA journal_mode=WAL")
-            with db:  # one transaction
-                yield db
-        finally:
-            db.close()
+            with ExitStack() as stack:
+                if self.readonly:
+                    db = stack.enter_context(_reader(self.path))
+                else:
+                    db = sqlite3.connect(self.path, timeout=30)
+                    stack.callback(db.close)
+                db.row_factory = sqlite3.Row
+                if journal and not self.readonly:
+                    db.execute("PRAGMA journal_mode=WAL")
+                with db:  # one transaction
+                    yield db
+        except sqlite3.OperationalError as exc:
+            self._if_full(exc)
+            raise
+
+    def _if_full(self, exc: sqlite3.Error) -> None:
+        """Raises StoreFullError when ``exc`` comes of a full disk: SQLite says so
+        ("database or disk is full"), or only "disk I/O error" (a WAL index it could
+        not grow) while the store's folder cannot take one more page."""
+        if "disk is full" in str(exc) or (not self.readonly and _no_space(self.path.parent)):
+            raise StoreFullError(
+                f"no space left on device: {self.path} ({exc}); what was measured is kept: "
+                "free some space and start again (the next start takes into the store what "
+                "a run left on disk)"
+            ) from None
 
     def add_repeat(self, run_id: str, repeat: int, record: RepeatRecord) -> None:
         with self._connect() as db:
@@ -372,13 +419,73 @@ class ResultStore:
             print(f"warning: {self.path}: skipped run {note}", file=sys.stderr)
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection; on a read-only filesystem a WAL file cannot get its
-    shared-memory index, so SQLite is told the file will not change (immutable)."""
+# SQLite's lock bytes (os_unix.c): a writer needs the whole SHARED range to checkpoint
+# into the file at its last close; a reader's read lock on that range keeps it out.
+_SHARED_FIRST, _SHARED_SIZE = 0x40000000 + 2, 510
+_LIVE = ("-wal", "-shm", "-journal")  # a writer is (or was) at work: SQLite's own files
+
+
+@contextmanager
+def _reader(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection that leaves no file beside the store (issue 28, item 8).
+
+    SQLite's ``mode=ro`` on a WAL-mode file creates ``-wal`` and ``-shm`` and cannot
+    remove them. So: when no writer's file is there, the store is read ``immutable``
+    (no file, no lock of SQLite's) while this process holds a read lock on SQLite's
+    shared range, so that no writer can checkpoint into the file meanwhile (a writer that
+    starts still commits to its own ``-wal``: the read is the store as it was when it
+    began). When a writer's files are there, or no such lock can be taken (not Linux),
+    ``mode=ro`` reads the WAL through them (the writer removes them when it ends). On a
+    read-only filesystem ``mode=ro`` cannot work with a WAL file: ``immutable``."""
     uri = f"file:{quote(str(path.resolve()))}"
+    lock = None if _live(path) else _read_lock(path)
+    if lock is not None and _live(path):  # a writer started before the lock was taken
+        os.close(lock)
+        lock = None
     try:
-        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
-        db.execute("PRAGMA user_version").fetchone()
-        return db
-    except sqlite3.OperationalError:
-        return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=30)
+        if lock is not None:
+            db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=30)
+        else:
+            try:
+                db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
+                db.execute("PRAGMA user_version").fetchone()
+            except sqlite3.OperationalError:
+                db = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=30)
+        try:
+            yield db
+        finally:
+            db.close()
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _live(path: Path) -> bool:
+    return any(Path(f"{path}{suffix}").exists() for suffix in _LIVE)
+
+
+def _read_lock(path: Path) -> int | None:
+    """A descriptor of ``path`` holding an open-file-description read lock on SQLite's
+    shared range (released when it is closed, never by SQLite's own closes); None where
+    such locks do not exist or the file cannot be opened."""
+    try:
+        import fcntl
+
+        ofd_setlk = fcntl.F_OFD_SETLK  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    request = struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, _SHARED_FIRST, _SHARED_SIZE, 0)
+    deadline = time.monotonic() + 30
+    while True:  # a writer holds the range only while it checkpoints
+        try:
+            fcntl.fcntl(fd, ofd_setlk, request)
+            return fd
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.01)

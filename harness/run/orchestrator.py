@@ -243,6 +243,18 @@ def _exit_cause(code: int, log: Path) -> str:
     return f"{what}; last output:\n{tail}" if tail else what
 
 
+def measured_before_exit(events: list[dict[str, Any]]) -> bool:
+    """Whether every rank ended its benchmark ("end" ok, no "error") before the process
+    died: its figures are complete, and a death after it (a process group that aborted
+    at teardown, SIGABRT) is recorded as the repeat's cause without losing them."""
+    starts = [e for e in events if e["event"] == "start"]
+    if not starts or any(e["event"] == "error" for e in events):
+        return False
+    world = max(int(e.get("world_size") or 1) for e in starts)
+    ended = {e.get("rank", 0) for e in events if e["event"] == "end" and e.get("status") == "ok"}
+    return ended >= set(range(world))
+
+
 EventCallback = Callable[[dict[str, Any]], None]
 
 
@@ -339,7 +351,10 @@ def run_repeat(
     with signals.hold():
         ended = time.monotonic()
         _take(tail.poll(final=True), events, on_event)  # the worker has ended: the rest
-        if status == "ok" and exit_code != 0:
+        if status == "ok" and exit_code != 0 and measured_before_exit(events):
+            cause = "teardown failed after every rank had written its figures (kept): "
+            cause += _exit_cause(exit_code or 0, log_path)
+        elif status == "ok" and exit_code != 0:
             status, cause = "crashed", _exit_cause(exit_code or 0, log_path)
         elif status == "ok" and not any(e["event"] == "end" for e in events):
             status, cause = "crashed", "the worker exited without finishing its benchmark"

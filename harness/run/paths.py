@@ -88,3 +88,22 @@ def check_writable_file(path: str | os.PathLike[str], what: str) -> None:
     if target.exists() and not os.access(target, os.W_OK):
         raise UsageError(f"{what} {shown}: the file is not writable")
     check_writable_dir(target.parent, what, reserve=len(os.fsencode(target.name)))
+
+
+# A full disk (issue 28): every command says so in one line naming the path, exit 2.
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT from the OS, or SQLite's "database or disk is full"."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(exc)
+
+
+def no_space_message(exc: BaseException, where: str | os.PathLike[str] | None) -> str:
+    """One line: the path the write failed on (the OS's, else ``where``) and what to do."""
+    path = getattr(exc, "filename", None) or where or "the output folder"
+    return (
+        f"no space left on device: {path}; what was measured is kept: free some space and "
+        "start again (the next start takes into the store what a run left on disk)"
+    )

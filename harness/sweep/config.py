@@ -307,6 +307,25 @@ def load(source: str, tools: dict[str, Any] | None = None) -> SweepConfig:
     return config
 
 
+def check_option_keys(cells: list[Cell], tools: dict[str, Any]) -> None:
+    """Every cell's backend options (the file's and ``--set options={...}``'s) against
+    what its tool declares: an unknown key or a bad value stops the sweep before any run
+    (UsageError naming the cell, with "did you mean" where a declared name is close)."""
+    from harness.backend import check_options
+
+    checked: set[tuple[str, str]] = set()
+    for cell in cells:
+        info = tools.get(cell.tool)
+        mark = (cell.tool, repr(sorted(cell.spec.options.items())))
+        if info is None or mark in checked:
+            continue
+        checked.add(mark)
+        try:
+            check_options(info, cell.spec.options)
+        except UsageError as exc:
+            raise UsageError(f"{cell.key}: {exc}") from None
+
+
 def parse(data: dict[str, Any], source: str = "<sweep>") -> SweepConfig:
     """Checks a parsed sweep file; every mistake is a UsageError naming the key."""
 

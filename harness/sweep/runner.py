@@ -136,6 +136,10 @@ def run_sweep(request: SweepRequest, console: Console) -> int:
     output_dir = expanded.cells[0].spec.output_dir if expanded else (request.output_dir or "logs")
     path = _store_path(output_dir)
     pm = get_plugin_manager()  # one for the sweep: every plan and run uses it
+    if expanded is not None:  # a typo in --set options={...}: before any run, dry or not
+        from harness.sweep.config import check_option_keys
+
+        check_option_keys(expanded.cells, pm.backends)
     executor = pm.executor(request.executor)
     if request.dry_run:
         return _dry_run(request, expanded, path, console, executor)

@@ -2,8 +2,9 @@
 
 Its trainer needs no framework and misbehaves on request (``-o behaviour=...``):
 ok, raise, oom, exit (os._exit without a word), hang (sleeps forever), signal (SIGKILL
-to itself). ``-o step_s=0.01`` sets the time one step takes; ``-o fail_at=N`` picks the
-timed step where it misbehaves.
+to itself), abort_at_close (SIGABRT in close, after its figures: a torn-down group).
+``-o step_s=0.01`` sets the time one step takes; ``-o fail_at=N`` picks the timed step
+where it misbehaves.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ OPTIONS = (
         "str",
         "ok",
         "how the fake trainer misbehaves",
-        ("ok", "raise", "oom", "exit", "hang", "signal", "raise_in_setup", "nan"),
+        ("ok", "raise", "oom", "exit", "hang", "signal", "raise_in_setup", "nan", "abort_at_close"),
     ),
     Option("step_s", "float", 0.01, "seconds one step takes"),
     Option("fail_at", "int", 3, "the timed step where it misbehaves"),
@@ -108,6 +109,10 @@ class FakeTrainer(Trainer):
 
     def evaluate(self, batch: Any) -> tuple[float, int]:
         return 0.5 * batch, batch // 2
+
+    def close(self) -> None:
+        if self.behaviour == "abort_at_close":  # as a process group aborting at teardown
+            os.abort()
 
 
 @hookimpl
