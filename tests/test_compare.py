@@ -116,6 +116,8 @@ def test_rows_ratios_and_marks(tmp_path: Path) -> None:
     noisy = table["pytorch", "resnet50", "CPU"]
     assert noisy.ratio == pytest.approx(1.05) and noisy.verdict == "inconclusive"
     assert table["jax", "lenet", "CPU"].verdict == "inconclusive"
+    assert noisy.settle.startswith("about ") and "settle a 5.0% difference" in noisy.settle
+    assert faster.settle == "" and gpu.settle == ""
     oom = table["jax", "resnet50", "CPU"]
     assert oom.ratio is None and oom.verdict == "-" and oom.b.status == "oom"
     only_b = table["mxnet", "lenet", "CPU"]
@@ -225,3 +227,38 @@ def test_compare_csv_cells_are_never_formulas() -> None:
     (row,) = csv.DictReader(io.StringIO(to_csv(compare([a], [b]))))
     assert row["hardware"] == "'=1+2" and row["tool"] == "pytorch"
     assert float(row["ratio"]) == pytest.approx(1.2) and row["a_n"] == "3"
+
+
+def test_repeats_to_settle_an_inconclusive_ratio_follow_from_the_spread() -> None:
+    from harness.results.stats import ratio_ci95_moments, repeats_to_settle, verdict_of_ci
+
+    n = repeats_to_settle(1.05, 0.06, 0.06)  # 5% apart, 6% noise a side
+    assert n is not None and n > 3
+    # n repeats a side with the same means and spreads do decide; n - 1 do not
+    for k, decided in ((n, True), (n - 1, False)):
+        ci = ratio_ci95_moments(105.0, 6.3, k, 100.0, 6.0, k)
+        assert ci is not None and (verdict_of_ci(ci[1:]) != "inconclusive") == decided
+    assert repeats_to_settle(1.001, 0.01, 0.01) is not None  # settles as "same"
+    assert repeats_to_settle(1.019, 0.20, 0.20) is None  # below the noise: > 100 repeats
+
+
+def test_the_settle_text_names_the_repeats_or_the_noise() -> None:
+    from harness.report.data import Value
+    from harness.results.compare import settle_text
+
+    a, b = Value(100.0, 6.0, 3), Value(105.0, 6.3, 3)
+    assert settle_text("inconclusive", 1.05, a, b).startswith("about ")
+    assert settle_text("faster", 1.05, a, b) == ""
+    assert "1 repeat" in settle_text("inconclusive", 1.05, Value(100.0, None, 1), b)
+    noisy = settle_text("inconclusive", 1.01, Value(100.0, 30.0, 3), Value(101.0, 30.0, 3))
+    assert noisy == "a 1.0% difference is below the noise of these repeats"
+
+
+def test_a_spread_is_printed_with_its_unit_and_as_a_share_of_the_mean() -> None:
+    from harness.cli.summary import spread_text
+    from harness.results.schema import Stat
+
+    three = spread_text(Stat(n=3, mean=7.7, std=1.8, ci95=4.5), "img/s")
+    assert three == "7.7 img/s ± 58% (95% CI ±4.5 img/s, 3 repeats)"
+    assert "no spread to report" in spread_text(Stat(n=1, mean=7.7, std=None), "img/s")
+    assert "wide interval" in spread_text(Stat(n=2, mean=7.7, std=1.0, ci95=9.0), "img/s")

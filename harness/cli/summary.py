@@ -60,10 +60,10 @@ def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
     console.print(table)
     speed = summary.images_per_sec
     if speed.mean is not None:
-        ci = f" (95% CI ±{speed.ci95:,.1f})" if speed.ci95 else ""
+        failed = summary.repeats - summary.repeats_ok
         console.print(
-            f"[bold]images/sec: {speed.mean:,.1f} ± {speed.std or 0.0:,.1f} std{ci}[/bold]"
-            f" over {summary.repeats_ok} of {summary.repeats} repeats"
+            f"[bold]images/sec: {spread_text(speed, 'img/s')}[/bold]"
+            + (f"; {failed} of {summary.repeats} repeats failed" if failed else "")
         )
     for line in timing_lines(result):
         console.print(line, highlight=False)
@@ -249,3 +249,17 @@ def flops_lines(result: RunResult) -> list[str]:
     if result.config_key:
         lines.append(f"configuration key: {result.config_key}")
     return lines
+
+
+def spread_text(stat: Stat, unit: str) -> str:
+    """A mean with its spread read right: the 95% interval with its unit and as a share
+    of the mean ("7.7 img/s ± 58% (95% CI ±4.5 img/s, 3 repeats)"); one repeat says
+    there is no spread, two warn that their interval is wide."""
+    mean = f"{stat.mean:,.1f} {unit}"
+    if stat.n < 2 or stat.ci95 is None:
+        return f"{mean} (1 repeat: no spread to report; --repeats 3 or more give an interval)"
+    share = f"{stat.ci95 / stat.mean:.0%}" if stat.mean else "?"
+    text = f"{mean} ± {share} (95% CI ±{stat.ci95:,.1f} {unit}, {stat.n} repeats)"
+    if stat.n == 2:
+        text += "; 2 repeats give a wide interval (t = 12.7): --repeats 3 or more narrow it"
+    return text

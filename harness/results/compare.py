@@ -117,6 +117,26 @@ class Comparison:
         """What differs between A's and B's configuration ("" when they are the same)."""
         return configkey.difference_text(self.differences)
 
+    @property
+    def settle(self) -> str:
+        """For an inconclusive row: what would settle it, from the spread observed."""
+        return settle_text(self.verdict, self.ratio, self.a, self.b)
+
+
+def settle_text(verdict: str, ratio: float | None, a: Value, b: Value) -> str:
+    """How many repeats a side would turn an inconclusive ratio into a verdict
+    (stats.repeats_to_settle, with the ratio and spreads observed), or that its
+    difference is below the noise; "" for the other verdicts."""
+    if verdict != "inconclusive" or ratio is None or not a.mean or not b.mean:
+        return ""
+    if min(a.n, b.n) < 2:
+        return "a side has 1 repeat, so no spread: run 2 or more"
+    cv_a, cv_b = (a.std or 0.0) / a.mean, (b.std or 0.0) / b.mean
+    n = stats.repeats_to_settle(ratio, cv_a, cv_b, BAND)
+    if n is None:
+        return f"a {abs(ratio - 1):.1%} difference is below the noise of these repeats"
+    return f"about {n} repeats a side would settle a {abs(ratio - 1):.1%} difference"
+
 
 def load_side(arg: str, store: str | None) -> Side:
     """A store path (file or folder), or a run id, a sweep id or ``latest`` in ``store``."""
@@ -317,7 +337,8 @@ _EXPLAIN = (
     "verdict: from the 95% CI of the ratio of mean images/sec (delta method on the log, "
     f"Welch df): same = CI within ±{BAND:.0%}, faster/slower = CI wholly above/below 1, "
     "inconclusive = CI straddles 1 (and is not within the band) or fewer than 2 ok "
-    "repeats on a side"
+    "repeats on a side; it says how many repeats a side would settle the difference seen "
+    "(if the spread stayed as observed), or that the difference is below the noise"
 )
 
 
@@ -349,7 +370,7 @@ def _cells_text(
         _speed(r.b),
         "-" if r.ratio is None else f"{r.ratio:.3f}",
         _ci_text(r),
-        r.verdict,
+        f"{r.verdict} ({r.settle})" if r.settle else r.verdict,
         *(_latency_text(_latency(r, name), with_ci) for name in extra or []),
     ]
     return cells + ([r.differs or "-"] if with_differs else [])
@@ -568,6 +589,7 @@ def to_csv(rows: list[Comparison]) -> str:
             "ratio_ci_low",
             "ratio_ci_high",
             "verdict",
+            "settle",
             # each compared figure (harness.results.metrics), in its shown unit: the
             # latencies per batch of inference rows in ms (e.g. latency_p99_ms_ratio)
             *(f"{m.csv_stem}_{part}" for m in compared for part in _LATENCY_CSV),
@@ -587,7 +609,8 @@ def to_csv(rows: list[Comparison]) -> str:
             r.tool, r.model, r.dataset, r.hardware, r.variant, r.task, r.batch_size,
             r.key_a, r.a.mean, r.a.std, r.a.n, r.a.status,
             r.key_b, r.b.mean, r.b.std, r.b.n, r.b.status,
-            r.ratio, *ci, r.verdict, *latency, r.differs, int(r.a.contended), int(r.b.contended),
+            r.ratio, *ci, r.verdict, r.settle, *latency, r.differs,
+            int(r.a.contended), int(r.b.contended),
         ]  # fmt: skip
         writer.writerow([csv_cell(v) for v in row])  # None as "", no formula cells
     return out.getvalue()

@@ -165,3 +165,21 @@ def verdict(
     """How ``a`` compares with ``b`` (see :func:`verdict_of_ci`), from the samples."""
     found = ratio_ci95(a, b)
     return verdict_of_ci(found[1:] if found else None, tolerance, higher_is_faster)
+
+
+def repeats_to_settle(
+    ratio: float, cv_a: float, cv_b: float, tolerance: float = 0.02, limit: int = 100
+) -> int | None:
+    """How many repeats a side would turn an inconclusive ratio into a verdict, if the
+    ratio and each side's coefficient of variation stayed as observed: the fewest n whose
+    95% CI (n repeats a side, :func:`ratio_ci95_moments`) lies wholly above or below 1, or
+    within 1 ± ``tolerance``. None when more than ``limit`` would be needed: the
+    difference is below the noise of these repeats."""
+    distance = abs(math.log(ratio))
+    inside = math.log1p(tolerance) - distance  # room left inside the band, when > 0
+    spread = cv_a * cv_a + cv_b * cv_b
+    for n in range(2, limit + 1):
+        half = t95(2 * n - 2) * math.sqrt(spread / n)
+        if half < distance or half < inside:
+            return n
+    return None
