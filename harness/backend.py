@@ -157,14 +157,20 @@ class BackendInfo:
     multi_node_refusal: str = ""
 
     def load_trainer(self) -> type[Trainer]:
-        module_name, _, attr = self.trainer.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return load_reference(self.trainer)
 
     def load_inferencer(self) -> type[Inferencer]:
         if not self.inferencer:
             raise UsageError(f"{self.name} has no inference task")
-        module_name, _, attr = self.inferencer.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return load_reference(self.inferencer)
+
+
+def load_reference(reference: str) -> Any:
+    """What a ``"module:attribute"`` reference names (a plain ``"module"``: the module),
+    imported now: only in the process that may import the backend's framework."""
+    module_name, _, attr = reference.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr) if attr else module
 
 
 @dataclass
@@ -425,3 +431,50 @@ class Inferencer(abc.ABC):
     def close(self) -> None:
         """Release framework resources (sessions)."""
         return None  # optional: nothing to do by default
+
+
+class ModelFileError(Exception):
+    """A user's model file a backend cannot run (corrupt, or an input it does not
+    support); the message is one line for the user. Plugin API 1.2."""
+
+
+class ParityProbe:
+    """What ``verify`` (harness.run.parity) asks a backend beyond its Trainer, in the
+    parity process (the backend's interpreter): named by the harness_parity_probe hook
+    and built without arguments. Plugin API 1.2; only :meth:`forward` is required.
+
+    The float64 test mode runs the backend's own Trainer in float64, so that its steps
+    can be compared with the NumPy reference much more tightly than float32 allows.
+    """
+
+    #: Batch norm blends the biased batch variance into its running variance (the
+    #: reference is then run with ``unbiased=False``); False: the unbiased one.
+    biased_running_var: bool = False
+    #: Relative tolerance of the float64 steps, per tensor (models.parity.FLOAT64_TOLERANCE
+    #: unless the framework's float64 kernels fall short of it).
+    float64_tolerance: float = 1e-6
+
+    def forward(
+        self, network: Network, weights: dict, images: np.ndarray, training: bool, gpu: bool
+    ) -> np.ndarray:
+        """The logits of the backend's network for NCHW ``images`` with the canonical
+        ``weights`` (``training``: dropout aside, training-mode batch norm), on the
+        first GPU when ``gpu``, as a NumPy array."""
+        raise NotImplementedError
+
+    def float64_steps(self, network: Network, steps: int) -> int:
+        """How many of a reference case's ``steps`` the float64 test mode runs for
+        ``network`` (0: none, the default: the backend has no float64 test mode, or not
+        for this network)."""
+        return 0
+
+    def float64(self, trainer: Trainer) -> Callable[[], dict]:
+        """Turns a freshly built ``trainer`` to float64 in place (its weights, buffers
+        and the batches of ``device_batch``) and returns a function that reads its
+        canonical state in float64. Called only where :meth:`float64_steps` is positive."""
+        raise NotImplementedError
+
+    def tf32(self) -> bool | None:
+        """Whether the framework may compute float32 matmuls or convolutions in TF32 on
+        the GPU (None: unknown)."""
+        return None
