@@ -271,10 +271,11 @@ def test_parity_case_passes_in_float32_and_float64(numpy_plugin, tmp_path: Path)
 
 
 def test_ops_kernels_time_gemm_only() -> None:
+    from harness_numpy import ops
+
     from harness.ops import suite as suites
     from harness.ops.kernels import Unsupported
     from harness.ops.worker import run_kernel
-    from harness_numpy import ops
 
     smoke = suites.load("smoke")
     gemm = next(k for k in smoke.kernels if k.kind == "gemm" and k.shape["transpose_a"])
