@@ -124,8 +124,8 @@ class BackendInfo:
     """
 
     name: str  # the --tool value
-    framework: str  # human name, e.g. "PyTorch"
-    requires: tuple[str, ...]  # import names the interpreter must have, e.g. ("torch",)
+    framework: str  # human name of the framework
+    requires: tuple[str, ...]  # import names the interpreter must have
     install_hint: str  # one command that installs the framework for this backend
     trainer: str  # "module:Class" implementing Trainer, imported only in the worker
     # Launcher used when a run drives more than one process (see harness.launchers).
@@ -140,13 +140,13 @@ class BackendInfo:
     # The options it reads from ``-o KEY=VALUE``; None: not declared (not checked).
     options: tuple[Option, ...] | None = None
     # What it can run: "train" (the training run) and/or "inference"; an inference-only
-    # backend (onnxruntime) is refused for training with one line.
+    # backend is refused for training with one line.
     tasks: tuple[str, ...] = ("train",)
     # "module:Class" implementing Inferencer, imported only in the worker; a backend
     # with one lists "inference" in ``tasks``.
     inferencer: str | None = None
     # --nodes N: the launcher that starts one node's workers (harness.launchers), e.g.
-    # "torchrun", or "local" (the node process starts them with torchrun's variables);
+    # a plugin's, or "local" (the node process starts them with RANK, WORLD_SIZE...);
     # None: the backend cannot train over several nodes (refused with one line).
     node_launcher: str | None = None
     # --nodes N: worker processes per node (None: the run's devices on a node when the
@@ -276,7 +276,7 @@ class Trainer(abc.ABC):
 
         The default does nothing: right for frameworks whose steps block (they return
         when the work is done). Override it when steps are asynchronous (CUDA, XLA,
-        MXNet's engine), or the loop times queued work as done. Not abstract, as in
+        an engine's queue), or the loop times queued work as done. Not abstract, as in
         plugin API 1.0, where it had this default too.
         """
         return None  # steps that block have nothing left to wait for
@@ -291,8 +291,8 @@ class Trainer(abc.ABC):
         """Summed loss and number of correct predictions over one batch, in inference mode.
 
         The batch is split across this process's devices as in training and the sums
-        are over all of them. Multi-process backends may synchronise here (PyTorch
-        broadcasts rank 0's batch-norm statistics once after training), so every rank
+        are over all of them. Multi-process backends may synchronise here (e.g. to
+        broadcast rank 0's batch-norm statistics once after training), so every rank
         evaluates the same number of batches: the loop reads whole global batches."""
         raise NotImplementedError
 
@@ -336,7 +336,7 @@ class Trainer(abc.ABC):
         """The weights held by each data-parallel replica this process drives.
 
         Single-device trainers have one; a trainer driving several devices in one
-        process (MirroredStrategy, sharded JAX, MXNet contexts) returns one per device,
+        process (a mirrored strategy, a device mesh, a list of contexts) returns one per device,
         so tests can check that the replicas stayed in sync.
         """
         return [self.state_dict()]

@@ -37,7 +37,7 @@ def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, str]:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to run")
-    what.add_argument("--tool", required=True, help="framework backend, e.g. pytorch")
+    what.add_argument("--tool", required=True, help="framework backend (python -m harness list)")
     what.add_argument("--model", help="lenet, alexnet, resnet50, googlenet, vgg16")
     what.add_argument("--dataset", help="mnist, fashion-mnist, kmnist, cifar10, imagenet")
     hw = parser.add_argument_group("hardware")
@@ -204,8 +204,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     inf.add_argument(
         "--onnx-file",
         metavar="FILE",
-        help="inference on onnxruntime: benchmark this ONNX model on synthetic inputs "
-        "(--model and --dataset do not apply)",
+        help="inference on a backend that runs ONNX files: benchmark this ONNX model on "
+        "synthetic inputs (--model and --dataset do not apply)",
     )
     inf.add_argument(
         "--input-shape",

@@ -1,10 +1,10 @@
 """Find the Python interpreter that has a backend's framework.
 
-Frameworks cannot always share one environment (MXNet 1.9 needs numpy<1.24), so each
+Frameworks cannot always share one environment (one may need an old numpy), so each
 tool may run in its own interpreter. Candidates, first match wins:
 
 1. ``--python PATH`` (RunSpec.python);
-2. the environment variable ``HARNESS_PYTHON_<TOOL>`` (e.g. HARNESS_PYTHON_MXNET);
+2. the environment variable ``HARNESS_PYTHON_<TOOL>`` (e.g. HARNESS_PYTHON_MYTOOL);
 3. the interpreter running the harness;
 4. ``.venvs/<tool>/bin/python`` under the current directory, then under the repository
    (scripts/setup_envs.sh creates these), then ``.tox/<tool>/bin/python``.

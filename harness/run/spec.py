@@ -69,7 +69,7 @@ class RunSpec:
     tags: dict[str, str] = field(default_factory=dict)  # free labels recorded with the result
     task: str = "train"  # "train" or "inference" (harness.run.inference)
     weights: str | None = None  # inference: canonical weights (.npz) instead of the initial ones
-    onnx_file: str | None = None  # inference, onnxruntime: a user's ONNX model (synthetic inputs)
+    onnx_file: str | None = None  # inference: a user's ONNX model (synthetic inputs)
     input_shape: list[int] | None = None  # with onnx_file: (C, H, W) when the file leaves it open
     nodes: int = 1  # data parallel over this many nodes, each with the devices above
     launcher: str | None = None  # --nodes > 1: local-nodes or srun; None: srun in an allocation
@@ -216,7 +216,7 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
         raise UsageError("--cpu-devices applies to CPU runs (--num-gpus -1) only")
     backend = tools[spec.tool]
     tasks = getattr(backend, "tasks", ("train",))
-    if spec.task == "train" and "train" not in tasks:  # e.g. onnxruntime: inference only
+    if spec.task == "train" and "train" not in tasks:  # an inference-only backend
         trains = [t for t, b in tools.items() if "train" in getattr(b, "tasks", ("train",))]
         trainers = ", ".join(sorted(trains))
         raise UsageError(
