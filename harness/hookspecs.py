@@ -10,7 +10,10 @@ e.g. in setup.cfg::
 Plugin modules are imported by the orchestrator, which must stay light and never
 import a deep-learning framework: a plugin imports only the standard library and
 the harness at import time. Frameworks are imported by the trainer class that
-``BackendInfo.trainer`` names, inside the worker process.
+``BackendInfo.trainer`` names, inside the worker process, and by the modules that the
+hooks of plugin API 1.2 name (parity probe, ops kernels, model files) in the processes
+that use them: the core names no framework, so an outside backend can do all that a
+built-in one does.
 
 Registration hooks receive a ``register`` callback instead of returning values, so
 one plugin can provide several backends or launchers.
