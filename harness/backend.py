@@ -124,8 +124,8 @@ class BackendInfo:
     """
 
     name: str  # the --tool value
-    framework: str  # human name, e.g. "PyTorch"
-    requires: tuple[str, ...]  # import names the interpreter must have, e.g. ("torch",)
+    framework: str  # human name of the framework
+    requires: tuple[str, ...]  # import names the interpreter must have
     install_hint: str  # one command that installs the framework for this backend
     trainer: str  # "module:Class" implementing Trainer, imported only in the worker
     # Launcher used when a run drives more than one process (see harness.launchers).
@@ -140,13 +140,13 @@ class BackendInfo:
     # The options it reads from ``-o KEY=VALUE``; None: not declared (not checked).
     options: tuple[Option, ...] | None = None
     # What it can run: "train" (the training run) and/or "inference"; an inference-only
-    # backend (onnxruntime) is refused for training with one line.
+    # backend is refused for training with one line.
     tasks: tuple[str, ...] = ("train",)
     # "module:Class" implementing Inferencer, imported only in the worker; a backend
     # with one lists "inference" in ``tasks``.
     inferencer: str | None = None
     # --nodes N: the launcher that starts one node's workers (harness.launchers), e.g.
-    # "torchrun", or "local" (the node process starts them with torchrun's variables);
+    # a plugin's, or "local" (the node process starts them with RANK, WORLD_SIZE...);
     # None: the backend cannot train over several nodes (refused with one line).
     node_launcher: str | None = None
     # --nodes N: worker processes per node (None: the run's devices on a node when the
@@ -157,14 +157,20 @@ class BackendInfo:
     multi_node_refusal: str = ""
 
     def load_trainer(self) -> type[Trainer]:
-        module_name, _, attr = self.trainer.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return load_reference(self.trainer)
 
     def load_inferencer(self) -> type[Inferencer]:
         if not self.inferencer:
             raise UsageError(f"{self.name} has no inference task")
-        module_name, _, attr = self.inferencer.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return load_reference(self.inferencer)
+
+
+def load_reference(reference: str) -> Any:
+    """What a ``"module:attribute"`` reference names (a plain ``"module"``: the module),
+    imported now: only in the process that may import the backend's framework."""
+    module_name, _, attr = reference.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr) if attr else module
 
 
 @dataclass
@@ -286,7 +292,7 @@ class Trainer(_FrameworkSide):
 
         The default does nothing: right for frameworks whose steps block (they return
         when the work is done). Override it when steps are asynchronous (CUDA, XLA,
-        MXNet's engine), or the loop times queued work as done. Not abstract, as in
+        an engine's queue), or the loop times queued work as done. Not abstract, as in
         plugin API 1.0, where it had this default too.
         """
         return None  # steps that block have nothing left to wait for
@@ -301,8 +307,8 @@ class Trainer(_FrameworkSide):
         """Summed loss and number of correct predictions over one batch, in inference mode.
 
         The batch is split across this process's devices as in training and the sums
-        are over all of them. Multi-process backends may synchronise here (PyTorch
-        broadcasts rank 0's batch-norm statistics once after training), so every rank
+        are over all of them. Multi-process backends may synchronise here (e.g. to
+        broadcast rank 0's batch-norm statistics once after training), so every rank
         evaluates the same number of batches: the loop reads whole global batches."""
         raise NotImplementedError
 
@@ -346,7 +352,7 @@ class Trainer(_FrameworkSide):
         """The weights held by each data-parallel replica this process drives.
 
         Single-device trainers have one; a trainer driving several devices in one
-        process (MirroredStrategy, sharded JAX, MXNet contexts) returns one per device,
+        process (a mirrored strategy, a device mesh, a list of contexts) returns one per device,
         so tests can check that the replicas stayed in sync.
         """
         return [self.state_dict()]
@@ -410,4 +416,51 @@ class Inferencer(_FrameworkSide):
 
     def memory_peak(self) -> dict[str, Any] | None:
         """The framework allocator's peak, e.g. {"allocator": "...", "peak_bytes": n}."""
+        return None
+
+
+class ModelFileError(Exception):
+    """A user's model file a backend cannot run (corrupt, or an input it does not
+    support); the message is one line for the user. Plugin API 1.2."""
+
+
+class ParityProbe:
+    """What ``verify`` (harness.run.parity) asks a backend beyond its Trainer, in the
+    parity process (the backend's interpreter): named by the harness_parity_probe hook
+    and built without arguments. Plugin API 1.2; only :meth:`forward` is required.
+
+    The float64 test mode runs the backend's own Trainer in float64, so that its steps
+    can be compared with the NumPy reference much more tightly than float32 allows.
+    """
+
+    #: Batch norm blends the biased batch variance into its running variance (the
+    #: reference is then run with ``unbiased=False``); False: the unbiased one.
+    biased_running_var: bool = False
+    #: Relative tolerance of the float64 steps, per tensor (models.parity.FLOAT64_TOLERANCE
+    #: unless the framework's float64 kernels fall short of it).
+    float64_tolerance: float = 1e-6
+
+    def forward(
+        self, network: Network, weights: dict, images: np.ndarray, training: bool, gpu: bool
+    ) -> np.ndarray:
+        """The logits of the backend's network for NCHW ``images`` with the canonical
+        ``weights`` (``training``: dropout aside, training-mode batch norm), on the
+        first GPU when ``gpu``, as a NumPy array."""
+        raise NotImplementedError
+
+    def float64_steps(self, network: Network, steps: int) -> int:
+        """How many of a reference case's ``steps`` the float64 test mode runs for
+        ``network`` (0: none, the default: the backend has no float64 test mode, or not
+        for this network)."""
+        return 0
+
+    def float64(self, trainer: Trainer) -> Callable[[], dict]:
+        """Turns a freshly built ``trainer`` to float64 in place (its weights, buffers
+        and the batches of ``device_batch``) and returns a function that reads its
+        canonical state in float64. Called only where :meth:`float64_steps` is positive."""
+        raise NotImplementedError
+
+    def tf32(self) -> bool | None:
+        """Whether the framework may compute float32 matmuls or convolutions in TF32 on
+        the GPU (None: unknown)."""
         return None

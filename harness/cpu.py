@@ -16,10 +16,10 @@ no moment do more than ``intra_op_total`` threads compute: the devices never
 oversubscribe the cores, and the figure means the same in every framework. Our networks
 are chains of large operators (GoogLeNet's inception branches are the only parallel
 ones), which gain from more intra-op threads, not from running small operators side by
-side. A framework that keeps one inter-op pool per process (TensorFlow) gets one thread
-per device it drives; one with a pool per device (MXNet's engine workers) gets one per
-device; PyTorch drives one device per process and gets 1. XLA:CPU has no inter-op
-setting (independent operations share its one intra-op pool), so JAX reports none.
+side. A framework that keeps one inter-op pool per process gets one thread per device
+it drives; one with a pool per device (engine workers) gets one per device; one that
+drives one device per process gets 1. A framework with no inter-op setting (independent
+operations share its one intra-op pool, as in XLA:CPU) reports none.
 
 GPU runs apply the same rule to the host-side threads of each process (T split over the
 GPUs).

@@ -10,7 +10,10 @@ e.g. in setup.cfg::
 Plugin modules are imported by the orchestrator, which must stay light and never
 import a deep-learning framework: a plugin imports only the standard library and
 the harness at import time. Frameworks are imported by the trainer class that
-``BackendInfo.trainer`` names, inside the worker process.
+``BackendInfo.trainer`` names, inside the worker process, and by the modules that the
+hooks of plugin API 1.2 name (parity probe, ops kernels, model files) in the processes
+that use them: the core names no framework, so an outside backend can do all that a
+built-in one does.
 
 Registration hooks receive a ``register`` callback instead of returning values, so
 one plugin can provide several backends or launchers.
@@ -48,6 +51,9 @@ hookspec = pluggy.HookspecMarker("harness")
 #:   optional methods prepare_evaluation, reset_state, all_reduce_sum,
 #:   device_step_times and replica_states; BackendInfo's run_env, options, tasks,
 #:   inferencer and multi-node fields; hook wrappers and pluggy's tracing work.
+#: - 1.2: harness_parity_probe, harness_ops_kernels, harness_model_loader and
+#:   harness_model_exporter (a backend takes part in ``verify``, ``ops`` and model files
+#:   through them; without them it trains and infers only); ParityProbe, ModelFileError.
 #:
 #: The promise: within one MAJOR version, a plugin written against an older MINOR keeps
 #: working (what a later minor adds has a default; nothing is removed or made
@@ -56,7 +62,7 @@ hookspec = pluggy.HookspecMarker("harness")
 #: line naming both versions, when its MAJOR differs or its MINOR is newer than this.
 #: (One change predates the promise: since 1.1 harness_repeat_finished and
 #: harness_run_finished receive typed records where 1.0 passed dicts.)
-PLUGIN_API_VERSION = "1.1"
+PLUGIN_API_VERSION = "1.2"
 
 
 @hookspec
@@ -123,4 +129,57 @@ def harness_run_finished(spec: RunSpec, result: RunResult) -> None:
 
     ``result`` is a harness.results.schema.RunResult (attributes, ``to_json()``).
     (Plugin API 1.0 passed the result's JSON-able dict.)
+    """
+
+
+# What a backend supplies beyond training and inference (plugin API 1.2). Each hook is
+# asked about one backend and answers with a lazy reference (``"module"`` or
+# ``"module:attribute"``), imported only in the process that runs the framework; an
+# implementation answers None for any backend that is not its own.
+
+
+@hookspec(firstresult=True)
+def harness_parity_probe(backend: BackendInfo) -> str | None:
+    """The ``"module:Class"`` of ``backend``'s harness.backend.ParityProbe, or None.
+
+    ``python -m harness verify`` compares a backend with the NumPy reference only when
+    it has one. The class is imported and built (without arguments) in the parity
+    process, in the backend's interpreter; it may import its framework there. Plugin
+    API 1.2.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_ops_kernels(backend: BackendInfo) -> str | None:
+    """The import name of ``backend``'s operation kernels module, or None (no ``ops``).
+
+    The module (see harness.ops.kernels) has ``setup(job) -> dict`` and
+    ``build(kernel, precision, job) -> Bench``, and optionally ``close()``; it is
+    imported only in the ops worker, in the backend's interpreter. Plugin API 1.2.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_model_loader(backend: BackendInfo, format: str) -> str | None:
+    """The ``"module:function"`` with which ``backend`` runs a user's model file of
+    ``format`` (e.g. ``"onnx"`` for ``--onnx-file``), or None when it cannot.
+
+    Called in the orchestrator. The function runs in the backend's interpreter, before
+    any worker: ``function(path, shape)`` (``shape``: the user's C,H,W or None) returns
+    a JSON-able dict with ``"shape"`` (the per-image C,H,W the run feeds the file), or
+    raises harness.backend.ModelFileError with one line for the user. The backend's
+    Inferencer runs the file (``spec.onnx_file`` for "onnx"). Plugin API 1.2.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_model_exporter(backend: BackendInfo, format: str) -> str | None:
+    """The ``"module:function"`` with which ``backend`` writes a catalogue network as a
+    model file of ``format`` (``python -m harness onnx`` asks for ``"onnx"``), or None.
+
+    The function runs in the command's process (it may import the file format's
+    package there, never a framework that takes the process over):
+    ``function(network, weights, path, doc)`` writes ``path`` from the canonical
+    ``weights`` and returns one line on what it wrote (e.g. ``"opset 17; checked"``);
+    ValueError or KeyError: the weights do not fit the network. Plugin API 1.2.
     """

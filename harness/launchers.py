@@ -1,7 +1,7 @@
 """Launchers turn a worker invocation into the command line that starts it.
 
 A run with one process uses the built-in ``local`` launcher. A backend that needs
-several processes (PyTorch DDP) names a launcher, e.g. ``torchrun``, registered by a
+several processes (one per device) names a launcher, registered by a
 plugin through ``harness_register_launchers``.
 
 A run over several nodes (``--nodes N``) is started in two levels:
@@ -11,7 +11,7 @@ A run over several nodes (``--nodes N``) is started in two levels:
    (one task per node of the SLURM allocation). Its command runs
    ``python -m harness.run.node`` (the arguments of :meth:`LaunchRequest.node_args`);
 2. each node process builds its own workers' command with the backend's *per-node*
-   launcher (``torchrun`` for PyTorch, ``local`` for one worker per device or per node),
+   launcher (a plugin's, or ``local`` for one worker per device or per node),
    from a request that carries the node's rank and the rendezvous endpoint, and runs it.
 
 Both levels are :class:`Launcher` plugins built from a :class:`LaunchRequest`.
@@ -47,8 +47,8 @@ class LaunchRequest:
     processes: int  # worker processes to start on each node
     nodes: int = 1  # nodes of the run
     node_rank: int | None = None  # the node this command starts; None: all (or one node)
-    # "host:port" where the nodes meet (PyTorch's c10d store, JAX's coordinator, the base
-    # of TensorFlow's worker ports); an empty host means the host of node 0, found when
+    # "host:port" where the nodes meet (a framework's store or coordinator, or the base
+    # of its worker ports); an empty host means the host of node 0, found when
     # the node processes start (the first node of the SLURM step)
     rendezvous: str | None = None
     # Variables the started processes must see beyond the environment the launcher

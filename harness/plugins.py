@@ -26,7 +26,7 @@ from harness.errors import UsageError
 from harness.hookspecs import PLUGIN_API_VERSION
 
 if TYPE_CHECKING:
-    from harness.backend import BackendInfo
+    from harness.backend import BackendInfo, ParityProbe
     from harness.launchers import Launcher
     from harness.models import Network
     from harness.results.schema import RepeatRecord, RunResult
@@ -320,6 +320,46 @@ class PluginManager:
     def refusal(self, spec: RunSpec, backend: BackendInfo, network: Network) -> str | None:
         return self._call_each(
             "harness_refuse_run", first=True, spec=spec, backend=backend, network=network
+        )
+
+    # What a backend supplies beyond training and inference (plugin API 1.2) ---------
+
+    def parity_probe(self, backend: BackendInfo) -> ParityProbe | None:
+        """``backend``'s parity probe, imported and built now (in the parity process:
+        it may import the framework); None when it has none."""
+        from harness.backend import load_reference
+
+        reference = self._call_each("harness_parity_probe", first=True, backend=backend)
+        return None if reference is None else load_reference(reference)()
+
+    def ops_kernels(self, backend: BackendInfo) -> str | None:
+        """The import name of ``backend``'s operation kernels module; None: no ``ops``."""
+        return self._call_each("harness_ops_kernels", first=True, backend=backend)
+
+    def model_loader(self, backend: BackendInfo, format: str) -> str | None:
+        """``"module:function"`` reading a user's model file of ``format`` in
+        ``backend``'s interpreter; None when ``backend`` cannot run such files."""
+        return self._call_each("harness_model_loader", first=True, backend=backend, format=format)
+
+    def model_exporter(self, format: str) -> tuple[BackendInfo, str] | None:
+        """The first backend (by name) that writes catalogue networks as model files of
+        ``format``, and its ``"module:function"``; None when none does."""
+        for name in sorted(self.backends):
+            backend = self.backends[name]
+            found = self._call_each(
+                "harness_model_exporter", first=True, backend=backend, format=format
+            )
+            if found is not None:
+                return backend, found
+        return None
+
+    def backends_with(self, hook: str, **kwargs: Any) -> list[str]:
+        """The names of the backends for which ``hook`` (one of the four above, asked
+        about each backend with ``kwargs``) has an answer: for usage messages."""
+        return sorted(
+            name
+            for name, backend in self.backends.items()
+            if self._call_each(hook, first=True, backend=backend, **kwargs) is not None
         )
 
     # Observer hooks ---------------------------------------------------------------

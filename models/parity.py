@@ -197,10 +197,10 @@ def batch_norm_paths(network: L.Network) -> list[str]:
 # Training ------------------------------------------------------------------------------
 
 LEARNING_RATE = 1e-3  # SGD with momentum; small enough that three steps stay tame
-# Frameworks whose batch norm blends the BIASED batch variance into its running variance
-# (PyTorch and the harness's TensorFlow: the unbiased one). A documented difference: the
-# parity checks compare these against the reference run with ``unbiased=False``.
-BIASED_RUNNING_VAR = frozenset({"jax", "mxnet"})
+# Whether a framework's batch norm blends the BIASED batch variance into its running
+# variance is a documented difference its parity probe declares
+# (harness.backend.ParityProbe.biased_running_var): the parity checks compare those
+# against the reference run with ``unbiased=False``.
 
 
 def batches(network: L.Network, batch: int, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:

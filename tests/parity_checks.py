@@ -216,21 +216,16 @@ def check_training(tool: str, request: pytest.FixtureRequest, name, shape, class
     steps, the three float64 steps give the reference's losses and every tensor within
     FLOAT64_TOLERANCE.
     Running variances follow the tool's documented convention
-    (models.parity.BIASED_RUNNING_VAR) and measurably not the other one."""
-    from harness.run.parity import (
-        FLOAT64,
-        FLOAT64_STEPS,
-        FLOAT64_TOLERANCES,
-        FLOAT64_WITHOUT_BATCH_NORM,
-        trainer_steps,
-    )
+    (the probe's biased_running_var) and measurably not the other one."""
+    from harness.run.parity import probe, trainer_steps
 
     case = reference(request, name, shape, classes)
     network = P.without_dropout(models.build(name, tuple(shape), classes))
     steps = len(case["losses"])
     data = [(case[f"batch{s}/images"], case[f"batch{s}/labels"]) for s in range(steps)]
     weights, lr = P.section(case, "weight"), float(case["lr"])
-    biased = tool in P.BIASED_RUNNING_VAR
+    found = probe(tool)
+    biased = found.biased_running_var
     # float32: every step where no batch norm amplifies float32 noise (LeNet's three
     # test the momentum), else the first
     first = data if not P.batch_norm_paths(network) else data[:1]
@@ -242,16 +237,13 @@ def check_training(tool: str, request: pytest.FixtureRequest, name, shape, class
         assert _running_var_error(case, states, biased) <= 1e-3
         other = _running_var_error(case, states, not biased)
         assert other > 5e-3, f"biased={not biased} running variances fit too ({other:.3g})"
-    float64 = tool in FLOAT64 and not (
-        tool in FLOAT64_WITHOUT_BATCH_NORM and P.batch_norm_paths(network)
-    )
-    if steps > 1 and float64:
-        count = FLOAT64_STEPS.get((tool, name), steps)
+    count = found.float64_steps(network, steps)
+    if steps > 1 and count:
         losses, states = trainer_steps(tool, network, weights, data[:count], lr, float64=True)
         loss_error, state_error, where = P.training_errors(
             case, losses, states, biased, per_tensor=True
         )
-        tolerance = FLOAT64_TOLERANCES[tool]
+        tolerance = found.float64_tolerance
         assert len(losses) == count >= 2
         assert loss_error <= tolerance, f"float64 losses {losses}: {loss_error:.3g}"
         assert state_error <= tolerance, f"float64 {where}: {state_error:.3g}"

@@ -101,7 +101,7 @@ def test_onnx_file_bad_input_is_one_line(tmp_path):
     shape = _onnx_file_run(tmp_path, "--onnx-file", str(fixed), "--input-shape", "3,28,28")
     _one_line_exit_2(shape, "not the 3 given")
     wrong_tool = run_harness("pytorch", "--onnx-file", str(fixed))
-    _one_line_exit_2(wrong_tool, "onnxruntime only")
+    _one_line_exit_2(wrong_tool, "pytorch cannot run ONNX files; tools that can: onnxruntime")
 
 
 @pytest.mark.onnxruntime

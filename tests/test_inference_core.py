@@ -132,7 +132,7 @@ def test_a_tool_without_the_task_is_refused_naming_those_with_it() -> None:
         ({"num_gpus": 2}, "one device"),
         ({"cpu_devices": 2}, "one device"),
         ({"input_shape": [1, 2, 3]}, "--onnx-file only"),
-        ({"onnx_file": "x.onnx"}, "onnxruntime only"),
+        ({"onnx_file": "x.onnx"}, "both cannot run ONNX files; tools that can: onnxruntime"),
     ],
 )
 def test_inference_refusals(fields: dict, text: str) -> None:
@@ -141,7 +141,9 @@ def test_inference_refusals(fields: dict, text: str) -> None:
 
 
 def test_onnx_file_checks(tmp_path: Path) -> None:
-    tools = {"onnxruntime": TOOLS["infers"]}
+    from harness.plugins import get_plugin_manager
+
+    tools = {"onnxruntime": get_plugin_manager().backend("onnxruntime")}  # its model loader
     with pytest.raises(UsageError, match="no such file"):
         resolve(spec(tool="onnxruntime", onnx_file=str(tmp_path / "x.onnx")), tools)
     path = tmp_path / "x.onnx"

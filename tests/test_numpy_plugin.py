@@ -212,3 +212,79 @@ def test_plugin_registers_the_numpy_tool():
     assert info.framework == "NumPy (reference)"
     assert info.requires == ("numpy",)
     assert info.load_trainer() is NumpyTrainer
+
+
+# Plugin API 1.2: the plugin takes part in ``verify`` and ``ops`` through its hooks ------
+
+
+@pytest.fixture
+def numpy_plugin(monkeypatch: pytest.MonkeyPatch):
+    """The plugin loaded by name (HARNESS_PLUGINS) in every PluginManager of this test."""
+    from harness.run import parity
+
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_numpy")
+    parity.probe.cache_clear()
+    yield
+    parity.probe.cache_clear()
+
+
+def test_hooks_name_its_parity_probe_and_kernels(numpy_plugin) -> None:
+    from harness_numpy.parity import NumpyProbe
+
+    pm = PluginManager()
+    numpy_info = pm.backend("numpy")
+    assert isinstance(pm.parity_probe(numpy_info), NumpyProbe)
+    assert pm.ops_kernels(numpy_info) == "harness_numpy.ops"
+    assert pm.model_loader(numpy_info, "onnx") is None
+    assert "numpy" in pm.backends_with("harness_parity_probe")
+    assert "numpy" in pm.backends_with("harness_ops_kernels")
+
+
+def test_parity_case_passes_in_float32_and_float64(numpy_plugin, tmp_path: Path) -> None:
+    """The core's parity driver (harness.run.parity) on a reference case, through the
+    plugin's probe and trainer: the rows ``verify`` prints, and the float64 steps."""
+    import json
+
+    from harness.models import parity as P
+    from harness.run import parity
+
+    network = build("lenet", (1, 28, 28), 10)
+    case = P.reference_case(network)
+    np.savez(tmp_path / "00-lenet.npz", **case)
+    (tmp_path / "00-lenet.json").write_text(json.dumps({"pair": ["lenet", 1, 28, 28, 10]}))
+    row = parity.check_case("numpy", tmp_path / "00-lenet.npz", gpu=False)
+    tol = P.TOLERANCES["cpu"]
+    assert max(row["forward"], row["forward_training"]) <= tol["forward"], row
+    assert row["loss"] <= tol["train"] and row["state"] <= tol["train"], row
+
+    probe = parity.probe("numpy")
+    steps = len(case["losses"])
+    assert probe.float64_steps(network, steps) == steps
+    data = [(case[f"batch{s}/images"], case[f"batch{s}/labels"]) for s in range(steps)]
+    weights, lr = P.section(case, "weight"), float(case["lr"])
+    losses, states = parity.trainer_steps("numpy", network, weights, data, lr, float64=True)
+    loss_error, state_error, where = P.training_errors(
+        case, losses, states, probe.biased_running_var, per_tensor=True
+    )
+    assert loss_error <= probe.float64_tolerance, losses
+    assert state_error <= probe.float64_tolerance, where
+
+
+def test_ops_kernels_time_gemm_only() -> None:
+    from harness_numpy import ops
+
+    from harness.ops import suite as suites
+    from harness.ops.kernels import Unsupported
+    from harness.ops.worker import run_kernel
+
+    smoke = suites.load("smoke")
+    gemm = next(k for k in smoke.kernels if k.kind == "gemm" and k.shape["transpose_a"])
+    job = {"device": "cpu", "precision": "fp32", "min_time": 0.01, "max_time": 0.05}
+    assert ops.setup(job)["name"] == "NumPy"
+    line = run_kernel(ops, gemm, job)
+    assert line["status"] == "ok" and line["max_error"] < 1e-5, line
+    conv = next(k for k in smoke.kernels if k.kind == "conv")
+    with pytest.raises(Unsupported, match="forward GEMMs only"):
+        ops.build(conv, "fp32", job)
+    with pytest.raises(Unsupported, match="bf16"):
+        ops.build(gemm, "bf16", job)

@@ -366,15 +366,13 @@ def test_framework_peak_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_a_tool_without_kernels_is_refused(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
     from harness.ops.runner import execute, ops_module
+    from harness.plugins import PluginManager
 
-    onnx = SimpleNamespace(name="onnxruntime", trainer="")
-    with pytest.raises(UsageError, match=r"harness\.backends\.onnxruntime\.ops is missing"):
-        ops_module(onnx)
-    torch = SimpleNamespace(name="pytorch", trainer="harness.backends.pytorch.trainer:T")
-    assert ops_module(torch) == "harness.backends.pytorch.ops"
+    pm = PluginManager()
+    with pytest.raises(UsageError, match=r"'onnxruntime' has no operation kernels; tools with "):
+        ops_module(pm.backend("onnxruntime"), pm)
+    assert ops_module(pm.backend("pytorch"), pm) == "harness.backends.pytorch.ops"
     with pytest.raises(UsageError, match="--scale"):
         execute(OpsSpec("pytorch", suite="smoke", scale=0, output_dir=str(tmp_path)))
     assert not (tmp_path / "results.sqlite").exists()

@@ -186,3 +186,24 @@ def test_unsupported_network_is_a_recorded_error(venv: Venv):
     run, repeats = _stored(venv, result["run_id"])
     assert run == ("numpy", "resnet50", "error", 0)
     assert repeats == [(1, "error", cause)]
+
+
+def test_verify_checks_the_numpy_tool(venv: Venv):
+    """Plugin API 1.2: the installed plugin's parity probe takes part in ``verify``."""
+    done = _harness(venv, "verify", "--tools", "numpy", "--models", "lenet")
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("numpy ")]
+    assert row.split()[1:3] == ["lenet", "1x28x28"] and row.endswith("pass"), row
+    assert done.stdout.strip().endswith("all pass")
+
+
+def test_ops_times_the_numpy_gemm_kernels(venv: Venv):
+    """Plugin API 1.2: the installed plugin's kernels take part in ``ops``."""
+    logs = str(venv.root / "logs")
+    args = ("ops", "--tool", "numpy", "--suite", "smoke", "--ops", "gemm,conv", "--quick")
+    done = _harness(venv, *args, "--output-dir", logs, "--json")
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    status = {(s["kind"], o["status"]) for s in result["sets"] for o in s["ops"]}
+    assert status == {("gemm", "ok"), ("conv", "unsupported")}, status
+    assert result["framework"]["name"] == "NumPy"

@@ -79,3 +79,13 @@ INFO = BackendInfo(
 @hookimpl
 def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
     register(INFO)
+
+
+@hookimpl
+def harness_parity_probe(backend: BackendInfo) -> str | None:
+    return f"{__name__}.parity:JaxProbe" if backend.name == INFO.name else None
+
+
+@hookimpl
+def harness_ops_kernels(backend: BackendInfo) -> str | None:
+    return f"{__name__}.ops" if backend.name == INFO.name else None

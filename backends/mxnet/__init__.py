@@ -66,6 +66,16 @@ def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
     register(INFO)
 
 
+@hookimpl
+def harness_parity_probe(backend: BackendInfo) -> str | None:
+    return f"{__name__}.parity:MXNetProbe" if backend.name == INFO.name else None
+
+
+@hookimpl
+def harness_ops_kernels(backend: BackendInfo) -> str | None:
+    return f"{__name__}.ops" if backend.name == INFO.name else None
+
+
 def precision_refusal(spec: RunSpec, flags: frozenset[str] | None) -> str | None:
     """Why MXNet cannot run the precision on these devices (None: it can, or the CPU's
     flags are unknown): fp16 on GPUs only, bf16 on the CPU only, with AVX-512 there;

@@ -64,3 +64,24 @@ INFO = BackendInfo(
 @hookimpl
 def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
     register(INFO)
+
+
+@hookimpl
+def harness_parity_probe(backend: BackendInfo) -> str | None:
+    return f"{__name__}.parity:OrtProbe" if backend.name == INFO.name else None
+
+
+@hookimpl
+def harness_model_loader(backend: BackendInfo, format: str) -> str | None:
+    """``--onnx-file``: an ONNX model file, run by this backend's InferenceSession."""
+    if backend.name != INFO.name or format != "onnx":
+        return None
+    return f"{__name__}.files:read_input"
+
+
+@hookimpl
+def harness_model_exporter(backend: BackendInfo, format: str) -> str | None:
+    """``python -m harness onnx``: catalogue networks as ONNX files (the onnx package)."""
+    if backend.name != INFO.name or format != "onnx":
+        return None
+    return f"{__name__}.files:export"

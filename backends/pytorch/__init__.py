@@ -69,6 +69,16 @@ def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
 
 
 @hookimpl
+def harness_parity_probe(backend: BackendInfo) -> str | None:
+    return f"{__name__}.parity:TorchProbe" if backend.name == INFO.name else None
+
+
+@hookimpl
+def harness_ops_kernels(backend: BackendInfo) -> str | None:
+    return f"{__name__}.ops" if backend.name == INFO.name else None
+
+
+@hookimpl
 def harness_register_launchers(register: Callable[[Launcher], None]) -> None:
     register(
         Launcher(

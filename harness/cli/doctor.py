@@ -168,7 +168,8 @@ def interpreter_checks(
                 "frameworks",
                 FAIL,
                 "no tool can run: no interpreter has any framework",
-                "install one, e.g. `pip install -e '.[pytorch]'`, or run scripts/setup_envs.sh",
+                "install one (python -m harness list shows each tool's install command), "
+                "or run scripts/setup_envs.sh",
             )
         )
     return checks

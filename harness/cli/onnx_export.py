@@ -1,14 +1,14 @@
 """``python -m harness onnx MODEL --dataset D -o FILE``: a catalogue network as an ONNX file.
 
 The network is built for the dataset's images (``--image-size S``: upscaled ones, as a
-run with that flag builds it) and translated by the onnxruntime backend's translator
-(harness.backends.onnxruntime.network: the ``onnx`` package only, inference mode, a
-dynamic batch dimension) with the canonical initial weights of ``--seed`` or the
-weights a training run saved (``--dump-weights DIR`` writes one ``.npz`` per replica).
-The file is checked with ``onnx.checker`` (with shape inference) after it is written.
+run with that flag builds it) and written by the model exporter of the backend that
+declares one for the format (the harness_model_exporter hook: inference mode, a
+dynamic batch dimension, the file checked after it is written) with the canonical
+initial weights of ``--seed`` or the weights a training run saved (``--dump-weights
+DIR`` writes one ``.npz`` per replica).
 
-onnx is imported only when the command runs; where it is missing the command says how
-to install it (exit 2).
+The format's package is imported by the exporter only when the command runs; where it
+is missing the command says how to install it (exit 2).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rich.console import Console
 from harness.errors import UsageError
 
 Command = Callable[[argparse.Namespace, Console], int]
-INSTALL = "pip install 'dlbench-harness[onnxruntime]'"
+FORMAT = "onnx"  # the model file format this command writes
 
 
 def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -> None:
@@ -103,26 +103,33 @@ def cmd_onnx(args: argparse.Namespace, console: Console) -> int:
     from harness.run.paths import check_writable_file
 
     check_writable_file(args.output, "-o")
-    try:
-        import onnx
+    from harness.backend import load_reference
+    from harness.plugins import get_plugin_manager
 
-        from harness.backends.onnxruntime.network import OPSET, build_model
-    except ImportError as exc:
-        missing = exc.name or "onnx"
-        raise UsageError(f"the onnx command needs onnx ({missing} is missing): {INSTALL}") from None
+    found = get_plugin_manager().model_exporter(FORMAT)
+    if found is None:
+        raise UsageError(
+            f"the onnx command needs a backend that writes {FORMAT} files; none is installed"
+        )
+    backend, reference = found
     state, source = _weights(args, network)
+    output = Path(args.output)
     try:
-        model = build_model(network, state, doc=f"harness.models {network.name}; {source}")
+        export = load_reference(reference)
+        written = export(network, state, output, f"harness.models {network.name}; {source}")
+    except ImportError as exc:
+        missing = exc.name or FORMAT
+        raise UsageError(
+            f"the onnx command needs {backend.framework}'s packages ({missing} is missing): "
+            f"{backend.install_hint}"
+        ) from None
     except (ValueError, KeyError) as exc:
         raise UsageError(f"--weights {args.weights}: {exc}") from None
-    output = Path(args.output)
-    onnx.save(model, str(output))
-    onnx.checker.check_model(str(output), full_check=True)
     c, h, w = network.input_shape
     print(
         f"{output}: {_size(output.stat().st_size)} ({output.stat().st_size:,} bytes), "
-        f"opset {OPSET}, {network.name} ({network.variant}) input images (batch, {c}, {h}, {w}) "
-        f"-> logits (batch, {network.num_classes}); {source}; onnx.checker: ok",
+        f"{network.name} ({network.variant}) input images (batch, {c}, {h}, {w}) "
+        f"-> logits (batch, {network.num_classes}); {source}; {written}",
         flush=True,
     )
     return 0

@@ -108,7 +108,9 @@ def add_command(sub: Any, handlers: dict[str, Any]) -> None:
         description="Times each kernel of a suite in a framework, one fresh worker per kernel "
         "kind: time per call, TFLOP/s (GB/s for all-reduce), % of the device's peak.",
     )
-    parser.add_argument("--tool", required=True, help="framework: pytorch, tensorflow, jax, mxnet")
+    parser.add_argument(
+        "--tool", required=True, help="framework backend with kernels (python -m harness list)"
+    )
     parser.add_argument(
         "--suite", default="deepbench", help="built-in suite (deepbench, smoke) or a TOML file"
     )

@@ -85,16 +85,23 @@ def _tools(requested: list[str] | None) -> list[tuple[str, str | None, str]]:
     from harness.run.interpreters import find_interpreter
 
     pm = PluginManager()
+    probes = pm.backends_with("harness_parity_probe")  # the backends that take part
     names = requested or sorted(pm.backends)
     found = []
     for name in names:
         info = pm.backend(name)  # UsageError for an unknown tool
+        if name not in probes:
+            why = f"{name} has no parity probe (plugin hook harness_parity_probe)"
+            if requested:
+                raise UsageError(f"{why}; tools with one: {', '.join(probes) or 'none'}")
+            found.append((name, None, why))
+            continue
         try:
             found.append((name, find_interpreter(info).python, ""))
         except UsageError as exc:
             if requested:
                 raise
-            found.append((name, None, str(exc)))
+            found.append((name, None, f"not installed: {exc}"))
     return found
 
 
@@ -113,7 +120,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         )
     tools = _tools(_names(args.tools))
     if not any(python for _, python, _ in tools):
-        raise UsageError("no backend has its framework installed: " + tools[0][2])
+        raise UsageError("no backend can be checked: " + tools[0][2])
     from harness.models import parity as P
 
     cases = pairs(model_names, args.inputs)
@@ -138,7 +145,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         print(header, file=out, flush=True)
         for tool, python, why in tools:
             if python is None:
-                print(f"{tool:<11} not installed: {why}", file=out, flush=True)
+                print(f"{tool:<11} {why}", file=out, flush=True)
                 continue
             ok &= _run_tool(tool, python, folder, args, len(cases), out)
     print("all pass" if ok else "FAILED", file=out, flush=True)

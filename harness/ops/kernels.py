@@ -1,6 +1,6 @@
 """What a backend's ``ops`` module provides, and the NumPy side every backend shares.
 
-A backend's ``harness.backends.<tool>.ops`` module has:
+A backend's kernels module (named by its harness_ops_kernels hook) has:
 
 - ``setup(job) -> dict``: configures the framework (threads, devices) before any op runs
   and returns what it says about itself (name, version, devices);

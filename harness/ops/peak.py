@@ -32,11 +32,13 @@ def measure(
     """Times an n x n x n GEMM per size and precision in ``tool``'s worker."""
     from datetime import datetime, timezone
 
-    from harness.ops.runner import OpsSpec, _environment, _run_set
+    from harness.ops.runner import OpsSpec, _environment, _run_set, ops_module
     from harness.plugins import get_plugin_manager
     from harness.run.interpreters import find_interpreter
 
-    backend = get_plugin_manager().backend(tool)
+    pm = get_plugin_manager()
+    backend = pm.backend(tool)
+    module = ops_module(backend, pm)
     interpreter = find_interpreter(backend, None)
     kernels = [
         Kernel(
@@ -68,6 +70,7 @@ def measure(
                 Path(folder) / precision,
                 1,
                 lambda _: None,
+                module=module,
             )
             if cause:
                 raise RuntimeError(f"{tool} {precision} GEMM: {cause}")

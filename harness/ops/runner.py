@@ -161,7 +161,8 @@ def _run_set(
     devices: int,
     on_line: Callable[[dict[str, Any]], None],
     gpu_indices: list[int] | None = None,
-    module: str | None = None,
+    *,
+    module: str,
 ) -> tuple[list[dict[str, Any]], str | None, float, dict[str, Any] | None]:
     """Runs one worker; returns its lines, the cause if it failed, its wall seconds and
     the resource monitor's summary of it (harness.monitor, as a training run's)."""
@@ -172,7 +173,7 @@ def _run_set(
     out.unlink(missing_ok=True)
     job = {
         "tool": spec.tool,
-        "module": module or f"harness.backends.{spec.tool}.ops",
+        "module": module,
         "kind": kind,
         "kernels": [k.to_dict() for k in kernels],
         "precision": spec.precision,
@@ -272,20 +273,14 @@ def _stop_monitor(
         return {"errors": [{"what": "summary", "error": repr(exc)}]}
 
 
-def ops_module(backend: Any) -> str:
-    """The backend's kernels: ``ops`` beside its trainer module (UsageError if none)."""
-    import importlib.util
-
-    package = backend.trainer.partition(":")[0].rpartition(".")[0]
-    package = package or f"harness.backends.{backend.name}"
-    name = f"{package}.ops"
-    try:
-        found = importlib.util.find_spec(name) is not None
-    except ImportError:
-        found = False
-    if not found:
-        raise UsageError(f"tool {backend.name!r} has no operation kernels ({name} is missing)")
-    return name
+def ops_module(backend: Any, pm: Any) -> str:
+    """The import name of the backend's kernels (the harness_ops_kernels hook; UsageError
+    if it has none)."""
+    module = pm.ops_kernels(backend)
+    if module is None:
+        have = ", ".join(pm.backends_with("harness_ops_kernels")) or "none installed"
+        raise UsageError(f"tool {backend.name!r} has no operation kernels; tools with them: {have}")
+    return module
 
 
 def new_ops_id(spec: OpsSpec) -> str:
@@ -314,7 +309,7 @@ def execute(
         raise UsageError("--min-time must be positive and at most --max-time")
     pm = pm or get_plugin_manager()
     backend = pm.backend(spec.tool)
-    module = ops_module(backend)
+    module = ops_module(backend, pm)
     suite, groups = plan_kernels(spec)
     interpreter = find_interpreter(backend, spec.python)
     selected: list[Any] = []
@@ -378,7 +373,7 @@ def execute(
             set_devices,
             seen,
             [g.index for g in selected],
-            module,
+            module=module,
         )
         op_set.resources = resources
         op_set.ops = [

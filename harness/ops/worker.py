@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as handle:
         job = json.load(handle)
     lifeline.guard_worker()  # die with the orchestrator, even after its kill -9
-    module = importlib.import_module(job.get("module") or f"harness.backends.{job['tool']}.ops")
+    module = importlib.import_module(job["module"])  # the backend's, from harness_ops_kernels
     with open(job["out"], "a", encoding="utf-8") as out:
         info = module.setup(job)
         _write(out, {"event": "framework", "framework": info})

@@ -10,7 +10,7 @@ marked), else the latest run of any status, whose status the cell then shows ("o
 label for it, else "CPU", "CPU x2", "1 GPU", "2 GPUs", with the GPU model appended
 when the runs used more than one kind of GPU. Two configurations never share a cell:
 when a framework has runs of several workload configurations (batch, precision, ...)
-it gets one row per configuration, labelled with the fields that differ ("pytorch ·
+it gets one row per configuration, labelled with the fields that differ ("mytool ·
 batch 64"); when runs under one column label differ in hardware settings (threads, CPU
 or GPU model), the column splits the same way ("CPU · threads 1").
 """
@@ -91,7 +91,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        """The framework column: ``pytorch``, or ``pytorch · batch 64``."""
+        """The framework column: ``mytool``, or ``mytool · batch 64``."""
         return f"{self.tool} · {self.variant}" if self.variant else self.tool
 
 

@@ -17,7 +17,7 @@ Peaks per device: GPUs from :data:`GPU_PEAKS`, the vendors' published dense peak
 structured sparsity). fp16 and bf16 runs use the tensor-core dense peak (with FP32
 accumulation, which is what frameworks use: on GeForce cards that is half the
 FP16-accumulate figure); fp32 runs use the TF32 tensor-core peak on GPUs that have one
-(Ampere and later), because cuDNN, TensorFlow and XLA run fp32 convolutions in TF32 there
+(Ampere and later), because cuDNN, frameworks and XLA run fp32 convolutions in TF32 there
 by default; on older GPUs the FP32 (CUDA core) peak. CPUs: the GEMM peak that
 ``python -m harness peak`` measured on this machine (:mod:`harness.machine.peak`), divided by the
 run's CPU devices; without one, MFU is None and the result says how to measure it.

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0  # the worker's exit codes: harness.run.worker
 MODEL_STEM = "model"  # the model file in the run folder: model<suffix>
 ONNX_FILE_DATASET = "synthetic"  # the dataset name of an --onnx-file run
+MODEL_FORMAT = "onnx"  # the format of an --onnx-file, as backends' model loaders name it
 _POOL = 4  # device batches cycled in the steady state
 
 
@@ -94,8 +95,14 @@ def check_spec(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
         raise UsageError("--input-shape applies to --onnx-file only")
     if not spec.onnx_file:
         return spec
-    if spec.tool != "onnxruntime":
-        raise UsageError(f"--onnx-file runs on onnxruntime only, not {spec.tool}")
+    if model_loader(tools[spec.tool]) is None:
+        from harness.plugins import get_plugin_manager
+
+        have = get_plugin_manager().backends_with("harness_model_loader", format=MODEL_FORMAT)
+        raise UsageError(
+            f"--onnx-file: {spec.tool} cannot run ONNX files; tools that can: "
+            f"{', '.join(have) or 'none installed'}"
+        )
     if spec.weights:
         raise UsageError("--weights applies to catalogue networks, not to --onnx-file")
     if spec.synthetic is False:
@@ -162,12 +169,25 @@ def _read_weights(path: str) -> dict[str, Any]:
         raise UsageError(f"--weights {file}: not a readable .npz of weights ({why})") from None
 
 
+def model_loader(backend: Any) -> str | None:
+    """``"module:function"`` with which ``backend`` reads an ``--onnx-file`` (the
+    harness_model_loader hook); None when it cannot run ONNX files."""
+    from harness.plugins import get_plugin_manager
+
+    return get_plugin_manager().model_loader(backend, MODEL_FORMAT)
+
+
 def probe_onnx_file(spec: RunSpec, python: str) -> RunSpec:
-    """Reads the user's ONNX file's input in the backend's interpreter (the core has no
-    onnx): the spec with its ``input_shape``; UsageError (one line) for a corrupt file or
-    an unsupported input, before any worker starts."""
+    """Reads the user's ONNX file's input in the backend's interpreter, with its model
+    loader (the core imports no model format's package): the spec with its
+    ``input_shape``; UsageError (one line) for a corrupt file or an unsupported input,
+    before any worker starts."""
+    from harness.plugins import get_plugin_manager
+
     assert spec.onnx_file is not None
-    command = [python, "-m", "harness.run.inference", "probe", spec.onnx_file]
+    loader = model_loader(get_plugin_manager().backend(spec.tool))
+    assert loader is not None, spec.tool  # check_spec refused the run
+    command = [python, "-m", "harness.run.inference", "probe", loader, spec.onnx_file]
     if spec.input_shape:
         command.append(",".join(map(str, spec.input_shape)))
     try:
@@ -182,19 +202,20 @@ def probe_onnx_file(spec: RunSpec, python: str) -> RunSpec:
     return dataclasses.replace(spec, input_shape=[int(d) for d in found["shape"]])
 
 
-def _probe_main(path: str, given: str | None) -> int:
-    """``python -m harness.run.inference probe FILE [C,H,W]`` (the backend's interpreter)."""
-    from harness.backends.onnxruntime.network import OnnxFileError, read_input
+def _probe_main(loader: str, path: str, given: str | None) -> int:
+    """``python -m harness.run.inference probe LOADER FILE [C,H,W]`` (the backend's
+    interpreter): ``LOADER`` is the backend's ``"module:function"`` for the file."""
+    from harness.backend import ModelFileError, load_reference
 
     shape = None
     if given:
         shape = tuple(int(d) for d in given.split(","))
     try:
-        found = read_input(path, shape)  # type: ignore[arg-type]
-    except OnnxFileError as exc:
+        found = load_reference(loader)(path, shape)
+    except ModelFileError as exc:
         print(f"--onnx-file {exc}")
         return 2
-    print(json.dumps({"shape": list(found.shape), "batch": found.batch, "input": found.name}))
+    print(json.dumps(found))
     return 0
 
 
@@ -540,7 +561,7 @@ def run_job(job: Job) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "probe":
-        sys.exit(_probe_main(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
-    print("usage: python -m harness.run.inference probe FILE.onnx [C,H,W]", file=sys.stderr)
+    if len(sys.argv) >= 4 and sys.argv[1] == "probe":
+        sys.exit(_probe_main(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None))
+    print("usage: python -m harness.run.inference probe LOADER FILE [C,H,W]", file=sys.stderr)
     sys.exit(2)

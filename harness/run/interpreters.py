@@ -1,10 +1,10 @@
 """Find the Python interpreter that has a backend's framework.
 
-Frameworks cannot always share one environment (MXNet 1.9 needs numpy<1.24), so each
+Frameworks cannot always share one environment (one may need an old numpy), so each
 tool may run in its own interpreter. Candidates, first match wins:
 
 1. ``--python PATH`` (RunSpec.python);
-2. the environment variable ``HARNESS_PYTHON_<TOOL>`` (e.g. HARNESS_PYTHON_MXNET);
+2. the environment variable ``HARNESS_PYTHON_<TOOL>`` (e.g. HARNESS_PYTHON_MYTOOL);
 3. the interpreter running the harness;
 4. ``.venvs/<tool>/bin/python`` under the current directory, then under the repository
    (scripts/setup_envs.sh creates these), then ``.tox/<tool>/bin/python``.
@@ -36,7 +36,7 @@ _PROBE = (
     "missing = [m for m in mods if importlib.util.find_spec(m) is None]\n"
     "print(json.dumps({'missing': missing, 'version': sys.version.split()[0]}))\n"
 )
-# The published distribution's install hints, e.g. "pip install 'dlbench-harness[jax]'"
+# The published distribution's install hints, e.g. "pip install 'dlbench-harness[EXTRA]'"
 _PUBLISHED_HINT = re.compile(r"pip install '?dlbench-harness\[([\w,-]+)\]'?")
 
 
@@ -114,7 +114,7 @@ def in_checkout() -> bool:
 
 def install_command(hint: str) -> str:
     """A backend's install hint as a command that works where the user is: from a
-    checkout, ``pip install 'dlbench-harness[jax]'`` becomes ``pip install -e '.[jax]'``
+    checkout, ``pip install 'dlbench-harness[EXTRA]'`` becomes ``pip install -e '.[EXTRA]'``
     (the checkout's path when it is not the current folder)."""
     if not in_checkout():
         return hint

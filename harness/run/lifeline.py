@@ -3,10 +3,10 @@
 Three layers:
 
 - the worker asks Linux for a parent-death signal (``prctl(PR_SET_PDEATHSIG)``): it is
-  killed the moment the process that started it dies (the orchestrator, or torchrun);
+  killed the moment the process that started it dies (the orchestrator, or a launcher);
 - the worker watches the orchestrator (pid and start time, from ``HARNESS_ORCHESTRATOR``)
-  and ends its own process group when it is gone, which covers launcher chains such as
-  torchrun, whose own parent death would otherwise go unnoticed;
+  and ends its own process group when it is gone, which covers launcher chains (a
+  launcher whose own parent death would otherwise go unnoticed);
 - the next start in the same output directory finds workers whose orchestrator is gone
   (:func:`end_stale_workers`, by ``HARNESS_OUTPUT_DIR`` in their environment) and ends
   them, naming each.
@@ -119,7 +119,7 @@ def guard_worker(poll_s: float = 0.5) -> None:
     pid, ticks, group = parsed
     if os.getppid() == pid:
         # Started by the orchestrator itself (from its main thread): the kernel ends us
-        # with it. Processes a launcher (torchrun) started rely on the watch below: their
+        # with it. Processes a launcher started rely on the watch below: their
         # parent's threads may come and go, and the signal follows the forking thread.
         set_parent_death_signal()
     # Ending our own process group is safe only when it is not the orchestrator's.

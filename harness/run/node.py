@@ -12,14 +12,14 @@ these per node::
 nodes' hosts ``HARNESS_NODE_HOSTS`` (comma-separated, node 0 first) or the SLURM step's. The node
 process writes a ``node`` event (its rank and host) to the job's events file, then runs
 the node's P workers with the per-node launcher L: ``local`` starts P copies of the
-worker with torchrun's variables (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE);
-another launcher (``torchrun``) gets the node's rank and the rendezvous and starts them
-itself. Every worker also gets the run's layout (:data:`NODE_ENV`):
+worker with the usual launcher variables (RANK, LOCAL_RANK, WORLD_SIZE,
+LOCAL_WORLD_SIZE); another launcher (a plugin's) gets the node's rank and the
+rendezvous and starts them itself. Every worker also gets the run's layout (:data:`NODE_ENV`):
 
 - ``HARNESS_NODES``, ``HARNESS_NODE_RANK``, ``HARNESS_PROCESSES_PER_NODE``;
-- ``HARNESS_COORDINATOR``: HOST:PORT of the rendezvous (JAX's coordinator, process 0);
+- ``HARNESS_COORDINATOR``: HOST:PORT of the rendezvous (a framework's coordinator, process 0);
 - ``HARNESS_PEERS``: one HOST:PORT per worker rank, ports after the rendezvous port
-  (TensorFlow's cluster of workers).
+  (a framework's cluster of workers).
 
 When one worker fails, the others are ended (they would wait in a collective until
 their timeout); the exit code is the first failure's.

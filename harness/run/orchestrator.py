@@ -156,7 +156,7 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     env.update(gpus.worker_env(selected))
     env["PYTHONUNBUFFERED"] = "1"
     # The CPU thread policy (harness.cpu): per-operator thread counts for OpenMP, MKL and
-    # OpenBLAS; torchrun keeps them (it sets OMP_NUM_THREADS=1 only when it is unset).
+    # OpenBLAS; launchers keep them (e.g. one sets OMP_NUM_THREADS=1 only when it is unset).
     policy = thread_policy(spec)
     env.update(policy.env())
     if policy.intra_op_total != spec.threads:

@@ -55,7 +55,10 @@ class RunSpec:
 
     tool: str = field(
         metadata=cli(
-            "--tool", group="what to run", required=True, help="framework backend, e.g. pytorch"
+            "--tool",
+            group="what to run",
+            required=True,
+            help="framework backend (python -m harness list)",
         )
     )
     model: str = field(
@@ -351,15 +354,15 @@ class RunSpec:
             "instead of the initial ones",
         ),
     )
-    # inference, onnxruntime: a user's ONNX model (synthetic inputs)
+    # inference: a user's ONNX model (synthetic inputs)
     onnx_file: str | None = field(
         default=None,
         metadata=cli(
             "--onnx-file",
             group="inference",
             metavar="FILE",
-            help="inference on onnxruntime: benchmark this ONNX model on synthetic inputs "
-            "(--model and --dataset do not apply)",
+            help="inference on a backend that runs ONNX files: benchmark this ONNX model on "
+            "synthetic inputs (--model and --dataset do not apply)",
         ),
     )
     # with onnx_file: (C, H, W) when the file leaves it open
@@ -510,7 +513,7 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     if spec.num_gpus > 0 and spec.cpu_devices != 1:
         raise UsageError("--cpu-devices applies to CPU runs (--num-gpus -1) only")
     backend = tools[spec.tool]
-    refusal = task.refusal(spec.tool, tools)  # e.g. onnxruntime: inference only
+    refusal = task.refusal(spec.tool, tools)  # e.g. an inference-only backend
     if refusal:
         raise UsageError(refusal)
     if spec.precision not in backend.precisions:

@@ -72,7 +72,7 @@ class Job:
 
 
 def _rank() -> tuple[int, int]:
-    """(rank, world size) from the launcher's environment (torchrun sets both)."""
+    """(rank, world size) from the launcher's environment (RANK and WORLD_SIZE)."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
