@@ -3,7 +3,8 @@
 The worker sends its timed windows in ``steps`` events and, from the first warmup
 window on, its estimate of the time left in ``eta`` events (``seconds``, and
 ``at_most`` when the length is adaptive); the bar shows both, and the time left in the
-whole run, assuming the repeats still to come last as long as this one.
+whole run: the repeats still to come as long as the finished ones took on average (as
+this one, before any has finished). A repeat's clock stops when it ends.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class RunProgress:
         self._total: int | None = None
         self._started = 0.0
         self._announced = False
+        self._durations: list[float] = []  # seconds of each finished repeat
 
     def __enter__(self) -> RunProgress:
         self._progress.__enter__()
@@ -96,11 +98,21 @@ class RunProgress:
     def _left(self, event: dict[str, Any]) -> str:
         """Time left in this repeat, and in the run when more repeats follow."""
         text = time_left(event)
-        later = self.repeats - self._repeat
-        if later > 0 and event.get("seconds") is not None:
-            this_repeat = time.monotonic() - self._started + event["seconds"]
-            text += f" · run ~{duration(event['seconds'] + later * this_repeat)}"
+        left = self.run_left(event.get("seconds"))
+        if left is not None and self._repeat < self.repeats:
+            text += f" · run ~{duration(left)}"
         return text
+
+    def run_left(self, repeat_left: float | None, now: float | None = None) -> float | None:
+        """Seconds left in the whole run: this repeat's rest, and each repeat still to
+        come as long as the finished ones took on average (this one's length, expected,
+        before any has finished). None when this repeat's rest is unknown."""
+        if repeat_left is None:
+            return None
+        now = time.monotonic() if now is None else now
+        this_repeat = now - self._started + repeat_left
+        per_repeat = sum(self._durations) / len(self._durations) if self._durations else None
+        return repeat_left + (self.repeats - self._repeat) * (per_repeat or this_repeat)
 
     def event(self, event: dict[str, Any]) -> None:
         if event.get("rank", 0) != 0 or self._task is None:
@@ -132,11 +144,13 @@ class RunProgress:
             message = escape(str(event.get("message", ""))[:200])
             self.console.print(f"worker error: {message}", highlight=False)
 
-    def end_repeat(self, record: RepeatRecord) -> None:
+    def end_repeat(self, record: RepeatRecord, now: float | None = None) -> None:
         speed = record.timed.images_per_sec
+        self._durations.append((time.monotonic() if now is None else now) - self._started)
         if self._task is not None:
             text = record.status + (f" · {speed:,.1f} img/s" if speed else "")
             self._progress.update(self._task, description=self._describe(text), left="")
+            self._progress.stop_task(self._task)  # its clock stops with the repeat
             self._task = None
         if not self.live:
             shown = f"{speed:,.1f} images/sec" if speed else record.cause or ""
