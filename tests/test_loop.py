@@ -523,3 +523,20 @@ def test_repeats_aggregate_with_median_jitter_and_timing(tmp_path) -> None:
     assert summary.timing.mode == "window"
     assert summary.timing.length == ["fixed steps"] * 5
     assert not math.isnan(ips.ci95)
+
+
+def test_a_loss_that_becomes_nan_stops_the_repeat_as_diverged(tmp_path) -> None:
+    from harness.run.loop import Diverged
+    from harness.run.worker import report_failure
+
+    trainer, ctx, emitter, clock = make(tmp_path, warmup_steps=2, steps=400, sync_every=10)
+    trainer.loss_value = lambda token: float("nan") if token > 150 else 1.0  # from step 151
+    with pytest.raises(Diverged) as caught:
+        run_benchmark(trainer, ctx, emitter, clock=clock)
+    assert caught.value.phase == "timed" and 150 < caught.value.step < 400
+    report_failure(emitter, caught.value, lambda exc: False)
+    emitter.close()
+    events = read_events(tmp_path / "events.jsonl")
+    record = repeat_record(events, status="error", cause=None, global_batch=ctx.global_batch)
+    assert record.status == "diverged" and not record.ok
+    assert f"the loss became nan by step {caught.value.step} of the timed phase" in record.cause

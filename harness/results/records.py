@@ -24,7 +24,8 @@ from harness.results.schema import (
     Warmup,
 )
 
-STATUSES = ("ok", "oom", "error", "crashed", "timeout", "interrupted")
+# diverged: the training loss became non-finite (harness.run.loop.Diverged)
+STATUSES = ("ok", "oom", "diverged", "error", "crashed", "timeout", "interrupted")
 
 
 def _phase_windows(events: list[dict[str, Any]], name: str) -> list[tuple[float, float]]:
@@ -56,7 +57,7 @@ def repeat_record(
     errors = [e for e in events if e["event"] == "error"]
     if errors and status != "timeout" and status != "interrupted":
         first = errors[0]
-        status = "oom" if first.get("kind") == "oom" else "error"
+        status = first.get("kind") if first.get("kind") in ("oom", "diverged") else "error"
         cause = f"{first.get('type', 'Error')}: {first.get('message', '')}".strip()
 
     windows: dict[str, list[tuple[int, float]]] = {"warmup": [], "timed": []}
@@ -196,7 +197,7 @@ def _worst(repeats: list[RepeatRecord]) -> str:
     statuses = {r.status for r in repeats}
     if "ok" in statuses:
         return "partial"
-    for status in ("interrupted", "oom", "timeout", "crashed", "error"):
+    for status in ("interrupted", "oom", "diverged", "timeout", "crashed", "error"):
         if status in statuses:
             return status
     return "error"

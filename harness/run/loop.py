@@ -153,6 +153,15 @@ class _Feed:
             self._prefetch.close()
 
 
+class Diverged(RuntimeError):
+    """The training loss became non-finite (NaN or infinite): the repeat is *diverged*,
+    never ok. Checked once a second (when windows are sent) and at each phase's end."""
+
+    def __init__(self, phase: str, step: int, value: float) -> None:
+        super().__init__(f"the loss became {value} by step {step} of the {phase} phase")
+        self.phase, self.step, self.value = phase, step, value
+
+
 class _Windows:
     """Runs windows of steps back to back and sends them to the orchestrator in chunks.
 
@@ -203,6 +212,7 @@ class _Windows:
 
     def flush(self) -> None:
         self._last_flush = self._mark
+        self.check_loss()
         if self._sent < len(self.windows):
             fields: dict[str, Any] = {
                 "windows": [list(w) for w in self.windows[self._sent :]],
@@ -212,6 +222,15 @@ class _Windows:
             self.emitter.emit("steps", phase=self.phase, first=self._sent, **fields)
             self._sent = len(self.windows)
             self._sent_device = len(self.device)
+
+    def check_loss(self) -> None:
+        """Raises :class:`Diverged` when the last step's loss is not finite (a scalar
+        read once a second, between windows: outside their timing)."""
+        if self.token is None:
+            return
+        value = self.trainer.loss_value(self.token)
+        if not math.isfinite(value):
+            raise Diverged(self.phase, self.steps, value)
 
     @property
     def steps(self) -> int:

@@ -23,6 +23,7 @@ from harness.backend import Inferencer, Trainer, WorkerContext
 from harness.cpu import available_cores
 from harness.run import lifeline
 from harness.run.events import Emitter
+from harness.run.loop import Diverged
 from harness.run.spec import RunSpec
 from harness.run.task import task_for
 
@@ -166,9 +167,10 @@ def report_failure(
     # A malformed data file (even one that made NumPy raise MemoryError) is an
     # error of the data, never the model's out-of-memory.
     oom = not _is_data_error(exc) and is_out_of_memory(exc)
+    kind = "diverged" if isinstance(exc, Diverged) else "oom" if oom else "error"
     emitter.emit(
         "error",
-        kind="oom" if oom else "error",
+        kind=kind,
         type=type(exc).__name__,
         message=str(exc)[:4000],
         traceback=traceback.format_exc()[-8000:],
