@@ -33,7 +33,7 @@ def test_measure_save_and_look_up(cache: Path) -> None:
     assert entry["peaks"]["fp32"] == max(entry["rates"]["fp32"].values()) > 0
     assert entry["key"] == peak.machine_key(peak.machine())
     assert peak.lookup("fp32") == (None, peak.NO_PEAK)  # nothing cached yet
-    assert peak.save(entry) == cache
+    assert peak.save(entry) == (cache, [])
     value, source = peak.lookup("fp32")
     assert value == entry["peaks"]["fp32"] and "python -m harness peak" in source
     value, source = peak.lookup("bf16")
@@ -116,3 +116,26 @@ def test_help_does_not_import_numpy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_lower_measurement_never_replaces_a_cached_peak_without_force(cache: Path) -> None:
+    key = peak.machine_key(peak.machine())
+    high = {"key": key, "peaks": {"fp32": 1.61e11}, "rates": {"fp32": {"4096": 1.61e11}},
+            "measured_at": "monday", "provenance": {"fp32": {"measured_at": "monday",
+            "sizes": [4096], "min_time_s": 1.0, "library": "numpy 2 (openblas)"}}}  # fmt: skip
+    peak.save(high)
+    low = {"key": key, "peaks": {"fp32": 8.4e10, "fp64": 4e10}, "measured_at": "tuesday",
+           "rates": {"fp32": {"64": 8.4e10}, "fp64": {"64": 4e10}}}  # fmt: skip
+    path, notes = peak.save(low)
+    kept = peak.cached(path)
+    assert kept["peaks"] == {"fp32": 1.61e11, "fp64": 4e10}  # the higher of each
+    assert kept["provenance"]["fp32"]["sizes"] == [4096]  # with how it was measured
+    assert kept["rates"]["fp32"] == {"4096": 1.61e11}
+    assert len(notes) == 1 and "kept the cached 161.0 GFLOP/s (measured monday)" in notes[0]
+    assert "--force" in notes[0]
+    _, notes = peak.save(low, force=True)
+    assert peak.cached()["peaks"]["fp32"] == 8.4e10 and notes == []
+    entry = peak.measure((32,), ("fp32",), 0.01)
+    assert entry["provenance"]["fp32"]["sizes"] == [32]
+    assert entry["provenance"]["fp32"]["min_time_s"] == 0.01
+    assert entry["provenance"]["fp32"]["library"].startswith("numpy ")

@@ -49,8 +49,10 @@ def cmd_peak(args: Any, console: Any) -> int:
         console.print(f"  {precision} n={n}: {rate / 1e9:,.1f} GFLOP/s", highlight=False)
 
     entry = numpy_peak.measure(sizes, precisions, args.min_time, on_result=progress)
-    path = numpy_peak.save(entry)
-    _print_entry(entry, console)
+    path, notes = numpy_peak.save(entry, force=args.force)
+    _print_entry(numpy_peak.cached(path) or entry, console)
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     console.print(f"cached in {escape(str(path))}; runs on this machine use it for MFU")
     return 0
 
@@ -86,6 +88,12 @@ def add_command(sub: Any, handlers: dict[str, Any]) -> None:
     parser.add_argument(
         "--all-precisions", action="store_true", help="with --tool: fp32, fp16 and bf16"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the cached peak even where this measurement is lower (by default the "
+        "higher one is kept)",
+    )
     handlers["peak"] = cmd_peak
 
 
@@ -115,10 +123,13 @@ def _framework_peak(args: Any, console: Any) -> int:
         console.print(f"  {precision} n={n}: {rate / 1e9:,.1f} GFLOP/s", highlight=False)
 
     entry = framework_peak.measure(tool, sizes, precisions, args.min_time, on_result=progress)
-    path = numpy_peak.save(entry)
+    path, notes = numpy_peak.save(entry, force=args.force)
+    entry = framework_peak.cached(tool, path) or entry
     console.print(f"machine: {escape(entry['key'])}", highlight=False)
     for precision, value in sorted(entry["peaks"].items()):
         print(f"{tool} peak {precision}: {value / 1e9:,.1f} GFLOP/s")
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     console.print(
         f"cached in {escape(str(path))}; `ops --tool {tool}` on the CPU uses it for % of peak"
     )

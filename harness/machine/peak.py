@@ -138,7 +138,7 @@ def measure(
             if on_result:
                 on_result(precision, n, rate)
     threads = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
-    return {
+    entry = {
         **info,
         "key": machine_key(info),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -147,18 +147,67 @@ def measure(
         "rates": rates,
         "peaks": {p: max(r.values()) for p, r in rates.items() if r},
     }
+    entry["provenance"] = provenance(entry, min_time)
+    return entry
 
 
-def save(entry: dict[str, Any], path: Path | None = None) -> Path:
+def merge(
+    old: dict[str, Any] | None, new: dict[str, Any], force: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """The entry to cache from the cached one (``old``) and a new measurement: per
+    precision the higher peak, with its rates and provenance (when, sizes, minimum time,
+    library), unless ``force`` (the new one replaces all). A shorter or smaller
+    measurement cannot poison the cache: it never lowers a peak by chance. Returns the
+    entry and one note per precision whose cached peak was kept."""
+    if old is None or force:
+        return new, []
+    entry = {**new, "rates": dict(new.get("rates") or {}), "peaks": dict(new["peaks"])}
+    entry["provenance"] = dict(new.get("provenance") or {})
+    notes = []
+    for precision, before in (old.get("peaks") or {}).items():
+        now = entry["peaks"].get(precision)
+        if now is not None and now >= before:
+            continue
+        entry["peaks"][precision] = before
+        entry["rates"][precision] = (old.get("rates") or {}).get(precision, {})
+        entry["provenance"][precision] = (old.get("provenance") or {}).get(
+            precision, {"measured_at": old.get("measured_at")}
+        )
+        if now is not None:
+            notes.append(
+                f"{precision}: kept the cached {before / 1e9:,.1f} GFLOP/s (measured "
+                f"{entry['provenance'][precision].get('measured_at', '?')}), higher than the "
+                f"{now / 1e9:,.1f} measured now; --force replaces it"
+            )
+    return entry, notes
+
+
+def provenance(entry: dict[str, Any], min_time: float) -> dict[str, Any]:
+    """How each precision of a new measurement was taken, kept with its peak."""
+    how = {
+        "measured_at": entry.get("measured_at"),
+        "sizes": entry.get("sizes"),
+        "min_time_s": min_time,
+        "library": entry.get("blas") or entry.get("framework"),
+    }
+    return {precision: dict(how) for precision in entry.get("peaks") or {}}
+
+
+def save(
+    entry: dict[str, Any], path: Path | None = None, force: bool = False
+) -> tuple[Path, list[str]]:
+    """Caches ``entry`` (:func:`merge`d with the machine's cached one); returns the cache
+    file and the notes on peaks kept."""
     path = path or cache_path()
     data = _read_cache(path)
     data["version"] = CACHE_VERSION
-    data["machines"][entry["key"]] = entry
+    kept, notes = merge(data["machines"].get(entry["key"]), entry, force)
+    data["machines"][entry["key"]] = kept
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     temporary.replace(path)
-    return path
+    return path, notes
 
 
 def cached(path: Path | None = None) -> dict[str, Any] | None:

@@ -86,7 +86,7 @@ def measure(
                 if on_result:
                     on_result(precision, n, rate)
     info = numpy_peak.machine()
-    return {
+    entry = {
         **info,
         "tool": tool,
         "framework": framework,
@@ -96,6 +96,8 @@ def measure(
         "rates": rates,
         "peaks": {p: max(r.values()) for p, r in rates.items() if r},
     }
+    entry["provenance"] = numpy_peak.provenance(entry, min_time)
+    return entry
 
 
 def cached(tool: str, path: Path | None = None) -> dict[str, Any] | None:
