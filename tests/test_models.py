@@ -164,6 +164,17 @@ def test_cifar_resnet18_macs_by_hand():
     assert macs_per_image(build("resnet18", CIFAR, 10)) == stem + layer1 + 3 * layer2 + 5_120
 
 
+@pytest.mark.parametrize(("shape", "side"), [(CIFAR, 32), (IMAGENET, 224)], ids=str)
+def test_vgg19_macs_by_hand(shape, side):
+    # VGG-19 is VGG-16 plus a 3x3 256->256 convolution at side/4 and two 3x3 512->512 at
+    # side/8 and side/16 (same padding; the small variant's ceil pools change nothing at 32)
+    extra = (side // 4) ** 2 * 256 * 256 * 9
+    extra += ((side // 8) ** 2 + (side // 16) ** 2) * 512 * 512 * 9
+    classes = 10 if side == 32 else 1000
+    vgg16, vgg19 = build("vgg16", shape, classes), build("vgg19", shape, classes)
+    assert macs_per_image(vgg19) == macs_per_image(vgg16) + extra
+
+
 @pytest.mark.parametrize("name", PUBLISHED_GMACS)
 def test_imagenet_macs_match_published_gflops(name):
     net = build(name, IMAGENET, 1000)
