@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from . import alexnet, googlenet, lenet, resnet, vgg
 from .common import ModelError
@@ -104,6 +105,20 @@ MODELS: dict[str, ModelInfo] = {
             "torchvision VGG-16 at 224x224; 512-512 classifier at 28x28 and 32x32",
             vgg.build,
             vgg.refusal,
+        ),
+        ModelInfo(
+            "resnet18",
+            "ResNet-18",
+            "torchvision ResNet-18 at 224x224; CIFAR-style 3x3 stem at 28x28 and 32x32",
+            partial(resnet.build, name="resnet18"),
+            partial(resnet.refusal, name="resnet18"),
+        ),
+        ModelInfo(
+            "vgg19",
+            "VGG-19",
+            "torchvision VGG-19 at 224x224; 512-512 classifier at 28x28 and 32x32",
+            partial(vgg.build, name="vgg19"),
+            partial(vgg.refusal, name="vgg19"),
         ),
     )
 }

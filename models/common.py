@@ -40,7 +40,7 @@ def basic_refusal(name: str, input_shape: object, num_classes: object) -> str | 
 
 
 def variant_refusal(name: str, input_shape: object, num_classes: object) -> str | None:
-    """The rule shared by alexnet, resnet50, googlenet and vgg16 (any channel count):
+    """The rule shared by every model but lenet (any channel count):
     H = W in SMALL_SIZES selects the small variant, H = W = 224 the ImageNet one."""
     why = basic_refusal(name, input_shape, num_classes)
     if why:

@@ -135,7 +135,7 @@ Node = Layer | Sequential | Residual | Concat
 class Network:
     """One network built for one input shape and one number of classes."""
 
-    name: str  # catalogue name: lenet, alexnet, resnet50, googlenet, vgg16
+    name: str  # catalogue name: lenet, alexnet, resnet50, ... (models.MODELS)
     variant: str  # "imagenet" (torchvision architecture) or "small" (28x28 / 32x32 inputs)
     input_shape: tuple[int, int, int]  # (C, H, W)
     num_classes: int

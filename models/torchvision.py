@@ -7,14 +7,15 @@ into torchvision (``to_torchvision``).
     net = build("resnet50", (3, 224, 224), 1000)
     weights = from_torchvision(net, {k: v.numpy() for k, v in sd.items()})  # sd: torch
 
-AlexNet and VGG-16 use torchvision's keys already (``features.N``, ``classifier.N``).
-ResNet-50 and GoogLeNet differ only in the names of some containers; the layouts
+AlexNet, VGG-16 and VGG-19 use torchvision's keys already (``features.N``,
+``classifier.N``). ResNet-18, ResNet-50 and GoogLeNet differ only in the names of some
+containers; the layouts
 (conv (out, in, kh, kw), dense (out, in), batch norm per channel) are the same:
 
 | model | canonical | torchvision |
 |---|---|---|
-| resnet50 | ``layerS.B.residual.body.convK`` / ``bnK`` | ``layerS.B.convK`` / ``bnK`` |
-| resnet50 | ``layerS.B.residual.shortcut.conv`` / ``.bn`` | ``layerS.B.downsample.0`` / ``.1`` |
+| resnet18/50 | ``layerS.B.residual.body.convK`` / ``bnK`` | ``layerS.B.convK`` / ``bnK`` |
+| resnet18/50 | ``layerS.B.residual.shortcut.conv`` / ``.bn`` | ``layerS.B.downsample.0`` / ``.1`` |
 | googlenet | ``inceptionX.0`` | ``inceptionX.branch1`` |
 | googlenet | ``inceptionX.1.N`` / ``inceptionX.2.N`` | ``inceptionX.branch2.N`` / ``branch3.N`` |
 | googlenet | ``inceptionX.3.1`` (``3.0`` is the max pool) | ``inceptionX.branch4.1`` |
@@ -38,12 +39,14 @@ from .init import state_keys
 from .layers import Network
 
 # (canonical pattern, torchvision replacement), applied first match wins.
+_RESNET = [
+    (r"^(layer\d+\.\d+)\.residual\.body\.", r"\1."),
+    (r"^(layer\d+\.\d+)\.residual\.shortcut\.conv\.", r"\1.downsample.0."),
+    (r"^(layer\d+\.\d+)\.residual\.shortcut\.bn\.", r"\1.downsample.1."),
+]
 _RULES: dict[str, list[tuple[str, str]]] = {
-    "resnet50": [
-        (r"^(layer\d+\.\d+)\.residual\.body\.", r"\1."),
-        (r"^(layer\d+\.\d+)\.residual\.shortcut\.conv\.", r"\1.downsample.0."),
-        (r"^(layer\d+\.\d+)\.residual\.shortcut\.bn\.", r"\1.downsample.1."),
-    ],
+    "resnet18": _RESNET,
+    "resnet50": _RESNET,
     "googlenet": [
         (r"^(inception\w+)\.0\.", r"\1.branch1."),
         (r"^(inception\w+)\.1\.(\d+)\.", r"\1.branch2.\2."),

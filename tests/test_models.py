@@ -1,11 +1,12 @@
 """The model catalogue: architectures, counts, refusals, shape inference, initial weights.
 
 Reference figures are not read from the code under test:
-- ImageNet counts are torchvision's (resnet50, vgg16, alexnet, googlenet, 1000 classes)
-  and Caffe's MNIST LeNet (431,080); MACs are torchvision's published GFLOPS, which are
-  multiply-adds.
+- ImageNet counts are torchvision's (resnet18, resnet50, vgg16, vgg19, alexnet,
+  googlenet, 1000 classes) and Caffe's MNIST LeNet (431,080); MACs are torchvision's
+  published GFLOPS, which are multiply-adds.
 - Small-variant counts are derived by hand in SMALL_COUNTS' comments, and the CIFAR
-  ResNet-50 figure is recomputed by an independent formula.
+  ResNet-18 and ResNet-50 figures are recomputed by an independent formula; the CIFAR
+  ResNet-18's MACs are derived by hand.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ PAIRS = [
 
 REFERENCE_COUNTS = {
     ("lenet", MNIST, 10): 431_080,
+    ("resnet18", IMAGENET, 1000): 11_689_512,
     ("resnet50", IMAGENET, 1000): 25_557_032,
     ("vgg16", IMAGENET, 1000): 138_357_544,
+    ("vgg19", IMAGENET, 1000): 143_667_240,
     ("alexnet", IMAGENET, 1000): 61_100_840,
     ("googlenet", IMAGENET, 1000): 6_624_904,
 }
@@ -72,6 +75,14 @@ SMALL_COUNTS = {
     # = 14,714,688, plus 512*512+512 + 512*512+512 + 512*10+10 = 530,442
     ("vgg16", CIFAR): 14_714_688 + 530_442,
     ("vgg16", MNIST): 14_714_688 + 530_442 - 1_152,
+    # known CIFAR ResNet-18 figure (e.g. kuangliu/pytorch-cifar); stem as for ResNet-50
+    ("resnet18", CIFAR): 11_173_962,
+    ("resnet18", MNIST): 11_173_962 - 1_152,
+    # VGG-19 = VGG-16 plus a 256-256 and two 512-512 3x3 convolutions:
+    # 14,714,688 + 590,080 + 2 * 2,359,808 = 20,024,384 (torchvision's 143,667,240 less
+    # its 123,642,856-parameter classifier), plus the 530,442 of the small head
+    ("vgg19", CIFAR): 20_024_384 + 530_442,
+    ("vgg19", MNIST): 20_024_384 + 530_442 - 1_152,
     # convs 1,792 + 110,784 + 663,936 + 884,992 + 590,080 = 2,251,584;
     # dense 4096*1024+1024 + 1024*1024+1024 + 1024*10+10 = 5,255,178
     ("alexnet", CIFAR): 2_251_584 + 5_255_178,
@@ -82,7 +93,14 @@ SMALL_COUNTS = {
     ("googlenet", MNIST): 6_624_904 - 124_736 - 1_025_000 + 5_568 + 10_250 - 3_456,
 }
 
-PUBLISHED_GMACS = {"resnet50": 4.09, "vgg16": 15.47, "alexnet": 0.71, "googlenet": 1.50}
+PUBLISHED_GMACS = {
+    "resnet18": 1.81,
+    "resnet50": 4.09,
+    "vgg16": 15.47,
+    "vgg19": 19.63,
+    "alexnet": 0.71,
+    "googlenet": 1.50,
+}
 
 
 @pytest.mark.parametrize(("key", "expected"), REFERENCE_COUNTS.items(), ids=str)
@@ -119,6 +137,44 @@ def test_cifar_resnet50_independent_formula():
     assert param_count(build("resnet50", (3, 32, 32), 100)) == _cifar_resnet50_count(3, 100)
 
 
+def _cifar_resnet18_count(channels: int, classes: int) -> int:
+    """Independent count: stem, [2, 2, 2, 2] basic blocks, dense."""
+    total = channels * 64 * 9 + 2 * 64
+    cin = 64
+    for width in (64, 128, 256, 512):
+        for block in range(2):
+            total += cin * width * 9 + width * width * 9 + 2 * 2 * width
+            if block == 0 and cin != width:  # projection shortcut: 1x1 conv + batch norm
+                total += cin * width + 2 * width
+            cin = width
+    return total + 512 * classes + classes
+
+
+def test_cifar_resnet18_independent_formula():
+    assert _cifar_resnet18_count(3, 10) == 11_173_962
+    assert param_count(build("resnet18", (3, 32, 32), 100)) == _cifar_resnet18_count(3, 100)
+
+
+def test_cifar_resnet18_macs_by_hand():
+    # stem 32*32*64*27; layer1: four 3x3 64->64 at 32x32; layers 2-4 each the same count:
+    # a strided 3x3 (c -> 2c), three 3x3 (2c -> 2c) and a 1x1 projection at half the size
+    stem = 32 * 32 * 64 * 27
+    layer1 = 4 * 32 * 32 * 64 * 64 * 9
+    layer2 = 16 * 16 * 128 * (64 * 9 + 3 * 128 * 9 + 64)
+    assert macs_per_image(build("resnet18", CIFAR, 10)) == stem + layer1 + 3 * layer2 + 5_120
+
+
+@pytest.mark.parametrize(("shape", "side"), [(CIFAR, 32), (IMAGENET, 224)], ids=str)
+def test_vgg19_macs_by_hand(shape, side):
+    # VGG-19 is VGG-16 plus a 3x3 256->256 convolution at side/4 and two 3x3 512->512 at
+    # side/8 and side/16 (same padding; the small variant's ceil pools change nothing at 32)
+    extra = (side // 4) ** 2 * 256 * 256 * 9
+    extra += ((side // 8) ** 2 + (side // 16) ** 2) * 512 * 512 * 9
+    classes = 10 if side == 32 else 1000
+    vgg16, vgg19 = build("vgg16", shape, classes), build("vgg19", shape, classes)
+    assert macs_per_image(vgg19) == macs_per_image(vgg16) + extra
+
+
 @pytest.mark.parametrize("name", PUBLISHED_GMACS)
 def test_imagenet_macs_match_published_gflops(name):
     net = build(name, IMAGENET, 1000)
@@ -149,8 +205,9 @@ def test_variants_accept_other_channel_counts():
 
 def test_imagenet_notes_record_omitted_adaptive_pools():
     assert any("AdaptiveAvgPool2d((6, 6))" in n for n in build("alexnet", IMAGENET, 1000).notes)
-    assert any("AdaptiveAvgPool2d((7, 7))" in n for n in build("vgg16", IMAGENET, 1000).notes)
-    for name in ("alexnet", "resnet50", "googlenet", "vgg16"):
+    for name in ("vgg16", "vgg19"):
+        assert any("AdaptiveAvgPool2d((7, 7))" in n for n in build(name, IMAGENET, 1000).notes)
+    for name in [n for n in MODELS if n != "lenet"]:
         assert build(name, CIFAR, 10).notes, name
 
 
@@ -174,6 +231,18 @@ def test_resnet50_stride_on_3x3_conv():
     assert rows["layer4.2.relu"].out_shape == (2048, 7, 7)
 
 
+def test_resnet18_basic_blocks_as_torchvision():
+    rows = {r.path: r for r in infer(build("resnet18", IMAGENET, 1000))}
+    assert rows["layer2.0.residual.body.conv1"].layer.stride == 2
+    assert rows["layer2.0.residual.body.conv2"].layer.stride == 1
+    assert rows["layer2.0.residual.shortcut.conv"].layer.kernel == 1
+    assert "layer1.0.residual.shortcut.conv" not in rows  # 64 -> 64, stride 1
+    assert "layer2.1.residual.shortcut.conv" not in rows
+    assert "layer2.0.residual.body.conv3" not in rows and "layer4.2.relu" not in rows
+    assert rows["layer4.1.relu"].out_shape == (512, 7, 7)
+    assert rows["fc"].layer.units == 1000
+
+
 # --- refusals --------------------------------------------------------------------------
 
 
@@ -187,7 +256,7 @@ def test_lenet_refuses_everything_but_mnist(shape):
         MODELS["lenet"].builder(shape, 10)
 
 
-@pytest.mark.parametrize("name", ["alexnet", "resnet50", "googlenet", "vgg16"])
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "lenet"])
 @pytest.mark.parametrize("shape", [(3, 64, 64), (3, 28, 32), (3, 227, 227), (3, 1, 1)])
 def test_unsupported_sizes_refused(name, shape):
     why = refusal(name, shape, 10)
@@ -217,10 +286,10 @@ def test_malformed_inputs_refused(name, shape, classes):
 
 
 def test_unknown_model_names_the_choices():
-    why = refusal("resnet18", CIFAR, 10)
+    why = refusal("resnet101", CIFAR, 10)
     assert why and all(n in why for n in MODELS)
-    with pytest.raises(ModelError, match="lenet, alexnet, resnet50, googlenet, vgg16"):
-        build("resnet18", CIFAR, 10)
+    with pytest.raises(ModelError, match="lenet, alexnet, resnet50, googlenet, vgg16, resnet18"):
+        build("resnet101", CIFAR, 10)
     assert issubclass(ModelError, ValueError)
 
 
@@ -270,6 +339,9 @@ def test_path_rules():
 def test_known_paths_match_torchvision_where_possible():
     assert {"features.0", "features.28", "classifier.6"} <= {
         p for p, _ in walk(build("vgg16", IMAGENET, 1000))
+    }
+    assert {"features.34", "features.36", "classifier.6"} <= {
+        p for p, _ in walk(build("vgg19", IMAGENET, 1000))
     }
     assert {"features.10", "classifier.1", "classifier.6"} <= {
         p for p, _ in walk(build("alexnet", IMAGENET, 1000))
@@ -451,7 +523,15 @@ def test_alexnet_default_init_bounds():
 
 
 def test_catalogue_entries():
-    assert list(MODELS) == ["lenet", "alexnet", "resnet50", "googlenet", "vgg16"]
+    assert list(MODELS) == [
+        "lenet",
+        "alexnet",
+        "resnet50",
+        "googlenet",
+        "vgg16",
+        "resnet18",
+        "vgg19",
+    ]
     for name, info in MODELS.items():
         assert info.name == name and info.title and info.description
         assert callable(info.builder)

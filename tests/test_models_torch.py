@@ -103,7 +103,26 @@ def _references(torch):
         def forward(self, x):
             return F.relu(self.body(x) + self.down(x))
 
-    def resnet50(cin: int, classes: int, small: bool) -> nn.Module:
+    class _Basic(nn.Module):
+        def __init__(self, cin: int, width: int, stride: int):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, width, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.Conv2d(width, width, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(width),
+            )
+            self.down: nn.Module = nn.Identity()
+            if stride != 1 or cin != width:
+                self.down = nn.Sequential(
+                    nn.Conv2d(cin, width, 1, stride, bias=False), nn.BatchNorm2d(width)
+                )
+
+        def forward(self, x):
+            return F.relu(self.body(x) + self.down(x))
+
+    def resnet(cin: int, classes: int, small: bool, basic: bool = False) -> nn.Module:
         if small:
             layers = [nn.Conv2d(cin, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
         else:
@@ -113,13 +132,14 @@ def _references(torch):
                 nn.ReLU(),
                 nn.MaxPool2d(3, 2, 1),
             ]
-        width_in = 64
-        for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        width_in, block_of, expansion = 64, _Basic if basic else _Bottleneck, 1 if basic else 4
+        depths = (2, 2, 2, 2) if basic else (3, 4, 6, 3)
+        for width, blocks, stride in zip((64, 128, 256, 512), depths, (1, 2, 2, 2), strict=True):
             for block in range(blocks):
-                layers.append(_Bottleneck(width_in, width, stride if block == 0 else 1))
-                width_in = 4 * width
+                layers.append(block_of(width_in, width, stride if block == 0 else 1))
+                width_in = expansion * width
         return nn.Sequential(
-            *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, classes)
+            *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width_in, classes)
         )
 
     def vgg16(cin: int, classes: int, small: bool) -> nn.Module:
@@ -189,7 +209,8 @@ def _references(torch):
     return {
         "lenet": lenet,
         "alexnet": alexnet,
-        "resnet50": resnet50,
+        "resnet18": lambda cin, classes, small: resnet(cin, classes, small, basic=True),
+        "resnet50": resnet,
         "googlenet": googlenet,
         "vgg16": vgg16,
     }
@@ -202,7 +223,9 @@ def torch():
     return torch
 
 
-@pytest.mark.parametrize("name", ["lenet", "alexnet", "resnet50", "googlenet", "vgg16"])
+# VGG-19's counts and MACs are checked in test_models.py (torchvision's figures and VGG-16's
+# plus its three convolutions): its 143 M-parameter torch module would cost seconds here.
+@pytest.mark.parametrize("name", ["lenet", "alexnet", "resnet18", "resnet50", "googlenet", "vgg16"])
 @pytest.mark.parametrize(("shape", "classes"), SHAPES, ids=str)
 def test_matches_hand_written_torch_module(torch, name, shape, classes):
     if refusal(name, shape, classes):

@@ -157,7 +157,7 @@ def test_verify_default_pairs():
         ("lenet", (1, 28, 28), 10),
         ("vgg16", (3, 32, 32), 10),
     ]
-    assert len(pairs(names(), "all")) == 13
+    assert len(pairs(names(), "all")) == 19
 
 
 @pytest.mark.parametrize(

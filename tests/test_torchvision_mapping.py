@@ -1,6 +1,7 @@
 """Canonical weight names <-> torchvision's state-dict keys (harness.models.torchvision),
-tested with state dicts laid out as torchvision's ResNet-50 and GoogLeNet (aux heads and
-num_batches_tracked included), written here from torchvision's architecture tables."""
+tested with state dicts laid out as torchvision's ResNet-18, ResNet-50 and GoogLeNet (aux
+heads and num_batches_tracked included), written here from torchvision's architecture
+tables."""
 
 from __future__ import annotations
 
@@ -36,6 +37,26 @@ def resnet50_layout() -> dict[str, tuple[int, ...]]:
                 _bn(out, f"{p}.downsample.1", 4 * width)
             inplanes = 4 * width
     out["fc.weight"], out["fc.bias"] = (1000, 2048), (1000,)
+    return out
+
+
+def resnet18_layout() -> dict[str, tuple[int, ...]]:
+    """torchvision.models.resnet18().state_dict(): BasicBlock conv1 (3x3, stride), conv2."""
+    out: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7)}
+    _bn(out, "bn1", 64)
+    inplanes = 64
+    for stage, width in enumerate([64, 128, 256, 512], 1):
+        for block in range(2):
+            p = f"layer{stage}.{block}"
+            out[f"{p}.conv1.weight"] = (width, inplanes, 3, 3)
+            _bn(out, f"{p}.bn1", width)
+            out[f"{p}.conv2.weight"] = (width, width, 3, 3)
+            _bn(out, f"{p}.bn2", width)
+            if block == 0 and stage > 1:
+                out[f"{p}.downsample.0.weight"] = (width, inplanes, 1, 1)
+                _bn(out, f"{p}.downsample.1", width)
+            inplanes = width
+    out["fc.weight"], out["fc.bias"] = (1000, 512), (1000,)
     return out
 
 
@@ -77,7 +98,11 @@ def googlenet_layout() -> dict[str, tuple[int, ...]]:
     return out
 
 
-LAYOUTS = {"resnet50": resnet50_layout, "googlenet": googlenet_layout}
+LAYOUTS = {
+    "resnet18": resnet18_layout,
+    "resnet50": resnet50_layout,
+    "googlenet": googlenet_layout,
+}
 
 
 def _filled(layout: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -85,7 +110,7 @@ def _filled(layout: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     return {k: rng.standard_normal(s).astype(np.float32) for k, s in layout.items()}
 
 
-@pytest.mark.parametrize("model", ["resnet50", "googlenet"])
+@pytest.mark.parametrize("model", list(LAYOUTS))
 def test_torchvision_state_dict_loads_and_round_trips(model):
     network = build(model, (3, 224, 224), 1000)
     torchvision = _filled(LAYOUTS[model]())
@@ -117,18 +142,33 @@ def test_names_that_differ():
     assert torchvision_key("googlenet", "inception3a.1.1.conv.weight") == (
         "inception3a.branch2.1.conv.weight"
     )
+    assert torchvision_key("resnet18", "layer3.0.residual.shortcut.bn.running_mean") == (
+        "layer3.0.downsample.1.running_mean"
+    )
     assert torchvision_key("vgg16", "features.28.weight") == "features.28.weight"
 
 
-@pytest.mark.parametrize("model", ["alexnet", "vgg16"])
+# torchvision's feature indices of the convolutions: each is followed by its ReLU, and the
+# 5 max pools sit after the 2nd, 4th, 7th / 8th, 10th / 12th, 13th / 16th convolution
+VGG_CONVS = {
+    "vgg16": [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28],
+    "vgg19": [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34],
+}
+
+
+@pytest.mark.parametrize("model", ["alexnet", "vgg16", "vgg19"])
 def test_alexnet_and_vgg_keys_are_torchvision_s(model):
     network = build(model, (3, 224, 224), 1000)
     keys = [k for k, _ in state_keys(network)]
     assert all(torchvision_key(model, k) == k for k in keys)
-    classifier = {"alexnet": [1, 4, 6], "vgg16": [0, 3, 6]}[model]
+    classifier = {"alexnet": [1, 4, 6], "vgg16": [0, 3, 6], "vgg19": [0, 3, 6]}[model]
     assert [k for k in keys if k.startswith("classifier")] == [
         f"classifier.{i}.{n}" for i in classifier for n in ("weight", "bias")
     ]
+    if model in VGG_CONVS:
+        assert [k for k in keys if k.startswith("features")] == [
+            f"features.{i}.{n}" for i in VGG_CONVS[model] for n in ("weight", "bias")
+        ]
 
 
 def test_a_wrong_state_dict_is_refused_by_name():

@@ -31,7 +31,7 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
         help="write a catalogue network as an ONNX file (canonical or trained weights)",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    parser.add_argument("model", help="lenet, alexnet, resnet50, googlenet, vgg16")
+    parser.add_argument("model", help="lenet, alexnet, resnet50, googlenet, vgg16, resnet18, vgg19")
     parser.add_argument("--dataset", required=True, help="whose images the network takes")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file")
     parser.add_argument(

@@ -45,7 +45,7 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
         "--inputs",
         choices=("default", "all"),
         default="default",
-        help="default: LeNet at 1x28x28, the others at 3x32x32; all: the catalogue's 13 pairs",
+        help="default: LeNet at 1x28x28, the others at 3x32x32; all: every pair of the catalogue",
     )
     parser.add_argument("--gpu", action="store_true", help="run the backends on GPU 0")
     parser.add_argument(

@@ -29,7 +29,16 @@ STUDY_DEFAULTS: dict[tuple[str, str], tuple[int, float]] = {
 # Models the study did not run on a family use the family's usual batch and the
 # model's usual learning rate.
 FAMILY_BATCH = {"mnist": 64, "cifar": 128, "imagenet": 8}
-MODEL_LR = {"lenet": 0.01, "alexnet": 0.01, "resnet50": 0.1, "googlenet": 0.1, "vgg16": 0.01}
+# ResNet-18 and VGG-19 (not in the study) take their siblings' rates.
+MODEL_LR = {
+    "lenet": 0.01,
+    "alexnet": 0.01,
+    "resnet50": 0.1,
+    "googlenet": 0.1,
+    "vgg16": 0.01,
+    "resnet18": 0.1,
+    "vgg19": 0.01,
+}
 
 
 def cli(*flags: str, group: str, **settings: Any) -> dict[str, Any]:
@@ -63,7 +72,9 @@ class RunSpec:
     )
     model: str = field(
         metadata=cli(
-            "--model", group="what to run", help="lenet, alexnet, resnet50, googlenet, vgg16"
+            "--model",
+            group="what to run",
+            help="lenet, alexnet, resnet50, googlenet, vgg16, resnet18, vgg19",
         )
     )
     dataset: str = field(
