@@ -11,6 +11,7 @@ no case starts a worker.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,16 +69,24 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
     (("peak", "--tool", "nosuch"), 2, "unknown tool 'nosuch'"),
     (("peak", "--tool", "onnxruntime"), 2, "has no operation kernels"),
     (("peak", "--min-time", "0"), 2, "--min-time must be a positive number"),
-    (("verify", "--timeout", "0"), 2, "--timeout must be a positive number"),
+    (("verify", "--timeout", "-1"), 2, "--timeout must be zero (no limit) or more"),
 ]
 
 
-@pytest.fixture
-def tmp(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two empty stores, made once: each test gets copies."""
     from harness.results.store import ResultStore
 
-    ResultStore(tmp_path / "logs" / "results.sqlite")
-    ResultStore(tmp_path / "other.sqlite")
+    folder = tmp_path_factory.mktemp("stores")
+    ResultStore(folder / "logs" / "results.sqlite")
+    ResultStore(folder / "other.sqlite")
+    return folder
+
+
+@pytest.fixture
+def tmp(tmp_path: Path, stores: Path) -> Path:
+    shutil.copytree(stores, tmp_path, dirs_exist_ok=True)
     (tmp_path / "mine.txt").write_text(MINE)
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "link-to-store").symlink_to(tmp_path / "logs" / "results.sqlite")
@@ -100,9 +109,7 @@ def test_misuse(
     assert "Traceback" not in out.err
     assert words.replace("{tmp}", str(tmp)) in " ".join((out.out + out.err).split()), out.err
     if code == 2:  # one line, naming the problem
-        assert [line for line in out.err.splitlines() if line.strip()] == [
-            out.err.strip()
-        ], out.err
+        assert [line for line in out.err.splitlines() if line.strip()] == [out.err.strip()], out.err
         assert out.err.startswith("error:"), out.err
     for store in (tmp / "logs" / "results.sqlite", tmp / "other.sqlite"):
         assert store.read_bytes().startswith(SQLITE_HEADER)  # never written over

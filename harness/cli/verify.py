@@ -111,8 +111,8 @@ def _fmt(value: float | None) -> str:
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     from harness import models
 
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout must be a positive number, got {args.timeout:g}")
+    if args.timeout < 0:  # 0: no limit
+        raise UsageError(f"--timeout must be zero (no limit) or more, got {args.timeout:g}")
     model_names = _names(args.models, "--models") or models.names()
     unknown = [m for m in model_names if m not in models.MODELS]
     if unknown:
