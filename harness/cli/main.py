@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -68,15 +69,20 @@ def _check_finite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def _check_output_file(args: argparse.Namespace) -> None:
-    """``report -o``, ``export -o``, ``compare -o``: a writable file; ``sweep --output-dir``:
-    a writable folder; checked before any work starts."""
-    from harness.run.paths import check_writable_dir, check_writable_file
+    """``report -o``, ``export -o``, ``compare -o``, ``onnx -o``: a writable file that
+    destroys nothing (never a store; an existing file only with ``--force``);
+    ``sweep --output-dir``: a writable folder; checked before any work starts."""
+    from harness.run.paths import check_not_clobbering, check_writable_dir, check_writable_file
 
     output = getattr(args, "output", None)
     figures = args.command == "report" and args.format in ("png", "svg", "pdf")
     if figures and output:  # report --format png|svg|pdf -o DIR: a folder of figures
         check_writable_dir(output, "-o")
-    elif args.command in ("report", "export", "compare") and output and output != "-":
+    elif args.command in ("report", "export", "compare", "onnx") and output and output != "-":
+        stores = [getattr(args, "store", None)]
+        if args.command == "compare":  # A and B may be stores (else run or sweep ids)
+            stores += [side for side in (args.a, args.b) if os.path.exists(side)]
+        check_not_clobbering(output, "-o", force=args.force, stores=tuple(s for s in stores if s))
         check_writable_file(output, "-o")
     writes = not (getattr(args, "dry_run", False) or getattr(args, "list", False))
     if args.command == "sweep" and getattr(args, "output_dir", None) and writes:

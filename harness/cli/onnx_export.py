@@ -35,6 +35,9 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
     parser.add_argument("--dataset", required=True, help="whose images the network takes")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx file")
     parser.add_argument(
+        "--force", action="store_true", help="replace an existing -o file (never a results store)"
+    )
+    parser.add_argument(
         "--weights",
         metavar="FILE.npz",
         help="canonical weights saved by a run's --dump-weights (default: the initial ones)",
@@ -114,6 +117,7 @@ def cmd_onnx(args: argparse.Namespace, console: Console) -> int:
     backend, reference = found
     state, source = _weights(args, network)
     output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)  # checked writable before any work
     try:
         export = load_reference(reference)
         written = export(network, state, output, f"harness.models {network.name}; {source}")

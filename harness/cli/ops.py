@@ -63,11 +63,34 @@ def set_table(op_set: Any, title: str) -> Any:
     return table
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The options' values, before any work (UsageError, one line)."""
+    from harness.errors import UsageError
+    from harness.run.paths import check_writable_dir
+
+    for flag, value in (
+        ("--scale", args.scale),
+        ("--min-time", args.min_time),
+        ("--max-time", args.max_time),
+        ("--timeout", args.timeout),
+        ("--threads", args.threads),
+        ("--cpu-devices", args.cpu_devices),
+    ):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be a positive number, got {value:g}")
+    if args.num_gpus == 0 or args.num_gpus < -1:
+        raise UsageError(
+            f"--num-gpus must be -1 (the CPU) or a positive count, got {args.num_gpus}"
+        )
+    check_writable_dir(args.output_dir, "--output-dir")
+
+
 def cmd_ops(args: argparse.Namespace, console: Any) -> int:
     from rich.markup import escape
 
     from harness.ops.runner import OpsSpec, execute
 
+    check_args(args)
     spec = OpsSpec(
         tool=args.tool,
         suite=args.suite,

@@ -6,6 +6,7 @@ in its ops worker (harness.ops.peak); both cache in the same file.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rich.markup import escape
@@ -21,10 +22,45 @@ def _sizes(text: str) -> tuple[int, ...]:
         raise UsageError(f"--sizes takes integers like 1024,2048, got {text!r}") from None
     if not sizes or min(sizes) < 1:
         raise UsageError(f"--sizes takes positive integers, got {text!r}")
+    memory = _memory_bytes()
+    need = _BYTES_PER_ELEMENT * max(sizes) ** 2
+    if memory and need > memory // 2:
+        raise UsageError(
+            f"--sizes {max(sizes)}: its matrices need about {need / 1e9:,.0f} GB, more than "
+            f"half of this machine's {memory / 1e9:,.0f} GB; give smaller sizes"
+        )
     return sizes
 
 
+# a GEMM of size n holds about four n x n float64 arrays (inputs drawn in float64)
+_BYTES_PER_ELEMENT = 32
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_args(args: Any) -> None:
+    """Options that do not apply, and values no measurement can take (UsageError)."""
+    if args.min_time <= 0:
+        raise UsageError(f"--min-time must be a positive number, got {args.min_time:g}")
+    if args.tool and args.fp64:
+        raise UsageError("--fp64 applies to the NumPy measurement; --tool takes --all-precisions")
+    if args.all_precisions and not args.tool:
+        raise UsageError("--all-precisions applies with --tool only; NumPy measures --fp64")
+    if args.tool:  # an unknown tool, or one without operation kernels: before any work
+        from harness.ops.runner import ops_module
+        from harness.plugins import get_plugin_manager
+
+        pm = get_plugin_manager()
+        ops_module(pm.backend(args.tool), pm)
+
+
 def cmd_peak(args: Any, console: Any) -> int:
+    _check_args(args)
     if args.tool:  # through a framework's GEMM (harness.ops.peak)
         return _framework_peak(args, console)
     if args.show:

@@ -27,13 +27,19 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "logs/results.sqlite"
 FIGURE_FORMATS = ("png", "svg", "pdf")  # report --format: files through matplotlib
 Command = Callable[[argparse.Namespace, Console], int]
+FORCE_HELP = "replace an existing -o file (never a results store)"
 
 
-def _names(values: list[str] | None) -> list[str] | None:
-    """--tools a,b --tools c -> [a, b, c]."""
-    if not values:
+def _names(values: list[str] | None, flag: str) -> list[str] | None:
+    """--tools a,b --tools c -> [a, b, c]; None when not given; UsageError when given but
+    naming nothing (``--tools ''`` is not "all")."""
+    if values is None:
         return None
-    return [n.strip() for v in values for n in v.split(",") if n.strip()]
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    if not names:
+        given = " ".join(map(repr, values))
+        raise UsageError(f"{flag} {given} names nothing; leave {flag} out for all")
+    return names
 
 
 def _write(text: str, output: str | None, console: Console) -> None:
@@ -67,10 +73,10 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         output_dir=args.output_dir,
         overrides=overrides,
         filters={
-            "tools": _names(args.tools),
-            "models": _names(args.models),
-            "datasets": _names(args.datasets),
-            "hardware": _names(args.hardware),
+            "tools": _names(args.tools, "--tools"),
+            "models": _names(args.models, "--models"),
+            "datasets": _names(args.datasets, "--datasets"),
+            "hardware": _names(args.hardware, "--hardware"),
         },
         executor=args.executor,
         status=args.status,
@@ -293,6 +299,7 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
         help="write here (html default: report[-SWEEP].html beside the store; png, svg, "
         "pdf: a folder, default figures[-SWEEP]/ beside the store)",
     )
+    rep.add_argument("--force", action="store_true", help=FORCE_HELP)
     handlers["report"] = cmd_report
 
     exp = sub.add_parser("export", help="stored runs as CSV, JSON or Parquet")
@@ -313,6 +320,7 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
     )
     exp.add_argument("--brief", action="store_true", help="JSON without the full results")
     exp.add_argument("-o", "--output", help="write here (default: stdout)")
+    exp.add_argument("--force", action="store_true", help=FORCE_HELP)
     handlers["export"] = cmd_export
 
     cmp_ = sub.add_parser(
@@ -338,4 +346,5 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
     )
     cmp_.add_argument("--format", choices=("terminal", "markdown", "csv"), default="terminal")
     cmp_.add_argument("-o", "--output", help="write here (markdown, csv; default: stdout)")
+    cmp_.add_argument("--force", action="store_true", help=FORCE_HELP)
     handlers["compare"] = cmd_compare

@@ -54,10 +54,16 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
     handlers["verify"] = cmd_verify
 
 
-def _names(values: list[str] | None) -> list[str] | None:
-    if not values:
+def _names(values: list[str] | None, flag: str) -> list[str] | None:
+    """``--models a,b --models c`` -> [a, b, c]; None when not given; UsageError when
+    given but naming nothing (``--models ''`` is not "all")."""
+    if values is None:
         return None
-    return [n.strip() for v in values for n in v.split(",") if n.strip()]
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    if not names:
+        given = " ".join(map(repr, values))
+        raise UsageError(f"{flag} {given} names nothing; leave {flag} out for all")
+    return names
 
 
 def pairs(model_names: list[str], inputs: str) -> list[tuple[str, tuple[int, int, int], int]]:
@@ -112,13 +118,15 @@ def _fmt(value: float | None) -> str:
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     from harness import models
 
-    model_names = _names(args.models) or models.names()
+    if args.timeout < 0:  # 0: no limit
+        raise UsageError(f"--timeout must be zero (no limit) or more, got {args.timeout:g}")
+    model_names = _names(args.models, "--models") or models.names()
     unknown = [m for m in model_names if m not in models.MODELS]
     if unknown:
         raise UsageError(
             f"unknown model {unknown[0]!r}; choose one of: {', '.join(models.names())}"
         )
-    tools = _tools(_names(args.tools))
+    tools = _tools(_names(args.tools, "--tools"))
     if not any(python for _, python, _ in tools):
         raise UsageError("no backend can be checked: " + tools[0][2])
     from harness.models import parity as P

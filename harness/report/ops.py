@@ -86,13 +86,16 @@ def terminal(store: str | Path, console: Any) -> None:
 
 
 def markdown(store: str | Path) -> str:
+    from harness.report.text import md_escape as md  # kernel and tool names are not trusted
+
     found = tables(load(store))
     if not found:
         return ""
     lines = ["", "## Operations", ""]
     for title, header, rows in found:
-        lines += [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines += [f"### {md(title)}", "", "| " + " | ".join(map(md, header)) + " |"]
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(map(md, row)) + " |" for row in rows]
         lines.append("")
     return "\n".join(lines)
 

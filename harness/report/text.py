@@ -170,24 +170,30 @@ def _terminal_training(data: ReportData, console: Console) -> None:
 # Markdown ----------------------------------------------------------------------------------
 
 
-def _md(text: str) -> str:
+def md_escape(text: str) -> str:
     """``text`` as literal Markdown table/list text, on one line: HTML escaped (a label
-    like ``<img onerror=...>`` stays text), ``|`` backslashed (it would end a table cell)
-    and ``](`` broken up (a label cannot become a link such as ``[x](javascript:...)``)."""
-    text = html.escape(str(text), quote=False).replace("|", "\\|").replace("](", "]\\(")
+    like ``<img onerror=...>`` stays text), ``\\`` and ``|`` backslashed (a ``|`` would
+    end a table cell, and a name's own backslash must not undo the escape) and ``](``
+    broken up (a label cannot become a link such as ``[x](javascript:...)``). Every
+    field of every Markdown output goes through it: reports, ops, comparisons."""
+    text = html.escape(str(text), quote=False).replace("\\", "\\\\")
+    text = text.replace("|", "\\|").replace("](", "]\\(")
     return text.replace("\r", " ").replace("\n", " ")
+
+
+_md = md_escape  # its former name
 
 
 def _md_table(headers: list[str], rows: list[list[str]], right_from: int) -> list[str]:
     align = ["---" if i < right_from else "---:" for i in range(len(headers))]
-    lines = ["| " + " | ".join(map(_md, headers)) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(map(_md, row)) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(md_escape, headers)) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(map(md_escape, row)) + " |" for row in rows]
     return lines
 
 
 def markdown(data: ReportData) -> str:
-    out = [f"# {_md(data.title)}", ""]
-    out += [f"- {_md(line)}" for line in data.info]
+    out = [f"# {md_escape(data.title)}", ""]
+    out += [f"- {md_escape(line)}" for line in data.info]
     out.append("")
     if data.empty:
         return "\n".join([*out, "No runs to report.", ""])
@@ -198,12 +204,12 @@ def markdown(data: ReportData) -> str:
     if data.not_run:
         out += ["", f"## Not run ({len(data.not_run)})", ""]
         out += [
-            f"- {_md(why)}: {_md(', '.join(what))}"
+            f"- {md_escape(why)}: {md_escape(', '.join(what))}"
             for why, what in data.not_run_by_reason().items()
         ]
     notes = data.notes + (data.inference.notes if data.inference is not None else [])
     out += ["", "## Notes", ""]
-    out += [f"- {_md(note)}" for note in notes]
+    out += [f"- {md_escape(note)}" for note in notes]
     return "\n".join(out) + "\n"
 
 
@@ -226,7 +232,7 @@ def _markdown_training(data: ReportData) -> list[str]:
     headers = ["metric", "dataset", "network", "framework", *(c.label for c in data.columns)]
     out += _md_table(headers, rows, 4)
     for speed in data.speedups():
-        out += ["", f"## {_md(speed.title)}", "", _md(speed.description) + ".", ""]
+        out += ["", f"## {md_escape(speed.title)}", "", md_escape(speed.description) + ".", ""]
         efficiency = any(n != 1.0 for _, _, n in speed.pairs)
         headers = ["dataset", "network", "framework"]
         for header in speed.headers:

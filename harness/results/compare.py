@@ -516,19 +516,23 @@ def terminal(rows: list[Comparison], a: Side, b: Side, console: Console) -> None
 
 
 def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    from harness.report.text import md_escape  # labels and names are not trusted
+
+    return "| " + " | ".join(map(md_escape, cells)) + " |"
 
 
 def markdown(rows: list[Comparison], a: Side, b: Side) -> str:
+    from harness.report.text import md_escape
+
     training, inference = split_tasks(rows)
-    lines = ["# Comparison", "", f"- A: {a.label}", f"- B: {b.label}", ""]
+    lines = ["# Comparison", "", f"- A: {md_escape(a.label)}", f"- B: {md_escape(b.label)}", ""]
     if training or not inference:
         headers, extra = _headers(training), _extra(training)
         with_differs = headers[-1] == "configuration differs"
         align = ["---", "---", "---", "---", "---:", "---:", "---:", "---:", "---"]
         align += ["---"] * len(extra)
         lines += [
-            "| " + " | ".join(headers) + " |",
+            _md_row(headers),
             "|" + "|".join(align + (["---"] if with_differs else [])) + "|",
         ]
         lines += [_md_row(_cells_text(r, with_differs, extra)) for r in training]
@@ -546,7 +550,7 @@ def markdown(rows: list[Comparison], a: Side, b: Side) -> str:
         lines += [
             "## Inference",
             "",
-            "| " + " | ".join(headers) + " |",
+            _md_row(headers),
             "|" + "|".join(align + (["---"] if with_differs else [])) + "|",
         ]
         lines += [_md_row(_inference_cells(r, with_differs)) for r in inference]

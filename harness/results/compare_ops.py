@@ -177,10 +177,12 @@ def terminal(rows: list[OpsComparison], a: str, b: str, console: Console) -> Non
 
 
 def markdown(rows: list[OpsComparison], a: str, b: str) -> str:
-    lines = ["# Comparison of operations", "", f"- A: {a}", f"- B: {b}", ""]
+    from harness.report.text import md_escape as md  # kernel names are not trusted
+
+    lines = ["# Comparison of operations", "", f"- A: {md(a)}", f"- B: {md(b)}", ""]
     lines.append("| " + " | ".join(HEADERS) + " |")
     lines.append("|" + "---|" * 5 + "---:|" * 4 + "---|---|")
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
+    lines += ["| " + " | ".join(map(md, _cells(r))) + " |" for r in rows]
     return "\n".join([*lines, "", summary_line(rows) + ".", "", EXPLAIN + ".", ""])
 
 

@@ -5,6 +5,13 @@ A folder the harness will write into must be a folder (not a file), creatable, w
 files the harness puts under it. Writability is probed by creating and removing a
 temporary file in the nearest existing folder, so read-only mounts are caught even for
 root, which ``os.access`` would not do. Nothing is left behind.
+
+A file the harness writes (``-o FILE`` of report, export, compare, onnx) never replaces
+a results store: not the store the command reads (nor its ``-wal``, ``-shm`` or
+``-journal`` file, compared by resolved path and by inode) and no other SQLite database
+(caught by its header), whatever the options. Any other existing file that is not
+empty is replaced only with ``--force``: the harness cannot tell its own earlier output
+from a file it did not create, so it asks.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ def _limits(folder: Path) -> tuple[int, int]:
         return 255, 4096
 
 
-def _existing_ancestor(path: Path) -> Path:
+def _existing_ancestor(path: Path, what: str, shown: str) -> Path:
     current = path
     while True:
         try:
@@ -38,6 +45,10 @@ def _existing_ancestor(path: Path) -> Path:
         except NotADirectoryError:  # an ancestor is a file: report it
             pass
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UsageError(
+                    f"{what} {shown}: {current} is a loop of symbolic links; give a real folder"
+                ) from None
             if exc.errno != errno.ENAMETOOLONG:
                 raise
         if current.parent == current:
@@ -64,7 +75,7 @@ def check_writable_dir(path: str | os.PathLike[str], what: str, reserve: int = _
     will add below it."""
     shown = str(path)
     target = Path(os.path.abspath(path))
-    ancestor = _existing_ancestor(target)
+    ancestor = _existing_ancestor(target, what, shown)
     name_max, path_max = _limits(ancestor if ancestor.is_dir() else ancestor.parent)
     longest = max((len(os.fsencode(p)) for p in target.parts), default=0)
     if longest > name_max or len(os.fsencode(str(target))) + reserve > path_max:
@@ -74,6 +85,8 @@ def check_writable_dir(path: str | os.PathLike[str], what: str, reserve: int = _
         )
     if target.exists() and not target.is_dir():
         raise UsageError(f"{what} {shown} is a file, not a folder; give a folder")
+    if target.is_symlink() and not target.exists():
+        raise UsageError(f"{what} {shown} is a broken symbolic link; give a folder")
     if not ancestor.is_dir():
         raise UsageError(f"{what} {shown}: {ancestor} is a file, so no folder can be made there")
     _probe(ancestor, what, shown)
@@ -107,3 +120,56 @@ def no_space_message(exc: BaseException, where: str | os.PathLike[str] | None) -
         f"no space left on device: {path}; what was measured is kept: free some space and "
         "start again (the next start takes into the store what a run left on disk)"
     )
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+_STORE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def _same(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # a hard link
+    except OSError:
+        return False
+
+
+def check_not_clobbering(
+    path: str | os.PathLike[str],
+    what: str,
+    *,
+    force: bool,
+    stores: tuple[str | os.PathLike[str], ...] = (),
+) -> None:
+    """UsageError unless writing ``path`` destroys nothing: never one of ``stores`` (or
+    its companions) nor any SQLite database; an existing file that is not empty only
+    with ``force``."""
+    shown = str(path)
+    target = Path(os.path.abspath(path))
+    for store in stores:
+        base = Path(os.path.abspath(store))
+        if base.is_dir():
+            base = base / "results.sqlite"
+        for suffix in _STORE_COMPANIONS:
+            if _same(target, base.with_name(base.name + suffix)):
+                whose = f"the results store {base}" + (f" ({suffix[1:]} file)" if suffix else "")
+                raise UsageError(
+                    f"{what} {shown} is {whose}; the harness never writes over it: "
+                    "give another file"
+                )
+    try:
+        if not target.is_file():
+            return  # absent, a folder (check_writable_file says so) or a device
+        with open(target, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+        size = target.stat().st_size
+    except OSError:
+        return  # unreadable: check_writable_file reports what matters
+    if header == SQLITE_HEADER:
+        raise UsageError(
+            f"{what} {shown} is a SQLite database (a results store?); the harness never "
+            "writes over one: give another file"
+        )
+    if size and not force:
+        raise UsageError(f"{what} {shown} exists: give --force to replace it, or another file")

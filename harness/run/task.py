@@ -61,6 +61,27 @@ class Task:
         ``--onnx-file`` spec comes back resolved whole."""
         raise NotImplementedError
 
+    def check_applies(self, spec: RunSpec) -> None:
+        """Options given where they do nothing (UsageError naming the option): the
+        hardware rules every task shares, and the other task's options."""
+        if spec.gpu is not None and spec.num_gpus < 1:
+            raise UsageError(
+                f"--gpu {spec.gpu} picks the GPUs of --num-gpus N; this run is on the CPU "
+                "(--num-gpus -1): give --num-gpus N or leave --gpu out"
+            )
+        if spec.launcher and spec.nodes <= 1:
+            raise UsageError(
+                f"--launcher {spec.launcher} says how --nodes N starts its nodes; this run "
+                "has one node: give --nodes N or leave --launcher out"
+            )
+        if self.trains and spec.weights:
+            raise UsageError(
+                "--weights applies to inference (the weights it runs with); training starts "
+                "from the initial weights of --seed"
+            )
+        if not self.trains and spec.learning_rate is not None:
+            raise UsageError("--lr applies to training; an inference run updates no weights")
+
     def check_before_workers(self, spec: RunSpec) -> None:
         """What a worker would only find out after starting (UsageError)."""
         raise NotImplementedError
@@ -97,6 +118,7 @@ class Training(Task):
     def check_spec(self, spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
         if spec.onnx_file:
             raise UsageError("--onnx-file benchmarks inference: give --task inference")
+        self.check_applies(spec)
         return spec
 
     def check_before_workers(self, spec: RunSpec) -> None:
@@ -145,6 +167,7 @@ class Inference(Task):
     def check_spec(self, spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
         from harness.run.inference import check_spec
 
+        self.check_applies(spec)
         return check_spec(spec, tools)
 
     def check_before_workers(self, spec: RunSpec) -> None:
