@@ -207,3 +207,12 @@ def test_ops_times_the_numpy_gemm_kernels(venv: Venv):
     status = {(s["kind"], o["status"]) for s in result["sets"] for o in s["ops"]}
     assert status == {("gemm", "ok"), ("conv", "unsupported")}, status
     assert result["framework"]["name"] == "NumPy"
+
+
+def test_an_installed_wheel_names_the_published_extras(venv: Venv):
+    """Outside a checkout, the install hints name the distribution, not ``pip install -e``."""
+    done = _harness(venv, "list", "--json")
+    assert done.returncode == 0, done.stderr
+    hints = {row["tool"]: row["install"] for row in json.loads(done.stdout)["tools"]}
+    assert hints["pytorch"] == "pip install 'dlbench-harness[pytorch]'", hints
+    assert not any("-e" in hint.split() for hint in hints.values()), hints
