@@ -199,3 +199,12 @@ def test_a_fake_run_stores_its_key_and_configuration(tmp_path: Path) -> None:
     flops = stored["summary"]["flops"]
     assert flops["train_per_image"] == 3 * flops["forward_per_image"] > 0
     assert flops["mfu"] is None and "python -m harness peak" in flops["note"]  # empty cache
+
+
+def test_a_field_a_run_does_not_have_reads_n_a_never_a_question_mark() -> None:
+    from harness.results.configkey import field_text, value_text
+
+    assert field_text("data", None) == "data n/a"
+    assert value_text("nodes", None) == "n/a" and value_text("weights", None) == "n/a"
+    assert field_text("weights", None) == "weights n/a"
+    assert value_text("data_workers", None) == "default"

@@ -216,8 +216,8 @@ def value_text(name: str, value: Any) -> str:
         return "steps mode"
     if name == "threads" and value is None:
         return "framework default"
-    if value is None:
-        return "default" if name in ("data_workers", "validate") else "?"
+    if value is None:  # a field this kind of run does not have (training's weights ...)
+        return "default" if name in ("data_workers", "validate") else "n/a"
     if name == "options":
         return ",".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
     if name == "gpus":
@@ -234,7 +234,7 @@ def field_text(name: str, value: Any) -> str:
     """``batch 64``, ``fp16``, ``synthetic``, ``options x=1``: one field of a label."""
     text = value_text(name, value)
     if name in ("precision", "data", "tool", "model", "dataset", "gpus", "cpu"):
-        return text if name != "data" or value is not None else "data ?"
+        return text if name != "data" or value is not None else "data n/a"
     if name == "epochs" and value is None:
         return text
     return f"{_LABELS.get(name, name)} {text}"
