@@ -16,6 +16,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from harness import __version__
+
 from .catalogue import DatasetError, RemoteFile, dataset_dir, get
 
 #: ``progress(filename, bytes_done, bytes_total_or_None)``: called with 0 when a file
@@ -44,10 +46,6 @@ def has_checksum(path: Path, algorithm: str, expected: str) -> bool:
 
 
 def _user_agent() -> str:
-    try:
-        from harness import __version__
-    except ImportError:  # pragma: no cover
-        __version__ = "unknown"
     return f"harness/{__version__} (+python urllib)"
 
 

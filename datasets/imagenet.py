@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from .base import Batch, Source
 from .catalogue import DatasetError, DatasetInfo, check_split
 from .normalise import Layout, Normaliser
-from .source import Batch, Source
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 RESIZE = 256  # shorter side before the centre crop of val/test images

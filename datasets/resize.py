@@ -29,9 +29,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .base import Batch, Shard, Source
 from .catalogue import DatasetError, DatasetInfo
 from .normalise import LAYOUTS, Layout
-from .source import Batch, Shard, Source
 
 #: The datasets --image-size applies to (ImageNet is decoded at 224x224 already).
 FAMILIES = ("mnist", "cifar")

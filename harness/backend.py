@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # only for type checkers: the core does not import numpy here
 
     from harness.datasets import Source
     from harness.models import Network
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 

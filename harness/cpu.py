@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
 INTER_OP_PER_DEVICE = 1
 

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from harness.backend import BackendInfo
     from harness.launchers import Launcher
     from harness.models import Network
-    from harness.results.schema import RepeatRecord, RunResult
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
+    from harness.store.schema import RepeatRecord, RunResult
     from harness.sweep.executors import Executor
 
 hookspec = pluggy.HookspecMarker("harness")
@@ -118,7 +118,7 @@ def harness_repeat_finished(spec: RunSpec, repeat: RepeatRecord) -> None:
     """One repeat (one worker process) has ended, successfully or not.
 
     ``repeat`` is the typed record stored in the results store
-    (harness.results.schema; ``repeat.to_json()`` gives its JSON). Do not change it.
+    (harness.store.schema; ``repeat.to_json()`` gives its JSON). Do not change it.
     (Plugin API 1.0 passed the record's JSON-able dict.)
     """
 
@@ -127,7 +127,7 @@ def harness_repeat_finished(spec: RunSpec, repeat: RepeatRecord) -> None:
 def harness_run_finished(spec: RunSpec, result: RunResult) -> None:
     """A run has ended and its result (``result.json``) has been written and stored.
 
-    ``result`` is a harness.results.schema.RunResult (attributes, ``to_json()``).
+    ``result`` is a harness.store.schema.RunResult (attributes, ``to_json()``).
     (Plugin API 1.0 passed the result's JSON-able dict.)
     """
 

@@ -10,12 +10,14 @@ others still run; a hook no plugin implements is called once, for the wrappers.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import sys
 import traceback
 from collections.abc import Callable
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,14 +31,17 @@ if TYPE_CHECKING:
     from harness.backend import BackendInfo, ParityProbe
     from harness.launchers import Launcher
     from harness.models import Network
-    from harness.results.schema import RepeatRecord, RunResult
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
+    from harness.store.schema import RepeatRecord, RunResult
     from harness.sweep.executors import Executor
 
 ENTRY_POINT_GROUP = "harness"
 # Extra plugin modules to load, comma-separated import names: for developing a plugin
 # before packaging it, and for tests. Workers inherit it with the environment.
 PLUGINS_ENV = "HARNESS_PLUGINS"
+# The harness's own executors' plugin module, loaded by name on first use: the sweep
+# package sits above this one (.importlinter), and workers never need it.
+BUILTIN_EXECUTORS = "harness.sweep.executors"
 # Any value but "" or "0": pluggy's trace of every hook call (arguments, results) on
 # stderr, from the first registration hook on (a worker's goes to its log).
 TRACE_ENV = "HARNESS_TRACE_HOOKS"
@@ -242,10 +247,8 @@ class PluginManager:
 
     def _load_entry_points(self) -> None:
         # Load one by one so that a broken third-party plugin is reported, not fatal.
-        from importlib.metadata import entry_points
-
         seen: dict[str, str] = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in seen or self._pm.get_plugin(ep.name) is not None:
                 if seen.get(ep.name) not in (None, ep.value):  # the same one twice is fine
                     self.load_errors[f"{ep.name} ({ep.value})"] = (
@@ -260,8 +263,6 @@ class PluginManager:
                 self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
 
     def _load_env_plugins(self) -> None:
-        import importlib
-
         for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
             if self._pm.get_plugin(name) is not None:
                 continue
@@ -292,8 +293,7 @@ class PluginManager:
         """Sweep executors; the built-in ones (harness.sweep.executors) and the plugins'
         are registered on first use, so that workers never import the sweep package."""
         if self._executors is None:
-            from harness.sweep import executors as builtin
-
+            builtin = importlib.import_module(BUILTIN_EXECUTORS)  # by name: sweep is above
             if self._pm.get_plugin(builtin.__name__) is None:
                 self._pm.register(builtin, name=builtin.__name__)
             self._executors = {}

@@ -31,6 +31,7 @@ from . import layers as L
 from .graph import infer
 from .init import init_weights, is_buffer
 from .reference import apply
+from .reference_training import train
 from .tree import Forward, walk
 
 # The range every parity check's logits must fall in (max |logit|).
@@ -218,8 +219,6 @@ def reference_case(
     each step (running variance from the unbiased batch variance) and
     ``biased<s>/<key>`` (the running variances from the biased one). ``steps=0``: the
     forward passes only (no training step, empty ``losses``)."""
-    from .reference_training import train
-
     network = without_dropout(network)
     weights = parity_weights(network)
     x = images(network, batch)

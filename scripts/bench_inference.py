@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.run.orchestrator import plan_run
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 
 TARGET = 0.97
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.results.schema import RunResult
+from harness.store.schema import RunResult
 
 FIXED = ["--warmup-steps", "10", "--steps", "100", "--sync-every", "1"]
 

@@ -117,7 +117,7 @@ def harness_step(batch: int, size: int, classes: int):
     from harness import datasets, models
     from harness.backend import WorkerContext
     from harness.backends.jax.trainer import JaxTrainer
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     network = dataclasses.replace(
         models.build("resnet50", (3, 224, 224), classes), input_shape=(3, size, size)

@@ -82,7 +82,7 @@ def _harness_step(args: argparse.Namespace, v1: bool):
     from harness import datasets, models
     from harness.backend import WorkerContext
     from harness.backends.mxnet.trainer import MXNetTrainer
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     network = resnet50_imagenet_layout(v1)
     spec = RunSpec(

@@ -73,7 +73,7 @@ import dataclasses, json, sys, time
 import numpy as np
 from harness import models
 from harness.backend import WorkerContext
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 from harness.backends.tensorflow.trainer import TFTrainer
 
 size, classes, batch, warmup, steps, lr, xla, threads = sys.argv[1:9]

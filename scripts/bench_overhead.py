@@ -29,16 +29,16 @@ import subprocess
 import tempfile
 from typing import Any
 
-from harness.results.schema import RunResult
 from harness.run.orchestrator import Plan, plan_run
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
+from harness.store.schema import RunResult
 
 TARGET = {"pytorch": 0.97}  # every other tool: 0.9
 
 BARE_LOOP = r"""
 import json, sys, time
 from harness.plugins import PluginManager
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 from harness.run.worker import Job, build_context
 
 spec = RunSpec.from_dict(json.loads(sys.argv[1]))

@@ -18,6 +18,11 @@ if "$py" -m ruff --version >/dev/null 2>&1; then
 else
   echo "fast: ruff is not installed here (pip install 'ruff==0.15.*'): lint skipped" >&2
 fi
+if command -v lint-imports >/dev/null 2>&1; then
+  bash scripts/lint_imports.sh  # the layers (.importlinter)
+else
+  echo "fast: import-linter is not installed here (pip install import-linter): layers skipped" >&2
+fi
 "$py" -m pytest -q --numprocesses=auto --maxprocesses=4 \
   -m "not (slow or pytorch or tensorflow or jax or mxnet or onnxruntime or integration or slurm)" tests
 out=$(mktemp -d)

@@ -26,7 +26,7 @@ so every framework gets its own) and this checkout installed in each. Then:
 It prints one pass/fail table and the report command, and exits 0 only when nothing
 failed. The plan (steps, commands, expectations) is data made by pure functions
 (:func:`build_plan`), and the checks of a stored run are pure functions over
-``harness.results.schema.RunResult`` (:func:`check_run`): tests/test_gpu_acceptance.py
+``harness.store.schema.RunResult`` (:func:`check_run`): tests/test_gpu_acceptance.py
 runs them without a GPU. This file imports only the standard library at module level;
 the part that reads results runs in an interpreter that has the harness (the script
 starts itself again in one of the new environments when the one running it has none).
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the harness is imported only where it is installed
-    from harness.results.schema import RunResult
+    from harness.store.schema import RunResult
 
 REPO = Path(__file__).resolve().parents[1]
 SETUP_SCRIPT = "scripts/setup_envs.sh"
@@ -1028,7 +1028,7 @@ def has_harness(python: str) -> bool:
         return False
     try:
         subprocess.run(
-            [python, "-c", "import harness.results.schema"],
+            [python, "-c", "import harness.store.schema"],
             capture_output=True,
             timeout=120,
             check=True,
@@ -1044,7 +1044,7 @@ def harness_importable() -> bool:
     try:
         return all(
             importlib.util.find_spec(m) is not None
-            for m in ("harness", "pluggy", "numpy", "rich", "harness.results.schema")
+            for m in ("harness", "pluggy", "numpy", "rich", "harness.store.schema")
         )
     except (ImportError, ValueError):
         return False
@@ -1221,7 +1221,7 @@ class Runner:
         return replace(made, run_id=run_id, detail=detail)
 
     def stored(self, run_id: str) -> Any:
-        from harness.results.store import ResultStore
+        from harness.store.store import ResultStore
 
         if not self.plan.store.is_file():
             return None

@@ -145,7 +145,7 @@ def check_exported_file(tool: str, tmp_path: Path) -> None:
     too, so running statistics and residual additions are in the file)."""
     from harness.backend import WorkerContext
     from harness.plugins import PluginManager
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     cls = PluginManager().backend(tool).load_inferencer()
     for name in ("lenet", "resnet50"):

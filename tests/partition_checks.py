@@ -93,8 +93,8 @@ HOLDINGS: dict[str, Callable[[Any, Any], list[np.ndarray]]] = {
 
 
 def _job(tool: str, data_dir: Path, local: int, world: int) -> Any:
-    from harness.run.spec import RunSpec
     from harness.run.worker import Job
+    from harness.spec import RunSpec
 
     spec = RunSpec(
         tool=tool,

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from harness.results.schema import InferenceSummary, RunResult, RunSummary, Stat
-from harness.results.store import ResultStore
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
+from harness.store.schema import InferenceSummary, RunResult, RunSummary, Stat
+from harness.store.store import ResultStore
 
 _counter = itertools.count(1)
 

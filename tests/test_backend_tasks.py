@@ -7,7 +7,8 @@ import pytest
 
 from harness.backend import BackendInfo
 from harness.errors import UsageError
-from harness.run.spec import RunSpec, resolve
+from harness.run.spec import resolve
+from harness.spec import RunSpec
 
 
 def test_an_inference_only_backend_is_refused_for_training() -> None:

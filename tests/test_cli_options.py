@@ -12,7 +12,7 @@ import pytest
 
 from harness.cli import run as cli_run
 from harness.cli.main import COMMANDS, build_parser
-from harness.run.spec import ONNX_FILE_MODEL, RunSpec
+from harness.spec import ONNX_FILE_MODEL, RunSpec
 
 FIELDS = dataclasses.fields(RunSpec)
 HARNESS = Path(cli_run.__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ from fake_cli import run_cli
 from sweep_helpers import make_result, make_store, with_spec
 
 from harness.report.data import Value
-from harness.results import stats
 from harness.results.compare import Side, compare, ratio_ci, verdict
-from harness.results.schema import Stat
+from harness.store import stats
+from harness.store.schema import Stat
 
 
 def ok(mean: float, std: float, n: int = 3) -> Value:
@@ -230,7 +230,7 @@ def test_compare_csv_cells_are_never_formulas() -> None:
 
 
 def test_repeats_to_settle_an_inconclusive_ratio_follow_from_the_spread() -> None:
-    from harness.results.stats import ratio_ci95_moments, repeats_to_settle, verdict_of_ci
+    from harness.store.stats import ratio_ci95_moments, repeats_to_settle, verdict_of_ci
 
     n = repeats_to_settle(1.05, 0.06, 0.06)  # 5% apart, 6% noise a side
     assert n is not None and n > 3
@@ -256,7 +256,7 @@ def test_the_settle_text_names_the_repeats_or_the_noise() -> None:
 
 def test_a_spread_is_printed_with_its_unit_and_as_a_share_of_the_mean() -> None:
     from harness.cli.summary import spread_text
-    from harness.results.schema import Stat
+    from harness.store.schema import Stat
 
     three = spread_text(Stat(n=3, mean=7.7, std=1.8, ci95=4.5), "img/s")
     assert three == "7.7 img/s ± 58% (95% CI ±4.5 img/s, 3 repeats)"

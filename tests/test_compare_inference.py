@@ -16,7 +16,7 @@ from fake_cli import run_cli
 from sweep_helpers import make_inference_result, make_result, make_store, with_spec
 
 from harness.results.compare import Side, compare, markdown, ratio_ci, to_csv
-from harness.results.stats import verdict_of_ci
+from harness.store.stats import verdict_of_ci
 
 
 def run(batch: int, p50: float, *, std: float = 0.02, **kwargs):

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fake_cli import run_cli
 
-from harness.results import configkey
-from harness.results.schema import SCHEMA_VERSION, RunResult
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
+from harness.store import configkey
+from harness.store.schema import SCHEMA_VERSION, RunResult
 
 
 def result(**spec: Any) -> dict[str, Any]:
@@ -192,7 +192,7 @@ def test_a_fake_run_stores_its_key_and_configuration(tmp_path: Path) -> None:
     assert stored["config"] == configkey.build_config(typed(stored))
     assert stored["config"]["batch_size"] == 8 and stored["config"]["threads"] >= 1
     assert f"configuration key: {stored['config_key']}" in out.stderr
-    from harness.results.store import ResultStore
+    from harness.store.store import ResultStore
 
     store = ResultStore(tmp_path / "results.sqlite")
     assert [r.run_id for r in store.runs(config_key=stored["config_key"])] == [stored["run_id"]]
@@ -202,7 +202,7 @@ def test_a_fake_run_stores_its_key_and_configuration(tmp_path: Path) -> None:
 
 
 def test_a_field_a_run_does_not_have_reads_n_a_never_a_question_mark() -> None:
-    from harness.results.configkey import field_text, value_text
+    from harness.store.configkey import field_text, value_text
 
     assert field_text("data", None) == "data n/a"
     assert value_text("nodes", None) == "n/a" and value_text("weights", None) == "n/a"

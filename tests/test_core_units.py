@@ -10,12 +10,12 @@ import pytest
 
 from harness.errors import UsageError
 from harness.machine.gpus import Gpu, Inventory, select, worker_env
-from harness.results import stats
-from harness.results.records import aggregate, repeat_record
-from harness.results.schema import RunResult, Timing
-from harness.results.store import ResultStore, StoreError
 from harness.run.events import Emitter, EventTail, read_events
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
+from harness.store import stats
+from harness.store.records import aggregate, repeat_record
+from harness.store.schema import RunResult, Timing
+from harness.store.store import ResultStore, StoreError
 
 
 def test_stats_describe_matches_hand_computation() -> None:

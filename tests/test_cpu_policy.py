@@ -14,7 +14,8 @@ from harness.backend import BackendInfo
 from harness.errors import UsageError
 from harness.plugins import PluginManager
 from harness.run.orchestrator import plan_run
-from harness.run.spec import RunSpec, resolve
+from harness.run.spec import resolve
+from harness.spec import RunSpec
 
 # Cores available ---------------------------------------------------------------------------
 

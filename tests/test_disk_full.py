@@ -20,10 +20,10 @@ import pytest
 from fake_cli import run_cli
 from sweep_helpers import make_result
 
-from harness.results import store as store_module
-from harness.results.recover import OWNER_KEY, adopt, owner
-from harness.results.schema import RepeatRecord, RunResult
-from harness.results.store import ResultStore, StoreFullError
+from harness.run.recover import OWNER_KEY, adopt, owner
+from harness.store import store as store_module
+from harness.store.schema import RepeatRecord, RunResult
+from harness.store.store import ResultStore, StoreFullError
 
 RUN = (
     "--tool", "fake", "--model", "lenet", "--dataset", "mnist", "--batch-size", "8",

@@ -29,7 +29,7 @@ from harness.datasets import DatasetError, cifar, idx, open_source
 from harness.errors import UsageError
 from harness.plugins import PluginManager
 from harness.report.text import _md
-from harness.run import strictjson
+from harness.store import strictjson
 from harness.sweep.config import load, parse
 
 FAKE_RUN = ("--tool", "fake", "--model", "lenet", "--dataset", "mnist")

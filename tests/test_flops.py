@@ -7,8 +7,8 @@ from sweep_helpers import make_result, with_spec
 
 from harness import models
 from harness.datasets import DATASETS
-from harness.results import flops
-from harness.results.schema import RunResult
+from harness.store import flops
+from harness.store.schema import RunResult
 
 
 def test_forward_flops_are_two_per_multiply_accumulate() -> None:

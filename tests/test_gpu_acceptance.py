@@ -21,8 +21,8 @@ import pytest
 from fake_cli import harness_env
 from sweep_helpers import figure, make_result, with_spec
 
-from harness.results.schema import RepeatRecord, Resources, ResourceTimed, RunResult
-from harness.results.store import ResultStore
+from harness.store.schema import RepeatRecord, Resources, ResourceTimed, RunResult
+from harness.store.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_acceptance.py"

@@ -20,8 +20,9 @@ from harness import datasets
 from harness.backend import BackendInfo
 from harness.datasets.resize import ResizedSource, Resizer, bilinear_matrix, resized_info
 from harness.errors import UsageError
-from harness.results import configkey
-from harness.run.spec import RunSpec, resolve
+from harness.run.spec import resolve
+from harness.spec import RunSpec
+from harness.store import configkey
 from harness.sweep import config as sweep_config
 
 
@@ -133,7 +134,7 @@ def test_spec_takes_the_size_and_native_sizes_are_no_option() -> None:
 
 
 def test_image_size_is_part_of_the_configuration_key_only_when_set() -> None:
-    from harness.results.schema import RunResult
+    from harness.store.schema import RunResult
 
     def config(**spec_fields) -> dict:
         spec = RunSpec("t", "alexnet", "cifar10", batch_size=8, **spec_fields)

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from harness.cli.commands import COMMANDS
+
 HEAVY = ("numpy", "torch", "tensorflow", "jax", "flax", "mxnet")
 
 _PROBE = (
@@ -35,3 +37,5 @@ def test_help_imports_no_numpy_nor_framework():
     # nor the machinery of a run: that is imported by the command that needs it
     assert "harness.run.orchestrator" not in modules
     assert "harness.monitor" not in modules
+    # nor any command's module: harness.cli.main loads only the one it runs
+    assert not {f"harness.cli.{name}" for name in COMMANDS} & set(modules)

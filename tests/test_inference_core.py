@@ -14,11 +14,16 @@ import pytest
 from rich.console import Console
 
 from harness.backend import BackendInfo, Inferencer
-from harness.cli.main import build_parser, spec_from_args, specs_from_args
+from harness.cli.main import build_parser
+from harness.cli.run import spec_from_args, specs_from_args
 from harness.errors import InvalidValue, UsageError
-from harness.results import configkey
-from harness.results.records import repeat_record
-from harness.results.schema import (
+from harness.run import inference
+from harness.run.spec import resolve
+from harness.run.worker import Job
+from harness.spec import RunSpec, batch_sizes
+from harness.store import configkey
+from harness.store.records import repeat_record
+from harness.store.schema import (
     InferenceRepeat,
     InferenceSummary,
     RepeatRecord,
@@ -26,10 +31,7 @@ from harness.results.schema import (
     RunSummary,
     Stat,
 )
-from harness.results.store import ResultStore
-from harness.run import inference
-from harness.run.spec import RunSpec, batch_sizes, resolve
-from harness.run.worker import Job
+from harness.store.store import ResultStore
 
 TOOLS = {
     "trains": BackendInfo("trains", "T", (), "-", "x:Y"),

@@ -23,7 +23,7 @@ from parity_checks import FORWARD_TOL, case
 from harness import models
 from harness.backend import WorkerContext
 from harness.models import parity as P
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 
 INFERENCERS = {
     "tensorflow": "harness.backends.tensorflow.inference:TFInferencer",

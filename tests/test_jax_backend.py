@@ -171,7 +171,7 @@ def make_trainer(network: Network, **spec_fields):
     from harness import datasets
     from harness.backend import WorkerContext
     from harness.backends.jax.trainer import JaxTrainer
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     fields = {"batch_size": 8, "learning_rate": 0.01, **spec_fields}
     spec = RunSpec(tool="jax", model=network.name, dataset="mnist", **fields)
@@ -295,7 +295,7 @@ def test_out_of_memory_is_recognised() -> None:
 def test_plugin_registration_and_run_env(monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.backends.jax import INFO, run_env
     from harness.plugins import PluginManager
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     assert PluginManager().backend("jax") == INFO
     assert INFO.worker_env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"

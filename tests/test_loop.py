@@ -16,12 +16,12 @@ import pytest
 
 from harness import datasets, models
 from harness.backend import Trainer, WorkerContext
-from harness.results import stats
-from harness.results.records import aggregate, repeat_record
-from harness.results.schema import Warmup
 from harness.run.events import Emitter, read_events
 from harness.run.loop import Limits, auto_window, run_benchmark
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
+from harness.store import stats
+from harness.store.records import aggregate, repeat_record
+from harness.store.schema import Warmup
 
 
 class FakeClock:
@@ -540,3 +540,11 @@ def test_a_loss_that_becomes_nan_stops_the_repeat_as_diverged(tmp_path) -> None:
     record = repeat_record(events, status="error", cause=None, global_batch=ctx.global_batch)
     assert record.status == "diverged" and not record.ok
     assert f"the loss became nan by step {caught.value.step} of the timed phase" in record.cause
+
+
+def test_a_runner_without_a_loss_is_not_checked_for_divergence(tmp_path) -> None:
+    trainer, ctx, emitter, clock = make(tmp_path, warmup_steps=2, steps=200, sync_every=10)
+    trainer.loss_value = lambda token: float("nan")  # as the inference loop's adapter
+    trainer.has_loss = False
+    _, record = run(tmp_path, trainer, ctx, emitter, clock)
+    assert record.status == "ok" and record.timed.steps == 200

@@ -16,10 +16,11 @@ from sweep_helpers import make_result
 from harness.cli.summary import print_summary
 from harness.report.data import build
 from harness.report.text import markdown
-from harness.results import compare, export, metrics
-from harness.results.metrics import TRAIN, Metric
-from harness.results.schema import RunResult, Stat
-from harness.results.store import ResultStore
+from harness.results import compare, export
+from harness.store import metrics
+from harness.store.metrics import TRAIN, Metric
+from harness.store.schema import RunResult, Stat
+from harness.store.store import ResultStore
 
 
 def _toy(result: RunResult) -> Stat | None:

@@ -76,7 +76,7 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two empty stores, made once: each test gets copies."""
-    from harness.results.store import ResultStore
+    from harness.store.store import ResultStore
 
     folder = tmp_path_factory.mktemp("stores")
     ResultStore(folder / "logs" / "results.sqlite")
@@ -137,8 +137,8 @@ def test_markdown_escapes_ops_and_kernel_names(tmp: Path) -> None:
     """Item 9: the report's Operations section and the ops comparison print names as text."""
     from harness.report import ops as ops_section
     from harness.results import compare_ops
-    from harness.results.schema import OpResult, OpSet, OpsResult, Stat
-    from harness.results.store import ResultStore
+    from harness.store.schema import OpResult, OpSet, OpsResult, Stat
+    from harness.store.store import ResultStore
 
     store = tmp / "logs" / "results.sqlite"
     op = OpResult(kernel="gemm", name=EVIL, tflops=1.0, time_us=Stat(n=1, mean=2.0))

@@ -180,7 +180,7 @@ def test_a_backend_without_a_node_launcher_is_refused(tmp_path: Path) -> None:
 def test_mxnet_refuses_several_nodes_with_its_reason() -> None:
     from harness.backends.mxnet import INFO
     from harness.run.orchestrator import _plan_nodes
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     spec = RunSpec("mxnet", "lenet", "mnist", nodes=2, launcher="local-nodes")
     with pytest.raises(UsageError, match=r"mxnet cannot train on several nodes.*kvstore"):

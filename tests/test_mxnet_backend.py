@@ -126,7 +126,7 @@ def _trainer(
     from harness import datasets
     from harness.backend import WorkerContext
     from harness.backends.mxnet.trainer import MXNetTrainer
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     spec = RunSpec(
         tool="mxnet",
@@ -301,7 +301,7 @@ def test_plugin_module_does_not_import_mxnet() -> None:
 
 def test_run_env_gives_each_cpu_context_one_engine_worker() -> None:
     from harness.backends.mxnet import run_env
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     def env(**fields) -> dict[str, str]:
         return run_env(RunSpec(tool="mxnet", model="lenet", dataset="mnist", **fields))

@@ -26,7 +26,7 @@ from harness.models.layers import (
 )
 from harness.models.reference import forward
 from harness.plugins import PluginManager
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "plugins" / "harness-numpy"))
 import harness_numpy

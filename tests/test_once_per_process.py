@@ -30,8 +30,8 @@ from harness.monitor import resources
 from harness.monitor.monitor import Monitor
 from harness.run import events, orchestrator, worker
 from harness.run.events import EventTail
-from harness.run.spec import RunSpec
 from harness.run.worker import Job
+from harness.spec import RunSpec
 
 sys.path.insert(0, str(fake_cli.FAKES))
 import fake_backend  # tests/fakes, as HARNESS_PLUGINS loads it in the workers

@@ -17,8 +17,8 @@ from harness.ops.runner import OpsSpec, op_result
 from harness.ops.suite import Kernel
 from harness.ops.timing import time_kernel
 from harness.report import ops as report_ops
-from harness.results.schema import OpResult, OpSet, OpsResult, SchemaError, Stat, dumps, load
-from harness.results.store import SCHEMA_VERSION, ResultStore
+from harness.store.schema import OpResult, OpSet, OpsResult, SchemaError, Stat, dumps, load
+from harness.store.store import SCHEMA_VERSION, ResultStore
 
 
 def parse(text: str) -> suites.Suite:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.ops import suite as suites
-from harness.results.store import ResultStore
+from harness.store.store import ResultStore
 
 SPARSE_IMPL = {
     "pytorch": "torch.sparse",

@@ -18,10 +18,10 @@ from test_datasets import identities, write_mnist
 from harness import models
 from harness.backend import Trainer, WorkerContext
 from harness.datasets import DatasetError, SyntheticSource, open_source
-from harness.datasets.source import shard_spans
+from harness.datasets.base import shard_spans
 from harness.run.events import Emitter
 from harness.run.loop import run_benchmark
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 
 
 def shard_ids(src, batch: int, shard: tuple[int, int], epochs: int = 1, **kw) -> list[list[int]]:

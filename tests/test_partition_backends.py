@@ -58,7 +58,7 @@ def test_pytorch_compile_prepares_the_evaluation_ahead() -> None:
     from harness import datasets, models
     from harness.backend import WorkerContext
     from harness.backends.pytorch.trainer import TorchTrainer
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     network = models.build("lenet", (1, 28, 28), 10)
     test = datasets.open_source("mnist", "test", synthetic=True)
@@ -86,7 +86,7 @@ from harness import models
 from harness.backend import WorkerContext
 from harness.backends.pytorch.trainer import TorchTrainer
 from harness.models import layers as L
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 from harness.run.worker import _rank
 
 rank, world = _rank()

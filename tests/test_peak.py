@@ -12,7 +12,7 @@ import pytest
 from fake_cli import run_cli
 
 from harness.machine import peak
-from harness.results import flops
+from harness.store import flops
 
 
 @pytest.fixture
@@ -68,10 +68,10 @@ def test_cpu_runs_use_the_cached_peak(cache: Path) -> None:
 
     result = make_result("pytorch", "lenet", "mnist", ips=(1000.0, 10.0))
     result = with_spec(result, cpu_devices=2)
-    assert flops.for_result(result).note == peak.NO_PEAK
+    assert flops.for_result(result, peak.cpu_peak("pytorch", "fp32")).note == peak.NO_PEAK
     peak.save({"key": peak.machine_key(peak.machine()), "peaks": {"fp32": 1e11},
                "measured_at": "then"})  # fmt: skip
-    out = flops.for_result(result)
+    out = flops.for_result(result, peak.cpu_peak("pytorch", "fp32"))
     assert out.peak_per_device == 5e10  # the CPU split in two devices
     assert out.mfu == pytest.approx(out.achieved_per_device / 5e10)
     assert "divided by 2 CPU devices" in out.peak_source
@@ -80,10 +80,11 @@ def test_cpu_runs_use_the_cached_peak(cache: Path) -> None:
 
     peak.save({"key": framework_peak.framework_key("pytorch"), "peaks": {"fp32": 4e10},
                "measured_at": "now"})  # fmt: skip
-    out = flops.for_result(result)
+    out = flops.for_result(result, peak.cpu_peak("pytorch", "fp32"))
     assert out.peak_per_device == 2e10
     assert out.peak_source.startswith("pytorch GEMM peak measured by")
-    other = flops.for_result(make_result("jax", "lenet", "mnist", ips=(1000.0, 10.0)))
+    jax_run = make_result("jax", "lenet", "mnist", ips=(1000.0, 10.0))
+    other = flops.for_result(jax_run, peak.cpu_peak("jax", "fp32"))
     assert other.peak_per_device == 1e11 and "`python -m harness peak` on" in other.peak_source
 
 

@@ -52,7 +52,7 @@ def _trainer(model: str, shape: tuple, classes: int, **spec_fields):
     from harness import datasets
     from harness.backend import WorkerContext
     from harness.backends.pytorch.trainer import TorchTrainer
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
     spec = RunSpec(
         tool="pytorch",

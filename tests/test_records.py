@@ -14,8 +14,9 @@ from fake_cli import run_cli
 from sweep_helpers import store_from_fixture
 
 from harness.report.data import build
-from harness.results import compare, configkey, export
-from harness.results.schema import (
+from harness.results import compare, export
+from harness.store import configkey
+from harness.store.schema import (
     SCHEMA_VERSION,
     RepeatRecord,
     Resources,
@@ -24,7 +25,7 @@ from harness.results.schema import (
     Stat,
     from_dict,
 )
-from harness.results.store import ResultStore, StoreError
+from harness.store.store import ResultStore, StoreError
 
 # store-schema3.sql: written by the code before typed records; result-v0.json: the
 # result.json of its fake-GPU run

@@ -12,7 +12,7 @@ from harness.errors import UsageError
 from harness.models import layers
 from harness.plugins import PluginManager
 from harness.run.orchestrator import plan_run
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 
 PICKY = BackendInfo(name="picky", framework="Picky", requires=(), install_hint="-", trainer="x:Y")
 

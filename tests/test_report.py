@@ -15,7 +15,7 @@ from harness.report import markdown, render, report_data, terminal
 from harness.report.data import METRICS, Row, build, ratio
 from harness.report.svg import compact, nice_ticks
 from harness.report.text import value_text
-from harness.results.schema import RunResult, Stat
+from harness.store.schema import RunResult, Stat
 
 
 @pytest.fixture
@@ -313,7 +313,7 @@ def test_configurations_never_share_a_cell(tmp_path: Path) -> None:
 
 def test_contended_runs_are_marked_in_the_report_and_compare() -> None:
     from harness.results.compare import compare, summary_line, to_csv
-    from harness.results.schema import RepeatRecord, Resources
+    from harness.store.schema import RepeatRecord, Resources
 
     clean = make_result("pytorch", "lenet", "mnist", num_gpus=1, ips=(100.0, 1.0))
     busy = make_result("pytorch", "lenet", "mnist", num_gpus=1, ips=(80.0, 1.0))

@@ -12,7 +12,7 @@ from sweep_helpers import make_result, make_store, study_like_results
 
 from harness.report.source import open_store
 from harness.results.export import COLUMNS, csv_cell, flat
-from harness.results.schema import SCHEMA_VERSION, RunResult
+from harness.store.schema import SCHEMA_VERSION, RunResult
 
 
 def test_csv_round_trip(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from sweep_helpers import figure, make_result, make_store, study_like_results
 
 from harness.report import markdown, render, report_data, terminal
 from harness.report.data import build
-from harness.results.schema import RepeatRecord, Resources, ResourceTimed, RunResult
+from harness.store.schema import RepeatRecord, Resources, ResourceTimed, RunResult
 
 GPU_TITLES = ("GPU memory (MiB)", "GPU power (W)", "achieved TFLOP/s", "MFU (%)")
 

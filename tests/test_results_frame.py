@@ -13,7 +13,7 @@ from sweep_helpers import figure, make_result, make_store, study_like_results
 
 from harness.results import load
 from harness.results.export import COLUMNS, DTYPES, flat
-from harness.results.store import ResultStore
+from harness.store.store import ResultStore
 
 
 def _results():

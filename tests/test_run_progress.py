@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from harness.cli.progress import RunProgress
-from harness.results.schema import RepeatRecord
+from harness.store.schema import RepeatRecord
 
 
 def test_a_finished_repeat_stops_its_clock_and_later_repeats_are_estimated_from_it() -> None:

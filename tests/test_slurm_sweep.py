@@ -22,7 +22,7 @@ from slurm_helpers import (  # noqa: F401 (slurm_cluster: a fixture)
     wait_for,
 )
 
-from harness.results.store import ResultStore
+from harness.store.store import ResultStore
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 

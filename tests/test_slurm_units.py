@@ -15,7 +15,7 @@ from fake_cli import run_cli
 
 from harness.errors import UsageError
 from harness.plugins import PluginManager
-from harness.results.store import ResultStore
+from harness.store.store import ResultStore
 from harness.sweep.config import SweepConfig, parse
 from harness.sweep.executors import sbatch as slurm
 from harness.sweep.state import SweepState

@@ -11,9 +11,9 @@ import pytest
 from sweep_helpers import make_result, store_from_fixture
 
 from harness.report.data import build
-from harness.results import configkey
-from harness.results.schema import RunResult
-from harness.results.store import SCHEMA_VERSION, ResultStore, StoreError
+from harness.store import configkey
+from harness.store.schema import RunResult
+from harness.store.store import SCHEMA_VERSION, ResultStore, StoreError
 
 
 @pytest.fixture

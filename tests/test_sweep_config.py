@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UsageError
-from harness.run.spec import STUDY_DEFAULTS
+from harness.spec import STUDY_DEFAULTS
 from harness.sweep.config import builtin_names, fingerprint, load, parse, parse_value, select
 
 BASE = {

@@ -16,7 +16,7 @@ import pytest
 from fake_cli import harness_env, run_cli
 from sweep_helpers import check_page_in_browser, end_orphan_workers
 
-from harness.results.store import ResultStore
+from harness.store.store import ResultStore
 from harness.sweep.state import SweepState
 
 MATRIX = """

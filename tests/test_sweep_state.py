@@ -18,8 +18,8 @@ from rich.console import Console
 from sweep_helpers import make_result
 
 from harness.errors import UsageError
-from harness.results.store import SCHEMA_VERSION, ResultStore
 from harness.run.orchestrator import RunOutcome
+from harness.store.store import SCHEMA_VERSION, ResultStore
 from harness.sweep import runner
 from harness.sweep.config import parse
 from harness.sweep.progress import Eta, duration

@@ -11,7 +11,7 @@ import pytest
 from sweep_helpers import make_result
 
 from harness.cli.main import main
-from harness.results.store import ResultStore
+from harness.store.store import ResultStore
 from harness.sweep.config import parse
 from harness.sweep.state import SweepState
 from harness.sweep.watch import snapshot

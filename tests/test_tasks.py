@@ -11,10 +11,10 @@ import pytest
 
 from harness.backend import BackendInfo
 from harness.errors import InvalidValue, UsageError
-from harness.results.schema import InferenceSummary, RunSummary
 from harness.run import worker
-from harness.run.spec import RunSpec
 from harness.run.task import INFERENCE, TASKS, TRAINING, Inference, check_split, task_for
+from harness.spec import RunSpec
+from harness.store.schema import InferenceSummary, RunSummary
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fake_cli import run_cli
 
-from harness.results.store import ResultStore
 from harness.run.orchestrator import measured_before_exit
+from harness.store.store import ResultStore
 
 
 def _events(world: int, ended: tuple[int, ...], *extra: dict[str, Any]) -> list[dict[str, Any]]:

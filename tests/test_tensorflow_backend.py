@@ -26,7 +26,7 @@ from harness import models
 from harness.backend import SGD_MOMENTUM, WorkerContext
 from harness.models import layers as L
 from harness.models.reference import forward as reference_forward
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 
 pytestmark = pytest.mark.tensorflow
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -10,9 +10,11 @@ import fake_cli
 import pytest
 
 from harness.backend import BackendInfo
-from harness.cli.main import build_parser, spec_from_args
+from harness.cli.main import build_parser
+from harness.cli.run import spec_from_args
 from harness.errors import UsageError
-from harness.run.spec import RunSpec, resolve
+from harness.run.spec import resolve
+from harness.spec import RunSpec
 from harness.sweep.config import parse
 
 TOOLS = {

@@ -16,7 +16,7 @@ from harness.backend import BackendInfo, Option
 from harness.cpu import thread_policy
 
 if TYPE_CHECKING:
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 # Read by XLA's PjRt CPU client (xla/pjrt/cpu/cpu_client.cc, DefaultThreadPoolSize).

@@ -52,7 +52,7 @@ from jax.sharding import PartitionSpec as P
 
 from harness.backend import SGD_MOMENTUM, Trainer, WorkerContext
 from harness.cpu import report
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 
 from .network import build_module, canonical_state, to_variables
 from .precision import COMPUTE_DTYPES, LossScale, select

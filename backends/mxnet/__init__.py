@@ -12,7 +12,7 @@ from harness.cpu import cpu_flags, thread_policy
 
 if TYPE_CHECKING:
     from harness.models import Network
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
 # oneDNN's bf16 kernels in MXNet 1.9 need AVX-512 (its "avx512_core" level); without it
 # every bf16 primitive fails to be created ("could not create a primitive descriptor").

@@ -10,7 +10,7 @@ from harness import hookimpl
 from harness.backend import BackendInfo, Option
 
 if TYPE_CHECKING:
-    from harness.run.spec import RunSpec
+    from harness.spec import RunSpec
 
 
 def node_processes(spec: RunSpec) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import tensorflow as tf
 
 from harness.cpu import report, thread_policy
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
 
 
 def _split_cpu(count: int) -> None:

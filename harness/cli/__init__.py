@@ -2,8 +2,9 @@
 
 ``main`` (cli/main.py) builds the parser from the table of command modules
 (``COMMANDS``) and dispatches; ``run`` builds a run's options from RunSpec's fields;
-``progress`` and ``summary`` draw a run on the terminal. Everything heavier is imported
-inside the command that needs it, so ``python -m harness --help`` stays cheap. The work
+``progress`` and ``summary`` draw a run on the terminal. ``main`` imports a command's
+module only to run it (``commands``: the table), so ``python -m harness --help`` stays
+cheap while each module imports its machinery at the top. The work
 itself is done by the packages below (run, ops, machine, results, sweep, report), which
 never import this one.
 """

@@ -6,14 +6,13 @@ there but NVML cannot be used). It works without a GPU and without any framework
 seconds: frameworks are looked up (never imported) in every interpreter the harness
 would try, each in a subprocess with a timeout; the machine's settings are read through
 harness.machine.hygiene, the same readers that record them with every run.
-
-Imports nothing heavy at module level: the parser is built for every command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,6 +22,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.cli.commands import SUMMARY
+from harness.machine import hygiene
+from harness.plugins import get_plugin_manager
 from harness.run import interpreters
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -139,7 +145,6 @@ def interpreter_checks(
     prober: Callable[[str, list[str], float], dict[str, Any]] = probe,
 ) -> list[Check]:
     """One line per tool: the interpreter the harness would run it in, and its version."""
-    from harness.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
     checks: list[Check] = []
@@ -203,10 +208,6 @@ def _gpu_check(
 
 def gpu_checks(module: ModuleType | None = None) -> list[Check]:
     """NVML, power, energy counter, clocks, power limit, persistence, other processes."""
-    import os
-
-    from harness.machine import hygiene
-
     report = hygiene.gpus_report(None, module, processes=True)
     if report["reason"]:
         if hygiene.nvidia_device_present():
@@ -344,8 +345,6 @@ def gpu_checks(module: ModuleType | None = None) -> list[Check]:
 
 def cpu_checks(cpu_root: Path | None = None, powercap_root: Path | None = None) -> list[Check]:
     """CPU frequency governor, turbo/boost, RAPL."""
-    from harness.machine import hygiene
-
     cpu_root = cpu_root or hygiene.CPU_ROOT
     settings = hygiene.cpu_settings(cpu_root)
     checks = []
@@ -443,9 +442,6 @@ def exit_code(checks: list[Check]) -> int:
 
 
 def print_table(checks: list[Check], console: Any) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
     style = {OK: "green", WARN: "yellow", FAIL: "bold red"}
     table = Table(title="harness doctor", title_justify="left", show_lines=False)
     table.add_column("check", no_wrap=True)
@@ -465,8 +461,6 @@ def print_table(checks: list[Check], console: Any) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace, console: Any) -> int:
-    from rich.console import Console
-
     checks = run_checks(timeout=args.timeout)
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
@@ -479,8 +473,7 @@ def cmd_doctor(args: argparse.Namespace, console: Any) -> int:
 def add_command(sub: Any, handlers: dict[str, Any]) -> None:
     p = sub.add_parser(
         "doctor",
-        help="check this machine before benchmarking: frameworks, NVML, clocks, power, "
-        "governor, RAPL",
+        help=SUMMARY["doctor"],
     )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.add_argument(

@@ -6,22 +6,21 @@ import argparse
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
+from harness import datasets
+from harness.cli.commands import SUMMARY
+from harness.datasets.download import download
 from harness.errors import UsageError
+from harness.run.paths import check_writable_dir
 
 Command = Callable[[argparse.Namespace, Console], int]
 
 
 def cmd_download(args: argparse.Namespace, console: Console) -> int:
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-    from harness import datasets
-    from harness.datasets.download import download
-
     if args.dataset not in datasets.DATASETS:
         names = ", ".join(datasets.DATASETS)
         raise UsageError(f"unknown dataset {args.dataset!r}; choose from: {names}")
-    from harness.run.paths import check_writable_dir
 
     check_writable_dir(datasets.dataset_dir(args.dataset, args.data_dir), "--data-dir")
     with Progress(
@@ -43,7 +42,7 @@ def cmd_download(args: argparse.Namespace, console: Console) -> int:
 
 
 def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -> None:
-    dl = sub.add_parser("download", help="download a dataset and verify its checksums")
+    dl = sub.add_parser("download", help=SUMMARY["download"])
     dl.add_argument("dataset")
     dl.add_argument("--data-dir", help="target folder (default: $HARNESS_DATA_DIR or ./data)")
     handlers["download"] = cmd_download

@@ -7,17 +7,17 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness import datasets, models
+from harness.cli.commands import SUMMARY
+from harness.cli.doctor import ToolStatus, tool_statuses
 from harness.plugins import PluginManager, get_plugin_manager
 from harness.run.interpreters import install_command
-
-if TYPE_CHECKING:
-    from harness.cli.doctor import ToolStatus
 
 Command = Callable[[argparse.Namespace, Console], int]
 
@@ -52,10 +52,6 @@ def _devices(info: Any) -> str:  # info: a BackendInfo
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
-    # imported here: the networks and datasets import NumPy, which --help must not
-    from harness import datasets, models
-    from harness.cli.doctor import tool_statuses
-
     pm = get_plugin_manager()
     if getattr(args, "options", False):
         _print_options(pm, console)
@@ -133,7 +129,7 @@ def _print_options(pm, console: Console) -> None:  # pm: a PluginManager
 
 
 def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -> None:
-    listing = sub.add_parser("list", help="installed tools, models and datasets")
+    listing = sub.add_parser("list", help=SUMMARY["list"])
     listing.add_argument(
         "--options", action="store_true", help="every backend's -o options (type, default, help)"
     )

@@ -17,9 +17,13 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
+from harness import datasets, models
+from harness.cli.commands import SUMMARY
 from harness.errors import UsageError
+from harness.run.paths import check_writable_file
 
 Command = Callable[[argparse.Namespace, Console], int]
 FORMAT = "onnx"  # the model file format this command writes
@@ -28,7 +32,7 @@ FORMAT = "onnx"  # the model file format this command writes
 def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -> None:
     parser = sub.add_parser(
         "onnx",
-        help="write a catalogue network as an ONNX file (canonical or trained weights)",
+        help=SUMMARY["onnx"],
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument("model", help="lenet, alexnet, resnet50, googlenet, vgg16, resnet18, vgg19")
@@ -52,8 +56,6 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
 
 
 def _network(args: argparse.Namespace):  # -> harness.models.Network
-    from harness import datasets, models
-
     if args.model not in models.MODELS:
         raise UsageError(f"unknown model {args.model!r}; choose from: {', '.join(models.MODELS)}")
     if args.dataset not in datasets.DATASETS:
@@ -76,10 +78,6 @@ def _network(args: argparse.Namespace):  # -> harness.models.Network
 
 def _weights(args: argparse.Namespace, network) -> tuple[dict, str]:
     """(canonical state dict, where it came from)."""
-    import numpy as np
-
-    from harness import models
-
     if args.weights is None:
         return models.init_weights(network, args.seed), f"initial weights, seed {args.seed}"
     path = Path(args.weights)
@@ -103,7 +101,6 @@ def _size(count: int) -> str:
 
 def cmd_onnx(args: argparse.Namespace, console: Console) -> int:
     network = _network(args)
-    from harness.run.paths import check_writable_file
 
     check_writable_file(args.output, "-o")
     from harness.backend import load_reference

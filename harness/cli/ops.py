@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
+from harness.cli.commands import SUMMARY
+from harness.errors import UsageError
+from harness.ops.runner import OpsSpec, execute
+from harness.run.paths import check_writable_dir
+
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
@@ -23,8 +31,6 @@ def shape_text(shape: dict[str, Any]) -> str:
 
 def set_table(op_set: Any, title: str) -> Any:
     """A rich table of one set's kernels, with the set's totals as caption."""
-    from rich.table import Table
-
     table = Table(title=title, title_justify="left")
     for name, justify in (
         ("kernel", "left"),
@@ -65,9 +71,6 @@ def set_table(op_set: Any, title: str) -> Any:
 
 def check_args(args: argparse.Namespace) -> None:
     """The options' values, before any work (UsageError, one line)."""
-    from harness.errors import UsageError
-    from harness.run.paths import check_writable_dir
-
     for flag, value in (
         ("--scale", args.scale),
         ("--min-time", args.min_time),
@@ -86,10 +89,6 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def cmd_ops(args: argparse.Namespace, console: Any) -> int:
-    from rich.markup import escape
-
-    from harness.ops.runner import OpsSpec, execute
-
     check_args(args)
     spec = OpsSpec(
         tool=args.tool,
@@ -127,7 +126,7 @@ def add_command(sub: Any, handlers: dict[str, Any]) -> None:
     """Registers ``ops`` with the main parser."""
     parser = sub.add_parser(
         "ops",
-        help="operation benchmarks after DeepBench: GEMM, sparse GEMM, conv, RNN, all-reduce",
+        help=SUMMARY["ops"],
         description="Times each kernel of a suite in a framework, one fresh worker per kernel "
         "kind: time per call, TFLOP/s (GB/s for all-reduce), % of the device's peak.",
     )

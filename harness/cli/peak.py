@@ -11,8 +11,10 @@ from typing import Any
 
 from rich.markup import escape
 
+from harness.cli.commands import SUMMARY
 from harness.errors import UsageError
 from harness.machine import peak as numpy_peak
+from harness.ops import peak as framework_peak
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -102,7 +104,7 @@ def _print_entry(entry: dict[str, Any], console: Any) -> None:
 def add_command(sub: Any, handlers: dict[str, Any]) -> None:
     parser = sub.add_parser(
         "peak",
-        help="measure this CPU's dense GEMM peak (for MFU on CPU runs) and cache it",
+        help=SUMMARY["peak"],
         description="Times NumPy matmul on large square matrices with the cores available and "
         "caches the best FLOP/s per precision for this machine.",
     )
@@ -135,8 +137,6 @@ def add_command(sub: Any, handlers: dict[str, Any]) -> None:
 
 def _framework_peak(args: Any, console: Any) -> int:
     """The ``peak`` command with ``--tool``."""
-    from harness.ops import peak as framework_peak
-
     tool = args.tool
     if args.show:
         entry = framework_peak.cached(tool)

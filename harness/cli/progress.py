@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from harness.sweep.progress import duration
 
 if TYPE_CHECKING:
-    from harness.results.schema import RepeatRecord
+    from harness.store.schema import RepeatRecord
 
 
 def steps_in(event: dict[str, Any]) -> int:

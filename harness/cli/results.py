@@ -18,11 +18,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.cli.commands import SUMMARY
 from harness.errors import UsageError
+from harness.report import ops as ops_section
+from harness.report import render, report_data, terminal
+from harness.report.data import latest_per_cell
+from harness.report.figures import require_matplotlib, write_figures
+from harness.report.source import load_runs, open_store, resolve_sweep, store_path
+from harness.results import compare, compare_ops
+from harness.results.export import DATAFRAME_EXTRA, export, to_parquet
+from harness.sweep.config import parse_value
+from harness.sweep.runner import SweepRequest, run_sweep
+from harness.sweep.state import SweepState
 
 if TYPE_CHECKING:
     from harness.report.data import ReportData
-    from harness.results.schema import RunResult
+    from harness.store.schema import RunResult
 
 DEFAULT_STORE = "logs/results.sqlite"
 FIGURE_FORMATS = ("png", "svg", "pdf")  # report --format: files through matplotlib
@@ -53,9 +64,6 @@ def _write(text: str, output: str | None, console: Console) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
-    from harness.sweep.config import parse_value
-    from harness.sweep.runner import SweepRequest, run_sweep
-
     if args.list:
         return _list_sweeps(args.output_dir or "logs", console)
     overrides = {}
@@ -86,9 +94,6 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 
 def _list_sweeps(output_dir: str, console: Console) -> int:
-    from harness.report.source import open_store
-    from harness.sweep.state import SweepState
-
     store = open_store(output_dir)
     table = Table(title=f"sweeps in {store.path}", title_justify="left", header_style="bold")
     for name in ("sweep id", "source", "status", "cells", "created", "updated"):
@@ -108,13 +113,7 @@ def _list_sweeps(output_dir: str, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from harness.report import ops as ops_section
-    from harness.report import render, report_data, terminal
-    from harness.report.source import store_path
-
     if args.format in FIGURE_FORMATS:
-        from harness.report.figures import require_matplotlib
-
         require_matplotlib()  # before reading the store: one line and exit 2 without it
     data = report_data(args.store, args.sweep)
     if args.format in FIGURE_FORMATS:
@@ -137,9 +136,6 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 def _figures(data: ReportData, args: argparse.Namespace, console: Console) -> int:
     """``report --format png|svg|pdf``: one file per (dataset, network, metric)."""
-    from harness.report.figures import write_figures
-    from harness.report.source import store_path
-
     folder = args.output
     if folder is None:
         suffix = f"-{data.sweep}" if data.sweep else ""
@@ -156,10 +152,6 @@ def _figures(data: ReportData, args: argparse.Namespace, console: Console) -> in
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    from harness.report.data import latest_per_cell
-    from harness.report.source import load_runs, open_store, resolve_sweep
-    from harness.results.export import export
-
     if args.format == "parquet":
         _parquet_ready(args.output)  # one line and exit 2 before the store is read
     store = open_store(args.store)
@@ -175,8 +167,6 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 def _parquet_ready(output: str | None) -> None:
     """UsageError without -o FILE, or without pandas or pyarrow (with the install command)."""
-    from harness.results.export import DATAFRAME_EXTRA
-
     if not output or output == "-":
         raise UsageError("--format parquet writes a binary file: give -o FILE")
     for module in ("pandas", "pyarrow"):
@@ -190,8 +180,6 @@ def _parquet_ready(output: str | None) -> None:
 
 def _parquet(results: list[RunResult], output: str | None, console: Console) -> int:
     """``export --format parquet -o FILE``: the DataFrame of runs (pandas and pyarrow)."""
-    from harness.results.export import to_parquet
-
     assert output is not None
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     to_parquet(results, output)
@@ -202,7 +190,6 @@ def _parquet(results: list[RunResult], output: str | None, console: Console) -> 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     if args.ops:
         return _compare_ops(args, console)
-    from harness.results import compare
 
     a = compare.load_side(args.a, args.store)
     b = compare.load_side(args.b, args.store)
@@ -217,8 +204,6 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _compare_ops(args: argparse.Namespace, console: Console) -> int:
-    from harness.results import compare_ops
-
     a_label, a = compare_ops.load_side(args.a, args.store)
     b_label, b = compare_ops.load_side(args.b, args.store)
     rows = compare_ops.compare(a, b)
@@ -238,7 +223,7 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
     """Adds the subcommands to the main parser's ``sub`` and their handlers."""
     sw = sub.add_parser(
         "sweep",
-        help="run a sweep file: every (tool, model, dataset, hardware), resumable",
+        help=SUMMARY["sweep"],
         description="Run every configuration a sweep file lists; start it again to resume.",
     )
     sw.add_argument("file", nargs="?", help="a sweep file, or a built-in sweep: study, smoke")
@@ -281,7 +266,7 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
     )
     handlers["sweep"] = cmd_sweep
 
-    rep = sub.add_parser("report", help="the results table, speedups and charts")
+    rep = sub.add_parser("report", help=SUMMARY["report"])
     rep.add_argument("--sweep", help="one sweep's runs (an id, or 'latest'); default: all runs")
     rep.add_argument(
         "--store", default=DEFAULT_STORE, help=f"results store (default {DEFAULT_STORE})"
@@ -302,7 +287,7 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
     rep.add_argument("--force", action="store_true", help=FORCE_HELP)
     handlers["report"] = cmd_report
 
-    exp = sub.add_parser("export", help="stored runs as CSV, JSON or Parquet")
+    exp = sub.add_parser("export", help=SUMMARY["export"])
     exp.add_argument(
         "--format",
         choices=("csv", "json", "parquet"),
@@ -325,7 +310,7 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
 
     cmp_ = sub.add_parser(
         "compare",
-        help="images/sec of two result sets side by side, matched by configuration key",
+        help=SUMMARY["compare"],
         description="A and B: results.sqlite files (or their folders), or sweep ids or run ids "
         "in --store. Rows match on the configuration key; configurations left over are "
         "paired by (tool, model, dataset, hardware) and the row lists what differs.",

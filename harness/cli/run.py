@@ -1,6 +1,6 @@
 """``python -m harness [run] --tool T --model M --dataset D ...``: one benchmark.
 
-The options are RunSpec's fields (their metadata, harness.run.spec.cli: flags, help
+The options are RunSpec's fields (their metadata, harness.spec.cli: flags, help
 section, help text), so the parser and :func:`spec_from_args` are loops over the
 fields; ``_FROM_CLI`` turns the few whose text is not the field's value (a batch-size
 list, KEY=VALUE pairs, C,H,W). ``--json`` and ``--dry-run`` say what to do with the
@@ -18,10 +18,18 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from harness.cli.commands import EXIT_FAILED_RUN, SUMMARY, Command
+from harness.cli.progress import RunProgress
+from harness.cli.summary import print_summary
 from harness.errors import UsageError
-
-EXIT_FAILED_RUN = 1
-Command = Callable[[argparse.Namespace, Console], int]
+from harness.monitor.resources import monitor_factory
+from harness.run.lifeline import end_stale_workers
+from harness.run.orchestrator import execute, plan_run
+from harness.run.paths import check_writable_dir
+from harness.run.recover import adopt
+from harness.run.task import INFERENCE, TASKS, task_for
+from harness.spec import ONNX_FILE_MODEL, RunSpec, batch_sizes
+from harness.store.store import ResultStore
 
 
 def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, str]:
@@ -36,8 +44,6 @@ def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, str]:
 
 def run_options() -> list[dataclasses.Field]:
     """RunSpec's fields that are ``run`` options, in ``--help`` order."""
-    from harness.run.spec import RunSpec
-
     return [f for f in dataclasses.fields(RunSpec) if f.metadata.get("cli")]
 
 
@@ -62,6 +68,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         if f.default is not dataclasses.MISSING:
             settings["default"] = f.default
+        if f.name == "task":  # the registry of tasks lives above the spec, in harness.run
+            settings["choices"] = tuple(TASKS)
         if "action" not in settings:  # -o/--tag append text
             settings.setdefault("type", _option_type(f))
         group.add_argument(*flags, dest=f.name, **settings)
@@ -85,8 +93,6 @@ def _input_shape(text: str | None) -> list[int] | None:
 
 def specs_from_args(args: argparse.Namespace) -> list:  # -> list[RunSpec]
     """One RunSpec per ``--batch-size`` entry (one when it is a single number or absent)."""
-    from harness.run.spec import batch_sizes
-
     spec = spec_from_args(args)
     if args.batch_size is None:
         return [spec]
@@ -94,9 +100,6 @@ def specs_from_args(args: argparse.Namespace) -> list:  # -> list[RunSpec]
 
 
 def spec_from_args(args: argparse.Namespace):  # -> RunSpec
-    from harness.run.spec import ONNX_FILE_MODEL, RunSpec
-    from harness.run.task import INFERENCE
-
     if args.onnx_file:
         if args.model is not None or args.dataset is not None:
             raise UsageError("--onnx-file replaces --model and --dataset: give neither")
@@ -117,8 +120,6 @@ def spec_from_args(args: argparse.Namespace):  # -> RunSpec
 
 def _first_batch_size(text: str | int | None) -> int | None:
     """The first of ``--batch-size 1,8,64``: specs_from_args makes one spec per entry."""
-    from harness.run.spec import batch_sizes
-
     return batch_sizes(text)[0] if isinstance(text, str) else text
 
 
@@ -133,8 +134,6 @@ _FROM_CLI: dict[str, Callable[[Any], Any]] = {
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from harness.run.orchestrator import plan_run
-
     # --batch-size 1,8,64: one run per size, every one planned (checked) before any starts
     plans = [plan_run(spec, check_gpus=not args.dry_run) for spec in specs_from_args(args)]
     if args.dry_run:
@@ -171,18 +170,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
     """Runs one planned benchmark with its progress display and prints its summary."""
-    from harness.cli.progress import RunProgress
-    from harness.cli.summary import print_summary
-    from harness.run.lifeline import end_stale_workers
-    from harness.run.orchestrator import execute
-    from harness.run.paths import check_writable_dir
-    from harness.run.task import task_for
-
     check_writable_dir(plan.spec.output_dir, "--output-dir")  # before any work starts
     for note in end_stale_workers(plan.spec.output_dir):  # left by a harness killed with -9
         console.print(f"[yellow]warning:[/yellow] {escape(note)}", highlight=False)
-    from harness.results.recover import adopt
-    from harness.results.store import ResultStore
 
     store = ResultStore(Path(plan.spec.output_dir) / "results.sqlite")
     for note in adopt(store, plan.spec.output_dir):  # runs a full disk or kill -9 left out
@@ -201,7 +191,6 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
                 progress.start_repeat(repeat + 1)
 
         progress.start_repeat(1)
-        from harness.monitor.resources import monitor_factory
 
         outcome = execute(
             plan, on_event=on_event, on_repeat=on_repeat, monitor_factory=monitor_factory
@@ -211,6 +200,6 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
 
 
 def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -> None:
-    run = sub.add_parser("run", help="benchmark one (tool, model, dataset, hardware) (default)")
+    run = sub.add_parser("run", help=SUMMARY["run"])
     add_run_arguments(run)
     handlers["run"] = cmd_run

@@ -6,8 +6,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.results import metrics
-from harness.results.schema import DataSource, Flops, RunResult, Stat
+from harness.store import metrics
+from harness.store.flops import flops_text
+from harness.store.schema import DataSource, Flops, RunResult, Stat
 
 
 def _num(value: float | None, digits: int = 1, unit: str = "") -> str:
@@ -206,7 +207,7 @@ def inference_lines(result: RunResult) -> list[str]:
 
 
 def metric_lines(result: RunResult) -> list[str]:
-    """A line per measured metric with a summary label (harness.results.metrics: power,
+    """A line per measured metric with a summary label (harness.store.metrics: power,
     memory, energy...), and the monitor's notes."""
     lines = []
     for metric in metrics.registry():
@@ -221,9 +222,7 @@ def metric_lines(result: RunResult) -> list[str]:
 
 
 def flops_lines(result: RunResult) -> list[str]:
-    """FLOPs per image, achieved FLOP/s, MFU (harness.results.flops) and the configuration key."""
-    from harness.results.flops import flops_text
-
+    """FLOPs per image, achieved FLOP/s, MFU (harness.store.flops) and the configuration key."""
     lines = []
     fl = result.summary.flops or Flops()
     inference = metrics.per_batch(result.spec.task) and fl.forward_per_image

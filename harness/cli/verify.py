@@ -24,9 +24,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
+from harness import models
+from harness.cli.commands import SUMMARY
 from harness.errors import UsageError
+from harness.models import parity as P
+from harness.plugins import PluginManager
+from harness.run.interpreters import find_interpreter
 
 Command = Callable[[argparse.Namespace, Console], int]
 SMALL_INPUT = {"lenet": (1, 28, 28)}  # the default input of each model; others 3x32x32
@@ -36,7 +42,7 @@ INPUTS = {"small": "28x28 and 32x32", "default": "one per model"}
 def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -> None:
     parser = sub.add_parser(
         "verify",
-        help="check that every installed backend computes the same network as the reference",
+        help=SUMMARY["verify"],
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument("--tools", action="append", help="comma-separated (default: installed)")
@@ -68,8 +74,6 @@ def _names(values: list[str] | None, flag: str) -> list[str] | None:
 
 def pairs(model_names: list[str], inputs: str) -> list[tuple[str, tuple[int, int, int], int]]:
     """The (model, input, classes) pairs to check."""
-    from harness import models
-
     out = []
     for name in model_names:
         if name == "lenet":
@@ -87,9 +91,6 @@ def pairs(model_names: list[str], inputs: str) -> list[tuple[str, tuple[int, int
 
 def _tools(requested: list[str] | None) -> list[tuple[str, str | None, str]]:
     """(tool, interpreter or None, why not) for each tool to check."""
-    from harness.plugins import PluginManager
-    from harness.run.interpreters import find_interpreter
-
     pm = PluginManager()
     probes = pm.backends_with("harness_parity_probe")  # the backends that take part
     names = requested or sorted(pm.backends)
@@ -116,8 +117,6 @@ def _fmt(value: float | None) -> str:
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
-    from harness import models
-
     if args.timeout < 0:  # 0: no limit
         raise UsageError(f"--timeout must be zero (no limit) or more, got {args.timeout:g}")
     model_names = _names(args.models, "--models") or models.names()
@@ -129,7 +128,6 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     tools = _tools(_names(args.tools, "--tools"))
     if not any(python for _, python, _ in tools):
         raise UsageError("no backend can be checked: " + tools[0][2])
-    from harness.models import parity as P
 
     cases = pairs(model_names, args.inputs)
     out = sys.stdout
@@ -140,8 +138,6 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
             case = P.reference_case(models.build(name, shape, classes))
             stem = Path(folder) / f"{index:02d}-{name}"
             with open(stem.with_suffix(".npz"), "wb") as handle:
-                import numpy as np
-
                 np.savez(handle, **case)
             stem.with_suffix(".json").write_text(json.dumps({"pair": [name, *shape, classes]}))
         console.print(f"reference cases: {time.monotonic() - started:.0f} s", highlight=False)
@@ -161,8 +157,6 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 
 
 def _run_tool(tool: str, python: str, folder: str, args, count: int, out) -> bool:
-    from harness.models import parity as P
-
     command = [python, "-m", "harness.run.parity", "--tool", tool, "--cases", folder]
     if args.gpu:
         command.append("--gpu")

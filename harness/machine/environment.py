@@ -12,8 +12,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness import __version__
 from harness.cpu import available_cores
+from harness.machine import hygiene
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,10 +62,6 @@ def collect(gpu_indices: Iterable[int] = ()) -> dict[str, Any]:
     ``hygiene``: the CPU's frequency governor and turbo state, and for ``gpu_indices``
     (NVML indices of the run's GPUs) their power limit, clocks and persistence mode;
     see :func:`harness.machine.hygiene.record`."""
-    import psutil
-
-    from harness.machine import hygiene
-
     return {
         "hostname": socket.gethostname(),
         "os": platform.platform(),

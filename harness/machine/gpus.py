@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
 from harness.errors import UsageError
-
-# The NVML binding to import; tests point it at a fake with scripted GPUs.
-NVML_MODULE_ENV = "HARNESS_NVML_MODULE"
-
-
-def nvml_module_name() -> str:
-    return os.environ.get(NVML_MODULE_ENV) or "pynvml"
+from harness.monitor.nvml import nvml_module_name
 
 
 @dataclass(frozen=True)

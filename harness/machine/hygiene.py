@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from harness.monitor.host import Rapl
+from harness.monitor.nvml import decode_throttle, nvml_module_name, process_name
 
 CPU_ROOT = Path("/sys/devices/system/cpu")
 POWERCAP_ROOT = Path("/sys/class/powercap")
@@ -90,8 +92,6 @@ def cpu_settings(root: Path = CPU_ROOT) -> dict[str, Any]:
 
 def rapl_status(root: Path = POWERCAP_ROOT) -> dict[str, Any]:
     """Whether RAPL's package energy counters can be read: {"readable", "reason"}."""
-    from harness.monitor.host import Rapl
-
     reader = Rapl(root)
     readable = reader.available
     reader.close()
@@ -105,8 +105,6 @@ def load_nvml(module: ModuleType | None = None) -> tuple[ModuleType | None, str 
     """The NVML binding (HARNESS_NVML_MODULE in tests, else pynvml), or None and why."""
     if module is not None:
         return module, None
-    from harness.machine.gpus import nvml_module_name
-
     try:
         return importlib.import_module(nvml_module_name()), None
     except ImportError as exc:
@@ -124,18 +122,6 @@ def _call(fn: Callable[[], Any]) -> tuple[Any, str | None]:
         return fn(), None
     except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
-
-
-def process_name(nvml: ModuleType, pid: int) -> str | None:
-    """A process's name: NVML's (works for host pids), else psutil's, else None."""
-    name, _ = _call(lambda: _text(nvml.nvmlSystemGetProcessName(pid)))
-    if name:
-        return os.path.basename(name)
-    with contextlib.suppress(Exception):
-        import psutil
-
-        return psutil.Process(pid).name()
-    return None
 
 
 # kind -> NVML's process-list functions, newest first (an older driver has only _v2)
@@ -173,7 +159,6 @@ def gpu_processes(nvml: ModuleType, handle: Any) -> list[dict[str, Any]]:
 def _reasons(mask: int | None) -> list[str] | None:
     if mask is None:
         return None
-    from harness.monitor.nvml import decode_throttle
 
     return decode_throttle(mask)
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.cpu import available_cores
 from harness.machine.environment import cpu_model
 
 CACHE_FILE = "peak.json"
@@ -40,16 +42,12 @@ def cache_path() -> Path:
 
 
 def cores_available() -> int:
-    try:
-        from harness.cpu import available_cores
-    except ImportError:  # pragma: no cover - harness.cpu is part of the harness
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     return available_cores()
 
 
 def blas_name() -> str:
     """NumPy's version and BLAS, e.g. ``numpy 2.1.0 scipy-openblas 0.3.27``."""
-    import numpy
+    import numpy  # late: measure() sets the BLAS threads before NumPy loads
 
     name = version = None
     try:
@@ -90,8 +88,6 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 def _set_threads(cores: int) -> None:
     """BLAS threads = the cores available, unless NumPy is loaded or the user set them."""
-    import sys
-
     if "numpy" in sys.modules:
         return
     for name in _THREAD_VARIABLES:
@@ -100,7 +96,7 @@ def _set_threads(cores: int) -> None:
 
 def gemm_rate(n: int, dtype: str, min_time: float) -> float:
     """Best FLOP/s of ``n x n @ n x n`` in ``dtype`` over repeats lasting ``min_time`` s."""
-    import numpy as np
+    import numpy as np  # late: measure() sets the BLAS threads before NumPy loads
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(dtype)
@@ -229,3 +225,44 @@ def lookup(precision: str, path: Path | None = None) -> tuple[float | None, str]
         f"GEMM peak measured by `python -m harness peak` on {entry.get('measured_at', '?')} "
         f"({entry.get('cores', '?')} cores, {entry.get('blas', '?')})"
     )
+
+
+def framework_key(tool: str, info: dict[str, Any] | None = None) -> str:
+    info = info or machine()
+    return f"{machine_key(info)} | framework {tool}"
+
+
+def framework_cached(tool: str, path: Path | None = None) -> dict[str, Any] | None:
+    """This machine's entry for ``tool`` in the cache, or None."""
+    data = _read_cache(path or cache_path())
+    return data["machines"].get(framework_key(tool))
+
+
+def framework_lookup(
+    tool: str, precision: str, path: Path | None = None
+) -> tuple[float | None, str]:
+    """(this machine's peak measured through ``tool``, its source or why there is none)."""
+    entry = framework_cached(tool, path)
+    value = ((entry or {}).get("peaks") or {}).get(precision)
+    if not value:
+        return (
+            None,
+            f"no {tool} GEMM peak for {precision}: run `python -m harness peak --tool {tool}`",
+        )
+    return float(value), (
+        f"{tool} GEMM peak measured by `python -m harness peak --tool {tool}` on "
+        f"{entry.get('measured_at', '?')} ({entry.get('cores', '?')} cores)"
+    )
+
+
+def cpu_peak(
+    tool: str | None, precision: str, path: Path | None = None
+) -> tuple[float | None, str]:
+    """(the CPU's peak FLOP/s for a run of ``tool``, its source or why there is none): the
+    peak measured through the tool's own GEMM (``python -m harness peak --tool T``) if
+    cached, else NumPy's (``python -m harness peak``)."""
+    if tool is not None:
+        found = framework_lookup(tool, precision, path)
+        if found[0] is not None:
+            return found
+    return lookup(precision, path)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+import psutil
+
 from .samples import ErrorLog, GpuSample
 
 MIB = 1024 * 1024
@@ -116,6 +118,26 @@ def load_nvml(module: ModuleType | None) -> tuple[ModuleType | None, str | None]
         return importlib.import_module("pynvml"), None
     except ImportError as exc:
         return None, f"pynvml (package nvidia-ml-py) is not installed: {exc}"
+
+
+# The NVML binding to import; tests point it at a fake with scripted GPUs.
+NVML_MODULE_ENV = "HARNESS_NVML_MODULE"
+
+
+def nvml_module_name() -> str:
+    return os.environ.get(NVML_MODULE_ENV) or "pynvml"
+
+
+def process_name(nvml: ModuleType, pid: int) -> str | None:
+    """A process's name: NVML's (works for host pids), else psutil's, else None."""
+    with contextlib.suppress(Exception):
+        name = nvml.nvmlSystemGetProcessName(pid)
+        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        if name:
+            return os.path.basename(name)
+    with contextlib.suppress(Exception):
+        return psutil.Process(pid).name()
+    return None
 
 
 def _text(value: Any) -> str:
@@ -332,8 +354,6 @@ class NvmlSampler:
             verdict = False
         else:
             try:
-                import psutil
-
                 lineage = {pid, *(q.pid for q in psutil.Process(pid).parents())}
             except Exception:  # not visible to us (another user's, hidepid): not our child
                 lineage = {pid}
@@ -342,8 +362,6 @@ class NvmlSampler:
         return verdict
 
     def _process_name(self, pid: int) -> str | None:
-        from harness.machine.hygiene import process_name
-
         assert self.nvml is not None
         return process_name(self.nvml, pid)
 

@@ -14,9 +14,9 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from harness.machine.gpus import nvml_module_name
 from harness.monitor import Monitor, MonitorConfig, PhaseWindow, Recording, summarize, write_csv
-from harness.results.schema import RepeatRecord, Resources, ResourceTimed, Stat, from_dict
+from harness.monitor.nvml import nvml_module_name
+from harness.store.schema import RepeatRecord, Resources, ResourceTimed, Stat, from_dict
 
 
 def _mean_of(phase: dict[str, Any] | None, key: str) -> float | None:

@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.ops.suite import Kernel, conv_output, nnz
+import numpy as np
+
+from harness.ops.suite import Kernel, conv_output, forward_flops, nnz
 
 CHECK_LIMIT = 2e9  # FLOPs above which NumPy's reference is skipped (its time, not ours)
 
@@ -61,15 +63,11 @@ def numpy_dtype(precision: str) -> str:
 
 
 def rng(kernel: Kernel) -> Any:
-    import numpy as np
-
     return np.random.default_rng(abs(hash(kernel.name)) % (2**32))
 
 
 def max_error(result: Any, expected: Any) -> float:
     """max |result - expected| / max |expected| (in float64)."""
-    import numpy as np
-
     got = np.asarray(result, dtype=np.float64)
     want = np.asarray(expected, dtype=np.float64)
     if got.shape != want.shape:
@@ -97,8 +95,6 @@ def gemm_reference(kernel: Kernel, a: Any, b: Any) -> Any:
 def sparse_inputs(kernel: Kernel) -> tuple[Any, Any, Any, Any]:
     """(rows, cols, values) of A's non-zeros in row-major order (exactly ``nnz`` of them)
     and the dense B, fp32."""
-    import numpy as np
-
     s = kernel.shape
     r = rng(kernel)
     count = nnz(s)
@@ -110,8 +106,6 @@ def sparse_inputs(kernel: Kernel) -> tuple[Any, Any, Any, Any]:
 
 
 def sparse_reference(kernel: Kernel, rows: Any, cols: Any, values: Any, b: Any) -> Any:
-    import numpy as np
-
     out = np.zeros((kernel.shape["m"], kernel.shape["n"]))
     np.add.at(out, rows, values.astype(np.float64)[:, None] * b[cols].astype(np.float64))
     return out
@@ -130,8 +124,6 @@ def conv_inputs(kernel: Kernel) -> tuple[Any, Any]:
 
 def conv_reference(kernel: Kernel, x: Any, w: Any) -> Any:
     """Cross-correlation (what frameworks call convolution), NCHW, float64."""
-    import numpy as np
-
     s = kernel.shape
     pad, stride = s["pad"], s["stride"]
     p = conv_output(s["h"], s["r"], pad, stride)
@@ -159,7 +151,6 @@ def rnn_reference(x: Any, w: Any, u: Any, bx: Any, bh: Any, order: str) -> Any:
     ``order``: LSTM ``i f g o`` (input, forget, cell, output gates, in any order), GRU
     ``r z n`` (reset, update, new): ``n = tanh(x W_n + bx_n + r (h U_n + bh_n))`` and
     ``h' = (1 - z) n + z h``; ``bx``/``bh`` are the input and recurrent biases."""
-    import numpy as np
 
     def sigmoid(v: Any) -> Any:
         return 1.0 / (1.0 + np.exp(-v))
@@ -188,8 +179,6 @@ def rnn_reference(x: Any, w: Any, u: Any, bx: Any, bh: Any, order: str) -> Any:
 
 
 def checkable(kernel: Kernel) -> bool:
-    from harness.ops.suite import forward_flops
-
     if kernel.kind == "allreduce":
         return True
     work = forward_flops(kernel.kind, kernel.shape)

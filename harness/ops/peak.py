@@ -10,16 +10,20 @@ on the CPU use it for their % of peak when it exists (else NumPy's peak).
 from __future__ import annotations
 
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness.machine import peak as numpy_peak
+
+# reading the cache is the machine's (harness.store.flops's callers look peaks up there)
+from harness.machine.peak import framework_cached as cached  # noqa: F401
+from harness.machine.peak import framework_key
+from harness.machine.peak import framework_lookup as lookup  # noqa: F401
+from harness.ops.runner import OpsSpec, _environment, _run_set, ops_module
 from harness.ops.suite import Kernel
-
-
-def framework_key(tool: str, info: dict[str, Any] | None = None) -> str:
-    info = info or numpy_peak.machine()
-    return f"{numpy_peak.machine_key(info)} | framework {tool}"
+from harness.plugins import get_plugin_manager
+from harness.run.interpreters import find_interpreter
 
 
 def measure(
@@ -30,12 +34,6 @@ def measure(
     on_result: Any = None,
 ) -> dict[str, Any]:
     """Times an n x n x n GEMM per size and precision in ``tool``'s worker."""
-    from datetime import datetime, timezone
-
-    from harness.ops.runner import OpsSpec, _environment, _run_set, ops_module
-    from harness.plugins import get_plugin_manager
-    from harness.run.interpreters import find_interpreter
-
     pm = get_plugin_manager()
     backend = pm.backend(tool)
     module = ops_module(backend, pm)
@@ -98,24 +96,3 @@ def measure(
     }
     entry["provenance"] = numpy_peak.provenance(entry, min_time)
     return entry
-
-
-def cached(tool: str, path: Path | None = None) -> dict[str, Any] | None:
-    """This machine's entry for ``tool`` in the cache, or None."""
-    data = numpy_peak._read_cache(path or numpy_peak.cache_path())
-    return data["machines"].get(framework_key(tool))
-
-
-def lookup(tool: str, precision: str, path: Path | None = None) -> tuple[float | None, str]:
-    """(this machine's peak measured through ``tool``, its source or why there is none)."""
-    entry = cached(tool, path)
-    value = ((entry or {}).get("peaks") or {}).get(precision)
-    if not value:
-        return (
-            None,
-            f"no {tool} GEMM peak for {precision}: run `python -m harness peak --tool {tool}`",
-        )
-    return float(value), (
-        f"{tool} GEMM peak measured by `python -m harness peak --tool {tool}` on "
-        f"{entry.get('measured_at', '?')} ({entry.get('cores', '?')} cores)"
-    )

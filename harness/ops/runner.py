@@ -5,13 +5,15 @@ For each set (the kernels of one kind) the runner writes ``job.json`` under
 framework's interpreter (harness.run.interpreters) with the backend's environment and
 the CPU thread policy, reads the worker's lines as they come, and turns them into
 :class:`OpResult` records with TFLOP/s (or GB/s) and the percentage of the device's
-peak (harness.results.flops.device_peak: the GPU's published peak, or the CPU's peak
+peak (harness.store.flops.device_peak: the GPU's published peak, or the CPU's peak
 measured by ``python -m harness peak``). The run is stored as one
 :class:`OpsResult` in ``<output-dir>/results.sqlite``.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,9 +26,18 @@ from typing import Any
 
 from harness.cpu import policy_for
 from harness.errors import UsageError
+from harness.machine import environment, gpus, peak
+from harness.monitor import Monitor, MonitorConfig, PhaseWindow, summarize, write_csv
+from harness.monitor.nvml import nvml_module_name
 from harness.ops import suite as suites
 from harness.ops.suite import Kernel
-from harness.results.schema import OpResult, OpSet, OpsResult, Stat
+from harness.plugins import get_plugin_manager
+from harness.run import lifeline
+from harness.run.interpreters import find_interpreter
+from harness.spec import RunSpec
+from harness.store.flops import device_peak
+from harness.store.schema import OpResult, OpSet, OpsResult, Stat
+from harness.store.store import ResultStore
 
 ALLREDUCE_NEEDS = "needs two devices or more: --cpu-devices N or --num-gpus N"
 
@@ -67,14 +78,10 @@ def plan_kernels(spec: OpsSpec) -> tuple[suites.Suite, list[tuple[str, list[Kern
 
 
 def _peak(spec: OpsSpec, gpu_names: list[str]) -> tuple[float | None, str]:
-    from harness.results.flops import device_peak
-
     try:
         cpu_peak = None
         if spec.num_gpus <= 0:  # the framework's own GEMM peak when measured, else NumPy's
-            from harness.ops.peak import lookup
-
-            cpu_peak = lookup(spec.tool, spec.precision)
+            cpu_peak = peak.cpu_peak(spec.tool, spec.precision)
             if cpu_peak[0] is None:
                 cpu_peak = None
         return device_peak(
@@ -131,8 +138,6 @@ def op_result(
 def _environment(
     spec: OpsSpec, backend: Any, devices: int, gpu_env: dict[str, str]
 ) -> dict[str, str]:
-    from harness.run.spec import RunSpec
-
     env = dict(backend.worker_env)
     run = RunSpec(
         spec.tool,
@@ -166,8 +171,6 @@ def _run_set(
 ) -> tuple[list[dict[str, Any]], str | None, float, dict[str, Any] | None]:
     """Runs one worker; returns its lines, the cause if it failed, its wall seconds and
     the resource monitor's summary of it (harness.monitor, as a training run's)."""
-    from harness.run import lifeline
-
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "ops.jsonl"
     out.unlink(missing_ok=True)
@@ -242,11 +245,6 @@ def _run_set(
 def _start_monitor(pid: int, gpu_indices: list[int]) -> Any:
     """The resource monitor sampling the worker's process tree (None if it cannot)."""
     try:
-        import importlib
-
-        from harness.machine.gpus import nvml_module_name
-        from harness.monitor import Monitor, MonitorConfig
-
         nvml = None
         if nvml_module_name() != "pynvml":
             nvml = importlib.import_module(nvml_module_name())
@@ -263,8 +261,6 @@ def _stop_monitor(
     if monitor is None:
         return None
     try:
-        from harness.monitor import PhaseWindow, summarize, write_csv
-
         recording = monitor.stop()
         windows = [PhaseWindow("set", started, ended)]
         write_csv(recording, folder / "power.csv", windows)
@@ -296,11 +292,6 @@ def execute(
     pm: Any = None,
 ) -> OpsResult:
     """Runs ``spec``; stores and returns the result (UsageError before any work)."""
-    from harness.machine import environment, gpus
-    from harness.plugins import get_plugin_manager
-    from harness.results.store import ResultStore
-    from harness.run.interpreters import find_interpreter
-
     if spec.precision not in ("fp32", "fp16", "bf16"):
         raise UsageError(f"--precision must be fp32, fp16 or bf16, not {spec.precision!r}")
     if spec.cpu_devices < 1:

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.results import stats
 from harness.run.loop import Limits, auto_window, throughput_ci
+from harness.store import stats
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The table is the study's: one row per (metric, dataset, network, framework), one
 column per hardware configuration. A *cell* is one configuration (its key,
-harness.results.configkey: batch, precision, data source, options, threads, timing mode, ...)
+harness.store.configkey: batch, precision, data source, options, threads, timing mode, ...)
 and may have several stored runs; the report uses the latest run whose status is ``ok``,
 else the latest ``partial`` one (some repeats failed: the mean is over the ok ones,
 marked), else the latest run of any status, whose status the cell then shows ("oom",
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import datasets, models
-from harness.results import configkey, metrics
-from harness.results.metrics import Metric
-from harness.results.schema import RunResult
+from harness.store import configkey, metrics
+from harness.store.metrics import Metric
+from harness.store.schema import RunResult
 
-# Every figure a report can show, in the order it shows them (harness.results.metrics:
+# Every figure a report can show, in the order it shows them (harness.store.metrics:
 # those of the task with ``report``); a report leaves out those that no run in it has
 # (ReportData.metrics), so a CPU-only report has no GPU rows. METRICS and
 # INFERENCE_METRICS are the built-in ones; a report asks the registry (report_metrics).
@@ -545,7 +545,7 @@ def _notes(data: ReportData) -> list[str]:
 # hardware, batch size) and one column per figure, and its charts put the batch size
 # along x, per (dataset, network, hardware): throughput, and the latency percentiles.
 
-# Figures of an inference row, in the table's order (harness.results.metrics: those of
+# Figures of an inference row, in the table's order (harness.store.metrics: those of
 # the inference task with ``report``).
 INFERENCE_METRICS = tuple(metrics.for_task("inference", report=True))
 INFERENCE_METRIC = {m.key: m for m in INFERENCE_METRICS}

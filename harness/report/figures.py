@@ -177,6 +177,7 @@ def _lines(
 
 
 def _axes(title_text: str, ylabel: str, batches: list[int]) -> tuple[Any, Any]:
+    # matplotlib: the optional `figures` extra (require_matplotlib says how to install it)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -215,7 +216,7 @@ def _inference_throughput(
 def _inference_latency(
     data: InferenceData, dataset: str, model: str, hardware: str, colors: dict[str, str]
 ) -> Any:
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # the optional `figures` extra
 
     per_key = {k: _lines(data, dataset, model, hardware, k) for k in LATENCY_PERCENTILES}
     if not any(per_key.values()):
@@ -241,6 +242,7 @@ def _inference_latency(
 
 def draw(data: ReportData, dataset: str, model: str, metric: Metric, colors: dict[str, str]) -> Any:
     """The matplotlib Figure of one (dataset, network, metric) grouped bar chart."""
+    # matplotlib: the optional `figures` extra (require_matplotlib says how to install it)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch

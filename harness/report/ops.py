@@ -13,7 +13,11 @@ import html as html_lib
 from pathlib import Path
 from typing import Any
 
-from harness.results.schema import OpResult, OpsResult
+from rich.table import Table as RichTable
+
+from harness.report.source import store_path
+from harness.store.schema import OpResult, OpsResult
+from harness.store.store import ResultStore
 
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 
@@ -27,9 +31,6 @@ def latest(results: list[OpsResult]) -> list[OpsResult]:
 
 
 def load(store: str | Path) -> list[OpsResult]:
-    from harness.report.source import store_path
-    from harness.results.store import ResultStore
-
     return latest(ResultStore(store_path(store), readonly=True).ops())
 
 
@@ -70,8 +71,6 @@ def tables(results: list[OpsResult]) -> list[Table]:
 
 
 def terminal(store: str | Path, console: Any) -> None:
-    from rich.table import Table as RichTable
-
     found = tables(load(store))
     if not found:
         return

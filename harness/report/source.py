@@ -6,8 +6,9 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.report.data import ReportData, build
-from harness.results.schema import RunResult
-from harness.results.store import ResultStore
+from harness.store.schema import RunResult
+from harness.store.store import ResultStore
+from harness.sweep.state import DONE, SKIPPED, SweepState
 
 
 def store_path(path: str | Path) -> Path:
@@ -27,8 +28,6 @@ def open_store(path: str | Path) -> ResultStore:
 
 def resolve_sweep(store: ResultStore, sweep: str | None) -> str | None:
     """``latest`` means the newest sweep in the store; an unknown id is a UsageError."""
-    from harness.sweep.state import SweepState
-
     if sweep is None:
         return None
     if sweep == "latest":
@@ -50,8 +49,6 @@ def load_runs(store: ResultStore, sweep: str | None) -> list[RunResult]:
 
 def report_data(path: str | Path, sweep: str | None = None) -> ReportData:
     """The report of a store, or of one sweep in it (with the runs it skipped)."""
-    from harness.sweep.state import DONE, SKIPPED, SweepState
-
     store = open_store(path)
     sweep = resolve_sweep(store, sweep)
     results = load_runs(store, sweep)

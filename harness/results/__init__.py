@@ -1,9 +1,6 @@
-"""Results: what a run records and how results are kept, exported and compared.
-
-``schema`` (the typed, versioned records and their JSON codec), ``records`` (events
-into a repeat record, repeats into a run summary), ``stats`` (medians, intervals),
-``configkey`` (the configuration key), ``flops`` (FLOP counts and MFU), ``store`` (the
-SQLite result store), ``export`` (CSV/JSON/Parquet) and ``compare`` (two sets of results).
+"""Results: the analysis of stored runs: ``export`` (CSV/JSON/Parquet), ``compare`` and
+``compare_ops`` (two sets of results), and ``load``. The records themselves and their
+store are :mod:`harness.store` (``harness.results.schema`` still names the record types).
 
 ``load(store)`` is a store's runs as a pandas DataFrame (pandas: the ``dataframe`` extra)::
 
@@ -15,10 +12,11 @@ SQLite result store), ``export`` (CSV/JSON/Parquet) and ``compare`` (two sets of
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from harness.results.store import ResultStore
+from harness.report.source import load_runs, open_store, resolve_sweep
+from harness.results.export import _pandas, to_frame
+from harness.store.store import ResultStore
 
 
 def load(store: str | Path | ResultStore, sweep: str | None = None) -> Any:
@@ -29,11 +27,7 @@ def load(store: str | Path | ResultStore, sweep: str | None = None) -> Any:
     ``sweep``: one sweep's runs (an id, or ``"latest"``); None: every run. Raises
     ImportError, with the install command, when pandas is missing; the store is only read.
     """
-    from harness.results.export import _pandas, to_frame
-
     _pandas()  # before opening anything: the missing extra is the first thing said
-    from harness.report.source import load_runs, open_store, resolve_sweep
-    from harness.results.store import ResultStore
 
     opened = store if isinstance(store, ResultStore) else open_store(store)
     return to_frame(load_runs(opened, resolve_sweep(opened, sweep)))

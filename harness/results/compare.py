@@ -2,7 +2,7 @@
 
 A side is a results store (a ``results.sqlite`` file or the folder holding one), or a
 sweep id or a run id in the store given with ``--store``. Runs are matched on their
-configuration key (harness.results.configkey): each side shows its latest ok run per key (as
+configuration key (harness.store.configkey): each side shows its latest ok run per key (as
 the report does), and a row pairs the same key on both sides. Configurations left over
 on both sides are then paired by (tool, model, dataset, hardware label), fewest
 differences first, so that two machines (another GPU model, another CPU) or two
@@ -44,6 +44,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness import datasets, models
 from harness.errors import UsageError
 from harness.report.data import (
     Value,
@@ -56,9 +57,9 @@ from harness.report.data import (
     task_of,
 )
 from harness.report.source import describe_hosts, open_store, resolve_sweep
-from harness.results import configkey, metrics, stats
 from harness.results.export import csv_cell
-from harness.results.schema import RunResult
+from harness.store import configkey, metrics, stats
+from harness.store.schema import RunResult
 
 BAND = 0.02  # "same" means the ratio's 95% CI lies within 1 +- BAND
 VERDICTS = ("faster", "slower", "same", "inconclusive", "-")
@@ -66,7 +67,7 @@ VERDICTS = ("faster", "slower", "same", "inconclusive", "-")
 
 @dataclass
 class FigureComparison:
-    """One more figure of a row, A against B (harness.results.metrics: those with a
+    """One more figure of a row, A against B (harness.store.metrics: those with a
     ``compare`` name, e.g. the latencies of an inference row, lower is better)."""
 
     key: str  # e.g. latency_p99_s
@@ -233,8 +234,6 @@ def compare(
     a: list[RunResult] | Side, b: list[RunResult] | Side, *, strict: bool = False
 ) -> list[Comparison]:
     """One row per configuration present on either side, in catalogue order."""
-    from harness import datasets, models
-
     side_a = a if isinstance(a, Side) else Side("A", a)
     side_b = b if isinstance(b, Side) else Side("B", b)
     pairs = _pairs(side_a, side_b, strict)
@@ -594,7 +593,7 @@ def to_csv(rows: list[Comparison]) -> str:
             "ratio_ci_high",
             "verdict",
             "settle",
-            # each compared figure (harness.results.metrics), in its shown unit: the
+            # each compared figure (harness.store.metrics), in its shown unit: the
             # latencies per batch of inference rows in ms (e.g. latency_p99_ms_ratio)
             *(f"{m.csv_stem}_{part}" for m in compared for part in _LATENCY_CSV),
             "differences",

@@ -23,10 +23,10 @@ from rich.table import Table
 
 from harness.errors import UsageError
 from harness.report.source import open_store
-from harness.results import stats
 from harness.results.compare import BAND
 from harness.results.export import csv_cell
-from harness.results.schema import OpResult, OpsResult
+from harness.store import stats
+from harness.store.schema import OpResult, OpsResult
 
 Key = tuple[str, str, str, str, str, str]  # tool, precision, kind, name, direction, shape
 

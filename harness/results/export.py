@@ -2,13 +2,13 @@
 
 CSV columns are :func:`columns`: what a run is, then each exported metric's mean and
 std (and images/sec's CI, median, jitter and olympic mean), declared once in
-harness.results.metrics, then the rest; a missing figure is an empty field. JSON is an object
+harness.store.metrics, then the rest; a missing figure is an empty field. JSON is an object
 ``{"format": "harness-runs", "version": 2, "runs": [...]}`` whose runs carry the same
 fields plus ``result``, the full stored result (every repeat, the environment).
 Version 2 added the configuration key and what it is made of (threads, timing mode,
 options, harness version), the median, jitter and olympic mean of images/sec, and
-FLOPs, FLOP/s and MFU (harness.results.flops). Version 3: ``result`` is the typed
-record (harness.results.schema, with its ``schema_version``), the JSON is strict (no
+FLOPs, FLOP/s and MFU (harness.store.flops). Version 3: ``result`` is the typed
+record (harness.store.schema, with its ``schema_version``), the JSON is strict (no
 NaN), and CSV cells that a spreadsheet would run as a formula (a text starting with
 = + - @) start with a ' instead. ``export --latest`` keeps one run per configuration
 key: the one the report shows. Inference runs (``--task inference``) fill the columns of
@@ -29,12 +29,11 @@ import io
 from typing import Any
 
 from harness.report.data import hardware_label
-from harness.results import configkey, metrics
-from harness.results.schema import Flops, RunResult, to_dict
-from harness.run import strictjson
+from harness.store import configkey, metrics, strictjson
+from harness.store.schema import Flops, RunResult, to_dict
 
 EXPORT_VERSION = 3
-# What the inference task adds besides its metrics (in harness.results.metrics).
+# What the inference task adds besides its metrics (in harness.store.metrics).
 _INFERENCE_FIELDS = ("model_bytes", "model_format", "latency_basis")
 # What a run's FLOPs summary adds besides its metrics (tflops: flops_per_sec, mfu).
 _FLOPS_FIELDS = (
@@ -87,7 +86,7 @@ def inference_columns() -> tuple[str, ...]:
 
 def columns() -> tuple[str, ...]:
     """The CSV's columns: what the run is, then each exported metric's (its mean, std
-    and extra statistics, harness.results.metrics, in order), then the rest."""
+    and extra statistics, harness.store.metrics, in order), then the rest."""
     figures = [c for m in metrics.registry() for c in m.export_columns()]
     return (*_BEFORE, *figures, *_FLOPS_FIELDS, *_INFERENCE_FIELDS, *_AFTER)
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from harness.run.strictjson import dumps as strict_dumps
+from harness.store.strictjson import dumps as strict_dumps
 
 
 class Emitter:

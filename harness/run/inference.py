@@ -44,16 +44,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from harness import cpu, datasets, models
 from harness.backend import Inferencer, Trainer, WorkerContext
+from harness.datasets import source
 from harness.errors import InvalidValue, UsageError
-from harness.results import stats
-from harness.results.schema import InferenceRepeat, InferenceSummary, RepeatRecord, Stat
+from harness.plugins import PluginManager
+from harness.run.events import Emitter
+from harness.run.loop import run_benchmark
+from harness.run.spec import check_values
+from harness.run.task import INFERENCE, check_split
+from harness.run.worker import build_network, close_quietly, open_split, report_failure
+from harness.spec import ONNX_FILE_MODEL
+from harness.store import stats
+from harness.store.schema import InferenceRepeat, InferenceSummary, RepeatRecord, Stat
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from harness.run.spec import RunSpec
     from harness.run.worker import Job
+    from harness.spec import RunSpec
 
 EXIT_OK = 0  # the worker's exit codes: harness.run.worker
 MODEL_STEM = "model"  # the model file in the run folder: model<suffix>
@@ -71,9 +82,6 @@ def check_spec(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
 
     An ``--onnx-file`` run is resolved here whole (the catalogue does not apply to it);
     any other spec is returned for ``resolve`` to go on with."""
-    from harness.run.spec import ONNX_FILE_MODEL, check_values
-    from harness.run.task import INFERENCE
-
     refusal = INFERENCE.refusal(spec.tool, tools)
     if refusal:
         raise UsageError(refusal)
@@ -118,7 +126,6 @@ def check_spec(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     check_values(spec)
     if spec.precision != "fp32":
         raise UsageError("--onnx-file runs the model as its file defines it: --precision fp32")
-    from harness.cpu import available_cores
 
     out = dataclasses.replace(spec, options=dict(spec.options), tags=dict(spec.tags))
     out.onnx_file = str(Path(spec.onnx_file).resolve())
@@ -127,16 +134,12 @@ def check_spec(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     out.synthetic = True
     out.batch_size = spec.batch_size or 1
     out.learning_rate = None
-    out.threads = spec.threads or available_cores()
+    out.threads = spec.threads or cpu.available_cores()
     return out
 
 
 def check_before_workers(spec: RunSpec) -> None:
     """What an inference worker would only find out after starting (UsageError)."""
-    from harness import datasets
-    from harness.datasets import source
-    from harness.run.task import check_split
-
     if spec.weights:
         _read_weights(spec.weights)  # UsageError for a missing or unreadable file
     if spec.onnx_file:
@@ -156,8 +159,6 @@ def check_before_workers(spec: RunSpec) -> None:
 
 def _read_weights(path: str) -> dict[str, Any]:
     """A canonical state dict from ``--weights FILE.npz`` (UsageError, one line)."""
-    import numpy as np
-
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"--weights {file}: no such file")
@@ -381,8 +382,11 @@ class _LoopAdapter(Trainer):
     def synchronize(self, token: Any) -> None:
         self.inferencer.synchronize()
 
+    # no loss in inference: the loop does not check it for divergence (run.loop.Diverged)
+    has_loss = False
+
     def loss_value(self, token: Any) -> float:
-        return float("nan")  # no loss in inference (written as null)
+        return float("nan")  # written as null
 
     def evaluate(self, batch: Any) -> tuple[float, int]:
         raise NotImplementedError("inference runs do not validate")
@@ -400,11 +404,6 @@ def file_bytes(path: Path) -> int:
 
 def _context(job: Job) -> tuple[WorkerContext, Any, Any]:
     """(the inferencer's context, the steady state's host source, the test split or None)."""
-    import numpy as np
-
-    from harness import models
-    from harness.run.worker import build_network, open_split
-
     spec = job.spec
     if spec.onnx_file:
         c, h, w = spec.input_shape or (0, 0, 0)
@@ -450,8 +449,6 @@ def _context(job: Job) -> tuple[WorkerContext, Any, Any]:
 
 def _test_pass(inferencer: Inferencer, test: Any, batch_size: int) -> tuple[int, int, float]:
     """(images, correct, seconds) of one pass over the whole test split."""
-    import numpy as np
-
     start = time.perf_counter()
     images_done = correct = 0
     for images, labels in test.batches(
@@ -470,11 +467,6 @@ def _test_pass(inferencer: Inferencer, test: Any, batch_size: int) -> tuple[int,
 
 def run_job(job: Job) -> int:
     """One inference repeat (or, with ``job.export``, the run's model file)."""
-    from harness.plugins import PluginManager
-    from harness.run.events import Emitter
-    from harness.run.loop import run_benchmark
-    from harness.run.worker import close_quietly, report_failure
-
     emitter = Emitter(job.events, rank=0)
     inferencer: Inferencer | None = None
     cls: type[Inferencer] = Inferencer

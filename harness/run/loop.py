@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.results import stats
 from harness.run.events import Emitter
+from harness.store import stats
 
 if TYPE_CHECKING:
     from harness.backend import Trainer, WorkerContext
@@ -226,7 +226,7 @@ class _Windows:
     def check_loss(self) -> None:
         """Raises :class:`Diverged` when the last step's loss is not finite (a scalar
         read once a second, between windows: outside their timing)."""
-        if self.token is None:
+        if self.token is None or not getattr(self.trainer, "has_loss", True):
             return
         value = self.trainer.loss_value(self.token)
         if not math.isfinite(value):

@@ -38,7 +38,10 @@ import sys
 import time
 from pathlib import Path
 
+from harness.launchers import LaunchRequest, slurm_task_hosts
+from harness.plugins import PluginManager
 from harness.run import lifeline
+from harness.run.events import Emitter
 
 NODE_ENV = (
     "HARNESS_NODES",
@@ -75,8 +78,6 @@ def node_rank(environ: dict[str, str] | None = None) -> int:
 def node_hosts(nodes: int, rendezvous_host: str) -> list[str]:
     """The host of each node: HARNESS_NODE_HOSTS (a launcher's comma-separated list),
     else the SLURM step's task hosts, else the rendezvous host (all on one host)."""
-    from harness.launchers import slurm_task_hosts
-
     hosts = [h for h in os.environ.get("HARNESS_NODE_HOSTS", "").split(",") if h]
     if not hosts and "SLURM_PROCID" in os.environ:
         hosts = slurm_task_hosts()
@@ -107,8 +108,6 @@ def layout_env(
 
 def _emit_node(job_path: str, rank: int) -> None:
     """A ``node`` event (rank -1: no worker's) naming this node's host."""
-    from harness.run.events import Emitter
-
     try:
         events = json.loads(Path(job_path).read_text()).get("events")
     except (OSError, ValueError):
@@ -172,9 +171,6 @@ def spawn(args: argparse.Namespace, argv: list[str]) -> int:
 
 def run_node(args: argparse.Namespace) -> int:
     """One node: its P workers through the per-node launcher."""
-    from harness.launchers import LaunchRequest
-    from harness.plugins import PluginManager
-
     rank = node_rank()
     layout, endpoint = layout_env(args.nodes, args.processes, rank, args.rendezvous)
     _emit_node(args.job, rank)

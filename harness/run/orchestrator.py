@@ -26,19 +26,21 @@ from harness.backend import BackendInfo, check_options
 from harness.cpu import thread_policy
 from harness.errors import UsageError
 from harness.launchers import LaunchRequest, free_port_block, pick_node_launcher
-from harness.machine import environment, gpus
+from harness.machine import environment, gpus, peak
 from harness.plugins import PluginManager, get_plugin_manager
-from harness.results import configkey, flops, recover
-from harness.results.records import aggregate, repeat_record
-from harness.results.schema import Flops, RepeatRecord, Resources, RunResult
-from harness.results.store import ResultStore
-from harness.run import lifeline, signals
+from harness.run import lifeline, recover, signals
 from harness.run.events import EventTail
+from harness.run.inference import probe_onnx_file
 from harness.run.interpreters import Interpreter, find_interpreter
-from harness.run.spec import RunSpec, resolve
-from harness.run.strictjson import dumps as strict_dumps
+from harness.run.spec import resolve
 from harness.run.task import task_for
 from harness.run.worker import Job
+from harness.spec import RunSpec
+from harness.store import configkey, flops
+from harness.store.records import aggregate, repeat_record
+from harness.store.schema import Flops, RepeatRecord, Resources, RunResult
+from harness.store.store import ResultStore
+from harness.store.strictjson import dumps as strict_dumps
 
 _POLL_S = 0.2
 _KILL_GRACE_S = 10.0
@@ -126,8 +128,6 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     nodes_plan = _plan_nodes(spec, backend, pm) if spec.nodes > 1 else None
     interpreter = find_interpreter(backend, spec.python)
     if spec.onnx_file:  # its input, read in the backend's interpreter (the core has no onnx)
-        from harness.run.inference import probe_onnx_file
-
         spec = probe_onnx_file(spec, interpreter.python)
     warnings: list[str] = []
     selected: list[gpus.Gpu] = []
@@ -527,7 +527,8 @@ def _finish(
             summary.resource_notes.append(note)
     result.summary = summary
     try:
-        summary.flops = flops.for_result(result, network=plan.network)
+        cpu = None if spec.num_gpus > 0 else peak.cpu_peak(spec.tool, spec.precision)
+        summary.flops = flops.for_result(result, cpu, network=plan.network)
     except Exception as exc:  # a FLOPs or peak fault must not lose the run
         summary.flops = Flops(error=repr(exc))
     task_for(spec.task).finish(summary, repeats)  # inference: its figures, its FLOPs

@@ -28,7 +28,14 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from harness import models
+from harness.backend import WorkerContext
 from harness.errors import UsageError
+from harness.models import parity as P
+from harness.plugins import PluginManager
+from harness.spec import RunSpec
 
 if TYPE_CHECKING:
     from harness.backend import ParityProbe
@@ -40,7 +47,6 @@ Forward = Callable[..., Any]
 def probe(tool: str) -> ParityProbe:
     """``tool``'s parity probe (the harness_parity_probe hook), built now: this process
     may import the framework. UsageError when the backend has none."""
-    from harness.plugins import PluginManager
 
     pm = PluginManager()
     found = pm.parity_probe(pm.backend(tool))
@@ -76,12 +82,6 @@ def trainer_steps(
     float64 test mode, ParityProbe.float64_steps): the trainer's weights, buffers and
     inputs are converted to float64 after it is built, so its own step (loss, backward,
     SGD update) runs in float64."""
-    import numpy as np
-
-    from harness.backend import WorkerContext
-    from harness.plugins import PluginManager
-    from harness.run.spec import RunSpec
-
     info = PluginManager().backend(tool)
     size = len(batches[0][0])
     dataset = "mnist" if network.input_shape[0] == 1 else "cifar10"
@@ -121,18 +121,11 @@ def trainer_steps(
 
 
 def _tasks(tool: str) -> tuple[str, ...]:
-    from harness.plugins import PluginManager
-
     return PluginManager().backend(tool).tasks
 
 
 def check_case(tool: str, path: Path, gpu: bool) -> dict[str, Any]:
     """Every error measure of one case file (see the module docstring)."""
-    import numpy as np
-
-    from harness import models
-    from harness.models import parity as P
-
     case = dict(np.load(path))
     name, c, h, w, classes = json.loads(path.with_suffix(".json").read_text())["pair"]
     network = P.without_dropout(models.build(name, (c, h, w), classes))

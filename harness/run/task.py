@@ -11,24 +11,29 @@ per task, so no other module asks ``if spec.task == ...``:
   first inference and latency) and the metrics it reports (``metrics``).
 
 ``RunSpec.task`` stays the task's name (stored results read as before); code asks
-``task_for(spec.task)``. This module imports nothing heavy at import time: the command
-line reads :data:`TASKS` for ``--task``.
+``task_for(spec.task)``. A task's halves live in its ``module`` (harness.run.worker,
+harness.run.inference), imported by name when first used: they import this registry.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from harness import datasets
+from harness.datasets import source
 from harness.errors import InvalidValue, UsageError
+from harness.run.paths import check_writable_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from harness.results.schema import RepeatRecord, RunSummary
-    from harness.run.spec import RunSpec
     from harness.run.worker import Job
+    from harness.spec import RunSpec
+    from harness.store.schema import RepeatRecord, RunSummary
 
     RunRepeat = Callable[..., RepeatRecord]
 
@@ -43,6 +48,11 @@ class Task:
     spans_nodes: bool  # --nodes N applies
     cell_suffix: str  # appended to a sweep cell's key ("": training cells keep theirs)
     metrics: tuple[str, ...]  # the figures it reports (RunSummary / InferenceSummary fields)
+    module: str  # where its halves live; they import this registry, so it is loaded by name
+
+    def halves(self) -> ModuleType:
+        """The task's module (``module``), imported on first use."""
+        return importlib.import_module(self.module)
 
     def tools(self, tools: dict[str, Any]) -> list[str]:
         """The tools that run this task, sorted (``tools``: name -> BackendInfo)."""
@@ -122,10 +132,6 @@ class Training(Task):
         return spec
 
     def check_before_workers(self, spec: RunSpec) -> None:
-        from harness import datasets
-        from harness.datasets import source
-        from harness.run.paths import check_writable_dir
-
         info = datasets.DATASETS[spec.dataset]
         if spec.global_batch > info.train_size:
             per = f"--batch-size {spec.batch_size}" + (
@@ -149,9 +155,7 @@ class Training(Task):
             check_writable_dir(spec.dump_weights, "--dump-weights")
 
     def run_job(self, job: Job) -> int:
-        from harness.run.worker import train_job
-
-        return train_job(job)
+        return self.halves().train_job(job)
 
 
 @dataclass(frozen=True)
@@ -165,41 +169,30 @@ class Inference(Task):
         return f"{tool} has no inference task; tools that run inference: {have}"
 
     def check_spec(self, spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
-        from harness.run.inference import check_spec
-
         self.check_applies(spec)
-        return check_spec(spec, tools)
+        return self.halves().check_spec(spec, tools)
 
     def check_before_workers(self, spec: RunSpec) -> None:
-        from harness.run.inference import check_before_workers
-
-        check_before_workers(spec)
+        self.halves().check_before_workers(spec)
 
     def prepare(
         self, plan: Any, run_dir: Path, run_id: str, run_repeat: RunRepeat
     ) -> tuple[str | None, RepeatRecord | None]:
-        from harness.run.inference import export_model, failed_export
-
-        model_file, exported = export_model(plan, run_dir, run_id, run_repeat)
+        model_file, exported = self.halves().export_model(plan, run_dir, run_id, run_repeat)
         if exported is not None and not model_file:
-            return None, failed_export(exported)
+            return None, self.halves().failed_export(exported)
         return model_file, None
 
     def repeat_part(self, events: list[dict[str, Any]], record: RepeatRecord) -> None:
-        from harness.run.inference import repeat_part
-
-        record.inference = repeat_part(events, record)
+        record.inference = self.halves().repeat_part(events, record)
 
     def finish(self, summary: RunSummary, repeats: list[RepeatRecord]) -> None:
-        from harness.run.inference import inference_flops, summary_part
-
-        summary.inference = summary_part(repeats)
-        summary.flops = inference_flops(summary.flops, summary.images_per_sec.mean)
+        halves = self.halves()
+        summary.inference = halves.summary_part(repeats)
+        summary.flops = halves.inference_flops(summary.flops, summary.images_per_sec.mean)
 
     def run_job(self, job: Job) -> int:
-        from harness.run.inference import run_job
-
-        return run_job(job)
+        return self.halves().run_job(job)
 
 
 TRAINING = Training(
@@ -209,6 +202,7 @@ TRAINING = Training(
     spans_nodes=True,
     cell_suffix="",
     metrics=("images_per_sec", "execution_time_s", "step_time_p50_s", "accuracy"),
+    module="harness.run.worker",
 )
 INFERENCE = Inference(
     name="inference",
@@ -229,6 +223,7 @@ INFERENCE = Inference(
         "total_inference_s",
         "accuracy",
     ),
+    module="harness.run.inference",
 )
 TASKS: dict[str, Task] = {t.name: t for t in (TRAINING, INFERENCE)}
 
@@ -251,9 +246,6 @@ def check_split(
     required: bool,
 ) -> None:
     """UsageError when a split's files are partly there, or required and absent."""
-    from harness import datasets
-    from harness.datasets import source
-
     if not missing or not (present or required):
         return
     info = datasets.DATASETS[spec.dataset]

@@ -19,13 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from harness import datasets, models
 from harness.backend import Inferencer, Trainer, WorkerContext
 from harness.cpu import available_cores
+from harness.datasets import DatasetError
+from harness.plugins import PluginManager
 from harness.run import lifeline
 from harness.run.events import Emitter
-from harness.run.loop import Diverged
-from harness.run.spec import RunSpec
+from harness.run.loop import Diverged, run_benchmark
 from harness.run.task import task_for
+from harness.spec import RunSpec
 
 if TYPE_CHECKING:
     from harness.models import Network
@@ -79,16 +84,12 @@ def _rank() -> tuple[int, int]:
 
 def build_network(spec: RunSpec) -> Network:
     """The spec's network, for its dataset's images (resized by --image-size)."""
-    from harness import datasets, models
-
     info = datasets.resized_info(datasets.DATASETS[spec.dataset], spec.image_size)
     return models.build(spec.model, info.image_shape, info.num_classes)
 
 
 def open_split(spec: RunSpec, split: str, *, synthetic: bool | None, seed: int = 0) -> Any:
     """One split of the spec's dataset, as the worker reads it (a ``datasets`` source)."""
-    from harness import datasets
-
     workers = available_cores() if spec.data_workers is None else spec.data_workers
     return datasets.open_source(
         spec.dataset,
@@ -104,8 +105,6 @@ def open_split(spec: RunSpec, split: str, *, synthetic: bool | None, seed: int =
 def build_context(job: Job, rank: int, world_size: int) -> WorkerContext:
     """A training repeat's context: the network, the train split and, when the run
     validates, the test split."""
-    from harness import models
-
     spec = job.spec
     network = build_network(spec)
     # Every process opens the train split with the SAME seed, so all draw the same
@@ -145,8 +144,6 @@ def node_layout() -> dict[str, Any]:
 
 def dump_weights(trainer: Trainer, folder: Path, job: Job, rank: int) -> None:
     """Saves each replica's weights as repeat<R>-rank<r>-replica<i>.npz."""
-    import numpy as np
-
     folder.mkdir(parents=True, exist_ok=True)
     for index, state in enumerate(trainer.replica_states()):
         name = f"repeat{job.repeat}-rank{rank}-replica{index}.npz"
@@ -154,8 +151,6 @@ def dump_weights(trainer: Trainer, folder: Path, job: Job, rank: int) -> None:
 
 
 def _is_data_error(exc: BaseException) -> bool:
-    from harness.datasets import DatasetError
-
     return isinstance(exc, DatasetError)
 
 
@@ -198,9 +193,6 @@ def run_job(job: Job) -> int:
 
 def train_job(job: Job) -> int:
     """One training repeat: the backend's trainer driven by the loop."""
-    from harness.plugins import PluginManager
-    from harness.run.loop import run_benchmark
-
     rank, world_size = _rank()
     emitter = Emitter(job.events, rank=rank)
     trainer: Trainer | None = None

@@ -32,9 +32,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from harness import datasets, models
+from harness.backend import check_options
 from harness.errors import UsageError
-from harness.run.spec import RunSpec
+from harness.plugins import get_plugin_manager
 from harness.run.task import TASKS, TRAINING
+from harness.spec import RunSpec, batch_sizes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -280,8 +283,6 @@ def load(source: str, tools: dict[str, Any] | None = None) -> SweepConfig:
         raise UsageError(f"{where}: not valid TOML: {exc}") from None
     config = parse(data, where)
     if tools is None:
-        from harness.plugins import get_plugin_manager
-
         pm = get_plugin_manager()
         tools, broken = pm.backends, set(pm.load_errors)
     else:
@@ -292,7 +293,6 @@ def load(source: str, tools: dict[str, Any] | None = None) -> SweepConfig:
         raise UsageError(
             f"{where}: unknown tool {unknown[0]!r} in sweep.tools; choose from: {choices}"
         )
-    from harness.backend import check_options
 
     for tool in config.tools:
         if tool not in tools:
@@ -395,8 +395,6 @@ def parse(data: dict[str, Any], source: str = "<sweep>") -> SweepConfig:
 
 def _known_names(pairs: list[tuple[str, str]], fail: Any) -> None:
     """A model or dataset that does not exist is a mistake in the file (exit 2)."""
-    from harness import datasets, models
-
     for dataset, model in pairs:
         if model not in models.MODELS:
             raise fail(f"unknown model {model!r}; choose from: {', '.join(models.MODELS)}")
@@ -526,9 +524,6 @@ _LISTS = ("task", "batch_size")
 
 
 def _typed_list(name: str, value: list[Any], where: str, fail: Any) -> list[Any]:
-    from harness.run.spec import batch_sizes
-    from harness.run.task import TASKS
-
     if name == "batch_size":
         try:
             return batch_sizes(value)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from harness.results import stats
+from harness.store import stats
 
 
 def duration(seconds: float | None) -> str:

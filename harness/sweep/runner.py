@@ -23,14 +23,14 @@ from rich.table import Table
 
 from harness.errors import InvalidValue, UsageError
 from harness.plugins import PluginManager, get_plugin_manager
-from harness.results.recover import adopt
-from harness.results.store import ResultStore
 from harness.run import signals
 from harness.run.lifeline import end_stale_workers
 
 # execute: the local executor calls it through this module (tests replace it here)
 from harness.run.orchestrator import Plan, execute, plan_run  # noqa: F401
+from harness.run.recover import adopt
 from harness.run.spec import check_values
+from harness.store.store import ResultStore
 from harness.sweep.config import Cell, SweepConfig, fingerprint, load, parse, select
 from harness.sweep.executors import Executor, SweepContext
 from harness.sweep.progress import duration

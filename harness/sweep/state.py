@@ -27,10 +27,10 @@ from datetime import datetime
 from typing import Any
 
 from harness.errors import UsageError
-from harness.results.schema import RunResult
-from harness.results.store import ResultStore
 from harness.run.orchestrator import utc_now
-from harness.run.spec import RunSpec
+from harness.spec import RunSpec
+from harness.store.schema import RunResult
+from harness.store.store import ResultStore
 from harness.sweep.config import Cell
 
 PENDING, RUNNING, DONE, SKIPPED = "pending", "running", "done", "skipped"

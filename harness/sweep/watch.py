@@ -23,8 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.errors import UsageError
-from harness.results.store import ResultStore
 from harness.run.events import read_events
+from harness.store.store import ResultStore
 from harness.sweep.progress import Eta, duration
 from harness.sweep.state import DONE, PENDING, RUNNING, SKIPPED, CellState, SweepState
 

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.monitor.resources import monitor_factory
 from harness.run import signals
-from harness.run.spec import RunSpec
+from harness.run.orchestrator import execute, plan_run
+from harness.spec import RunSpec
 
 
 def _scratch() -> Path:
@@ -65,9 +67,6 @@ def main(argv: list[str]) -> int:
     code = 0
     with signals.installed():
         try:
-            from harness.monitor.resources import monitor_factory
-            from harness.run.orchestrator import execute, plan_run
-
             plan = plan_run(spec)  # this node's GPUs and interpreters
             result = execute(plan, monitor_factory=monitor_factory, sweep_id=job["sweep_id"])
             outcome["status"] = result.result.status

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.monitor.resources import monitor_factory
 from harness.sweep import runner
 from harness.sweep.executors import SweepContext
 from harness.sweep.progress import Eta, SweepProgress
@@ -68,8 +69,6 @@ class _CellRun:
 
 def run(ctx: SweepContext) -> int:
     """Runs the pending cells one after another in this process."""
-    from harness.monitor.resources import monitor_factory
-
     state, plans, console, pm = ctx.state, ctx.plans, ctx.console, ctx.pm
     notes, resumed = ctx.notes, ctx.resumed
     assert state is not None

@@ -6,7 +6,7 @@ Each pending cell gets a job folder ``<output>/.slurm/<sweep>/<position>.<attemp
 and what the job leaves: ``outcome.json`` (harness.sweep.executors.job) and
 ``exit-<id>`` (the script's exit status). The job runs the cell's run on its node and
 moves the finished run folder into the output directory; only this process writes the
-results store: when a job ends, its run is taken in (harness.results.recover.adopt).
+results store: when a job ends, its run is taken in (harness.run.recover.adopt).
 
 Job end states come from ``squeue`` while a job is known there, then ``scontrol show
 job`` (the controller keeps finished jobs for MinJobAge), then the job's own files:
@@ -33,10 +33,10 @@ from typing import Any
 
 from rich.markup import escape
 
-from harness.results.recover import adopt
-from harness.results.schema import RunResult, RunSummary
-from harness.results.store import ResultStore
 from harness.run.orchestrator import new_run_id, utc_now
+from harness.run.recover import adopt
+from harness.store.schema import RunResult, RunSummary
+from harness.store.store import ResultStore
 from harness.sweep.executors import SweepContext
 from harness.sweep.executors.sbatch import (
     END_STATUS,

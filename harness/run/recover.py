@@ -17,11 +17,11 @@ import os
 import socket
 from pathlib import Path
 
-from harness.results.records import aggregate, repeat_record
-from harness.results.schema import RepeatRecord, RunResult, SchemaError
-from harness.results.store import ResultStore
 from harness.run import lifeline
 from harness.run.events import read_events
+from harness.store.records import aggregate, repeat_record
+from harness.store.schema import RepeatRecord, RunResult, SchemaError
+from harness.store.store import ResultStore
 
 OWNER_KEY = "orchestrator"  # in RunResult.environment: "host:pid:start ticks:group"
 STOPPED = "the harness stopped before storing this run; taken from its folder"

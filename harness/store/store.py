@@ -8,7 +8,7 @@ beside the columns that reports filter and group by. Sweeps keep their state in
 
 Schema versions: 1 had runs and repeats; 2 adds the sweep tables (opening a version-1
 file adds them); 3 adds the runs' configuration key (``config_key``, see
-harness.results.configkey), achieved FLOP/s and MFU. Opening an older file adds the columns and
+harness.store.configkey), achieved FLOP/s and MFU. Opening an older file adds the columns and
 fills ``config_key`` of its runs from their stored results (the same function computes
 it); their FLOP/s and MFU stay empty (those runs did not record them). 4 adds ``ops``,
 one row per operation-benchmark run (harness.ops; opening an older file creates it).
@@ -19,11 +19,11 @@ lacks, so older files of the same version keep working (read-only opening change
 nothing; the columns it lacks are compared in Python, see ``runs``).
 
 The columns of ``runs`` are declared once: the identity columns here (``_IDENTITY``),
-a column per stored metric (and its std where declared) in harness.results.metrics.
+a column per stored metric (and its std where declared) in harness.store.metrics.
 A metric declared later (a plugin's) gets its column the same way: opening a file for
 writing adds it.
 
-The JSON of runs and repeats is harness.results.schema's records; rows written before
+The JSON of runs and repeats is harness.store.schema's records; rows written before
 the records had a schema version are read through its upgrade, not rewritten.
 """
 
@@ -43,8 +43,8 @@ from typing import Any
 from urllib.parse import quote
 
 from harness.errors import UsageError
-from harness.results import configkey, metrics
-from harness.results.schema import OpsResult, RepeatRecord, RunResult, SchemaError
+from harness.store import configkey, metrics
+from harness.store.schema import OpsResult, RepeatRecord, RunResult, SchemaError
 
 SCHEMA_VERSION = 4
 
@@ -103,7 +103,7 @@ CREATE TABLE IF NOT EXISTS ops (
 """
 
 # The identity columns of ``runs`` (what a run is, where and when it ran): name -> (SQL
-# type, value of a run). The metric columns follow, from harness.results.metrics.
+# type, value of a run). The metric columns follow, from harness.store.metrics.
 _IDENTITY: dict[str, tuple[str, Callable[[RunResult], Any]]] = {
     "run_id": ("TEXT PRIMARY KEY", lambda r: r.run_id),
     "started_at": ("TEXT NOT NULL", lambda r: r.started_at),

@@ -29,14 +29,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.results.schema import Flops
+from harness.store.schema import Flops
 
 if TYPE_CHECKING:
     from harness.models import Network
-    from harness.results.schema import RunResult
+    from harness.store.schema import RunResult
 
 TRAIN_FACTOR = 3  # training FLOPs = forward + backward (2 x forward)
 TERA = 1e12
+# a CPU run given no measured peak (harness.machine.peak.cpu_peak looks it up)
+NO_PEAK = "no peak measured: run `python -m harness peak`"
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def gpu_peak_for(name: str, precision: str) -> tuple[float | None, str]:
     """(peak FLOP/s per device, where it comes from) for a GPU and a precision."""
     peak = gpu_peak(name)
     if peak is None:
-        return None, f"no published peak for GPU {name!r} in harness.results.flops.GPU_PEAKS"
+        return None, f"no published peak for GPU {name!r} in harness.store.flops.GPU_PEAKS"
     if precision == "fp32":
         if peak.tf32 is not None:
             return peak.tf32 * TERA, (
@@ -110,6 +112,7 @@ def forward_flops_per_image(model: str, dataset: str, network: Network | None = 
 
     ``network``: that model already built for that dataset (the orchestrator's plan holds
     it), so it is not built again; None builds it."""
+    # the catalogues load NumPy: only where FLOPs are counted (`ops --help` stays without it)
     from harness import datasets, models
 
     if network is None:
@@ -131,14 +134,12 @@ def device_peak(
     gpu_names: list[str],
     precision: str,
     cpu_peak: tuple[float | None, str] | None = None,
-    tool: str | None = None,
 ) -> tuple[float | None, str]:
     """(peak FLOP/s of one data-parallel device, its source or why there is none).
 
-    ``cpu_peak``: (the measured GEMM peak of the whole CPU for ``precision``, its source);
-    looked up when not given: the peak measured through ``tool``'s own GEMM
-    (``python -m harness peak --tool T``, harness.ops.peak) if cached, else NumPy's
-    (``python -m harness peak``, harness.machine.peak)."""
+    ``cpu_peak``: (the measured GEMM peak of the whole CPU for ``precision``, its source),
+    as ``harness.machine.peak.cpu_peak`` looks it up; None: no peak measured.
+    """
     if num_gpus > 0:
         peaks = [gpu_peak_for(n, precision) for n in gpu_names] or [(None, "no GPU recorded")]
         missing = next((src for value, src in peaks if value is None), None)
@@ -147,15 +148,8 @@ def device_peak(
         values = [v for v, _ in peaks if v is not None]
         sources = list(dict.fromkeys(src for _, src in peaks))
         return sum(values) / len(values), "; ".join(sources)
-    if cpu_peak is None and tool is not None:
-        from harness.ops import peak as framework_peak
-
-        found = framework_peak.lookup(tool, precision)
-        cpu_peak = found if found[0] is not None else None
     if cpu_peak is None:
-        from harness.machine import peak
-
-        cpu_peak = peak.lookup(precision)
+        return None, NO_PEAK
     whole, source = cpu_peak
     if whole is None:
         return None, source
@@ -214,7 +208,6 @@ def for_result(
         gpu_names=names,
         precision=spec.precision,
         cpu_peak=cpu_peak,
-        tool=spec.tool,
     )
     return summarize(
         model=spec.model,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from harness.results.schema import (
+from harness.store.schema import (
     DataSource,
     Loss,
     RepeatRecord,

@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.results.schema import RunResult
+    from harness.store.schema import RunResult
 
 KEY_LENGTH = 12
 
@@ -154,8 +155,6 @@ INFERENCE_FIELDS = ("task", "weights", "onnx_file", "input_shape")
 
 def _task_fields(config: dict[str, Any], result: RunResult) -> None:
     """Training keeps its keys from before the task existed; inference names its file."""
-    from pathlib import Path
-
     if config.get("task", "train") == "train":
         for name in INFERENCE_FIELDS:
             config.pop(name, None)

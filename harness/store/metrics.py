@@ -2,7 +2,7 @@
 
 A :class:`Metric` says what a figure is called, its unit and how it is printed, whether
 higher is better, how it is read from a run (its statistics over the ok repeats), and
-the tasks it applies to. The results store's columns (harness.results.store), the
+the tasks it applies to. The results store's columns (harness.store.store), the
 export's columns (harness.results.export), the report's tables (harness.report), the
 comparison's figures (harness.results.compare) and the summary printed after a run
 (harness.cli.summary) all come from :data:`REGISTRY`, in its order.
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
-from harness.results.schema import RepeatRecord, RunResult, Stat
+from harness.store.schema import RepeatRecord, RunResult, Stat
 
 TASKS = ("train", "inference")
 TRAIN: tuple[str, ...] = ("train",)
