@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness import hookimpl
 from harness.errors import UsageError
 
 if TYPE_CHECKING:  # only for type checkers: the core does not import numpy here
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # only for type checkers: the core does not import numpy here
     import numpy as np
 
     from harness.datasets import Source
+    from harness.launchers import Launcher
     from harness.models import Network
     from harness.spec import RunSpec
 
@@ -464,3 +466,63 @@ class ParityProbe:
         """Whether the framework may compute float32 matmuls or convolutions in TF32 on
         the GPU (None: unknown)."""
         return None
+
+
+class BackendPlugin:
+    """The hooks of a plugin that provides one backend, from a declaration of its parts:
+    register an instance (an entry point may name it, ``mytool = my_package:PLUGIN``)
+    instead of writing each hook. Each part is optional and named the way its hook
+    returns it (harness.hookspecs): ``parity`` ``"module:Class"``, ``ops`` a module,
+    ``loaders`` and ``exporters`` ``{format: "module:function"}``, ``launchers`` the
+    Launchers it registers, ``refuse(spec, network)`` why it cannot run a spec (or
+    None). Plugin API 1.2."""
+
+    def __init__(
+        self,
+        info: BackendInfo,
+        *,
+        parity: str | None = None,
+        ops: str | None = None,
+        loaders: Mapping[str, str] | None = None,
+        exporters: Mapping[str, str] | None = None,
+        launchers: Sequence[Launcher] = (),
+        refuse: Callable[[RunSpec, Network], str | None] | None = None,
+    ) -> None:
+        self.info = info
+        self.parity, self.ops = parity, ops
+        self.loaders, self.exporters = dict(loaders or {}), dict(exporters or {})
+        self.launchers, self.refuse = tuple(launchers), refuse
+
+    def _mine(self, backend: BackendInfo) -> bool:
+        return backend.name == self.info.name
+
+    @hookimpl
+    def harness_register_backends(self, register: Callable[[BackendInfo], None]) -> None:
+        register(self.info)
+
+    @hookimpl
+    def harness_register_launchers(self, register: Callable[[Launcher], None]) -> None:
+        for launcher in self.launchers:
+            register(launcher)
+
+    @hookimpl
+    def harness_refuse_run(
+        self, spec: RunSpec, backend: BackendInfo, network: Network
+    ) -> str | None:
+        return self.refuse(spec, network) if self.refuse and self._mine(backend) else None
+
+    @hookimpl
+    def harness_parity_probe(self, backend: BackendInfo) -> str | None:
+        return self.parity if self._mine(backend) else None
+
+    @hookimpl
+    def harness_ops_kernels(self, backend: BackendInfo) -> str | None:
+        return self.ops if self._mine(backend) else None
+
+    @hookimpl
+    def harness_model_loader(self, backend: BackendInfo, format: str) -> str | None:
+        return self.loaders.get(format) if self._mine(backend) else None
+
+    @hookimpl
+    def harness_model_exporter(self, backend: BackendInfo, format: str) -> str | None:
+        return self.exporters.get(format) if self._mine(backend) else None

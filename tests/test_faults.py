@@ -562,8 +562,8 @@ def test_a_duplicate_entry_point_name_is_reported(monkeypatch) -> None:
     import importlib.metadata as metadata
 
     points = [
-        metadata.EntryPoint("dup", "harness.backends.pytorch", "harness"),
-        metadata.EntryPoint("dup", "harness.backends.jax", "harness"),
+        metadata.EntryPoint("dup", "harness.backends.pytorch:PLUGIN", "harness"),
+        metadata.EntryPoint("dup", "harness.backends.jax:PLUGIN", "harness"),
     ]
     monkeypatch.setattr(metadata, "entry_points", lambda group: points)
     monkeypatch.delenv("HARNESS_PLUGINS", raising=False)

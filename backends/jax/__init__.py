@@ -8,11 +8,9 @@ step over a ``jax.sharding.Mesh`` with the batch split across the devices.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from harness import hookimpl
-from harness.backend import BackendInfo, Option
+from harness.backend import BackendInfo, BackendPlugin, Option
 from harness.cpu import thread_policy
 
 if TYPE_CHECKING:
@@ -76,16 +74,8 @@ INFO = BackendInfo(
 )
 
 
-@hookimpl
-def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
-    register(INFO)
-
-
-@hookimpl
-def harness_parity_probe(backend: BackendInfo) -> str | None:
-    return f"{__name__}.parity:JaxProbe" if backend.name == INFO.name else None
-
-
-@hookimpl
-def harness_ops_kernels(backend: BackendInfo) -> str | None:
-    return f"{__name__}.ops" if backend.name == INFO.name else None
+PLUGIN = BackendPlugin(
+    INFO,
+    parity=f"{__name__}.parity:JaxProbe",
+    ops=f"{__name__}.ops",
+)

@@ -3,15 +3,12 @@ worker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from harness import hookimpl
-from harness.backend import BackendInfo, Option
+from harness.backend import BackendInfo, BackendPlugin, Option
 from harness.cpu import cpu_flags, thread_policy
 
 if TYPE_CHECKING:
-    from harness.models import Network
     from harness.spec import RunSpec
 
 # oneDNN's bf16 kernels in MXNet 1.9 need AVX-512 (its "avx512_core" level); without it
@@ -61,21 +58,6 @@ INFO = BackendInfo(
 )
 
 
-@hookimpl
-def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
-    register(INFO)
-
-
-@hookimpl
-def harness_parity_probe(backend: BackendInfo) -> str | None:
-    return f"{__name__}.parity:MXNetProbe" if backend.name == INFO.name else None
-
-
-@hookimpl
-def harness_ops_kernels(backend: BackendInfo) -> str | None:
-    return f"{__name__}.ops" if backend.name == INFO.name else None
-
-
 def precision_refusal(spec: RunSpec, flags: frozenset[str] | None) -> str | None:
     """Why MXNet cannot run the precision on these devices (None: it can, or the CPU's
     flags are unknown): fp16 on GPUs only, bf16 on the CPU only, with AVX-512 there;
@@ -102,8 +84,9 @@ def precision_refusal(spec: RunSpec, flags: frozenset[str] | None) -> str | None
     )
 
 
-@hookimpl
-def harness_refuse_run(spec: RunSpec, backend: BackendInfo, network: Network) -> str | None:
-    if backend.name != INFO.name:
-        return None
-    return precision_refusal(spec, cpu_flags())
+PLUGIN = BackendPlugin(
+    INFO,
+    parity=f"{__name__}.parity:MXNetProbe",
+    ops=f"{__name__}.ops",
+    refuse=lambda spec, network: precision_refusal(spec, cpu_flags()),
+)

@@ -10,10 +10,7 @@ by .network and .session, where a run or the ``onnx`` export command needs them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from harness import hookimpl
-from harness.backend import BackendInfo, Option
+from harness.backend import BackendInfo, BackendPlugin, Option
 
 # -o provider=...: the short names; a full execution-provider name is accepted too.
 PROVIDERS = {
@@ -61,27 +58,11 @@ INFO = BackendInfo(
 )
 
 
-@hookimpl
-def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
-    register(INFO)
-
-
-@hookimpl
-def harness_parity_probe(backend: BackendInfo) -> str | None:
-    return f"{__name__}.parity:OrtProbe" if backend.name == INFO.name else None
-
-
-@hookimpl
-def harness_model_loader(backend: BackendInfo, format: str) -> str | None:
-    """``--onnx-file``: an ONNX model file, run by this backend's InferenceSession."""
-    if backend.name != INFO.name or format != "onnx":
-        return None
-    return f"{__name__}.files:read_input"
-
-
-@hookimpl
-def harness_model_exporter(backend: BackendInfo, format: str) -> str | None:
-    """``python -m harness onnx``: catalogue networks as ONNX files (the onnx package)."""
-    if backend.name != INFO.name or format != "onnx":
-        return None
-    return f"{__name__}.files:export"
+PLUGIN = BackendPlugin(
+    INFO,
+    parity=f"{__name__}.parity:OrtProbe",
+    # --onnx-file: an ONNX model run by this backend's InferenceSession; `harness onnx`:
+    # catalogue networks written as ONNX files (the onnx package)
+    loaders={"onnx": f"{__name__}.files:read_input"},
+    exporters={"onnx": f"{__name__}.files:export"},
+)

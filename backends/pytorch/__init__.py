@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from harness import hookimpl
-from harness.backend import BackendInfo, Option
+from harness.backend import BackendInfo, BackendPlugin, Option
 from harness.launchers import Launcher, LaunchRequest
 
 INFO = BackendInfo(
@@ -63,27 +60,15 @@ def torchrun_command(request: LaunchRequest) -> list[str]:
     ]
 
 
-@hookimpl
-def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
-    register(INFO)
-
-
-@hookimpl
-def harness_parity_probe(backend: BackendInfo) -> str | None:
-    return f"{__name__}.parity:TorchProbe" if backend.name == INFO.name else None
-
-
-@hookimpl
-def harness_ops_kernels(backend: BackendInfo) -> str | None:
-    return f"{__name__}.ops" if backend.name == INFO.name else None
-
-
-@hookimpl
-def harness_register_launchers(register: Callable[[Launcher], None]) -> None:
-    register(
+PLUGIN = BackendPlugin(
+    INFO,
+    parity=f"{__name__}.parity:TorchProbe",
+    ops=f"{__name__}.ops",
+    launchers=(
         Launcher(
             "torchrun",
             torchrun_command,
             "torch.distributed.run: one node (--standalone), or one node of --nodes N (c10d)",
-        )
-    )
+        ),
+    ),
+)

@@ -3,11 +3,9 @@ in the worker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from harness import hookimpl
-from harness.backend import BackendInfo, Option
+from harness.backend import BackendInfo, BackendPlugin, Option
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -40,16 +38,8 @@ INFO = BackendInfo(
 )
 
 
-@hookimpl
-def harness_register_backends(register: Callable[[BackendInfo], None]) -> None:
-    register(INFO)
-
-
-@hookimpl
-def harness_parity_probe(backend: BackendInfo) -> str | None:
-    return f"{__name__}.parity:TFProbe" if backend.name == INFO.name else None
-
-
-@hookimpl
-def harness_ops_kernels(backend: BackendInfo) -> str | None:
-    return f"{__name__}.ops" if backend.name == INFO.name else None
+PLUGIN = BackendPlugin(
+    INFO,
+    parity=f"{__name__}.parity:TFProbe",
+    ops=f"{__name__}.ops",
+)

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.commands import SUMMARY
+from harness.cli.options import from_args
 from harness.errors import UsageError
 from harness.ops.runner import OpsSpec, execute
 from harness.run.paths import check_writable_dir
@@ -90,21 +91,15 @@ def check_args(args: argparse.Namespace) -> None:
 
 def cmd_ops(args: argparse.Namespace, console: Any) -> int:
     check_args(args)
-    spec = OpsSpec(
-        tool=args.tool,
-        suite=args.suite,
-        ops=args.ops,
-        precision=args.precision,
-        num_gpus=args.num_gpus,
-        cpu_devices=args.cpu_devices,
+    spec = from_args(
+        OpsSpec,
+        args,
         scale=0.1 if args.quick and args.scale is None else (args.scale or 1.0),
         min_time_s=args.min_time or (0.1 if args.quick else 1.0),
         max_time_s=args.max_time or (0.5 if args.quick else 5.0),
         timeout_s=args.timeout,
-        output_dir=args.output_dir,
         check=not args.no_check,
-        python=args.python,
-        threads=args.threads,
+        extra_env={},
     )
 
     def on_set(op_set: Any) -> None:

@@ -76,9 +76,23 @@ def cmd_peak(args: Any, console: Any) -> int:
         _print_entry(entry, console)
         return 0
     precisions = ("fp32", "fp64") if args.fp64 else ("fp32",)
+    path, notes = _measure(
+        args, console, "NumPy matmul", precisions, lambda *a, **k: numpy_peak.measure(*a, **k)
+    )
+    _print_entry(numpy_peak.cached(path) or {"key": "?", "peaks": {}}, console)
+    _print_notes(notes, console)
+    console.print(f"cached in {escape(str(path))}; runs on this machine use it for MFU")
+    return 0
+
+
+def _measure(
+    args: Any, console: Any, how: str, precisions: tuple[str, ...], measure: Any
+) -> tuple[Any, list[str]]:
+    """Says what is measured, measures it (``measure(sizes, precisions, min_time,
+    on_result=...)``) printing each size's rate, and caches it: (cache file, notes)."""
     sizes = _sizes(args.sizes)
     console.print(
-        f"measuring dense GEMM (NumPy matmul) on {numpy_peak.cores_available()} cores: sizes "
+        f"measuring dense GEMM ({how}) on {numpy_peak.cores_available()} cores: sizes "
         f"{', '.join(map(str, sizes))}, {', '.join(precisions)}, at least {args.min_time:g} s each",
         highlight=False,
     )
@@ -86,13 +100,13 @@ def cmd_peak(args: Any, console: Any) -> int:
     def progress(precision: str, n: int, rate: float) -> None:
         console.print(f"  {precision} n={n}: {rate / 1e9:,.1f} GFLOP/s", highlight=False)
 
-    entry = numpy_peak.measure(sizes, precisions, args.min_time, on_result=progress)
-    path, notes = numpy_peak.save(entry, force=args.force)
-    _print_entry(numpy_peak.cached(path) or entry, console)
+    entry = measure(sizes, precisions, args.min_time, on_result=progress)
+    return numpy_peak.save(entry, force=args.force)
+
+
+def _print_notes(notes: list[str], console: Any) -> None:
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
-    console.print(f"cached in {escape(str(path))}; runs on this machine use it for MFU")
-    return 0
 
 
 def _print_entry(entry: dict[str, Any], console: Any) -> None:
@@ -148,24 +162,18 @@ def _framework_peak(args: Any, console: Any) -> int:
             print(f"{tool} peak {precision}: {value / 1e9:,.1f} GFLOP/s (measured {when})")
         return 0
     precisions = ("fp32", "fp16", "bf16") if args.all_precisions else ("fp32",)
-    sizes = _sizes(args.sizes)
-    console.print(
-        f"measuring dense GEMM through {tool} on {numpy_peak.cores_available()} cores: sizes "
-        f"{', '.join(map(str, sizes))}, {', '.join(precisions)}, at least {args.min_time:g} s each",
-        highlight=False,
+    path, notes = _measure(
+        args,
+        console,
+        f"through {tool}",
+        precisions,
+        lambda *a, **k: framework_peak.measure(tool, *a, **k),
     )
-
-    def progress(precision: str, n: int, rate: float) -> None:
-        console.print(f"  {precision} n={n}: {rate / 1e9:,.1f} GFLOP/s", highlight=False)
-
-    entry = framework_peak.measure(tool, sizes, precisions, args.min_time, on_result=progress)
-    path, notes = numpy_peak.save(entry, force=args.force)
-    entry = framework_peak.cached(tool, path) or entry
+    entry = framework_peak.cached(tool, path) or {"key": "?", "peaks": {}}
     console.print(f"machine: {escape(entry['key'])}", highlight=False)
     for precision, value in sorted(entry["peaks"].items()):
         print(f"{tool} peak {precision}: {value / 1e9:,.1f} GFLOP/s")
-    for note in notes:
-        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+    _print_notes(notes, console)
     console.print(
         f"cached in {escape(str(path))}; `ops --tool {tool}` on the CPU uses it for % of peak"
     )

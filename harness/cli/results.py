@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.commands import SUMMARY
+from harness.cli.options import from_args, names
 from harness.errors import UsageError
 from harness.report import ops as ops_section
 from harness.report import render, report_data, terminal
@@ -41,18 +42,6 @@ Command = Callable[[argparse.Namespace, Console], int]
 FORCE_HELP = "replace an existing -o file (never a results store)"
 
 
-def _names(values: list[str] | None, flag: str) -> list[str] | None:
-    """--tools a,b --tools c -> [a, b, c]; None when not given; UsageError when given but
-    naming nothing (``--tools ''`` is not "all")."""
-    if values is None:
-        return None
-    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
-    if not names:
-        given = " ".join(map(repr, values))
-        raise UsageError(f"{flag} {given} names nothing; leave {flag} out for all")
-    return names
-
-
 def _write(text: str, output: str | None, console: Console) -> None:
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -72,23 +61,15 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         if not sep or not key:
             raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
         overrides[key.strip()] = parse_value(value.strip())
-    request = SweepRequest(
+    request = from_args(
+        SweepRequest,
+        args,
         source=args.file,
-        resume=args.resume,
-        new=args.new,
-        retry_failed=args.retry_failed,
-        dry_run=args.dry_run,
-        output_dir=args.output_dir,
         overrides=overrides,
         filters={
-            "tools": _names(args.tools, "--tools"),
-            "models": _names(args.models, "--models"),
-            "datasets": _names(args.datasets, "--datasets"),
-            "hardware": _names(args.hardware, "--hardware"),
+            name: names(getattr(args, name), f"--{name}")
+            for name in ("tools", "models", "datasets", "hardware")
         },
-        executor=args.executor,
-        status=args.status,
-        yes=args.yes,
     )
     return run_sweep(request, console)
 

@@ -29,6 +29,7 @@ from rich.console import Console
 
 from harness import models
 from harness.cli.commands import SUMMARY
+from harness.cli.options import names
 from harness.errors import UsageError
 from harness.models import parity as P
 from harness.plugins import PluginManager
@@ -58,18 +59,6 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
         "--timeout", type=float, default=1800, help="seconds per tool before it is stopped"
     )
     handlers["verify"] = cmd_verify
-
-
-def _names(values: list[str] | None, flag: str) -> list[str] | None:
-    """``--models a,b --models c`` -> [a, b, c]; None when not given; UsageError when
-    given but naming nothing (``--models ''`` is not "all")."""
-    if values is None:
-        return None
-    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
-    if not names:
-        given = " ".join(map(repr, values))
-        raise UsageError(f"{flag} {given} names nothing; leave {flag} out for all")
-    return names
 
 
 def pairs(model_names: list[str], inputs: str) -> list[tuple[str, tuple[int, int, int], int]]:
@@ -119,13 +108,13 @@ def _fmt(value: float | None) -> str:
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     if args.timeout < 0:  # 0: no limit
         raise UsageError(f"--timeout must be zero (no limit) or more, got {args.timeout:g}")
-    model_names = _names(args.models, "--models") or models.names()
+    model_names = names(args.models, "--models") or models.names()
     unknown = [m for m in model_names if m not in models.MODELS]
     if unknown:
         raise UsageError(
             f"unknown model {unknown[0]!r}; choose one of: {', '.join(models.names())}"
         )
-    tools = _tools(_names(args.tools, "--tools"))
+    tools = _tools(names(args.tools, "--tools"))
     if not any(python for _, python, _ in tools):
         raise UsageError("no backend can be checked: " + tools[0][2])
 

@@ -18,7 +18,7 @@ or GPU model), the column splits the same way ("CPU · threads 1").
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -431,20 +431,10 @@ def build(
     inference = [r for r in results if metrics.per_batch(task_of(r))]
     results = [r for r in results if not metrics.per_batch(task_of(r))]
     cells, columns = _layout(results)
-    dataset_order = {name: i for i, name in enumerate(datasets.DATASETS)}
-    model_order = {name: i for i, name in enumerate(models.MODELS)}
-    tool_rank = {name: i for i, name in enumerate(tool_order or [])}
+    order = catalogue_order(tool_order)
     rows = sorted(
         {Row(ds, model, tool, variant) for tool, model, ds, variant, _ in cells},
-        key=lambda r: (
-            dataset_order.get(r.dataset, 99),
-            r.dataset,
-            model_order.get(r.model, 99),
-            r.model,
-            tool_rank.get(r.tool, 99),
-            r.tool,
-            r.variant,
-        ),
+        key=lambda r: (*order(r.dataset, r.model, r.tool), r.variant),
     )
     data = ReportData(
         title=title,
@@ -461,6 +451,50 @@ def build(
     return data
 
 
+def metric_notes(shown: list[Any], task: str) -> list[str]:
+    """The notes of the metrics shown (harness.store.metrics: each metric's ``note``),
+    each written once, in the metrics' order."""
+    found = (metrics.get(m.key) for m in shown)
+    return list(dict.fromkeys(n for m in found if m is not None and (n := m.note_for(task))))
+
+
+def catalogue_order(tool_order: list[str] | None) -> Callable[..., tuple[Any, ...]]:
+    """A sort key of (dataset, model, tool): the catalogues' order (datasets, then
+    models), then ``tool_order``; unknown names after the known ones, by name. ``between``
+    goes between the model and the tool."""
+    dataset_order = {name: i for i, name in enumerate(datasets.DATASETS)}
+    model_order = {name: i for i, name in enumerate(models.MODELS)}
+    tool_rank = {name: i for i, name in enumerate(tool_order or [])}
+
+    def order(dataset: str, model: str, tool: str, between: tuple = ()) -> tuple[Any, ...]:
+        return (
+            dataset_order.get(dataset, 99),
+            dataset,
+            model_order.get(model, 99),
+            model,
+            *between,
+            tool_rank.get(tool, 99),
+            tool,
+        )
+
+    return order
+
+
+def _partial_note(shown: list[RunResult], runs: str) -> list[str]:
+    partial = sum(run_status(r) == "partial" for r in shown)
+    if not partial:
+        return []
+    return [
+        f"* partial: {partial} {runs} had failed repeats; their values are the mean over "
+        "the repeats that finished ok."
+    ]
+
+
+def _synthetic_note(shown: list[RunResult], what: str) -> list[str]:
+    synthetic = sum(bool(r.synthetic) for r in shown)
+    return [f"{synthetic} of {len(shown)} {what}."] if synthetic else []
+
+
 def _notes(data: ReportData) -> list[str]:
     shown = list(data.cells.values())
     notes = [
@@ -468,41 +502,8 @@ def _notes(data: ReportData) -> list[str]:
         "of one run that finished ok; when a cell has several runs, the latest ok one is "
         "shown.",
     ]
-    keys = {m.key for m in data.metrics}
-    if keys & {"gpu_memory_mib", "gpu_power_w"}:
-        notes.append(
-            "GPU memory and power are averages over the timed phase, summed over the GPUs "
-            "the run used (NVML)."
-        )
-    if "joules_per_image" in keys:
-        notes.append(
-            "Energy per image is the timed phase's energy over its images: the GPU energy "
-            "counter (or power integral) on GPU runs, the CPU package's RAPL counter on CPU "
-            "runs where it is readable (not the whole machine)."
-        )
-    if "host_cpu_percent" in keys:
-        notes.append(
-            "Host CPU utilisation is the CPU time of the run's process tree over the timed "
-            "phase's wall time (100% = one core busy)."
-        )
-    if "host_rss_mib" in keys:
-        notes.append(
-            "Host memory peak is the largest resident set (RSS) of the run's process tree "
-            "during the run."
-        )
-    if "execution_time_s" in keys:
-        notes.append(
-            "Execution time is the study's: training (warmup included) and validation, "
-            "setup excluded."
-        )
-    if "accuracy" in keys:
-        notes.append("Accuracy is the last validation's top-1 accuracy.")
-    partial = sum(run_status(r) == "partial" for r in shown)
-    if partial:
-        notes.append(
-            f"* partial: {partial} run(s) had failed repeats; their values are the "
-            "mean over the repeats that finished ok."
-        )
+    notes += metric_notes(data.metrics, "train")
+    notes += _partial_note(shown, "run(s)")
     if any(row.variant for row in data.rows) or len(data.cells) > len(
         {(t, m, d, hardware_label(r)) for (t, m, d, _, _), r in data.cells.items()}
     ):
@@ -511,14 +512,6 @@ def _notes(data: ReportData) -> list[str]:
             "options, threads, timing mode, devices, harness version): a framework with runs "
             "of several configurations has one row per configuration, and a column one per "
             "hardware setting, labelled with what differs."
-        )
-    if "tflops" in keys:
-        notes.append(
-            "TFLOP/s = images/sec x training FLOPs per image (3 x forward; 1 multiply-add = "
-            "2 FLOPs; convolutions and dense layers); MFU = FLOP/s per device / the device's "
-            "peak for the run's precision (GPUs: published dense peaks; CPUs: the GEMM peak "
-            "measured by `python -m harness peak --tool T` through the run's framework, "
-            "else by `python -m harness peak` through NumPy)."
         )
     contended = [r for r in shown if r.contended]
     if contended:
@@ -529,12 +522,9 @@ def _notes(data: ReportData) -> list[str]:
             f"† contended: {len(contended)} run(s) shared their GPUs with other processes "
             f"(pid {', '.join(pids)}); their figures may be low."
         )
-    synthetic = sum(bool(r.synthetic) for r in shown)
-    if synthetic:
-        notes.append(
-            f"{synthetic} of {len(shown)} runs shown trained on synthetic data "
-            "(the input pipeline is not measured)."
-        )
+    notes += _synthetic_note(
+        shown, "runs shown trained on synthetic data (the input pipeline is not measured)"
+    )
     return notes
 
 
@@ -626,21 +616,13 @@ def build_inference(
         shown = group.shown
         row = InferenceRow(dataset, model, tool, hardware, shown.spec.batch_size, variant)
         cells[row] = shown
-    dataset_order = {name: i for i, name in enumerate(datasets.DATASETS)}
-    model_order = {name: i for i, name in enumerate(models.MODELS)}
-    tool_rank = {name: i for i, name in enumerate(tool_order or [])}
+    order = catalogue_order(tool_order)
     ordered = sorted(columns.values(), key=Column.sort_key)
     column_rank = {c.label: i for i, c in enumerate(ordered)}
     rows = sorted(
         cells,
         key=lambda r: (
-            dataset_order.get(r.dataset, 99),
-            r.dataset,
-            model_order.get(r.model, 99),
-            r.model,
-            column_rank.get(r.hardware, 99),
-            tool_rank.get(r.tool, 99),
-            r.tool,
+            *order(r.dataset, r.model, r.tool, (column_rank.get(r.hardware, 99),)),
             r.variant,
             r.batch_size or 0,
         ),
@@ -653,7 +635,6 @@ def build_inference(
 
 def _inference_notes(data: InferenceData) -> list[str]:
     shown = list(data.cells.values())
-    keys = {m.key for m in data.metrics}
     notes = [
         "Inference: one row per batch size; each value is the mean ± standard deviation "
         "over the repeats (fresh processes) of the run shown. Latency is per batch, over "
@@ -666,29 +647,8 @@ def _inference_notes(data: InferenceData) -> list[str]:
             "Latency percentiles of runs timed in windows are over window time / batches "
             "(--sync-every 1 times every batch on its own)."
         )
-    if keys & {"load_s", "prepare_s", "first_inference_s"}:
-        notes.append(
-            "Load: the model file into a ready model on the device; session: session "
-            "creation, compilation or tracing for the batch size; first inference: the "
-            "first batch after both, alone."
-        )
-    if "total_inference_s" in keys:
-        notes.append(
-            "Total inference time = load + session + one pass over the whole test split "
-            "(input pipeline and copies included); accuracy is that pass's top-1."
-        )
-    if "joules_per_image" in keys:
-        notes.append("Energy per image is the timed phase's energy over its images.")
-    partial = sum(run_status(r) == "partial" for r in shown)
-    if partial:
-        notes.append(
-            f"* partial: {partial} inference run(s) had failed repeats; their values are "
-            "the mean over the repeats that finished ok."
-        )
-    synthetic = sum(bool(r.synthetic) for r in shown)
-    if synthetic:
-        notes.append(
-            f"{synthetic} of {len(shown)} inference runs shown used synthetic inputs "
-            "(no test pass: no total inference time nor accuracy)."
-        )
+    notes += metric_notes(data.metrics, "inference")
+    notes += _partial_note(shown, "inference run(s)")
+    notes += _synthetic_note(shown, "inference runs shown used synthetic inputs (no test pass: "
+                             "no total inference time nor accuracy)")  # fmt: skip
     return notes

@@ -48,14 +48,13 @@ import numpy as np
 
 from harness import cpu, datasets, models
 from harness.backend import Inferencer, Trainer, WorkerContext
-from harness.datasets import source
 from harness.errors import InvalidValue, UsageError
 from harness.plugins import PluginManager
 from harness.run.events import Emitter
 from harness.run.loop import run_benchmark
 from harness.run.spec import check_values
-from harness.run.task import INFERENCE, check_split
-from harness.run.worker import build_network, close_quietly, open_split, report_failure
+from harness.run.task import INFERENCE, check_split_files
+from harness.run.worker import Held, build_network, guarded, open_split
 from harness.spec import ONNX_FILE_MODEL
 from harness.store import stats
 from harness.store.schema import InferenceRepeat, InferenceSummary, RepeatRecord, Stat
@@ -66,7 +65,6 @@ if TYPE_CHECKING:
     from harness.run.worker import Job
     from harness.spec import RunSpec
 
-EXIT_OK = 0  # the worker's exit codes: harness.run.worker
 MODEL_STEM = "model"  # the model file in the run folder: model<suffix>
 ONNX_FILE_DATASET = "synthetic"  # the dataset name of an --onnx-file run
 MODEL_FORMAT = "onnx"  # the format of an --onnx-file, as backends' model loaders name it
@@ -152,9 +150,7 @@ def check_before_workers(spec: RunSpec) -> None:
             f"{spec.dataset}'s test split; give a smaller --batch-size"
         )
     if not spec.synthetic:
-        folder = datasets.dataset_dir(spec.dataset, spec.data_dir)
-        present, missing = source.probe(info, folder, "test")
-        check_split(spec, folder, "test", present, missing, required=spec.synthetic is False)
+        check_split_files(spec, "test", required=spec.synthetic is False)
 
 
 def _read_weights(path: str) -> dict[str, Any]:
@@ -468,88 +464,82 @@ def _test_pass(inferencer: Inferencer, test: Any, batch_size: int) -> tuple[int,
 def run_job(job: Job) -> int:
     """One inference repeat (or, with ``job.export``, the run's model file)."""
     emitter = Emitter(job.events, rank=0)
-    inferencer: Inferencer | None = None
-    cls: type[Inferencer] = Inferencer
+    return guarded(emitter, lambda held: _infer(job, emitter, held), Inferencer)
+
+
+def _infer(job: Job, emitter: Emitter, held: Held) -> None:
+    """The body of :func:`run_job` (harness.run.worker.guarded ends it)."""
     clock = time.perf_counter
-    try:
-        emitter.emit("phase", name="setup", state="start")
-        spec = job.spec
-        backend = PluginManager().backend(spec.tool)
-        cls = backend.load_inferencer()
-        ctx, host, test = _context(job)
-        inferencer = cls(ctx)
-        if job.export:
-            path = Path((job.model_file or MODEL_STEM) + cls.suffix)
-            start = clock()
-            inferencer.export(ctx.initial_weights(), path)
-            seconds = clock() - start
-            record = {"file": str(path), "bytes": file_bytes(path), "seconds": seconds}
-            if job.events:  # beside the events: the orchestrator reads it (export_model)
-                (Path(job.events).parent / "export.json").write_text(json.dumps(record))
-            emitter.emit("export", **record, format=getattr(inferencer, "format", cls.suffix))
-            emitter.emit("end", status="ok")
-            return EXIT_OK
-        source = ctx.train
+    emitter.emit("phase", name="setup", state="start")
+    spec = job.spec
+    backend = PluginManager().backend(spec.tool)
+    held.cls = cls = backend.load_inferencer()
+    ctx, host, test = _context(job)
+    held.runner = inferencer = cls(ctx)
+    if job.export:
+        path = Path((job.model_file or MODEL_STEM) + cls.suffix)
+        start = clock()
+        inferencer.export(ctx.initial_weights(), path)
+        seconds = clock() - start
+        record = {"file": str(path), "bytes": file_bytes(path), "seconds": seconds}
+        if job.events:  # beside the events: the orchestrator reads it (export_model)
+            (Path(job.events).parent / "export.json").write_text(json.dumps(record))
+        emitter.emit("export", **record, format=getattr(inferencer, "format", cls.suffix))
+        return
+    source = ctx.train
+    emitter.emit(
+        "data",
+        split="test",
+        synthetic=bool(getattr(source, "synthetic", True)),
+        description=getattr(source, "description", "synthetic inputs"),
+        images=getattr(source, "num_images", None),
+    )
+    info = inferencer.framework_info()
+    emitter.emit("start", pid=os.getpid(), world_size=1, **info)
+    emitter.emit("phase", name="setup", state="end")
+    path = Path(job.model_file or "")
+    emitter.emit(
+        "model",
+        file=str(path),
+        bytes=file_bytes(path),
+        format=getattr(inferencer, "format", cls.suffix),
+    )
+    emitter.emit("phase", name="load", state="start")
+    start = clock()
+    inferencer.load(path)
+    load_s = clock() - start
+    emitter.emit("phase", name="load", state="end")
+    emitter.emit("phase", name="session", state="start")
+    start = clock()
+    inferencer.prepare(spec.batch_size or 1)
+    prepare_s = clock() - start
+    emitter.emit("phase", name="session", state="end")
+    emitter.emit("inference_setup", load_s=load_s, prepare_s=prepare_s)
+    # what the session or compiled model runs with, read back now that it exists
+    emitter.emit("framework", **inferencer.framework_info())
+    first = inferencer.device_batch(host[0][0])
+    start = clock()
+    inferencer.infer(first)
+    inferencer.synchronize()
+    emitter.emit("first_inference", seconds=clock() - start)
+    if test is not None:
+        emitter.emit("phase", name="test_pass", state="start")
+        images, correct, seconds = _test_pass(inferencer, test, spec.batch_size or 1)
+        emitter.emit("phase", name="test_pass", state="end")
+        accuracy = correct / images if images else None
+        emitter.emit("test_pass", images=images, seconds=seconds, accuracy=accuracy)
         emitter.emit(
-            "data",
-            split="test",
-            synthetic=bool(getattr(source, "synthetic", True)),
-            description=getattr(source, "description", "synthetic inputs"),
-            images=getattr(source, "num_images", None),
+            "validation",
+            epoch=None,
+            images=images,
+            seconds=seconds,
+            loss=None,
+            accuracy=accuracy,
+            synthetic=False,
         )
-        info = inferencer.framework_info()
-        emitter.emit("start", pid=os.getpid(), world_size=1, **info)
-        emitter.emit("phase", name="setup", state="end")
-        path = Path(job.model_file or "")
-        emitter.emit(
-            "model",
-            file=str(path),
-            bytes=file_bytes(path),
-            format=getattr(inferencer, "format", cls.suffix),
-        )
-        emitter.emit("phase", name="load", state="start")
-        start = clock()
-        inferencer.load(path)
-        load_s = clock() - start
-        emitter.emit("phase", name="load", state="end")
-        emitter.emit("phase", name="session", state="start")
-        start = clock()
-        inferencer.prepare(spec.batch_size or 1)
-        prepare_s = clock() - start
-        emitter.emit("phase", name="session", state="end")
-        emitter.emit("inference_setup", load_s=load_s, prepare_s=prepare_s)
-        # what the session or compiled model runs with, read back now that it exists
-        emitter.emit("framework", **inferencer.framework_info())
-        first = inferencer.device_batch(host[0][0])
-        start = clock()
-        inferencer.infer(first)
-        inferencer.synchronize()
-        emitter.emit("first_inference", seconds=clock() - start)
-        if test is not None:
-            emitter.emit("phase", name="test_pass", state="start")
-            images, correct, seconds = _test_pass(inferencer, test, spec.batch_size or 1)
-            emitter.emit("phase", name="test_pass", state="end")
-            accuracy = correct / images if images else None
-            emitter.emit("test_pass", images=images, seconds=seconds, accuracy=accuracy)
-            emitter.emit(
-                "validation",
-                epoch=None,
-                images=images,
-                seconds=seconds,
-                loss=None,
-                accuracy=accuracy,
-                synthetic=False,
-            )
-        loop_ctx = dataclasses.replace(ctx, train=_Pool(host), test=None)
-        inferencer.ctx = loop_ctx
-        run_benchmark(_LoopAdapter(inferencer), loop_ctx, emitter)
-        emitter.emit("end", status="ok")
-        return EXIT_OK
-    except BaseException as exc:
-        return report_failure(emitter, exc, cls.is_out_of_memory)
-    finally:
-        close_quietly(inferencer)
-        emitter.close()
+    loop_ctx = dataclasses.replace(ctx, train=_Pool(host), test=None)
+    inferencer.ctx = loop_ctx
+    run_benchmark(_LoopAdapter(inferencer), loop_ctx, emitter)
 
 
 if __name__ == "__main__":

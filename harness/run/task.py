@@ -142,15 +142,11 @@ class Training(Task):
                 f"split has {info.train_size}; give a smaller --batch-size"
             )
         if not spec.synthetic:
-            folder = datasets.dataset_dir(spec.dataset, spec.data_dir)
-            present, missing = source.probe(info, folder, "train")
-            check_split(spec, folder, "train", present, missing, required=spec.synthetic is False)
+            real = check_split_files(spec, "train", required=spec.synthetic is False)
             # the worker validates on the test split of real data (spec.validate, or by
             # default when training whole epochs): its files must be there too
-            real = bool(present) and not missing
             if real and (spec.validate or (spec.validate is None and spec.epochs)):
-                present, missing = source.probe(info, folder, "test")
-                check_split(spec, folder, "test", present, missing, required=True)
+                check_split_files(spec, "test", required=True)
         if spec.dump_weights:
             check_writable_dir(spec.dump_weights, "--dump-weights")
 
@@ -234,6 +230,16 @@ def task_for(name: str) -> Task:
     if task is None:
         raise InvalidValue(f"unknown task {name!r}; choose from: {', '.join(TASKS)}")
     return task
+
+
+def check_split_files(spec: RunSpec, split: str, *, required: bool) -> bool:
+    """Looks for a split's real files and checks them (:func:`check_split`); True when
+    every one is there."""
+    info = datasets.DATASETS[spec.dataset]
+    folder = datasets.dataset_dir(spec.dataset, spec.data_dir)
+    present, missing = source.probe(info, folder, split)
+    check_split(spec, folder, split, present, missing, required=required)
+    return bool(present) and not missing
 
 
 def check_split(

@@ -195,9 +195,8 @@ def train_job(job: Job) -> int:
     """One training repeat: the backend's trainer driven by the loop."""
     rank, world_size = _rank()
     emitter = Emitter(job.events, rank=rank)
-    trainer: Trainer | None = None
-    trainer_cls: type[Trainer] = Trainer
-    try:
+
+    def train(held: Held) -> None:
         emitter.emit("phase", name="setup", state="start")
         ctx = build_context(job, rank, world_size)
         backend = PluginManager().backend(ctx.spec.tool)
@@ -208,19 +207,43 @@ def train_job(job: Job) -> int:
             description=ctx.train.description,
             images=ctx.train.num_images,
         )
-        trainer_cls = backend.load_trainer()
-        trainer = trainer_cls(ctx)
+        held.cls = backend.load_trainer()
+        held.runner = trainer = held.cls(ctx)
         emitter.emit("start", pid=os.getpid(), world_size=world_size, **trainer.framework_info())
         emitter.emit("phase", name="setup", state="end")
         run_benchmark(trainer, ctx, emitter)
         if ctx.spec.dump_weights:
             dump_weights(trainer, Path(ctx.spec.dump_weights), job, rank)
+
+    return guarded(emitter, train, Trainer)
+
+
+@dataclass
+class Held:
+    """The runner (trainer or inferencer) a repeat's body builds, and its class (for
+    telling an out-of-memory failure from another)."""
+
+    cls: type[Trainer] | type[Inferencer]
+    runner: Trainer | Inferencer | None = None
+
+
+def guarded(
+    emitter: Emitter,
+    body: Callable[[Held], None],
+    base: type[Trainer] | type[Inferencer],
+) -> int:
+    """Runs one repeat's ``body``: the "end" event and EXIT_OK when it returns; the
+    failure's event and exit code when it raises; its runner closed and the events
+    flushed either way."""
+    held = Held(base)
+    try:
+        body(held)
         emitter.emit("end", status="ok")
         return EXIT_OK
     except BaseException as exc:
-        return report_failure(emitter, exc, trainer_cls.is_out_of_memory)
+        return report_failure(emitter, exc, held.cls.is_out_of_memory)
     finally:
-        close_quietly(trainer)
+        close_quietly(held.runner)
         emitter.close()
 
 

@@ -14,7 +14,7 @@ name, once stored, is never renamed (stored results must still read).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
@@ -45,7 +45,10 @@ class Metric:
     - ``compare``: the short name of a figure compared A against B ("" : not compared),
       named ``compare_stem`` in the comparison's CSV;
     - ``per_batch``: a figure of one batch size (a latency per batch): the runs of a
-      task with such a metric are never compared, nor merged, across batch sizes.
+      task with such a metric are never compared, nor merged, across batch sizes;
+    - ``note``: how it is measured, under the report's table where a run has it (a
+      ``{task: note}`` mapping where the tasks differ; metrics measured together share
+      one note, written once).
     """
 
     name: str
@@ -70,6 +73,7 @@ class Metric:
     compare_stem: str = ""
     stored_as: str = ""  # its store and export column, where it differs from the name
     per_batch: bool = False  # a figure of one batch size (a latency per batch)
+    note: str | Mapping[str, str] = ""
 
     @property
     def key(self) -> str:
@@ -91,6 +95,10 @@ class Metric:
 
     def applies(self, task: str) -> bool:
         return task in self.tasks
+
+    def note_for(self, task: str) -> str:
+        """The report's note on it for ``task`` ("" : none)."""
+        return self.note if isinstance(self.note, str) else self.note.get(task, "")
 
     def stat(self, result: RunResult) -> Stat:
         """Its statistics for ``result`` (an empty Stat where the run has none)."""
@@ -194,6 +202,24 @@ def _latency(name: str, title: str, short: str, *, column: str = "") -> Metric:
     )  # fmt: skip
 
 
+_GPU_NOTE = (
+    "GPU memory and power are averages over the timed phase, summed over the GPUs the run "
+    "used (NVML)."
+)
+_FLOPS_NOTE = (
+    "TFLOP/s = images/sec x training FLOPs per image (3 x forward; 1 multiply-add = 2 "
+    "FLOPs; convolutions and dense layers); MFU = FLOP/s per device / the device's peak "
+    "for the run's precision (GPUs: published dense peaks; CPUs: the GEMM peak measured "
+    "by `python -m harness peak --tool T` through the run's framework, else by `python -m "
+    "harness peak` through NumPy)."
+)
+_SETUP_NOTE = (
+    "Load: the model file into a ready model on the device; session: session creation, "
+    "compilation or tracing for the batch size; first inference: the first batch after "
+    "both, alone."
+)
+
+
 # The built-in metrics, in the order every consumer shows them (a report: those of its
 # task; an inference table puts its metrics in columns).
 BUILTIN: tuple[Metric, ...] = (
@@ -207,38 +233,53 @@ BUILTIN: tuple[Metric, ...] = (
            extra=("ci95", "median", "jitter", "olympic_mean")),
     Metric("gpu_memory_mib", "GPU memory (MiB)", "MiB", 0, summary_stat("gpu_memory_mib"),
            higher_is_better=False, tasks=TRAIN, column="REAL",
-           summary="GPU memory used (timed)"),
+           summary="GPU memory used (timed)", note=_GPU_NOTE),
     Metric("gpu_power_w", "GPU power (W)", "W", 1, summary_stat("gpu_power_w"),
-           higher_is_better=False, tasks=TRAIN, column="REAL", summary="GPU power (timed)"),
+           higher_is_better=False, tasks=TRAIN, column="REAL", summary="GPU power (timed)",
+           note=_GPU_NOTE),
     Metric("framework_memory_mib", "framework allocator peak (MiB)", "MiB", 0,
            summary_stat("framework_memory_mib"), higher_is_better=False, report=False,
            summary="framework allocator peak"),
     Metric("energy_j", "energy (J)", "J", 1, summary_stat("energy_j"),
            higher_is_better=False, column="REAL", report=False, summary="energy (timed)"),
     Metric("load_s", "load (s)", "s", 3, inference_stat("load_s"), higher_is_better=False,
-           tasks=INFERENCE),
+           tasks=INFERENCE, note=_SETUP_NOTE),
     Metric("prepare_s", "session (s)", "s", 3, inference_stat("prepare_s"),
-           higher_is_better=False, tasks=INFERENCE),
+           higher_is_better=False, tasks=INFERENCE, note=_SETUP_NOTE),
     Metric("first_inference_s", "first inference (ms)", "ms", 2,
            inference_stat("first_inference_s"), higher_is_better=False, tasks=INFERENCE,
-           scale=1e3),
+           scale=1e3, note=_SETUP_NOTE),
     Metric("total_inference_s", "total inference time (s)", "s", 2,
            inference_stat("total_inference_s"), higher_is_better=False, tasks=INFERENCE,
-           column="REAL"),
+           column="REAL",
+           note="Total inference time = load + session + one pass over the whole test split "
+           "(input pipeline and copies included); accuracy is that pass's top-1."),
     Metric("joules_per_image", "energy per image (J)", "J", 4, summary_stat("joules_per_image"),
-           higher_is_better=False, column="REAL", summary="energy per image"),
+           higher_is_better=False, column="REAL", summary="energy per image",
+           note={"train": "Energy per image is the timed phase's energy over its images: the "
+                 "GPU energy counter (or power integral) on GPU runs, the CPU package's RAPL "
+                 "counter on CPU runs where it is readable (not the whole machine).",
+                 "inference": "Energy per image is the timed phase's energy over its images."}),
     Metric("host_cpu_percent", "host CPU utilisation (%)", "%", 0,
            summary_stat("host_cpu_percent"), higher_is_better=False, tasks=TRAIN,
-           axis=_HOST_CPU, summary="process-tree CPU (timed)"),
+           axis=_HOST_CPU, summary="process-tree CPU (timed)",
+           note="Host CPU utilisation is the CPU time of the run's process tree over the "
+           "timed phase's wall time (100% = one core busy)."),
     Metric("host_rss_mib", "host memory peak (MiB)", "MiB", 0, summary_stat("host_rss_mib"),
-           higher_is_better=False, tasks=TRAIN, summary="process-tree memory peak"),
+           higher_is_better=False, tasks=TRAIN, summary="process-tree memory peak",
+           note="Host memory peak is the largest resident set (RSS) of the run's process "
+           "tree during the run."),
     Metric("execution_time_s", "execution time (s)", "s", 1, summary_stat("execution_time_s"),
-           higher_is_better=False, tasks=TRAIN, column="REAL"),
-    Metric("accuracy", "accuracy (%)", "%", 1, _accuracy, scale=100.0, column="REAL"),
+           higher_is_better=False, tasks=TRAIN, column="REAL",
+           note="Execution time is the study's: training (warmup included) and validation, "
+           "setup excluded."),
+    Metric("accuracy", "accuracy (%)", "%", 1, _accuracy, scale=100.0, column="REAL",
+           note={"train": "Accuracy is the last validation's top-1 accuracy."}),
     Metric("tflops", "achieved TFLOP/s", "TFLOP/s", 2, _flops("achieved_total"),
-           tasks=TRAIN, scale=1e-12, column="REAL", std=False, stored_as="flops_per_sec"),
+           tasks=TRAIN, scale=1e-12, column="REAL", std=False, stored_as="flops_per_sec",
+           note=_FLOPS_NOTE),
     Metric("mfu", "MFU (%)", "%", 1, _flops("mfu"), tasks=TRAIN, scale=100.0, column="REAL",
-           std=False),
+           std=False, note=_FLOPS_NOTE),
     Metric("model_mb", "model file (MB)", "MB", 1, _model_mb, higher_is_better=False,
            tasks=INFERENCE, export=False),
 )  # fmt: skip
