@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from harness import hookspecs, launchers
+from harness.backend import load_reference
 from harness.errors import UsageError
 from harness.hookspecs import PLUGIN_API_VERSION
 
@@ -327,7 +328,6 @@ class PluginManager:
     def parity_probe(self, backend: BackendInfo) -> ParityProbe | None:
         """``backend``'s parity probe, imported and built now (in the parity process:
         it may import the framework); None when it has none."""
-        from harness.backend import load_reference
 
         reference = self._call_each("harness_parity_probe", first=True, backend=backend)
         return None if reference is None else load_reference(reference)()

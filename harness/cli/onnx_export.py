@@ -21,8 +21,10 @@ import numpy as np
 from rich.console import Console
 
 from harness import datasets, models
+from harness.backend import load_reference
 from harness.cli.commands import SUMMARY
 from harness.errors import UsageError
+from harness.plugins import get_plugin_manager
 from harness.run.paths import check_writable_file
 
 Command = Callable[[argparse.Namespace, Console], int]
@@ -103,8 +105,6 @@ def cmd_onnx(args: argparse.Namespace, console: Console) -> int:
     network = _network(args)
 
     check_writable_file(args.output, "-o")
-    from harness.backend import load_reference
-    from harness.plugins import get_plugin_manager
 
     found = get_plugin_manager().model_exporter(FORMAT)
     if found is None:

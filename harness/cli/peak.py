@@ -15,6 +15,8 @@ from harness.cli.commands import SUMMARY
 from harness.errors import UsageError
 from harness.machine import peak as numpy_peak
 from harness.ops import peak as framework_peak
+from harness.ops.runner import ops_module
+from harness.plugins import get_plugin_manager
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -54,9 +56,6 @@ def _check_args(args: Any) -> None:
     if args.all_precisions and not args.tool:
         raise UsageError("--all-precisions applies with --tool only; NumPy measures --fp64")
     if args.tool:  # an unknown tool, or one without operation kernels: before any work
-        from harness.ops.runner import ops_module
-        from harness.plugins import get_plugin_manager
-
         pm = get_plugin_manager()
         ops_module(pm.backend(args.tool), pm)
 

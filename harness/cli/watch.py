@@ -8,6 +8,8 @@ from collections.abc import Callable
 from rich.console import Console
 
 from harness.errors import UsageError
+from harness.report.source import store_path
+from harness.sweep.watch import watch
 
 Command = Callable[[argparse.Namespace, Console], int]
 
@@ -15,10 +17,6 @@ Command = Callable[[argparse.Namespace, Console], int]
 def cmd_watch(args: argparse.Namespace, console: Console) -> int:
     if not args.interval > 0:
         raise UsageError(f"--interval must be a positive number of seconds, got {args.interval}")
-    # imported here: the store and sweep machinery would weigh on every --help
-    from harness.report.source import store_path
-    from harness.sweep.watch import watch
-
     out = Console(highlight=False)  # stdout: the view is the answer
     try:
         return watch(store_path(args.store), args.sweep, args.interval, args.once, out)

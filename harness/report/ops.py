@@ -16,6 +16,7 @@ from typing import Any
 from rich.table import Table as RichTable
 
 from harness.report.source import store_path
+from harness.report.text import md_escape as md
 from harness.store.schema import OpResult, OpsResult
 from harness.store.store import ResultStore
 
@@ -85,8 +86,6 @@ def terminal(store: str | Path, console: Any) -> None:
 
 
 def markdown(store: str | Path) -> str:
-    from harness.report.text import md_escape as md  # kernel and tool names are not trusted
-
     found = tables(load(store))
     if not found:
         return ""

@@ -57,6 +57,7 @@ from harness.report.data import (
     task_of,
 )
 from harness.report.source import describe_hosts, open_store, resolve_sweep
+from harness.report.text import md_escape
 from harness.results.export import csv_cell
 from harness.store import configkey, metrics, stats
 from harness.store.schema import RunResult
@@ -515,14 +516,10 @@ def terminal(rows: list[Comparison], a: Side, b: Side, console: Console) -> None
 
 
 def _md_row(cells: list[str]) -> str:
-    from harness.report.text import md_escape  # labels and names are not trusted
-
     return "| " + " | ".join(map(md_escape, cells)) + " |"
 
 
 def markdown(rows: list[Comparison], a: Side, b: Side) -> str:
-    from harness.report.text import md_escape
-
     training, inference = split_tasks(rows)
     lines = ["# Comparison", "", f"- A: {md_escape(a.label)}", f"- B: {md_escape(b.label)}", ""]
     if training or not inference:

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from harness.errors import UsageError
 from harness.report.source import open_store
+from harness.report.text import md_escape as md
 from harness.results.compare import BAND
 from harness.results.export import csv_cell
 from harness.store import stats
@@ -177,8 +178,6 @@ def terminal(rows: list[OpsComparison], a: str, b: str, console: Console) -> Non
 
 
 def markdown(rows: list[OpsComparison], a: str, b: str) -> str:
-    from harness.report.text import md_escape as md  # kernel names are not trusted
-
     lines = ["# Comparison of operations", "", f"- A: {md(a)}", f"- B: {md(b)}", ""]
     lines.append("| " + " | ".join(HEADERS) + " |")
     lines.append("|" + "---|" * 5 + "---:|" * 4 + "---|---|")

@@ -47,9 +47,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness import cpu, datasets, models
-from harness.backend import Inferencer, Trainer, WorkerContext
+from harness.backend import Inferencer, ModelFileError, Trainer, WorkerContext, load_reference
 from harness.errors import InvalidValue, UsageError
-from harness.plugins import PluginManager
+from harness.plugins import PluginManager, get_plugin_manager
 from harness.run.events import Emitter
 from harness.run.loop import run_benchmark
 from harness.run.spec import check_values
@@ -102,8 +102,6 @@ def check_spec(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     if not spec.onnx_file:
         return spec
     if model_loader(tools[spec.tool]) is None:
-        from harness.plugins import get_plugin_manager
-
         have = get_plugin_manager().backends_with("harness_model_loader", format=MODEL_FORMAT)
         raise UsageError(
             f"--onnx-file: {spec.tool} cannot run ONNX files; tools that can: "
@@ -169,7 +167,6 @@ def _read_weights(path: str) -> dict[str, Any]:
 def model_loader(backend: Any) -> str | None:
     """``"module:function"`` with which ``backend`` reads an ``--onnx-file`` (the
     harness_model_loader hook); None when it cannot run ONNX files."""
-    from harness.plugins import get_plugin_manager
 
     return get_plugin_manager().model_loader(backend, MODEL_FORMAT)
 
@@ -179,7 +176,6 @@ def probe_onnx_file(spec: RunSpec, python: str) -> RunSpec:
     loader (the core imports no model format's package): the spec with its
     ``input_shape``; UsageError (one line) for a corrupt file or an unsupported input,
     before any worker starts."""
-    from harness.plugins import get_plugin_manager
 
     assert spec.onnx_file is not None
     loader = model_loader(get_plugin_manager().backend(spec.tool))
@@ -202,7 +198,6 @@ def probe_onnx_file(spec: RunSpec, python: str) -> RunSpec:
 def _probe_main(loader: str, path: str, given: str | None) -> int:
     """``python -m harness.run.inference probe LOADER FILE [C,H,W]`` (the backend's
     interpreter): ``LOADER`` is the backend's ``"module:function"`` for the file."""
-    from harness.backend import ModelFileError, load_reference
 
     shape = None
     if given:

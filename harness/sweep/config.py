@@ -311,7 +311,6 @@ def check_option_keys(cells: list[Cell], tools: dict[str, Any]) -> None:
     """Every cell's backend options (the file's and ``--set options={...}``'s) against
     what its tool declares: an unknown key or a bad value stops the sweep before any run
     (UsageError naming the cell, with "did you mean" where a declared name is close)."""
-    from harness.backend import check_options
 
     checked: set[tuple[str, str]] = set()
     for cell in cells:

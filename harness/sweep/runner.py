@@ -31,7 +31,15 @@ from harness.run.orchestrator import Plan, execute, plan_run  # noqa: F401
 from harness.run.recover import adopt
 from harness.run.spec import check_values
 from harness.store.store import ResultStore
-from harness.sweep.config import Cell, SweepConfig, fingerprint, load, parse, select
+from harness.sweep.config import (
+    Cell,
+    SweepConfig,
+    check_option_keys,
+    fingerprint,
+    load,
+    parse,
+    select,
+)
 from harness.sweep.executors import Executor, SweepContext
 from harness.sweep.progress import duration
 from harness.sweep.state import DONE, PENDING, RUNNING, SKIPPED, CellState, SweepState
@@ -137,8 +145,6 @@ def run_sweep(request: SweepRequest, console: Console) -> int:
     path = _store_path(output_dir)
     pm = get_plugin_manager()  # one for the sweep: every plan and run uses it
     if expanded is not None:  # a typo in --set options={...}: before any run, dry or not
-        from harness.sweep.config import check_option_keys
-
         check_option_keys(expanded.cells, pm.backends)
     executor = pm.executor(request.executor)
     if request.dry_run:
