@@ -258,7 +258,22 @@ def test_repeat_part_from_events() -> None:
     windowed = _windows_events([[10, 0.1], [10, 0.3]])
     record = repeat_record(windowed, status="ok", cause=None, global_batch=4)
     part = inference.repeat_part(windowed, record)
-    assert part.latency_basis == "window" and part.latency_p50_s == pytest.approx(0.02)
+    # windows are for throughput: their mean latency is kept, no percentile is invented
+    assert part.latency_basis == "window" and part.latency_p50_s is None
+    assert part.latency_p99_s is None and part.latency_mean_s == pytest.approx(0.02)
+
+
+def test_inference_times_each_request_alone_by_default() -> None:
+    from harness.plugins import PluginManager
+    from harness.run.spec import resolve
+    from harness.spec import RunSpec
+
+    tools = PluginManager().backends
+    spec = resolve(RunSpec("pytorch", "lenet", "mnist", task="inference"), tools)
+    assert spec.sync_every == 1  # per request
+    windows = resolve(RunSpec("pytorch", "lenet", "mnist", task="inference", sync_every=8), tools)
+    assert windows.sync_every == 8  # for throughput, asked for
+    assert resolve(RunSpec("pytorch", "lenet", "mnist"), tools).sync_every is None  # training
 
 
 def _inference_result() -> RunResult:
@@ -320,7 +335,7 @@ def test_summary_shows_the_inference_figures() -> None:
     assert "latency p50" in text and "inference · batch 8" in text
     assert "model file: /r/model.onnx (1.2 kB, onnx)" in text
     assert "load 10.00 ms · session/compile 200.00 ms · first inference 50.00 ms" in text
-    assert "p99.9 4.00 ms" in text and "each batch timed alone" in text
+    assert "p99.9 4.00 ms" in text and "each batch a request, timed alone" in text
     assert "total inference time: 0.710 s" in text and "70 images" in text and "25.00%" in text
 
 

@@ -182,16 +182,21 @@ def inference_lines(result: RunResult) -> list[str]:
         f" · first inference {_mean_ms(inf.first_inference_s)}"
     )
     basis = {
-        "batch": "each batch timed alone",
-        "window": "window time / batches; --sync-every 1 times each batch",
+        "batch": "each batch a request, timed alone",
         "device": "device timers",
     }.get(inf.latency_basis or "", inf.latency_basis or "?")
-    lines.append(
-        f"latency per batch of {result.spec.batch_size}: mean {_mean_ms(inf.latency_mean_s)}"
-        f" · p50 {_mean_ms(inf.latency_p50_s)} · p90 {_mean_ms(inf.latency_p90_s)}"
-        f" · p99 {_mean_ms(inf.latency_p99_s)} · p99.9 {_mean_ms(inf.latency_p999_s)}"
-        f" [dim]({basis})[/dim]"
-    )
+    mean = f"latency per batch of {result.spec.batch_size}: mean {_mean_ms(inf.latency_mean_s)}"
+    if inf.latency_basis == "window":  # timed in windows, for throughput: no request's
+        lines.append(
+            f"{mean} [dim](window time / batches: no percentiles; without --sync-every "
+            "each batch is timed alone)[/dim]"
+        )
+    else:
+        lines.append(
+            f"{mean} · p50 {_mean_ms(inf.latency_p50_s)} · p90 {_mean_ms(inf.latency_p90_s)}"
+            f" · p99 {_mean_ms(inf.latency_p99_s)} · p99.9 {_mean_ms(inf.latency_p999_s)}"
+            f" [dim]({basis})[/dim]"
+        )
     total = inf.total_inference_s
     if total.mean is not None:
         images = next(

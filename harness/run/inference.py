@@ -20,9 +20,11 @@ A run of the task, per batch size (``--batch-size 1,8,64`` makes one run of each
 
 The steady state runs on a few batches moved to the device once and cycled (for real
 data the test split's first batches), so neither the input pipeline nor the copy to the
-device is timed there: the latency is the model's. Per-batch latency is exact with
-``--sync-every 1`` (``latency_basis`` "batch"); with windows it is window time / batches
-("window"), the loop's timing mode says which. The last, partial batch of the test pass
+device is timed there: the latency is the model's. By default each batch
+is a request, synchronised and timed on its own (``--sync-every 1``, ``latency_basis``
+"batch"), so the percentiles are those of requests. ``--sync-every N`` times windows of N
+batches for throughput; then only the mean latency (window time / batches, "window")
+is kept, and no percentile. The last, partial batch of the test pass
 is padded to the full batch size (the padding's predictions are dropped), so no backend
 compiles a second shape.
 
@@ -99,6 +101,8 @@ def check_spec(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
         )
     if spec.input_shape is not None and not spec.onnx_file:
         raise UsageError("--input-shape applies to --onnx-file only")
+    if spec.sync_every is None:  # latency is per request: each batch timed on its own
+        spec = dataclasses.replace(spec, sync_every=1)
     if not spec.onnx_file:
         return spec
     if model_loader(tools[spec.tool]) is None:
@@ -274,13 +278,14 @@ def repeat_part(events: list[dict[str, Any]], record: RepeatRecord) -> Inference
                 timed.extend(float(s) for s in e["device_seconds"])
             else:
                 timed.extend(float(s) / int(n) for n, s in e["windows"] if int(n) > 0)
+    part.latency_basis = _latency_basis(record)
     if timed:
         part.latency_mean_s = stats.mean(timed)
+    if timed and part.latency_basis != "window":  # a window's mean is no request's latency
         part.latency_p50_s = stats.percentile(timed, 50)
         part.latency_p90_s = stats.percentile(timed, 90)
         part.latency_p99_s = stats.percentile(timed, 99)
         part.latency_p999_s = stats.percentile(timed, 99.9)
-    part.latency_basis = _latency_basis(record)
     part.images_per_sec = record.timed.images_per_sec
     if part.test_pass_s is not None and part.load_s is not None and part.prepare_s is not None:
         part.total_inference_s = part.load_s + part.prepare_s + part.test_pass_s

@@ -421,6 +421,12 @@ def _validate(
     )
 
 
+def _run_window(window: int | None, steps: int | None) -> int | None:
+    """The window steps a run reports: never more than its steps (a short ``--steps`` is
+    one window)."""
+    return min(window, steps) if window and steps else window
+
+
 def _mode(spec: Any, timed: _Windows) -> str:
     if timed.device:
         return "device-events"
@@ -513,7 +519,10 @@ def run_benchmark(
             "timing",
             mode=_mode(spec, timed),
             sync_every=spec.sync_every,
-            window_steps=plan.window,
+            # the run's window, never more than its steps (a short --steps is one window)
+            window_steps=min(plan.window, spec.steps)
+            if plan.window and spec.steps
+            else plan.window,
             window_target_s=None if spec.sync_every else limits.window_s,
             warmup_end=plan.warmup_end,
             warmup_steps=warm.steps,
