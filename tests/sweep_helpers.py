@@ -341,3 +341,46 @@ def end_orphan_workers(run_dir: Path) -> None:
             if event.get("event") == "start":
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(event["pid"], signal.SIGKILL)
+
+
+# Measures, after load, every SVG text's box against its SVG's box and every SVG's right
+# edge against the page's: a text outside its SVG is cut off (or spills over the next).
+_LAYOUT_PROBE = """<script>
+(function () {
+  var problems = [], svgs = document.querySelectorAll("svg"), page = document.documentElement;
+  svgs.forEach(function (svg, i) {
+    var box = svg.getBoundingClientRect();
+    if (box.right > page.clientWidth + 0.5) { problems.push("svg " + i + " is wider than the page"); }
+    svg.querySelectorAll("text").forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      if (r.width === 0) { return; }
+      if (r.left < box.left - 0.5 || r.right > box.right + 0.5 ||
+          r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5) {
+        problems.push("svg " + i + ": " + t.textContent);
+      }
+    });
+  });
+  var out = document.createElement("pre");
+  out.id = "layout-probe";
+  out.textContent = JSON.stringify({svgs: svgs.length, problems: problems});
+  document.body.appendChild(out);
+})();
+</script>"""
+
+
+def layout_problems(page: Path, work: Path, width: int) -> dict[str, Any]:
+    """Loads ``page`` in headless Chromium ``width`` CSS px wide; the probe's findings:
+    ``{"svgs": count, "problems": [text outside its SVG, SVG wider than the page]}``."""
+    browser = require_chromium()
+    work.mkdir(parents=True, exist_ok=True)
+    probed = work / "probed.html"
+    text = page.read_text()
+    head, _, tail = text.rpartition("</body>")
+    probed.write_text(head + _LAYOUT_PROBE + "</body>" + tail)
+    dom = chromium(browser, work / "profile", f"--window-size={width},900", "--dump-dom",
+                   probed.resolve().as_uri())  # fmt: skip
+    found = re.search(r'<pre id="layout-probe">(.*?)</pre>', dom, re.S)
+    assert found is not None, dom[-2000:]
+    import html
+
+    return json.loads(html.unescape(found.group(1)))

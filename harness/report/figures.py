@@ -181,7 +181,7 @@ def _axes(title_text: str, ylabel: str, batches: list[int]) -> tuple[Any, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.6, 3.4))
+    figure = Figure(figsize=(5.6, 3.4), layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     ax.set_xscale("log", base=2)
@@ -208,8 +208,7 @@ def _inference_throughput(
     for label, (xs, ys) in lines.items():
         ax.plot(xs, ys, marker="o", color=colors[label], label=label, zorder=2)
     ax.set_ylim(bottom=0)
-    ax.legend(title="framework", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-              fontsize=8, title_fontsize=8)  # fmt: skip
+    _legend(figure, ax.get_legend_handles_labels()[0], "framework")
     return figure
 
 
@@ -235,8 +234,7 @@ def _inference_latency(
         Line2D([], [], color="#4a5466", linestyle=_LATENCY_STYLES[k], label=_PERCENTILE_NAMES[k])
         for k in LATENCY_PERCENTILES
     ]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-              fontsize=8)  # fmt: skip
+    _legend(figure, handles, None)
     return figure
 
 
@@ -249,7 +247,8 @@ def draw(data: ReportData, dataset: str, model: str, metric: Metric, colors: dic
 
     rows = [r for r in data.rows if (r.dataset, r.model) == (dataset, model)]
     groups = data.columns
-    figure = Figure(figsize=(max(4.8, 1.1 + 1.15 * len(groups) * max(1, len(rows)) ** 0.5), 3.4))
+    width = max(4.8, 1.1 + 1.15 * len(groups) * max(1, len(rows)) ** 0.5)
+    figure = Figure(figsize=(width, 3.4), layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     values = {(r, c): data.value(metric.key, r, c) for r in rows for c in groups}
@@ -304,16 +303,31 @@ def draw(data: ReportData, dataset: str, model: str, metric: Metric, colors: dic
     ax.set_title(title(dataset, model, metric), loc="left", fontsize=10, fontweight="bold")
     ax.grid(axis="y", color="#e8ebf0", zorder=0)
     ax.set_axisbelow(True)
-    ax.legend(
-        handles=[Patch(color=colors[r.label], label=r.label) for r in rows],
-        title="framework",
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        frameon=False,
-        fontsize=8,
-        title_fontsize=8,
-    )
+    _legend(figure, [Patch(color=colors[r.label], label=r.label) for r in rows], "framework")
     return figure
+
+
+_CHAR_IN = 0.075  # a generous width of one 8 pt legend character, in inches
+_ENTRY_IN = 0.55  # an entry's handle and padding, in inches
+_LINE_IN = 0.17  # one legend line's height, in inches
+
+
+def _legend(figure: Any, handles: list[Any], heading: str | None) -> None:
+    """The legend below the plot, inside the figure: as many columns as its width holds,
+    a label too long for the figure cut with an ellipsis; the figure grows by its lines,
+    so the plot keeps its height."""
+    width, height = figure.get_size_inches()
+    fits = max(8, int((width - _ENTRY_IN - 0.2) / _CHAR_IN))
+    for handle in handles:
+        label = handle.get_label()
+        if len(label) > fits:
+            handle.set_label(label[: fits - 1].rstrip() + "\u2026")
+    longest = max((len(h.get_label()) for h in handles), default=1)
+    columns = max(1, min(len(handles), int((width - 0.2) / (_ENTRY_IN + _CHAR_IN * longest))))
+    lines = -(-len(handles) // columns) + (1 if heading else 0)
+    figure.set_size_inches(width, height + _LINE_IN * lines)
+    figure.legend(handles=handles, title=heading, loc="outside lower center", ncols=columns,
+                  frameon=False, fontsize=8, title_fontsize=8)  # fmt: skip
 
 
 def _axis_label(metric: Metric) -> str:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+_CHAR_W = 7.0  # a generous width of one 11 px legend character (system-ui, sans-serif)
+_LEGEND_LINE = 16  # px between legend lines
 
 
 @dataclass(frozen=True)
@@ -73,14 +76,39 @@ class Frame:
             f'<text class="unit" transform="translate(14 {self.top + self.plot_h / 2:.1f}) '
             f'rotate(-90)" text-anchor="middle">{escape(unit)}</text>'
         )
-        x = left + 8  # legend
-        for name in series:
-            out.append(
-                f'<rect x="{x}" y="8" width="11" height="11" fill="{self.colors[name]}"/>'
-                f'<text class="legend" x="{x + 15}" y="18">{escape(name)}</text>'
-            )
-            x += 22 + 7 * len(name)
+        for row, entries in enumerate(self.legend_rows(series)):  # legend
+            for x, name, text in entries:
+                y = 8 + _LEGEND_LINE * row
+                tip = f"<title>{escape(name)}</title>" if text != name else ""
+                out.append(
+                    f'<rect x="{x:.0f}" y="{y}" width="11" height="11" '
+                    f'fill="{self.colors[name]}"/><text class="legend" x="{x + 15:.0f}" '
+                    f'y="{y + 10}">{escape(text)}{tip}</text>'
+                )
         return out
+
+    def legend_rows(self, series: list[str]) -> list[list[tuple[float, str, str]]]:
+        """The legend laid out in lines across the chart's width: per line, (x, series,
+        text shown) of each entry; a label too long for a line is cut with an ellipsis
+        (the whole label is its tooltip)."""
+        start, end = self.left + 8, self.width - self.right
+        fits = max(4, int((end - start - 15) / _CHAR_W))
+        rows: list[list[tuple[float, str, str]]] = [[]]
+        x = start
+        for name in series:
+            text = name if len(name) <= fits else name[: fits - 1].rstrip() + "\u2026"
+            w = 15 + _CHAR_W * len(text)
+            if rows[-1] and x + w > end:
+                rows.append([])
+                x = start
+            rows[-1].append((x, name, text))
+            x += w + 12
+        return rows
+
+    def fitted(self, series: list[str]) -> Frame:
+        """This frame, taller at the top by the legend's lines after the first."""
+        extra = _LEGEND_LINE * (len(self.legend_rows(series)) - 1)
+        return replace(self, top=self.top + extra, height=self.height + extra)
 
     def slots(
         self, out: list[str], groups: list[str], series: list[str], widest: float
@@ -138,6 +166,7 @@ def bar_chart(
     groups: list[str], series: list[str], bars: dict[tuple[str, str], Bar], frame: Frame
 ) -> str:
     """The SVG element of one grouped bar chart."""
+    frame = frame.fitted(series)
     top, plot_h, colors = frame.top, frame.plot_h, frame.colors
     highest = max(
         ((b.mean or 0) + (b.std or 0) for b in bars.values() if b.mean is not None), default=0
