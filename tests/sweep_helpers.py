@@ -350,7 +350,7 @@ _LAYOUT_PROBE = """<script>
   var problems = [], svgs = document.querySelectorAll("svg"), page = document.documentElement;
   svgs.forEach(function (svg, i) {
     var box = svg.getBoundingClientRect();
-    if (box.right > page.clientWidth + 0.5) { problems.push("svg " + i + " is wider than the page"); }
+    if (box.right > page.clientWidth + 0.5) { problems.push("svg " + i + " is too wide"); }
     svg.querySelectorAll("text").forEach(function (t) {
       var r = t.getBoundingClientRect();
       if (r.width === 0) { return; }

@@ -24,9 +24,7 @@ def long_label_runs() -> list:
             for option in ("enabled", "disabled"):
                 spec = {"precision": precision, "options": {"channels_last_format": option}}
                 runs.append(with_spec(make_result(tool, "resnet50", "cifar10"), **spec))
-                runs.append(
-                    with_spec(make_result(tool, "resnet50", "cifar10", num_gpus=1), **spec)
-                )
+                runs.append(with_spec(make_result(tool, "resnet50", "cifar10", num_gpus=1), **spec))
                 for batch in (1, 32):
                     served = make_inference_result(tool, "resnet50", "cifar10", batch)
                     runs.append(with_spec(served, **spec, batch_size=batch))
