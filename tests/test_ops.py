@@ -322,18 +322,51 @@ def test_report_section_puts_frameworks_side_by_side(tmp_path: Path) -> None:
     store = ResultStore(tmp_path / "results.sqlite")
     store.add_ops(sample_result("ops-1", "pytorch", "2026-01-01T00:00:00"))
     store.add_ops(sample_result("ops-2", "jax", "2026-01-02T00:00:00"))
-    store.add_ops(sample_result("ops-3", "jax", "2026-01-03T00:00:00"))  # the latest jax run
+    store.add_ops(sample_result("ops-3", "jax", "2026-01-03T00:00:00"))  # jax again: both shown
     text = report_ops.markdown(tmp_path)
-    assert "## Operations" in text and "| kernel | pytorch | jax |" in text
-    assert "| gemm-a | 1.5 TFLOP/s (25%) | 1.5 TFLOP/s (25%) |" in text
-    assert "| s | unsupported | unsupported |" in text
+    assert "## Operations" in text and "### smoke · fp32 · cpu · 1 device" in text
+    assert "| kernel | pytorch | jax (2026-01-02 00:00) | jax (2026-01-03 00:00) |" in text
+    assert "| gemm-a | 1.5 TFLOP/s (25%) | 1.5 TFLOP/s (25%) | 1.5 TFLOP/s (25%) |" in text
+    assert "| s | unsupported | unsupported | unsupported |" in text
     assert "gemm 0.0 ms" in text
     page = report_ops.add_to("<html><body><p>x</p></body></html>", "html", tmp_path)
     assert page.index("<h2>Operations</h2>") < page.index("</body>")
-    assert page.count("<svg") == 1 and page.count("<rect") == 2  # gemm-a: pytorch and jax
+    assert page.count("<svg") == 1 and page.count("<rect") == 3  # gemm-a: one bar a run
     empty = tmp_path / "empty"
     ResultStore(empty / "results.sqlite")
     assert report_ops.markdown(empty) == ""
+
+
+def test_report_has_a_table_per_hardware_and_device_count(tmp_path: Path) -> None:
+    """Runs on one and two CPU devices and on a GPU are never mixed in one table, every
+    run is a column, and in HTML the section comes before the page's footer."""
+    store = ResultStore(tmp_path / "results.sqlite")
+    runs = [
+        ("ops-1", "pytorch", "cpu", 1),
+        ("ops-2", "pytorch", "cpu", 2),
+        ("ops-3", "jax", "cpu", 2),
+        ("ops-4", "jax", "1xNVIDIA H100 80GB HBM3", 1),
+        ("ops-5", "pytorch", "1xNVIDIA H100 80GB HBM3", 1),
+        ("ops-6", "pytorch", "cpu", 1),
+    ]
+    for number, (ops_id, tool, hardware, devices) in enumerate(runs, 1):
+        result = sample_result(ops_id, tool, f"2026-01-0{number}T00:00:00")
+        result.hardware, result.devices = hardware, devices
+        store.add_ops(result)
+    found = {title: header[1:] for title, header, _ in report_ops.tables(report_ops.load(tmp_path))}
+    assert found == {
+        "smoke · fp32 · cpu · 1 device": [
+            "pytorch (2026-01-01 00:00)",
+            "pytorch (2026-01-06 00:00)",
+        ],
+        "smoke · fp32 · cpu · 2 devices": ["pytorch", "jax"],
+        "smoke · fp32 · 1xNVIDIA H100 80GB HBM3 · 1 device": ["jax", "pytorch"],
+    }
+    assert sum(map(len, found.values())) == len(runs)  # every run shown
+    page = "<html><body><h2>Notes</h2><footer>harness</footer><script>x</script></body></html>"
+    page = report_ops.add_to(page, "html", tmp_path)
+    assert page.index("<h2>Notes</h2>") < page.index("<h2>Operations</h2>") < page.index("<footer")
+    assert page.count("<h3>") == 3 and page.count("<table>") == 3
 
 
 def test_ops_help_imports_no_framework() -> None:

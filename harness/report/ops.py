@@ -1,10 +1,12 @@
-"""The report's "Operations" section: the latest ops run of each framework, side by side.
+"""The report's "Operations" section: every stored ops run, frameworks side by side.
 
-One table per (suite, precision, hardware), with a bar chart in HTML (each kernel's
-frameworks side by side, relative to the best): a row per kernel and direction, a column
-per framework with its TFLOP/s (GB/s for all-reduce) and the % of the device's peak, or
-why there is none (unsupported, skipped, failed); a last row with each framework's
-total time per pass over each set. Empty when the store has no ops results.
+One table per (suite, precision, hardware, device count), with a bar chart in HTML
+(each kernel's runs side by side, relative to the best): a row per kernel and direction,
+a column per run (its framework; with its start time where a framework ran more than
+once there) with its TFLOP/s (GB/s for all-reduce) and the % of the device's peak, or
+why there is none (unsupported, skipped, failed); a last row with each run's total time
+per pass over each set. Empty when the store has no ops results. In HTML the section
+goes before the page's footer.
 """
 
 from __future__ import annotations
@@ -23,16 +25,35 @@ from harness.store.store import ResultStore
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 
 
-def latest(results: list[OpsResult]) -> list[OpsResult]:
-    """The latest run of each (tool, suite, precision, hardware), in first-seen order."""
-    chosen: dict[tuple[str, str, str, str], OpsResult] = {}
-    for result in results:  # oldest first: later ones replace
-        chosen[(result.tool, result.suite, result.precision, result.hardware)] = result
-    return list(chosen.values())
-
-
 def load(store: str | Path) -> list[OpsResult]:
-    return latest(ResultStore(store_path(store), readonly=True).ops())
+    """Every ops run of the store, oldest first."""
+    return ResultStore(store_path(store), readonly=True).ops()
+
+
+def _devices(count: int) -> str:
+    return f"{count} device" if count == 1 else f"{count} devices"
+
+
+def grouped(results: list[OpsResult]) -> dict[str, list[tuple[str, OpsResult]]]:
+    """Table title -> its runs with their column labels, one table per (suite, precision,
+    hardware, device count), in first-seen order; a framework's runs in one table are
+    told apart by their start time."""
+    groups: dict[tuple[str, str, str, int], list[OpsResult]] = {}
+    for result in results:
+        key = (result.suite, result.precision, result.hardware, result.devices)
+        groups.setdefault(key, []).append(result)
+    out: dict[str, list[tuple[str, OpsResult]]] = {}
+    for (suite, precision, hardware, devices), runs in groups.items():
+        tools = [r.tool for r in runs]
+        labelled = []
+        for run in runs:
+            label = run.tool
+            if tools.count(run.tool) > 1:
+                when = (run.started_at or run.ops_id or "?").replace("T", " ")[:16]
+                label = f"{run.tool} ({when})"
+            labelled.append((label, run))
+        out[f"{suite} · {precision} · {hardware} · {_devices(devices)}"] = labelled
+    return out
 
 
 def cell(op: OpResult) -> str:
@@ -47,27 +68,24 @@ def cell(op: OpResult) -> str:
 
 
 def tables(results: list[OpsResult]) -> list[Table]:
-    groups: dict[tuple[str, str, str], list[OpsResult]] = {}
-    for result in results:
-        groups.setdefault((result.suite, result.precision, result.hardware), []).append(result)
     out: list[Table] = []
-    for (suite, precision, hardware), runs in groups.items():
-        tools = [r.tool for r in runs]
+    for title, runs in grouped(results).items():
+        labels = [label for label, _ in runs]
         rows: dict[tuple[str, str], dict[str, str]] = {}
-        totals: dict[str, list[str]] = {t: [] for t in tools}
-        for run in runs:
+        totals: dict[str, list[str]] = {label: [] for label in labels}
+        for label, run in runs:
             for op_set in run.sets:
                 for op in op_set.ops:
-                    rows.setdefault((op.name, op.direction), {})[run.tool] = cell(op)
+                    rows.setdefault((op.name, op.direction), {})[label] = cell(op)
                 if op_set.total_us:
-                    totals[run.tool].append(f"{op_set.kind} {op_set.total_us / 1e3:,.1f} ms")
+                    totals[label].append(f"{op_set.kind} {op_set.total_us / 1e3:,.1f} ms")
         body = [
             [name if direction == "forward" else f"{name} ({direction})"]
-            + [values.get(t, "-") for t in tools]
+            + [values.get(label, "-") for label in labels]
             for (name, direction), values in rows.items()
         ]
-        body.append(["total per pass"] + ["; ".join(totals[t]) or "-" for t in tools])
-        out.append((f"{suite} · {precision} · {hardware}", ["kernel", *tools], body))
+        body.append(["total per pass"] + ["; ".join(totals[label]) or "-" for label in labels])
+        out.append((title, ["kernel", *labels], body))
     return out
 
 
@@ -99,16 +117,19 @@ def markdown(store: str | Path) -> str:
 
 
 def rates(results: list[OpsResult]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per table title: kernel label -> tool -> TFLOP/s (GB/s for all-reduce), ok ones."""
+    """Per table title: kernel label -> run label -> TFLOP/s (GB/s for all-reduce), ok ones."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for run in results:
-        chart = out.setdefault(f"{run.suite} · {run.precision} · {run.hardware}", {})
-        for op_set in run.sets:
-            for op in op_set.ops:
-                value = op.gb_per_s if op.gb_per_s is not None else op.tflops
-                if op.status == "ok" and value:
-                    label = op.name if op.direction == "forward" else f"{op.name} ({op.direction})"
-                    chart.setdefault(label, {})[run.tool] = value
+    for title, runs in grouped(results).items():
+        chart = out.setdefault(title, {})
+        for run_label, run in runs:
+            for op_set in run.sets:
+                for op in op_set.ops:
+                    value = op.gb_per_s if op.gb_per_s is not None else op.tflops
+                    if op.status == "ok" and value:
+                        name = (
+                            op.name if op.direction == "forward" else f"{op.name} ({op.direction})"
+                        )
+                        chart.setdefault(name, {})[run_label] = value
     return out
 
 
@@ -121,6 +142,9 @@ def chart(values: dict[str, dict[str, float]]) -> str:
     bar, gap, left, width = 12, 8, 260, 300
     rows: list[str] = []
     y = 0
+    # room right of the longest bar for the widest "run value" text (7 px a character)
+    texts = [f"{tool} {value:.3g}" for per in values.values() for tool, value in per.items()]
+    right = max(160, 8 + 7 * max(map(len, texts), default=0))
     for label, per in values.items():
         best = max(per.values())
         rows.append(f'<text x="0" y="{y + bar}" font-size="11">{esc(label)}</text>')
@@ -139,9 +163,11 @@ def chart(values: dict[str, dict[str, float]]) -> str:
             )
             y += bar
         y += gap
+    full = left + width + right  # drawn at this size, scaled down on a narrower page
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 160}" '
-        f'height="{y}" role="img">{"".join(rows)}</svg>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{full}" height="{y}" '
+        f'viewBox="0 0 {full} {y}" style="max-width: 100%; height: auto" role="img">'
+        f'{"".join(rows)}</svg>'
     )
 
 
@@ -171,11 +197,13 @@ def html(store: str | Path) -> str:
 
 
 def add_to(text: str, fmt: str, store: str | Path) -> str:
-    """The rendered report with the section appended (before ``</body>`` in HTML)."""
+    """The rendered report with the section added: in HTML before the page's footer (or
+    before ``</body>``), so the footer stays last; in Markdown at the end."""
     if fmt == "markdown":
         return text + markdown(store)
     section = html(store)
-    if section and "</body>" in text:
-        head, _, tail = text.rpartition("</body>")
-        return head + section + "</body>" + tail
+    for mark in ("<footer", "</body>"):
+        if section and mark in text:
+            head, _, tail = text.rpartition(mark)
+            return head + section + mark + tail
     return text + section
