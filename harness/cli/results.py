@@ -96,6 +96,8 @@ def _list_sweeps(output_dir: str, console: Console) -> int:
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if args.format in FIGURE_FORMATS:
         require_matplotlib()  # before reading the store: one line and exit 2 without it
+    if args.format == "dashboard":
+        return _dashboard(args, console)
     data = report_data(args.store, args.sweep)
     if args.format in FIGURE_FORMATS:
         return _figures(data, args, console)
@@ -112,6 +114,21 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         suffix = f"-{data.sweep}" if data.sweep else ""
         output = str(store_path(args.store).parent / f"report{suffix}.html")
     _write(ops_section.add_to(render(data, args.format), args.format, args.store), output, console)
+    return 0
+
+
+def _dashboard(args: argparse.Namespace, console: Console) -> int:
+    """``report --format dashboard``: the page to explore the store with filters."""
+    from harness.report.dashboard import page  # only this format needs it
+
+    store = open_store(args.store)
+    sweep = resolve_sweep(store, args.sweep)
+    output = args.output
+    if output is None:
+        suffix = f"-{sweep}" if sweep else ""
+        output = str(store_path(args.store).parent / f"dashboard{suffix}.html")
+    title = f"Benchmark dashboard: sweep {sweep}" if sweep else "Benchmark dashboard"
+    _write(page(load_runs(store, sweep), title), output, console)
     return 0
 
 
@@ -254,15 +271,17 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
     )
     rep.add_argument(
         "--format",
-        choices=("terminal", "markdown", "html", *FIGURE_FORMATS),
+        choices=("terminal", "markdown", "html", "dashboard", *FIGURE_FORMATS),
         default="terminal",
-        help="png, svg, pdf: one figure per (dataset, network, metric), through matplotlib "
-        "(the 'figures' extra)",
+        help="dashboard: one offline HTML page with filters (framework, network, dataset, "
+        "hardware, task) over the table and charts; png, svg, pdf: one figure per "
+        "(dataset, network, metric), through matplotlib (the 'figures' extra)",
     )
     rep.add_argument(
         "-o",
         "--output",
-        help="write here (html default: report[-SWEEP].html beside the store; png, svg, "
+        help="write here (html default: report[-SWEEP].html beside the store, dashboard: "
+        "dashboard[-SWEEP].html; png, svg, "
         "pdf: a folder, default figures[-SWEEP]/ beside the store)",
     )
     rep.add_argument("--force", action="store_true", help=FORCE_HELP)
