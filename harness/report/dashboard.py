@@ -74,14 +74,12 @@ def records(results: list[RunResult]) -> tuple[list[dict[str, Any]], list[dict[s
             "values": values,
         })  # fmt: skip
     used = {k for r in out for k in r["values"]}
-    shown = [
-        {"key": k, "title": _titled(every[k].title, every[k].unit)} for k in keys if k in used
-    ]
+    shown = [{"key": k, "title": _titled(every[k].title, every[k].unit)} for k in keys if k in used]
     return out, shown
 
 
 def _titled(title: str, unit: str) -> str:
-    """"images/sec (images/s)", but "GPU power (W)" as it is."""
+    """ "images/sec (images/s)", but "GPU power (W)" as it is."""
     return title if unit in title else f"{title} ({unit})"
 
 
@@ -188,12 +186,13 @@ _SCRIPT = """
       [r.task, r.dataset_title, r.model_title, r.config, r.hardware, r.batch, r.status]
         .forEach(function (t, i) {
           tr.appendChild(el("td", i === 6 && r.status !== "ok" ? {"class": "status"} : {},
-                            t === null ? "" : String(t)));
+                            t === null ? "n/a" : String(t)));
         });
       cols.forEach(function (m) {
         var v = r.values[m.key];
         tr.appendChild(el("td", {"class": "num"},
-          v ? fmt(v[0]) + (v[1] !== null ? " \\u00b1 " + fmt(v[1]) : "") : ""));
+          v ? fmt(v[0]) + (v[1] !== null ? " \\u00b1 " + fmt(v[1]) : "")
+            : (r.status === "ok" || r.status === "partial") ? "n/a" : "-"));
       });
       body.appendChild(tr);
     });

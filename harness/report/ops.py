@@ -167,7 +167,7 @@ def chart(values: dict[str, dict[str, float]]) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{full}" height="{y}" '
         f'viewBox="0 0 {full} {y}" style="max-width: 100%; height: auto" role="img">'
-        f'{"".join(rows)}</svg>'
+        f"{''.join(rows)}</svg>"
     )
 
 
