@@ -4,8 +4,8 @@
    windows and synchronisation) against a bare timing loop of the same call in the same
    framework and interpreter; ratio = harness TFLOP/s / bare TFLOP/s (target >= 0.97).
 2. The measured CPU GEMM peak (``python -m harness peak``'s NumPy measurement) against
-   the theoretical peak of this CPU: cores x clock x FP32 FLOPs per cycle from its
-   vector width (two FMA units assumed: AVX-512 64, AVX2+FMA 32, else SSE 8).
+   the theoretical peak of this CPU (harness.machine.peak.theoretical_peak: physical
+   cores x maximum clock x vector lanes x 2 x FMA units), with a note when above it.
 
     python scripts/bench_ops.py [--tool pytorch] [--size 1024] [--seconds 3]
 """
