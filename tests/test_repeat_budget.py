@@ -4,17 +4,26 @@ short. Pure functions: no process is started."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import fake_cli
 import pytest
 
+from harness import plugins
 from harness.cli.summary import spread_text
 from harness.errors import InvalidValue
+from harness.run import orchestrator
 from harness.run import repeats as budget
 from harness.run.spec import check_values
 from harness.spec import RunSpec
 from harness.store import stats
-from harness.store.schema import Stat
+from harness.store.schema import RepeatRecord, Stat, Timed
+
+sys.path.insert(0, str(fake_cli.FAKES))
+import fake_backend
 
 QUIET = [100.0, 101.0, 99.5]  # CV ~0.8%: ±1.9% after 3
 SOME = [100.0, 104.0, 96.0]  # CV 4%: ±9.9% after 3, about 5 repeats reach ±5%
@@ -87,3 +96,24 @@ def test_the_summary_says_plainly_when_the_interval_stayed_wide() -> None:
     assert "after 10 repeats (at most 10)" in capped
     assert "noisy" not in spread_text(Stat.of(QUIET), "img/s", (3, 10))
     assert "noisy" not in spread_text(noisy, "img/s", (3, 3))  # a fixed count: as before
+
+
+def test_execute_adds_repeats_while_the_interval_is_wide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orchestrator's loop, with each worker replaced by a record of a chosen speed:
+    CV 4% after 3 (±9.9%), so it adds repeats and stops once within ±5% (at 5 here)."""
+    speeds = iter([100.0, 104.0, 96.0, 100.0, 100.0, 100.0, 100.0])
+
+    def worker(plan: Any, run_dir: Path, run_id: str, repeat: int, **_: Any) -> RepeatRecord:
+        return RepeatRecord(status="ok", repeat=repeat, timed=Timed(images_per_sec=next(speeds)))
+
+    monkeypatch.setattr(orchestrator, "run_repeat", worker)
+    pm = plugins.PluginManager(entry_points=False, plugins=(fake_backend,))
+    spec = RunSpec(
+        "fake", "lenet", "mnist", synthetic=True, batch_size=8, idle_baseline_s=0.0,
+        output_dir=str(tmp_path / "logs"),
+    )  # fmt: skip
+    result = orchestrator.execute(orchestrator.plan_run(spec, pm), pm=pm).result
+    assert [r.repeat for r in result.repeats] == [1, 2, 3, 4, 5]
+    assert not budget.next_repeat(spec, result.repeats).more
