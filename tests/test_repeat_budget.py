@@ -23,7 +23,7 @@ from harness.store import stats
 from harness.store.schema import RepeatRecord, Stat, Timed
 
 sys.path.insert(0, str(fake_cli.FAKES))
-import fake_backend
+import fake_backend  # tests/fakes, as in test_once_per_process
 
 QUIET = [100.0, 101.0, 99.5]  # CV ~0.8%: ±1.9% after 3
 SOME = [100.0, 104.0, 96.0]  # CV 4%: ±9.9% after 3, about 5 repeats reach ±5%
