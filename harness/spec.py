@@ -248,7 +248,24 @@ class RunSpec:
     )
     repeats: int = field(
         default=3,
-        metadata=cli("--repeats", group="measurement", help="fresh processes per run (default 3)"),
+        metadata=cli(
+            "--repeats",
+            group="measurement",
+            help="fresh processes per run, at least (default 3; see --max-repeats)",
+        ),
+    )
+    # adaptive repeats: up to this many while the interval is wide (harness.run.repeats);
+    # None: 10 when the length is adaptive (no steps, no epochs), else exactly ``repeats``
+    max_repeats: int | None = field(
+        default=None,
+        metadata=cli(
+            "--max-repeats",
+            group="measurement",
+            metavar="N",
+            help="add fresh repeats, up to N in all, while the 95%% interval across repeats "
+            "is wider than ±5%% of the mean (default 10 without --steps or --epochs, "
+            "else --repeats: a fixed count)",
+        ),
     )
     # None: windows of ~0.3 s; N: sync every N steps (1: per step)
     sync_every: int | None = field(

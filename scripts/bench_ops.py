@@ -4,8 +4,8 @@
    windows and synchronisation) against a bare timing loop of the same call in the same
    framework and interpreter; ratio = harness TFLOP/s / bare TFLOP/s (target >= 0.97).
 2. The measured CPU GEMM peak (``python -m harness peak``'s NumPy measurement) against
-   the theoretical peak of this CPU: cores x clock x FP32 FLOPs per cycle from its
-   vector width (two FMA units assumed: AVX-512 64, AVX2+FMA 32, else SSE 8).
+   the theoretical peak of this CPU (harness.machine.peak.theoretical_peak: physical
+   cores x maximum clock x vector lanes x 2 x FMA units), with a note when above it.
 
     python scripts/bench_ops.py [--tool pytorch] [--size 1024] [--seconds 3]
 """
@@ -34,37 +34,6 @@ _BARE = {
         " f(a,b).block_until_ready();c+=1\nprint(2*n**3*c/(time.perf_counter()-t))"
     ),
 }
-
-
-def theoretical_peak() -> tuple[float | None, str]:
-    """cores x clock x FP32 FLOPs per cycle, from /proc/cpuinfo."""
-    from harness.cpu import available_cores
-
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None, "no /proc/cpuinfo"
-    flags = next(
-        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
-    )
-    mhz = [float(ln.split(":", 1)[1]) for ln in text.splitlines() if ln.startswith("cpu MHz")]
-    if not mhz:
-        return None, "no clock in /proc/cpuinfo"
-    per_cycle, width = (
-        (64, "AVX-512")
-        if "avx512f" in flags
-        else ((32, "AVX2+FMA") if "avx2" in flags and "fma" in flags else (8, "SSE"))
-    )
-    cores = available_cores()
-    clock, which = max(mhz) * 1e6, "the current clock in /proc/cpuinfo"
-    top = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    if top.is_file():  # kHz: the maximum (turbo) clock, where the kernel exposes it
-        clock, which = float(top.read_text()) * 1e3, "the maximum clock"
-    return (
-        cores * clock * per_cycle,
-        f"{cores} cores x {clock / 1e9:.2f} GHz ({which}) x {per_cycle} FP32 FLOPs a cycle "
-        f"({width}, two FMA units)",
-    )
 
 
 def main() -> int:
@@ -116,17 +85,13 @@ def main() -> int:
         f"{bare_rate / 1e9:.1f} GFLOP/s, ratio {ratio:.3f} (target >= 0.97)"
     )
     measured = peak.measure((n,), ("fp32",), args.seconds)["peaks"]["fp32"]
-    theory, how = theoretical_peak()
+    theory, how = peak.theoretical_peak("fp32")  # the CPU's flags, cores and maximum clock
     if theory:
+        note = peak.above_theory_note(measured, theory)
         print(
             f"CPU fp32: measured (NumPy) {measured / 1e9:.1f} GFLOP/s, theoretical "
             f"{theory / 1e9:.1f} GFLOP/s ({how}), ratio {measured / theory:.3f}"
-            + (
-                "; note: the measured peak is above this estimate, so the estimate is low "
-                "(a VM shows its current clock, not its turbo clock)"
-                if measured > theory
-                else ""
-            )
+            + (f"; note: {note}" if note else "")
         )
     print(json.dumps({"ratio": ratio, "measured_peak": measured, "theoretical_peak": theory}))
     return 0

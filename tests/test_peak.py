@@ -140,3 +140,25 @@ def test_a_lower_measurement_never_replaces_a_cached_peak_without_force(cache: P
     assert entry["provenance"]["fp32"]["sizes"] == [32]
     assert entry["provenance"]["fp32"]["min_time_s"] == 0.01
     assert entry["provenance"]["fp32"]["library"].startswith("numpy ")
+
+
+def test_the_theoretical_peak_is_cores_clock_lanes_fma_units() -> None:
+    avx512 = ["sse2", "avx", "avx2", "fma", "avx512f"]
+    value, how = peak.theoretical_peak(
+        "fp32", cores=2, flags=avx512, mhz=[2000.0], max_hz=3.0e9, fma_units=1
+    )
+    assert value == 2 * 3.0e9 * 16 * 2 * 1  # 16 fp32 lanes, an FMA is 2 FLOPs, 1 unit
+    assert "maximum clock" in how and "AVX-512" in how and "assumed" not in how
+    value, how = peak.theoretical_peak(
+        "fp64", cores=4, flags=["sse2", "avx", "avx2", "fma"], mhz=[2500.0, 2450.0]
+    )
+    assert value == 4 * 2.5e9 * 4 * 2 * 2  # AVX: 4 fp64 lanes; the current clock; 2 units
+    assert "the maximum is not exposed" in how and "2 assumed" in how
+    assert peak.theoretical_peak("fp32", flags=[], mhz=[1000.0])[0] is None
+    assert peak.theoretical_peak("bf16")[0] is None
+
+
+def test_a_measured_peak_above_the_theoretical_one_gets_a_note() -> None:
+    assert peak.above_theory_note(5e10, 1e11) is None
+    assert peak.above_theory_note(5e10, None) is None
+    assert "the estimate is low" in (peak.above_theory_note(2e11, 1e11) or "")

@@ -6,7 +6,9 @@ in its ops worker (harness.ops.peak); both cache in the same file.
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -75,10 +77,8 @@ def cmd_peak(args: Any, console: Any) -> int:
         _print_entry(entry, console)
         return 0
     precisions = ("fp32", "fp64") if args.fp64 else ("fp32",)
-    path, notes = _measure(
-        args, console, "NumPy matmul", precisions, lambda *a, **k: numpy_peak.measure(*a, **k)
-    )
-    _print_entry(numpy_peak.cached(path) or {"key": "?", "peaks": {}}, console)
+    path, entry, notes = _measure(args, console, "NumPy matmul", precisions, numpy_peak.measure)
+    _print_entry(entry, console)
     _print_notes(notes, console)
     console.print(f"cached in {escape(str(path))}; runs on this machine use it for MFU")
     return 0
@@ -86,9 +86,10 @@ def cmd_peak(args: Any, console: Any) -> int:
 
 def _measure(
     args: Any, console: Any, how: str, precisions: tuple[str, ...], measure: Any
-) -> tuple[Any, list[str]]:
+) -> tuple[Path, dict[str, Any], list[str]]:
     """Says what is measured, measures it (``measure(sizes, precisions, min_time,
-    on_result=...)``) printing each size's rate, and caches it: (cache file, notes)."""
+    on_result=...)``) printing each size's rate, and caches it: (cache file, the entry
+    cached, notes)."""
     sizes = _sizes(args.sizes)
     console.print(
         f"measuring dense GEMM ({how}) on {numpy_peak.cores_available()} cores: sizes "
@@ -100,7 +101,10 @@ def _measure(
         console.print(f"  {precision} n={n}: {rate / 1e9:,.1f} GFLOP/s", highlight=False)
 
     entry = measure(sizes, precisions, args.min_time, on_result=progress)
-    return numpy_peak.save(entry, force=args.force)
+    path, notes = numpy_peak.save(entry, force=args.force)
+    kept = numpy_peak.cached_entry(entry["key"], path)  # merged with the cached one
+    assert kept is not None  # save has just written it
+    return path, kept, notes
 
 
 def _print_notes(notes: list[str], console: Any) -> None:
@@ -109,9 +113,18 @@ def _print_notes(notes: list[str], console: Any) -> None:
 
 
 def _print_entry(entry: dict[str, Any], console: Any) -> None:
+    """The cached peaks, each with the CPU's theoretical peak (and a note when the
+    measured one is above it: the estimate is then low)."""
     console.print(f"machine: {escape(entry['key'])}", highlight=False)
     for precision, value in sorted((entry.get("peaks") or {}).items()):
         print(f"peak {precision}: {value / 1e9:,.1f} GFLOP/s (measured {entry['measured_at']})")
+        theory, how = numpy_peak.theoretical_peak(precision)
+        if theory is not None:
+            share = f"; measured {value / theory:.0%} of it"
+            print(f"  theoretical {precision}: {theory / 1e9:,.1f} GFLOP/s ({how}){share}")
+        note = numpy_peak.above_theory_note(value, theory)
+        if note:
+            _print_notes([note], console)
 
 
 def add_command(sub: Any, handlers: dict[str, Any]) -> None:
@@ -161,14 +174,8 @@ def _framework_peak(args: Any, console: Any) -> int:
             print(f"{tool} peak {precision}: {value / 1e9:,.1f} GFLOP/s (measured {when})")
         return 0
     precisions = ("fp32", "fp16", "bf16") if args.all_precisions else ("fp32",)
-    path, notes = _measure(
-        args,
-        console,
-        f"through {tool}",
-        precisions,
-        lambda *a, **k: framework_peak.measure(tool, *a, **k),
-    )
-    entry = framework_peak.cached(tool, path) or {"key": "?", "peaks": {}}
+    measure = functools.partial(framework_peak.measure, tool)
+    path, entry, notes = _measure(args, console, f"through {tool}", precisions, measure)
     console.print(f"machine: {escape(entry['key'])}", highlight=False)
     for precision, value in sorted(entry["peaks"].items()):
         print(f"{tool} peak {precision}: {value / 1e9:,.1f} GFLOP/s")

@@ -45,9 +45,12 @@ def time_left(event: dict[str, Any]) -> str:
 class RunProgress:
     """One bar per repeat: setup, warmup and timed steps, then validation."""
 
-    def __init__(self, console: Console, repeats: int, label: str) -> None:
+    def __init__(
+        self, console: Console, repeats: int, label: str, at_most: int | None = None
+    ) -> None:
         self.console = console
         self.repeats = repeats
+        self.at_most = at_most or repeats  # adaptive repeats: more while the interval is wide
         self.label = label
         self.live = console.is_terminal
         self._progress = Progress(
@@ -81,15 +84,21 @@ class RunProgress:
         self._repeat = repeat
         self._done, self._total, self._announced = 0, None, False
         self._started = time.monotonic()
-        text = f"{self.label} · repeat {repeat}/{self.repeats}"
+        text = f"{self.label} · repeat {self._of()}"
         self._task = self._progress.add_task(
             f"{text} · starting", total=None, steps="", speed="", left=""
         )
         if not self.live:
             self.console.print(f"{text}: starting worker")
 
+    def _of(self) -> str:
+        """``2/3``; beyond the repeats asked for, ``4/≤10`` (added while the interval is wide)."""
+        if self._repeat > self.repeats:
+            return f"{self._repeat}/≤{self.at_most}"
+        return f"{self._repeat}/{self.repeats}"
+
     def _describe(self, phase: str) -> str:
-        return f"{self.label} · repeat {self._repeat}/{self.repeats} · {phase}"
+        return f"{self.label} · repeat {self._of()} · {phase}"
 
     def _steps_text(self) -> str:
         total = f"/{self._total}" if self._total else ""
@@ -112,7 +121,8 @@ class RunProgress:
         now = time.monotonic() if now is None else now
         this_repeat = now - self._started + repeat_left
         per_repeat = sum(self._durations) / len(self._durations) if self._durations else None
-        return repeat_left + (self.repeats - self._repeat) * (per_repeat or this_repeat)
+        to_come = max(0, self.repeats - self._repeat)  # added repeats: one at a time
+        return repeat_left + to_come * (per_repeat or this_repeat)
 
     def event(self, event: dict[str, Any]) -> None:
         if event.get("rank", 0) != 0 or self._task is None:

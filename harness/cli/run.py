@@ -23,6 +23,7 @@ from harness.cli.progress import RunProgress
 from harness.cli.summary import print_summary
 from harness.errors import UsageError
 from harness.monitor.resources import monitor_factory
+from harness.run import repeats as repeat_budget
 from harness.run.lifeline import end_stale_workers
 from harness.run.orchestrator import execute, plan_run
 from harness.run.paths import check_writable_dir
@@ -180,14 +181,17 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
     label = f"{plan.spec.tool}/{plan.spec.model}/{plan.spec.dataset}"
     if not task_for(plan.spec.task).trains:  # inference: the task and its batch size
         label += f" {plan.spec.task}, batch {plan.spec.batch_size}"
-    with RunProgress(console, plan.spec.repeats, label) as progress:
+    records: list = []  # the finished repeats, as execute sees them
+    at_most = repeat_budget.bounds(plan.spec)[1]
+    with RunProgress(console, plan.spec.repeats, label, at_most=at_most) as progress:
 
         def on_event(event: dict) -> None:
             progress.event(event)
 
         def on_repeat(repeat: int, record: dict) -> None:
             progress.end_repeat(record)
-            if repeat < plan.spec.repeats:
+            records.append(record)
+            if repeat_budget.next_repeat(plan.spec, records).more:
                 progress.start_repeat(repeat + 1)
 
         progress.start_repeat(1)

@@ -6,9 +6,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.run.repeats import TARGET, bounds
 from harness.store import metrics
 from harness.store.flops import flops_text
 from harness.store.schema import DataSource, Flops, RunResult, Stat
+from harness.store.stats import repeats_for
 
 
 def _num(value: float | None, digits: int = 1, unit: str = "") -> str:
@@ -63,7 +65,7 @@ def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
     if speed.mean is not None:
         failed = summary.repeats - summary.repeats_ok
         console.print(
-            f"[bold]images/sec: {spread_text(speed, 'img/s')}[/bold]"
+            f"[bold]images/sec: {spread_text(speed, 'img/s', bounds(spec))}[/bold]"
             + (f"; {failed} of {summary.repeats} repeats failed" if failed else "")
         )
     for line in timing_lines(result):
@@ -255,10 +257,12 @@ def flops_lines(result: RunResult) -> list[str]:
     return lines
 
 
-def spread_text(stat: Stat, unit: str) -> str:
+def spread_text(stat: Stat, unit: str, budget: tuple[int, int] | None = None) -> str:
     """A mean with its spread read right: the 95% interval with its unit and as a share
     of the mean ("7.7 img/s ± 58% (95% CI ±4.5 img/s, 3 repeats)"); one repeat says
-    there is no spread, two warn that their interval is wide."""
+    there is no spread, two warn that their interval is wide. ``budget``: the run's
+    (repeats at least, at most); when it added repeats (harness.run.repeats) and the
+    interval is still wider than ±5%, it says so plainly, with the repeats it would take."""
     mean = f"{stat.mean:,.1f} {unit}"
     if stat.n < 2 or stat.ci95 is None:
         return f"{mean} (1 repeat: no spread to report; --repeats 3 or more give an interval)"
@@ -266,4 +270,20 @@ def spread_text(stat: Stat, unit: str) -> str:
     text = f"{mean} ± {share} (95% CI ±{stat.ci95:,.1f} {unit}, {stat.n} repeats)"
     if stat.n == 2:
         text += "; 2 repeats give a wide interval (t = 12.7): --repeats 3 or more narrow it"
+    adaptive = budget is not None and budget[1] > budget[0]
+    if adaptive and stat.mean and stat.ci95 > TARGET * stat.mean and stat.n >= 2:
+        text += "; " + _noisy_text(stat, budget[1])  # type: ignore[index]
     return text
+
+
+def _noisy_text(stat: Stat, at_most: int) -> str:
+    """Why the interval stayed wider than ±5%: the bound on repeats, or a CV that even
+    the bound would not bring within it; the repeats it would take."""
+    cv = (stat.std or 0.0) / (stat.mean or 1.0)
+    needed = repeats_for(cv, TARGET)
+    would = f"about {needed} repeats would (--repeats {needed})" if needed else "no number would"
+    stop = f"at most {at_most}" if stat.n >= at_most else f"of at most {at_most}: stopped early"
+    return (
+        f"not within ±{TARGET:.0%} after {stat.n} repeats ({stop}): this machine is noisy "
+        f"(repeats vary by {cv:.1%}); {would}; see docs/user-guide/timing.md"
+    )

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness.cpu import available_cores
 from harness.machine.environment import cpu_model
 
@@ -32,7 +34,10 @@ CACHE_FILE = "peak.json"
 CACHE_VERSION = 1
 DEFAULT_SIZES = (1024, 2048, 4096)
 DTYPES = {"fp32": "float32", "fp64": "float64"}
-NO_PEAK = "no peak measured: run `python -m harness peak`"
+NO_PEAK = (
+    "no peak measured on this machine: run `python -m harness peak` once "
+    "(NumPy GEMM, about 10 s); later runs show MFU"
+)
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -208,8 +213,12 @@ def save(
 
 def cached(path: Path | None = None) -> dict[str, Any] | None:
     """This machine's entry in the cache, or None."""
-    data = _read_cache(path or cache_path())
-    return data["machines"].get(machine_key(machine()))
+    return cached_entry(machine_key(machine()), path)
+
+
+def cached_entry(key: str, path: Path | None = None) -> dict[str, Any] | None:
+    """The cache's entry under ``key`` (as :func:`save` left it), or None."""
+    return _read_cache(path or cache_path())["machines"].get(key)
 
 
 def lookup(precision: str, path: Path | None = None) -> tuple[float | None, str]:
@@ -234,8 +243,7 @@ def framework_key(tool: str, info: dict[str, Any] | None = None) -> str:
 
 def framework_cached(tool: str, path: Path | None = None) -> dict[str, Any] | None:
     """This machine's entry for ``tool`` in the cache, or None."""
-    data = _read_cache(path or cache_path())
-    return data["machines"].get(framework_key(tool))
+    return cached_entry(framework_key(tool), path)
 
 
 def framework_lookup(
@@ -266,3 +274,93 @@ def cpu_peak(
         if found[0] is not None:
             return found
     return lookup(precision, path)
+
+
+# SIMD register width in bits, widest first, by the /proc/cpuinfo flag that shows it
+_VECTOR_BITS = (("avx512f", 512, "AVX-512"), ("avx", 256, "AVX"), ("sse2", 128, "SSE2"))
+_PRECISION_BITS = {"fp32": 32, "fp64": 64}
+
+
+def cpu_info(text: str | None = None) -> tuple[list[str], list[float]]:
+    """(the first CPU's flags, every CPU's current clock in MHz) from /proc/cpuinfo."""
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return [], []
+    lines = text.splitlines()
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    mhz = [float(ln.split(":", 1)[1]) for ln in lines if ln.startswith("cpu MHz")]
+    return flags, mhz
+
+
+def max_clock_hz() -> float | None:
+    """The highest maximum (turbo) clock the kernel exposes over the CPUs (cpufreq)."""
+    found = []
+    for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq"):
+        try:
+            found.append(float(path.read_text()) * 1e3)  # kHz
+        except (OSError, ValueError):
+            continue
+    return max(found) if found else None
+
+
+def theoretical_peak(
+    precision: str = "fp32",
+    *,
+    cores: int | None = None,
+    flags: list[str] | None = None,
+    mhz: list[float] | None = None,
+    max_hz: float | None = None,
+    fma_units: int | None = None,
+) -> tuple[float | None, str]:
+    """(this CPU's theoretical peak FLOP/s, how it was computed or why there is none):
+    cores x clock x SIMD lanes x 2 (a fused multiply-add, or an add and a multiply) x the
+    FMA units of a core.
+
+    The lanes come from the widest vector the flags show (AVX-512, AVX, SSE2); the
+    clock is the maximum (turbo) clock where the kernel exposes it, else the highest
+    current one (stated: the peak is then an underestimate when the CPU boosts); the
+    cores are the physical cores available (hyperthreads share their core's units).
+    /proc/cpuinfo does not say how many FMA units a core has: 2 on most server and
+    desktop cores since Haswell, 1 on some (e.g. AVX-512 on Xeon Bronze and Silver);
+    ``$HARNESS_FMA_UNITS`` (or ``fma_units``) overrides the 2 assumed."""
+    if precision not in _PRECISION_BITS:
+        return None, f"no theoretical peak for {precision}"
+    if flags is None:  # this machine's
+        flags, mhz = cpu_info()
+        max_hz = max_hz or max_clock_hz()
+    width = next(((bits, name) for flag, bits, name in _VECTOR_BITS if flag in flags), None)
+    if width is None:
+        return None, "no SIMD flags in /proc/cpuinfo"
+    if max_hz:
+        clock, which = max_hz, "maximum clock"
+    elif mhz:
+        clock, which = max(mhz) * 1e6, "current clock; the maximum is not exposed"
+    else:
+        return None, "no clock in /proc/cpuinfo or cpufreq"
+    if cores is None:
+        physical = psutil.cpu_count(logical=False) or available_cores()
+        cores = min(available_cores(), physical)
+    given = fma_units or int(os.environ.get("HARNESS_FMA_UNITS") or 0)
+    units = given or 2
+    lanes = width[0] // _PRECISION_BITS[precision]
+    per_cycle = lanes * 2 * units
+    kind = "FMA" if "fma" in flags or "avx512f" in flags else "add and multiply"
+    assumed = "" if given else ", 2 assumed: HARNESS_FMA_UNITS sets it"
+    how = (
+        f"{cores} cores x {clock / 1e9:.2f} GHz ({which}) x {per_cycle} {precision.upper()} "
+        f"FLOPs a cycle ({width[1]}: {lanes} lanes x 2 x {units} {kind} units{assumed})"
+    )
+    return cores * clock * per_cycle, how
+
+
+def above_theory_note(measured: float, theory: float | None) -> str | None:
+    """The note a measured peak above the theoretical one needs (None when it is not)."""
+    if theory is None or measured <= theory:
+        return None
+    return (
+        f"the measured peak ({measured / 1e9:,.1f} GFLOP/s) is above the theoretical one "
+        f"({theory / 1e9:,.1f} GFLOP/s): the estimate is low (a clock below the real turbo "
+        "clock, as VMs show, or more FMA units than assumed)"
+    )

@@ -29,6 +29,7 @@ from harness.launchers import LaunchRequest, free_port_block, pick_node_launcher
 from harness.machine import environment, gpus, peak
 from harness.plugins import PluginManager, get_plugin_manager
 from harness.run import lifeline, recover, signals
+from harness.run import repeats as repeat_budget
 from harness.run.events import EventTail
 from harness.run.inference import probe_onnx_file
 from harness.run.interpreters import Interpreter, find_interpreter
@@ -456,7 +457,9 @@ def execute(
             if on_repeat:
                 on_repeat(1, failed)
             raise _NoModelFile
-        for repeat in range(1, spec.repeats + 1):
+        repeat = 0
+        while repeat_budget.next_repeat(spec, repeats).more:  # harness.run.repeats
+            repeat += 1
             record = run_repeat(
                 plan,
                 run_dir,

@@ -43,6 +43,11 @@ def check_values(spec: RunSpec) -> None:
     _positive("--steps", spec.steps)
     _positive("--epochs", spec.epochs)
     _positive("--repeats", spec.repeats)
+    _positive("--max-repeats", spec.max_repeats)
+    if spec.max_repeats is not None and spec.max_repeats < spec.repeats:
+        raise InvalidValue(
+            f"--max-repeats ({spec.max_repeats}) must not be below --repeats ({spec.repeats})"
+        )
     _positive("--sync-every", spec.sync_every)
     _positive("--min-time", spec.min_time_s, allow_zero=True)
     _positive("--max-time", spec.max_time_s)

@@ -31,12 +31,12 @@ The key is the first 12 hex digits of the SHA-256 of the configuration's canonic
 
 Left out, because they do not change what the figures estimate: the number of steps,
 warmup steps and the time bounds of the timed phase (they change how precise the figures
-are, not their expected value), ``repeats``, ``seed`` (another draw of the same random
-process, like a repeat), ``gpu`` (the selection; the GPUs' names are in), ``data_dir``,
-``output_dir``, ``python`` (the interpreter; its framework version is recorded with the
-run and shown by ``compare`` when it differs), ``timeout_s``, the monitor's settings,
-``dump_weights`` and ``tags``. A spec field this module does not know is put in the key
-(an unknown field never merges two configurations).
+are, not their expected value), ``repeats``, ``max_repeats``, ``seed`` (another draw of
+the same random process, like a repeat), ``gpu`` (the selection; the GPUs' names are in),
+``data_dir``, ``output_dir``, ``python`` (the interpreter; its framework version is
+recorded with the run and shown by ``compare`` when it differs), ``timeout_s``, the
+monitor's settings, ``dump_weights`` and ``tags``. A spec field this module does not know
+is put in the key (an unknown field never merges two configurations).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ EXCLUDED_SPEC_FIELDS = frozenset(
         "min_time_s",
         "max_time_s",
         "repeats",
+        "max_repeats",
         "seed",
         "data_dir",
         "output_dir",

@@ -183,3 +183,13 @@ def repeats_to_settle(
         if half < distance or half < inside:
             return n
     return None
+
+
+def repeats_for(cv: float, target: float, limit: int = 1000) -> int | None:
+    """The fewest values (at least 2) whose 95% interval of the mean, at a coefficient of
+    variation ``cv``, is within ± ``target`` of the mean (t95(n - 1) x cv / sqrt(n) <=
+    target); None when more than ``limit`` would be needed."""
+    for n in range(2, limit + 1):
+        if t95(n - 1) * cv / math.sqrt(n) <= target:
+            return n
+    return None

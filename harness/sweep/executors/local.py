@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.monitor.resources import monitor_factory
+from harness.run import repeats as repeat_budget
 from harness.sweep import runner
 from harness.sweep.executors import SweepContext
 from harness.sweep.progress import Eta, SweepProgress
@@ -50,6 +51,7 @@ class _CellRun:
             eta,
             kinds,
         )
+        self._records: list = []  # the finished repeats (harness.run.repeats decides on more)
         self.started = self._tick = time.monotonic()
 
     def on_event(self, event: dict[str, Any]) -> None:
@@ -59,8 +61,9 @@ class _CellRun:
             self._tick = now
             self.progress.tick(self.eta.left(self.kinds, now - self.started))
 
-    def on_repeat(self, repeat: int, record: dict[str, Any]) -> None:
-        if repeat < self.cell.spec.repeats:
+    def on_repeat(self, repeat: int, record: Any) -> None:
+        self._records.append(record)
+        if repeat_budget.next_repeat(self.cell.spec, self._records).more:
             self.progress.start_repeat(repeat + 1)
 
     def run_started(self, run_id: str) -> None:

@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Does the harness add noise of its own? Its repeat-to-repeat spread against a bare loop's.
+
+Each round runs the same training twice, alternating the order, each in a fresh process
+of the framework's interpreter: the bare loop of ``scripts/bench_overhead.py`` (the
+backend's own trainer, ``train_step`` in a loop, wall-clock images/sec) and
+``python -m harness`` with the same fixed warmup and steps and one repeat. After at
+least five rounds it prints each side's mean images/sec and coefficient of variation
+(std / mean over the rounds), and the ratios harness / bare of both. Targets: CV ratio
+<= 1.1 (the harness adds no noise) and mean ratio >= 0.97 (it costs no speed).
+
+    .venv/bin/python scripts/bench_noise.py --tool pytorch                # LeNet, MNIST
+    .venv/bin/python scripts/bench_noise.py --tool tensorflow --model resnet50 \\
+        --dataset cifar10 --batch-size 8 --steps 10
+
+Run it on a quiet machine: other jobs' load is noise of its own, on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+
+from bench_overhead import bare, harness  # scripts/ is on the path when run as a script
+
+from harness.run.orchestrator import plan_run
+from harness.spec import RunSpec
+
+CV_TARGET = 1.1
+SPEED_TARGET = 0.97
+
+
+def cv(values: list[float]) -> float:
+    return statistics.stdev(values) / statistics.mean(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--tool", required=True, help="pytorch, tensorflow, jax or mxnet")
+    parser.add_argument("--model", default="lenet")
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, help="default: the study's")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5, help="at least 2 (5 or more to judge)")
+    parser.add_argument("--threads", type=int, default=0, help="0: the harness's default")
+    parser.add_argument(
+        "--sync-every", type=int, default=0, help="the harness's --sync-every (0: its default)"
+    )
+    parser.add_argument("--python", help="the framework's interpreter (default: as the harness)")
+    args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2 (a CV needs two values)")
+    spec = RunSpec(
+        tool=args.tool,
+        model=args.model,
+        dataset=args.dataset,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup,
+        steps=args.steps,
+        repeats=1,
+        synthetic=True,
+        threads=args.threads or None,
+        idle_baseline_s=0,
+        python=args.python,
+    )
+    plan = plan_run(spec, check_gpus=False)
+    print(f"interpreter: {plan.interpreter.python} ({plan.interpreter.source})", flush=True)
+    bares: list[float] = []
+    harnesses: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_no in range(1, args.rounds + 1):
+            if round_no % 2:
+                b, h = bare(plan), harness(plan, args, tmp)
+            else:
+                h, b = harness(plan, args, tmp), bare(plan)
+            bares.append(b)
+            harnesses.append(h)
+            print(f"round {round_no}: bare {b:9.2f} img/s   harness {h:9.2f} img/s", flush=True)
+    cv_bare, cv_harness = cv(bares), cv(harnesses)
+    speed = statistics.mean(harnesses) / statistics.mean(bares)
+    print(
+        f"{args.tool} {args.model} {args.dataset} batch {plan.spec.batch_size}, "
+        f"{args.warmup}+{args.steps} steps, {args.rounds} alternating rounds:\n"
+        f"  bare    mean {statistics.mean(bares):9.2f} img/s  CV {cv_bare:6.2%}\n"
+        f"  harness mean {statistics.mean(harnesses):9.2f} img/s  CV {cv_harness:6.2%}\n"
+        f"  CV ratio harness/bare {cv_harness / cv_bare:.2f} (target <= {CV_TARGET}); "
+        f"mean ratio {speed:.3f} (target >= {SPEED_TARGET})"
+    )
+
+
+if __name__ == "__main__":
+    main()
