@@ -475,7 +475,7 @@ def _dry_run(
             cell.dataset,
             escape(cell.hardware),
             spec.task,
-            str(spec.batch_size or "-"),
+            str(spec.batch_search or spec.batch_size or "-"),
             lr,
             f"{warmup}+{steps}",
             str(spec.repeats),
