@@ -189,7 +189,7 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
         console.print(f"[yellow]taken into the store:[/yellow] {escape(note)}", highlight=False)
     label = f"{plan.spec.tool}/{plan.spec.model}/{plan.spec.dataset}"
     if not task_for(plan.spec.task).trains:  # inference: the task and its batch size
-        label += f" {plan.spec.task}, batch {plan.spec.batch_size}"
+        label += f" {plan.spec.task}, batch {plan.spec.batch_search or plan.spec.batch_size}"
     with RunProgress(console, plan.spec.repeats, label) as progress:
 
         def on_event(event: dict) -> None:
