@@ -152,9 +152,13 @@ class RunSpec:
             group="training and inference",
             type=str,
             help="per device (default: the study's value); "
-            "a list such as 1,8,64 runs once per size",
+            "a list such as 1,8,64 runs once per size; auto[:bisect][:max=N][:time=S] finds "
+            "the largest that fits (docs/user-guide/runs.md)",
         ),
     )
+    # "auto", "auto:bisect", ...: find the largest batch per device that fits
+    # (harness.run.autobatch, parse_batch_search); --batch-size auto on the command line
+    batch_search: str | None = field(default=None, metadata={"cli": None})
     # None: the study's default
     learning_rate: float | None = field(
         default=None,
@@ -459,3 +463,39 @@ def batch_sizes(text: str | int | list[Any]) -> list[int]:
     if not out:
         raise InvalidValue("--batch-size: no batch size given")
     return list(out)
+
+
+@dataclass(frozen=True)
+class BatchSearch:
+    """How ``--batch-size auto`` searches (harness.run.autobatch): doubling from ``start``
+    up to ``max``, then bisecting between the last fit and the first failure if
+    ``bisect``; ``time_s`` bounds the whole search."""
+
+    start: int = 1
+    max: int = 4096
+    time_s: float = 600.0
+    bisect: bool = False
+
+
+def parse_batch_search(text: str) -> BatchSearch:
+    """``auto[:bisect][:start=N][:max=N][:time=S]`` as a BatchSearch; InvalidValue (one
+    line) for anything else."""
+    words = [w.strip() for w in str(text).split(":")]
+    usage = f"--batch-size {text!r}: give auto[:bisect][:start=N][:max=N][:time=SECONDS]"
+    if words[0] != "auto":
+        raise InvalidValue(usage)
+    values: dict[str, Any] = {}
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        if word == "bisect":
+            values["bisect"] = True
+        elif sep and key in ("start", "max") and value.isdigit() and int(value) > 0:
+            values[key] = int(value)
+        elif sep and key == "time" and value.replace(".", "", 1).isdigit() and float(value) > 0:
+            values["time_s"] = float(value)
+        else:
+            raise InvalidValue(usage)
+    search = BatchSearch(**values)
+    if search.start > search.max:
+        raise InvalidValue(f"--batch-size {text!r}: start {search.start} is above max {search.max}")
+    return search

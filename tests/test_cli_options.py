@@ -12,6 +12,7 @@ import pytest
 
 from harness.cli import run as cli_run
 from harness.cli.main import COMMANDS, build_parser
+from harness.errors import InvalidValue
 from harness.spec import ONNX_FILE_MODEL, RunSpec
 
 FIELDS = dataclasses.fields(RunSpec)
@@ -29,6 +30,8 @@ def to_argv(spec: RunSpec) -> list[str]:
     argv: list[str] = []
     for f in FIELDS:
         value, cli = getattr(spec, f.name), f.metadata["cli"]
+        if cli is None:  # batch_search: --batch-size auto (test_batch_size_auto)
+            continue
         flag = cli["flags"][-1]
         if f.name in ("model", "dataset") and spec.onnx_file:
             continue  # an --onnx-file run names neither
@@ -79,7 +82,7 @@ def test_a_spec_goes_to_flags_and_back() -> None:
     different = {
         f.name for f in FIELDS if getattr(spec, f.name) != getattr(RunSpec("", "", ""), f.name)
     }
-    assert different == {f.name for f in FIELDS} - {"onnx_file", "input_shape"}
+    assert different == {f.name for f in FIELDS} - {"onnx_file", "input_shape", "batch_search"}
     assert parse(*to_argv(spec)) == spec
     onnx = RunSpec(
         "onnxruntime", ONNX_FILE_MODEL, "synthetic", task="inference", onnx_file="m.onnx",
@@ -124,3 +127,14 @@ def test_every_subcommand_is_a_module_of_harness_cli() -> None:
     modules = {handler.__module__ for handler in handlers.values()}
     assert modules == {f"harness.cli.{name}" for name in COMMANDS}
     assert set(handlers) == set(next(a for a in parser._actions if a.dest == "command").choices)
+
+
+def test_batch_size_auto_is_a_search_not_a_size() -> None:
+    parser, _ = build_parser()
+    base = to_argv(RunSpec("t", "lenet", "mnist"))
+    args = parser.parse_args(["run", *base, "--batch-size", "auto:bisect:max=512"])
+    (spec,) = cli_run.specs_from_args(args)
+    assert (spec.batch_size, spec.batch_search) == (None, "auto:bisect:max=512")
+    for wrong in ("auto:bisekt", "auto:max=0", "auto:start=8:max=4", "auto:time=-1"):
+        with pytest.raises(InvalidValue, match="--batch-size"):
+            cli_run.specs_from_args(parser.parse_args(["run", *base, "--batch-size", wrong]))

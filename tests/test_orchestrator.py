@@ -295,3 +295,27 @@ def test_list_shows_plugins_models_and_datasets() -> None:
         "imagenet",
     ):
         assert word in out.stdout  # the listing is the answer: stdout
+
+
+@pytest.mark.slow
+def test_batch_size_auto_finds_the_largest_batch_that_fits(tmp_path: Path) -> None:
+    # the fake device holds 12 images per device: 4, 8 fit, 16 not; bisection: 12, 14, 13
+    out = fake_run(
+        tmp_path,
+        *("--batch-size", "auto:bisect:start=4:max=64", "--cpu-devices", "2"),
+        *("-o", "oom_above=12", "-o", "step_s=0"),
+        repeats=1,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["spec"]["batch_size"], result["global_batch"]) == (12, 24)  # per device
+    search = result["environment"]["batch_search"]
+    tried = [(t["batch"], t["status"]) for t in search["tries"]]
+    assert tried == [(4, "ok"), (8, "ok"), (16, "oom"), (12, "ok"), (14, "oom"), (13, "oom")]
+    assert search["found"] == 12 and search["devices"] == 2 and search["seconds"] > 0
+    assert "MemoryError" in search["tries"][2]["cause"]
+    run_dir = only_run_dir(tmp_path)
+    assert len(list((run_dir / "batch-search").glob("try-*/worker.log"))) == 6  # a process each
+    assert "--batch-size auto:bisect:start=4:max=64: batch 12 per device" in " ".join(
+        out.stderr.split()
+    )

@@ -186,3 +186,9 @@ def test_one_pair_in_two_workloads_with_two_values_of_another_parameter_is_refus
 def test_count_is_the_number_of_cells_without_building_them(filters: dict) -> None:
     config = parse({**BASE, "defaults": {"batch_size": [1, 2, 4]}}, "t.toml")
     assert config.count({}, filters) == len(select(config.cells(), **filters))
+
+
+def test_batch_size_auto_is_the_cells_batch_search() -> None:
+    data = {**BASE, "defaults": {"batch_size": "auto:bisect:max=256"}}
+    specs = {c.spec.batch_search for c in parse(data, "t.toml").cells()}
+    assert specs == {"auto:bisect:max=256"}

@@ -297,3 +297,51 @@ def test_a_sweep_on_scripted_gpus_reports_their_power_and_scaling(tmp_path: Path
                    "-o", str(page))  # fmt: skip
     assert html.returncode == 0, html.stderr
     check_page_in_browser(page, tmp_path, frameworks=1)
+
+
+OOM_SWEEP = """
+[sweep]
+name = "oom"
+tools = ["fake"]
+repeats = 1
+
+[defaults]
+warmup_steps = 0
+steps = 1
+synthetic = true
+idle_baseline_s = 0
+batch_size = [4, 8, 16]
+options = { oom_above = "4", step_s = "0" }
+
+[[workloads]]
+dataset = "mnist"
+model = "lenet"
+"""
+
+
+@pytest.mark.slow
+def test_a_batch_out_of_memory_skips_the_larger_ones_unless_told(tmp_path: Path) -> None:
+    logs, sweep = tmp_path / "logs", _file(tmp_path, OOM_SWEEP)
+    out = run_cli("sweep", str(sweep), "--output-dir", str(logs))
+    assert out.returncode == 1, out.stderr  # batch 8 ran out of memory
+    cells = _cells(logs / "results.sqlite")
+    base = "fake/lenet/mnist/CPU/batch"
+    assert [cells[f"{base}{b}"]["run_status"] for b in (4, 8)] == ["ok", "oom"]
+    assert cells[f"{base}16"]["status"] == "skipped"  # never run: no run, no failure
+    assert cells[f"{base}16"]["reason"].startswith("out of memory below this batch: batch 8")
+    err = " ".join(out.stderr.split())
+    assert "1 ok, 1 oom, 1 skipped" in err
+    assert "largest batch that ran 4, smallest that ran out of memory 8 (1 larger skipped)" in err
+    report = run_cli("report", "--store", str(logs), "--sweep", "latest", "--format", "markdown")
+    assert "CPU · fp32 · train: largest batch that ran 4, smallest that ran out of memory 8" in (
+        report.stdout
+    )
+    watch = run_cli("watch", "--store", str(logs), "--once")
+    assert "1 skipped (1 after out of memory)" in " ".join(watch.stdout.split()), watch.stderr
+
+    again = run_cli(
+        "sweep", str(sweep), "--output-dir", str(logs), "--retry-failed", "--no-skip-oom"
+    )
+    assert again.returncode == 1, again.stderr
+    cells = _cells(logs / "results.sqlite")
+    assert [cells[f"{base}{b}"]["run_status"] for b in (4, 8, 16)] == ["ok", "oom", "oom"]

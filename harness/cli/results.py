@@ -230,6 +230,13 @@ def add_command(sub: argparse._SubParsersAction, handlers: dict[str, Command]) -
     sw.add_argument(
         "--retry-failed", action="store_true", help="run again the cells whose run was not ok"
     )
+    sw.add_argument(
+        "--no-skip-oom",
+        dest="skip_oom",
+        action="store_false",
+        help="run also the larger batches of a run that ran out of memory (default: they "
+        "are skipped)",
+    )
     sw.add_argument("--dry-run", action="store_true", help="list the plan and stop")
     sw.add_argument(
         "--yes",

@@ -24,12 +24,13 @@ from harness.cli.summary import print_summary
 from harness.errors import UsageError
 from harness.monitor.resources import monitor_factory
 from harness.run import repeats as repeat_budget
+from harness.run.autobatch import describe as describe_search
 from harness.run.lifeline import end_stale_workers
 from harness.run.orchestrator import execute, plan_run
 from harness.run.paths import check_writable_dir
 from harness.run.recover import adopt
 from harness.run.task import INFERENCE, TASKS, task_for
-from harness.spec import ONNX_FILE_MODEL, RunSpec, batch_sizes
+from harness.spec import ONNX_FILE_MODEL, RunSpec, batch_sizes, parse_batch_search
 from harness.store.store import ResultStore
 
 
@@ -97,6 +98,9 @@ def specs_from_args(args: argparse.Namespace) -> list:  # -> list[RunSpec]
     spec = spec_from_args(args)
     if args.batch_size is None:
         return [spec]
+    if _is_search(args.batch_size):  # --batch-size auto: harness.run.autobatch
+        parse_batch_search(args.batch_size)
+        return [dataclasses.replace(spec, batch_size=None, batch_search=args.batch_size)]
     return [dataclasses.replace(spec, batch_size=b) for b in batch_sizes(args.batch_size)]
 
 
@@ -121,7 +125,13 @@ def spec_from_args(args: argparse.Namespace):  # -> RunSpec
 
 def _first_batch_size(text: str | int | None) -> int | None:
     """The first of ``--batch-size 1,8,64``: specs_from_args makes one spec per entry."""
+    if _is_search(text):
+        return None
     return batch_sizes(text)[0] if isinstance(text, str) else text
+
+
+def _is_search(text: str | int | None) -> bool:
+    return isinstance(text, str) and text.strip().startswith("auto")
 
 
 # RunSpec fields whose command-line text is not the field's value
@@ -180,7 +190,7 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
         console.print(f"[yellow]taken into the store:[/yellow] {escape(note)}", highlight=False)
     label = f"{plan.spec.tool}/{plan.spec.model}/{plan.spec.dataset}"
     if not task_for(plan.spec.task).trains:  # inference: the task and its batch size
-        label += f" {plan.spec.task}, batch {plan.spec.batch_size}"
+        label += f" {plan.spec.task}, batch {plan.spec.batch_search or plan.spec.batch_size}"
     records: list = []  # the finished repeats, as execute sees them
     at_most = repeat_budget.bounds(plan.spec)[1]
     with RunProgress(console, plan.spec.repeats, label, at_most=at_most) as progress:
@@ -200,6 +210,9 @@ def _run_plan(plan, console: Console):  # -> (exit code, RunResult)
             plan, on_event=on_event, on_repeat=on_repeat, monitor_factory=monitor_factory
         )
     print_summary(console, outcome.result, str(outcome.run_dir))
+    search = outcome.result.environment.get("batch_search")
+    if search:
+        console.print(escape(describe_search(search)), highlight=False, soft_wrap=True)
     return (0 if outcome.result.status == "ok" else EXIT_FAILED_RUN), outcome.result
 
 

@@ -157,6 +157,29 @@ def task_of(result: RunResult) -> str:
     return getattr(result.spec, "task", None) or "train"
 
 
+def memory_limits(results: Iterable[RunResult]) -> list[str]:
+    """One line per (tool, model, dataset, hardware, precision, task) where a batch ran out
+    of memory: the largest batch that ran and the smallest that did not."""
+    groups: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+    for r in results:
+        batch = r.spec.batch_size
+        if batch is None or run_status(r) not in (*USABLE, "oom"):
+            continue
+        key = (*base_of(r), hardware_label(r, with_gpu=True), r.spec.precision, task_of(r))
+        ran, failed = groups.setdefault(key, ([], []))
+        (failed if run_status(r) == "oom" else ran).append(batch)
+    lines = []
+    for key, (ran, failed) in sorted(groups.items()):
+        if not failed:
+            continue
+        below = [b for b in ran if b < min(failed)]
+        lines.append(
+            f"{' · '.join(key)}: largest batch that ran {max(below) if below else '-'}, "
+            f"smallest that ran out of memory {min(failed)}"
+        )
+    return lines
+
+
 def base_of(result: RunResult) -> tuple[str, str, str]:
     """(tool, model, dataset) of a run."""
     return (result.spec.tool, result.spec.model, result.spec.dataset)
@@ -325,6 +348,8 @@ class ReportData:
     cells: dict[CellKey, RunResult]  # (tool, model, dataset, variant, column label)
     info: list[str] = field(default_factory=list)  # lines about the source
     not_run: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+    # where batches ran out of memory: the largest that ran, the smallest that did not
+    memory_limits: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     sweep: str | None = None  # the sweep reported on, if one
     # the metrics shown: those of METRICS that some run in the report has (see measured)
@@ -443,6 +468,7 @@ def build(
         cells=cells,
         info=list(info or []),
         not_run=list(not_run or []),
+        memory_limits=memory_limits([*results, *inference]),
         metrics=measured(report_metrics("train"), cells.values()) if cells else [],
     )
     data.notes = _notes(data) if cells or not inference else []

@@ -288,6 +288,9 @@ def html(data: ReportData) -> str:
             for why, what in data.not_run_by_reason().items()
         )
         body.append(f"<h2>Not run ({len(data.not_run)})</h2><ul>{items}</ul>")
+    if data.memory_limits:
+        items = "".join(f"<li>{escape(line)}</li>" for line in data.memory_limits)
+        body.append(f"<h2>Out of memory</h2><ul>{items}</ul>")
     notes = "".join(f"<li>{escape(n)}</li>" for n in data.notes)
     body.append(f"<h2>Notes</h2><ul>{notes}</ul>")
     body.append(f"<footer>harness {escape(__version__)} · generated {escape(generated)}</footer>")

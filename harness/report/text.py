@@ -104,6 +104,10 @@ def terminal(data: ReportData, console: Console) -> None:
             console.print(
                 f"  {escape(why)}: {escape(', '.join(what))}", highlight=False, soft_wrap=True
             )
+    if data.memory_limits:
+        console.print("[bold]out of memory[/bold]")
+        for line in data.memory_limits:
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     for note in data.notes:
         console.print(f"[dim]{escape(note)}[/dim]", soft_wrap=True)
     if data.inference is not None:
@@ -207,6 +211,9 @@ def markdown(data: ReportData) -> str:
             f"- {md_escape(why)}: {md_escape(', '.join(what))}"
             for why, what in data.not_run_by_reason().items()
         ]
+    if data.memory_limits:
+        out += ["", "## Out of memory", ""]
+        out += [f"- {md_escape(line)}" for line in data.memory_limits]
     notes = data.notes + (data.inference.notes if data.inference is not None else [])
     out += ["", "## Notes", ""]
     out += [f"- {md_escape(note)}" for note in notes]

@@ -28,7 +28,7 @@ from harness.errors import UsageError
 from harness.launchers import LaunchRequest, free_port_block, pick_node_launcher
 from harness.machine import environment, gpus, peak
 from harness.plugins import PluginManager, get_plugin_manager
-from harness.run import lifeline, recover, signals
+from harness.run import autobatch, lifeline, recover, signals
 from harness.run import repeats as repeat_budget
 from harness.run.events import EventTail
 from harness.run.inference import probe_onnx_file
@@ -417,10 +417,16 @@ def execute(
     run_dir = output / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     store = ResultStore(output / "results.sqlite")
+    search = None
+    if spec.batch_search:  # --batch-size auto: tries in fresh processes, then the run
+        plan, search = autobatch.search(plan, run_dir, run_id, run_repeat)
+        spec = plan.spec
     env_info = environment.collect(gpu_indices=[g.index for g in plan.gpus])
     env_info["gpus"] = [g.to_dict() for g in plan.gpus]
     env_info["interpreter"] = dataclasses.asdict(plan.interpreter)
     env_info[recover.OWNER_KEY] = recover.owner()  # so a later start knows it was ours
+    if search is not None:
+        env_info["batch_search"] = search
     if plan.nodes > 1:  # the hosts of each repeat's nodes are in its record (nodes)
         env_info["nodes"] = {
             "count": plan.nodes,

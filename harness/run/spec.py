@@ -11,7 +11,7 @@ from harness import cpu, datasets, models
 from harness.backend import PRECISIONS
 from harness.errors import InvalidValue, UsageError
 from harness.run.task import task_for
-from harness.spec import FAMILY_BATCH, MODEL_LR, STUDY_DEFAULTS, RunSpec
+from harness.spec import FAMILY_BATCH, MODEL_LR, STUDY_DEFAULTS, RunSpec, parse_batch_search
 
 
 def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
@@ -38,6 +38,8 @@ def check_values(spec: RunSpec) -> None:
             f"unknown precision {spec.precision!r}; choose from: {', '.join(PRECISIONS)}"
         )
     _positive("--batch-size", spec.batch_size)
+    if spec.batch_search is not None:
+        parse_batch_search(spec.batch_search)
     _positive("--lr", spec.learning_rate)
     _positive("--warmup-steps", spec.warmup_steps, allow_zero=True)
     _positive("--steps", spec.steps)

@@ -35,7 +35,8 @@ are, not their expected value), ``repeats``, ``max_repeats``, ``seed`` (another 
 the same random process, like a repeat), ``gpu`` (the selection; the GPUs' names are in),
 ``data_dir``, ``output_dir``, ``python`` (the interpreter; its framework version is
 recorded with the run and shown by ``compare`` when it differs), ``timeout_s``, the
-monitor's settings, ``dump_weights`` and ``tags``. A spec field this module does not know
+monitor's settings, ``dump_weights``, ``tags`` and ``batch_search`` (how ``--batch-size auto`` found the
+batch; the batch it found is ``batch_size``). A spec field this module does not know
 is put in the key (an unknown field never merges two configurations).
 """
 
@@ -95,6 +96,7 @@ EXCLUDED_SPEC_FIELDS = frozenset(
         "dump_weights",
         "tags",
         "launcher",  # how the nodes were started, not what they ran
+        "batch_search",  # how the batch was found; the batch found is batch_size
     }
 )
 # Spec fields replaced by what the run found: "synthetic" (None = auto) by ``data``.

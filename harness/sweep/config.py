@@ -478,6 +478,8 @@ def _params(table: dict[str, Any], where: str, fail: Any = _default_fail) -> dic
     out: dict[str, Any] = {}
     for key, value in table.items():
         name = ALIASES.get(key, key)
+        if name == "batch_size" and isinstance(value, str) and value.startswith("auto"):
+            name = "batch_search"  # batch_size = "auto": harness.run.autobatch
         if name in _MATRIX:
             raise fail(f"{where}: {key} is set by the sweep's matrix (tools, hardware, workloads)")
         kind = PARAMETERS.get(name)

@@ -31,6 +31,7 @@ from harness.run.orchestrator import Plan, execute, plan_run  # noqa: F401
 from harness.run.recover import adopt
 from harness.run.spec import check_values
 from harness.store.store import ResultStore
+from harness.sweep import oom
 from harness.sweep.config import (
     Cell,
     SweepConfig,
@@ -69,6 +70,7 @@ class SweepRequest:
     executor: str = "local"  # a registered executor: local, slurm, ...
     status: bool = False  # print each cell's state (and job) and stop
     yes: bool = False  # run a sweep of more than CONFIRM_SWEEP runs without asking
+    skip_oom: bool = True  # skip the cells certain to run out of memory (harness.sweep.oom)
 
 
 @dataclass
@@ -174,8 +176,9 @@ def run_sweep(request: SweepRequest, console: Console) -> int:
         console.print(f"[yellow]taken into the store:[/yellow] {escape(note)}", highlight=False)
     try:
         notes = state.reconcile(retry_failed=request.retry_failed, keep_jobs=executor.keeps_jobs)
-        plans = _plan(state, pm, executor)
+        plans = _plan(state, pm, executor, skip_oom=request.skip_oom)
         context = _context(state, plans, expanded, console, pm, notes, resumed)
+        context.skip_oom = request.skip_oom
         return executor.run(context)
     except KeyboardInterrupt as exc:  # SIGINT, SIGTERM or SIGHUP (harness.run.signals)
         with signals.hold():
@@ -257,15 +260,29 @@ def _try_plan(
 
 
 def _plan(
-    state: SweepState, pm: PluginManager, executor: Executor | None = None
+    state: SweepState,
+    pm: PluginManager,
+    executor: Executor | None = None,
+    *,
+    skip_oom: bool = True,
 ) -> dict[str, Plan]:
-    """Plans every cell not done; refused ones become skipped (and earlier skips re-checked)."""
+    """Plans every cell not done; refused ones become skipped (and earlier skips re-checked).
+
+    With ``skip_oom``, a cell with a larger batch than one of its group that ran out of
+    memory is skipped (harness.sweep.oom); without, such a skip is planned again."""
+    cells = state.cells()
+    found = oom.boundaries(cells) if skip_oom else {}
     plans: dict[str, Plan] = {}
-    for cell in state.cells():
+    for cell in cells:
         if cell.status == DONE:
             continue
         # runs go to the store this sweep lives in, wherever it is opened from
         cell.spec.output_dir = str(state.store.path.parent)
+        why = oom.certain_to_fail(cell, found)
+        if why:
+            if cell.status != SKIPPED or cell.reason != why:
+                state.mark_skipped(cell, why)
+            continue
         planned = _try_plan(cell, pm, executor)
         if isinstance(planned, str):
             if cell.status != SKIPPED or cell.reason != planned:
@@ -342,6 +359,8 @@ def print_footer(state: SweepState, cells: list[CellState], console: Console) ->
         counts[key or "?"] = counts.get(key or "?", 0) + 1
     text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     console.print(f"[bold]sweep {state.sweep_id}[/bold]: {text}", highlight=False)
+    for line in oom.limits(cells):
+        console.print(f"out of memory: {escape(line)}", highlight=False, soft_wrap=True)
     console.print(
         f"report: python -m harness report --sweep {state.sweep_id} --store {state.store.path}",
         highlight=False,
@@ -456,7 +475,7 @@ def _dry_run(
             cell.dataset,
             escape(cell.hardware),
             spec.task,
-            str(spec.batch_size or "-"),
+            str(spec.batch_search or spec.batch_size or "-"),
             lr,
             f"{warmup}+{steps}",
             str(spec.repeats),

@@ -25,6 +25,7 @@ from rich.text import Text
 from harness.errors import UsageError
 from harness.run.events import read_events
 from harness.store.store import ResultStore
+from harness.sweep.oom import is_oom_skip
 from harness.sweep.progress import Eta, duration
 from harness.sweep.state import DONE, PENDING, RUNNING, SKIPPED, CellState, SweepState
 
@@ -101,6 +102,7 @@ def snapshot(store: ResultStore, sweep_id: str, now: datetime | None = None) -> 
                     eta.add((cell.model, cell.dataset, cell.hardware), start - end)
         elif cell.status == SKIPPED:
             shot.counts["skipped"] += 1
+            shot.counts["skipped_oom"] += is_oom_skip(cell)
         elif cell.status == RUNNING:
             shot.counts["running"] += 1
             where = ""
@@ -123,6 +125,8 @@ def snapshot(store: ResultStore, sweep_id: str, now: datetime | None = None) -> 
 def render(shot: Snapshot, store: Path) -> Group:
     """The snapshot as a rich renderable: one summary line and a table of running cells."""
     parts = [f"{shot.counts[k]} {k}" for k in ("ok", "failed", "skipped", "running", "left")]
+    if shot.counts["skipped_oom"]:  # certain to run out of memory (harness.sweep.oom)
+        parts[2] += f" ({shot.counts['skipped_oom']} after out of memory)"
     done = shot.counts["ok"] + shot.counts["failed"] + shot.counts["skipped"]
     eta = "" if shot.finished else f" · ETA {duration(shot.eta_s)}"
     head = Text(

@@ -4,7 +4,8 @@ Its trainer needs no framework and misbehaves on request (``-o behaviour=...``):
 ok, raise, oom, exit (os._exit without a word), hang (sleeps forever), signal (SIGKILL
 to itself), abort_at_close (SIGABRT in close, after its figures: a torn-down group).
 ``-o step_s=0.01`` sets the time one step takes; ``-o fail_at=N`` picks the timed step
-where it misbehaves.
+where it misbehaves. ``-o oom_above=N`` raises MemoryError at the first step of a batch
+(per device) larger than N, as a device too small for it would.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ OPTIONS = (
     ),
     Option("step_s", "float", 0.01, "seconds one step takes"),
     Option("fail_at", "int", 3, "the timed step where it misbehaves"),
+    Option("oom_above", "int", 0, "MemoryError for a batch per device above this (0: never)"),
 )
 
 FAKE = BackendInfo(
@@ -63,6 +65,7 @@ class FakeTrainer(Trainer):
         self.behaviour = ctx.spec.options.get("behaviour", "ok")
         self.step_s = float(ctx.spec.options.get("step_s", "0.01"))
         self.fail_at = int(ctx.spec.options.get("fail_at", "3"))
+        self.oom_above = int(ctx.spec.options.get("oom_above", "0"))
         self.steps = 0
         if self.behaviour == "raise_in_setup":
             raise RuntimeError("the fake framework refuses to start")
@@ -82,6 +85,8 @@ class FakeTrainer(Trainer):
 
     def train_step(self, batch: Any) -> Any:
         self.steps += 1
+        if self.oom_above and (self.ctx.spec.batch_size or 0) > self.oom_above:
+            raise MemoryError(f"fake device: batch {self.ctx.spec.batch_size} does not fit")
         if self.steps == (self.ctx.spec.warmup_steps or 0) + self.fail_at:
             self._misbehave()
         time.sleep(self.step_s)

@@ -10,6 +10,8 @@ Another engine (Kubernetes, a cloud batch service) is a plugin that registers an
 :class:`Executor` through ``harness_register_executors``. Its ``run`` gets a
 :class:`SweepContext` and must leave every cell it handled ``done`` through the state
 (``state.mark_done``), storing each run in ``state.store``; it returns the exit code.
+With ``ctx.skip_oom``, it calls ``harness.sweep.oom.skip_larger`` after a run that ran
+out of memory, and leaves the cells that become skipped alone.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class SweepContext:
     notes: list[str]  # what reconciling the state found, printed in the header
     resumed: bool
     cells: list[Any]  # the sweep's cells (CellState, or Cell before the sweep is stored)
+    # after a run out of memory, skip its group's larger batches (harness.sweep.oom)
+    skip_oom: bool = True
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.monitor.resources import monitor_factory
 from harness.run import repeats as repeat_budget
-from harness.sweep import runner
+from harness.sweep import oom, runner
 from harness.sweep.executors import SweepContext
 from harness.sweep.progress import Eta, SweepProgress
 from harness.sweep.runner import (
@@ -79,10 +79,15 @@ def run(ctx: SweepContext) -> int:
     print_header(state, notes, resumed, console)
     todo = [c for c in state.cells() if c.status == PENDING and c.key in plans]
     eta = Eta()
+    skipped: dict[str, str] = {}  # cell key -> reason: certain to run out of memory
     with SweepProgress(console, len(todo), state.sweep_id) as progress:
         for index, cell in enumerate(todo):
             plan = plans[cell.key]
-            kinds = [kind(c) for c in todo[index:]]
+            kinds = [kind(c) for c in todo[index:] if c.key not in skipped]
+            if cell.key in skipped:
+                line = f"[{progress.done + 1}/{len(todo)}] {label(cell)}: skipped · "
+                progress.end_run(line + skipped[cell.key], eta.left(kinds))
+                continue
             progress.start_run(label(cell), plan.spec.repeats, eta.left(kinds))
             state.mark_running(cell)
             hooks = _CellRun(state, cell, progress, eta, kinds)
@@ -108,6 +113,8 @@ def run(ctx: SweepContext) -> int:
                 cause = "; ".join(summary.causes) or None
                 speed = summary.images_per_sec.mean
                 state.mark_done(cell, outcome.run_id, status, cause)
+                if ctx.skip_oom:
+                    skipped.update((c.key, c.reason or "") for c in oom.skip_larger(state, cell))
             seconds = time.monotonic() - hooks.started
             eta.add(kind(cell), seconds)
             left = eta.left(kinds[1:])
