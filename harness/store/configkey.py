@@ -35,9 +35,9 @@ are, not their expected value), ``repeats``, ``max_repeats``, ``seed`` (another 
 the same random process, like a repeat), ``gpu`` (the selection; the GPUs' names are in),
 ``data_dir``, ``output_dir``, ``python`` (the interpreter; its framework version is
 recorded with the run and shown by ``compare`` when it differs), ``timeout_s``, the
-monitor's settings, ``dump_weights``, ``tags`` and ``batch_search`` (how ``--batch-size auto`` found the
-batch; the batch it found is ``batch_size``). A spec field this module does not know
-is put in the key (an unknown field never merges two configurations).
+monitor's settings, ``dump_weights``, ``tags`` and ``batch_search`` (how ``--batch-size
+auto`` found the batch; the batch it found is ``batch_size``). A spec field this module
+does not know is put in the key (an unknown field never merges two configurations).
 """
 
 from __future__ import annotations
