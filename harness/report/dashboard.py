@@ -29,6 +29,7 @@ from harness.report.data import (
 from harness.report.data import _placements as placements
 from harness.report.html import _CSP, _GUARD
 from harness.report.svg import PALETTE
+from harness.run.task import task_for
 from harness.store.schema import RunResult
 
 FILTERS = ("tool", "model", "dataset", "hardware", "task")  # what the page filters by
@@ -61,6 +62,7 @@ def records(results: list[RunResult]) -> tuple[list[dict[str, Any]], list[dict[s
         out.append({
             "run": run.run_id,
             "task": run.spec.task,
+            "trains": task_for(run.spec.task).trains,  # inference: the batch is in its label
             "tool": tool,
             "model": model,
             "model_title": model_title(model),
@@ -218,7 +220,7 @@ _SCRIPT = """
       rows.forEach(function (r, i) {
         var v = r.values[metric.key][0], y = 4 + i * (bar + 4);
         var w = Math.max(1, (width - left - 70) * v / (top || 1));
-        var name = r.config + " \\u00b7 " + r.hardware + (r.task === "inference" ?
+        var name = r.config + " \\u00b7 " + r.hardware + (!r.trains ?
           " \\u00b7 batch " + r.batch : "");
         var label = name.length > 40 ? name.slice(0, 39) + "\\u2026" : name;
         var t = el("text", {x: left - 6, y: y + 13, "text-anchor": "end"}, label);
