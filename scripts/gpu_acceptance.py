@@ -18,7 +18,8 @@ so every framework gets its own) and this checkout installed in each. Then:
    one ``--output-dir``/results.sqlite; a precision the backend or the GPU cannot do
    is ``refused`` with the reason, not a failure;
 4. every stored run is checked: status ok, images/sec, NVML power, energy (from the
-   GPU's counter where it has one) and memory present and plausible;
+   GPU's counter where it has one, checked against the integral of sampled power),
+   idle power and the energy above it, energy per GPU, and memory present and plausible;
 5. GPU memory is compared across frameworks (one table per model, batch and precision);
 6. ``python -m harness verify --gpu`` passes (when this harness has ``verify``);
 7. ``python -m harness report`` reads the store.
@@ -656,8 +657,10 @@ def check_run(result: RunResult, expect: RunExpectation) -> Verdict:
 
     Failures: another run than expected, not ok, no images/sec, NVML power, energy or
     memory empty or implausible, energy integrated from power where the GPUs have an
-    energy counter, energy that disagrees with power x time. Notes: contention,
-    throttling, the monitor's own notes."""
+    energy counter, energy that disagrees with power x time, a counter without the power
+    integral to check it, an implausible idle power or no dynamic energy above it, GPUs'
+    energies that do not add up to the total. Notes: contention, throttling, a counter and
+    power integral further apart than the monitor's threshold."""
     failures: list[str] = []
     notes: list[str] = []
     spec = result.spec
@@ -693,6 +696,12 @@ def check_run(result: RunResult, expect: RunExpectation) -> Verdict:
         failures.append("no energy: summary.energy_j is empty" + why)
     elif energy <= 0:
         failures.append(f"implausible energy {energy:.3f} J")
+
+    idle = _mean(summary.idle_power_w)
+    if idle is not None and not 0 < idle <= MAX_POWER_W_PER_GPU * gpus:
+        failures.append(f"implausible idle power {idle:.1f} W for {gpus} GPU(s)")
+    if idle is not None and energy is not None and _mean(summary.energy_dynamic_j) is None:
+        failures.append("no dynamic energy, though an idle power was measured")
 
     memory = _mean(summary.gpu_memory_mib)
     total = _gpu_memory_total(result)
@@ -730,6 +739,13 @@ def check_run(result: RunResult, expect: RunExpectation) -> Verdict:
                 )
         if merged is not None and merged.throttled:
             notes.append(f"{label}: GPU clocks throttled (power/thermal)")
+        if merged is not None:
+            failures += _energy_checks(label, source, merged, expect.num_gpus)
+            if merged.energy_disagreement_flagged and merged.energy_disagreement is not None:
+                notes.append(
+                    f"{label}: GPU energy counter and power integral differ by "
+                    f"{merged.energy_disagreement:.1%}"
+                )
     for other in result.contended:
         notes.append(
             f"GPU {other.get('gpu')} also used by pid {other.get('pid')} "
@@ -738,17 +754,51 @@ def check_run(result: RunResult, expect: RunExpectation) -> Verdict:
     return Verdict(tuple(failures), tuple(dict.fromkeys(notes)))
 
 
+def _energy_checks(label: str, source: Any, merged: Any, num_gpus: int) -> list[str]:
+    """A repeat's energy: the counter checked against the power integral, and with several
+    GPUs each one's energy, adding up to the total."""
+    failures = []
+    if source == "nvml_counter" and merged.energy_disagreement is None:
+        failures.append(f"{label}: no power integral to check NVML's energy counter against")
+    if num_gpus > 1 and merged.energy_j is not None:
+        per_device = merged.energy_per_device_j or {}
+        if len(per_device) != num_gpus:
+            failures.append(f"{label}: energy of {len(per_device)} GPU(s), expected {num_gpus}")
+        elif abs(sum(per_device.values()) - merged.energy_j) > 1e-6 * max(1.0, merged.energy_j):
+            failures.append(
+                f"{label}: the GPUs' energies add up to {sum(per_device.values()):.1f} J, "
+                f"not {merged.energy_j:.1f} J"
+            )
+    return failures
+
+
+def _with_ci(stat: Any, unit: str, digits: int) -> str:
+    """``0.0123 J ± 0.0004`` (the 95% CI over the repeats where there is one)."""
+    text = _fmt(_mean(stat), unit, digits)
+    ci = None if stat is None else stat.ci95
+    return text if ci is None or stat.mean is None else f"{text} ± {ci:,.{digits}f}"
+
+
 def run_figures(result: RunResult) -> str:
-    """images/sec, W, J and MiB of a stored run, for the table."""
+    """images/sec, W, J and MiB of a stored run, for the table; then, where measured, J per
+    image total and above idle with their 95% CI, the idle power and the counter's gap."""
     s = result.summary
-    return ", ".join(
-        (
-            _fmt(s.images_per_sec.mean, "img/s"),
-            _fmt(_mean(s.gpu_power_w), "W"),
-            _fmt(_mean(s.energy_j), "J"),
-            _fmt(_mean(s.gpu_memory_mib), "MiB"),
-        )
-    )
+    figures = [
+        _fmt(s.images_per_sec.mean, "img/s"),
+        _fmt(_mean(s.gpu_power_w), "W"),
+        _fmt(_mean(s.energy_j), "J"),
+        _fmt(_mean(s.gpu_memory_mib), "MiB"),
+    ]
+    if _mean(s.energy_dynamic_j) is not None:
+        figures += [
+            f"{_with_ci(s.joules_per_image, 'J/image', 4)} "
+            f"(above idle {_with_ci(s.joules_per_image_dynamic, 'J/image', 4)})",
+            f"idle {_fmt(_mean(s.idle_power_w), 'W')}",
+        ]
+    gap = _mean(s.energy_disagreement)
+    if gap is not None:
+        figures.append(f"counter vs power integral {gap:.1%}")
+    return ", ".join(figures)
 
 
 def memory_table(results: Iterable[RunResult]) -> tuple[list[str], list[list[str]]]:
@@ -987,11 +1037,12 @@ def gpus_from_harness() -> tuple[tuple[GpuInfo, ...], str | None]:
     import importlib
 
     from harness.machine import gpus as hgpus
+    from harness.monitor.nvml import nvml_module_name
 
     inventory = hgpus.discover()
     capabilities: dict[int, tuple[int, int]] = {}
     try:
-        nvml = importlib.import_module(hgpus.nvml_module_name())
+        nvml = importlib.import_module(nvml_module_name())
         nvml.nvmlInit()
         try:
             for gpu in inventory.gpus:

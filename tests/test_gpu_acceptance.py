@@ -331,14 +331,59 @@ def test_implausible_figures_and_another_run_fail() -> None:
 
 def repeat(source: str, energy: float, power: float = 300.0, seconds: float = 5.0, **gpu):
     timed = {"duration_s": seconds, "samples": 50, "energy_source": source}
+    counter = source == "nvml_counter"  # the counter, and the power integral checking it
     return RepeatRecord(
         status="ok",
         repeat=1,
         resources=Resources(
             gpu={"phases": {"timed": timed}, **gpu},
-            timed=ResourceTimed(gpu_power_w=power, energy_j=energy),
+            timed=ResourceTimed(
+                gpu_power_w=power,
+                energy_j=energy,
+                energy_counter_j=energy if counter else None,
+                energy_integral_j=energy * 0.98,
+                energy_disagreement=0.02 if counter else None,
+            ),
         ),
     )
+
+
+def test_energy_above_idle_the_counter_check_and_energy_per_gpu() -> None:
+    result = gpu_result()
+    result.summary.idle_power_w = figure(60.0, 0.0, n=1)
+    result.summary.energy_dynamic_j = figure(1200.0, 10.0)
+    result.summary.joules_per_image = figure(0.05, 0.001)
+    result.summary.joules_per_image_dynamic = figure(0.04, 0.001)
+    result.summary.energy_disagreement = figure(0.02)
+    result.repeats = [repeat("nvml_counter", 1500.0)]
+    assert ga.check_run(result, EXPECT).ok
+    assert ga.run_figures(result) == (
+        "100 img/s, 300 W, 1,500 J, 9,000 MiB, 0.0500 J/image (above idle 0.0400 J/image), "
+        "idle 60 W, counter vs power integral 2.0%"
+    )
+    timed = result.repeats[0].resources.timed
+    timed.energy_disagreement, timed.energy_disagreement_flagged = 0.08, True
+    assert ga.check_run(result, EXPECT).notes == (
+        "repeat 1: GPU energy counter and power integral differ by 8.0%",
+    )
+    timed.energy_disagreement = None  # a counter nothing checked
+    result.summary.energy_dynamic_j = None
+    result.summary.idle_power_w = figure(5000.0, 0.0, n=1)
+    assert ga.check_run(result, EXPECT).failures == (
+        "implausible idle power 5000.0 W for 1 GPU(s)",
+        "no dynamic energy, though an idle power was measured",
+        "repeat 1: no power integral to check NVML's energy counter against",
+    )
+    two = gpu_result(num_gpus=2)
+    two.repeats = [repeat("nvml_counter", 1500.0)]
+    pair = ga.RunExpectation("pytorch", "resnet50", "cifar10", (0, 1), "fp32")
+    assert ga.check_run(two, pair).failures == ("repeat 1: energy of 0 GPU(s), expected 2",)
+    two.repeats[0].resources.timed.energy_per_device_j = {"0": 700.0, "1": 700.0}
+    assert ga.check_run(two, pair).failures == (
+        "repeat 1: the GPUs' energies add up to 1400.0 J, not 1500.0 J",
+    )
+    two.repeats[0].resources.timed.energy_per_device_j = {"0": 700.0, "1": 800.0}
+    assert ga.check_run(two, pair).ok
 
 
 def test_energy_must_come_from_the_counter_and_agree_with_power() -> None:

@@ -218,13 +218,48 @@ def metric_lines(result: RunResult) -> list[str]:
     memory, energy...), and the monitor's notes."""
     lines = []
     for metric in metrics.registry():
-        value = metric.stat(result).mean
-        if metric.summary and value is not None:
-            lines.append(
-                f"{metric.summary}: {_num(metric.shown(value), metric.digits)} {metric.unit}"
-            )
+        found = metric.stat(result)
+        if metric.summary and found.mean is not None:
+            lines.append(f"{metric.summary}: {metric_text(metric, found)}")
+    lines += energy_lines(result)
     for note in result.summary.resource_notes:
         lines.append(f"[dim]{note}[/dim]")
+    return lines
+
+
+def metric_text(metric: metrics.Metric, found: Stat) -> str:
+    """``12.3 J ± 0.4 (95% CI, 3 repeats)``; the mean alone below 2 repeats."""
+    text = f"{_num(metric.shown(found.mean), metric.digits)} {metric.unit}"
+    if found.n >= 2 and found.ci95 is not None:
+        text += f" ± {_num(metric.shown(found.ci95), metric.digits)} (95% CI, {found.n} repeats)"
+    return text
+
+
+def energy_lines(result: RunResult) -> list[str]:
+    """The idle power the dynamic energy is measured above (once, before the first repeat),
+    and each GPU's energy where the run used several (means over the ok repeats)."""
+    lines = []
+    timed = [
+        r.resources.timed for r in result.repeats if r.ok and r.resources and r.resources.timed
+    ]
+    idle = result.summary.idle_power_w
+    if idle is not None and idle.mean is not None:
+        seconds = next((t.idle_baseline_s for t in timed if t.idle_baseline_s is not None), None)
+        source = "GPUs" if any(t.energy_from == "gpu" for t in timed) else "CPU package"
+        lines.append(
+            f"idle power ({source}): {_num(idle.mean)} W, sampled "
+            f"{_num(seconds, 1, ' s')} before the first repeat"
+        )
+    per_device: dict[str, list[float]] = {}
+    for t in timed:
+        for index, joules in (t.energy_per_device_j or {}).items():
+            per_device.setdefault(index, []).append(joules)
+    if per_device:
+        parts = [
+            f"GPU {index} {_num(sum(v) / len(v))} J"
+            for index, v in sorted(per_device.items(), key=lambda kv: int(kv[0]))
+        ]
+        lines.append("energy per GPU (timed): " + ", ".join(parts))
     return lines
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.monitor import Monitor, MonitorConfig, PhaseWindow, Recording, summarize, write_csv
 from harness.monitor.nvml import nvml_module_name
+from harness.monitor.summary import ENERGY_DISAGREEMENT_THRESHOLD
 from harness.store.schema import RepeatRecord, Resources, ResourceTimed, Stat, from_dict
 
 
@@ -44,6 +45,63 @@ def _total(phases: list[dict[str, Any]], key: str) -> float | None:
 def _peak(phases: list[dict[str, Any]], key: str) -> float | None:
     values = [v for v in (_max_of(p, key) for p in phases) if v is not None]
     return max(values) if values else None
+
+
+def _largest(phases: list[dict[str, Any]], key: str) -> float | None:
+    values = [p[key] for p in phases if p.get(key) is not None]
+    return max(values) if values else None
+
+
+def _per_device(phases: list[dict[str, Any]], key: str) -> dict[str, float] | None:
+    """Each GPU's ``key`` summed over the windows, by NVML index; None unless all known."""
+    out: dict[str, float] = {}
+    for phase in phases:
+        for dev in phase.get("per_device") or []:
+            if dev.get(key) is None:
+                return None
+            name = str(dev["index"])
+            out[name] = out.get(name, 0.0) + dev[key]
+    return out or None
+
+
+def _energy(
+    summary: dict[str, Any], gpu: list[dict[str, Any]], host: list[dict[str, Any]], images: int
+) -> dict[str, Any]:
+    """The ResourceTimed energy fields of the timed windows: total, above idle, per image,
+    the GPUs' counter against their power integral, per device, or why there is none."""
+    base = summary.get("baseline") or {}
+    if gpu:
+        energy, dynamic = _total(gpu, "energy_j"), _total(gpu, "energy_dynamic_j")
+        idle = base.get("gpu_power_w_total")
+    else:
+        energy, dynamic = _total(host, "cpu_energy_j"), _total(host, "cpu_energy_dynamic_j")
+        idle = base.get("cpu_power_w")
+    reason = None
+    if energy is None and gpu:
+        reason = "too few GPU power or energy readings in the timed phase"
+    elif energy is None:  # no GPU figures, no RAPL: both reasons
+        why_gpu = (summary.get("gpu") or {}).get("reason")
+        why_cpu = (summary.get("host") or {}).get("cpu_energy_reason")
+        reasons = [f"GPU: {why_gpu}" if why_gpu and why_gpu != "no GPUs requested" else ""]
+        reasons.append(f"CPU: {why_cpu or 'too few RAPL readings in the timed phase'}")
+        reason = "; ".join(r for r in reasons if r)
+    several = gpu and len(gpu[0].get("per_device") or []) > 1
+    return {
+        "energy_j": energy,
+        "energy_from": "gpu" if gpu else ("cpu" if energy is not None else None),
+        "joules_per_image": energy / images if energy is not None and images else None,
+        "idle_power_w": idle,
+        "idle_baseline_s": base.get("duration_s"),
+        "energy_dynamic_j": dynamic,
+        "joules_per_image_dynamic": dynamic / images if dynamic is not None and images else None,
+        "energy_counter_j": _total(gpu, "energy_counter_j") if gpu else None,
+        "energy_integral_j": _total(gpu, "energy_integral_j") if gpu else None,
+        "energy_disagreement": _largest(gpu, "energy_disagreement"),
+        "energy_disagreement_flagged": any(p.get("energy_disagreement_flagged") for p in gpu),
+        "energy_per_device_j": _per_device(gpu, "energy_j") if several else None,
+        "energy_dynamic_per_device_j": _per_device(gpu, "energy_dynamic_j") if several else None,
+        "energy_reason": reason,
+    }
 
 
 class RunMonitor:
@@ -115,7 +173,6 @@ class RunMonitor:
         host = [summary.get("host", {}).get("phases", {}).get(n) for n in names]
         gpu = [p for p in gpu if p]
         host = [p for p in host if p]
-        energy = _total(gpu, "energy_j") if gpu else _total(host, "cpu_energy_j")
         return ResourceTimed(
             windows=len(names),
             gpu_power_w=_weighted(gpu, "power_w"),
@@ -125,10 +182,8 @@ class RunMonitor:
             gpu_process_memory_max_mib=_peak(gpu, "process_memory_mib"),
             gpu_utilization_pct=_weighted(gpu, "utilization_pct"),
             throttled=any(p.get("throttled") for p in gpu),
-            energy_j=energy,
-            energy_from="gpu" if gpu else ("cpu" if energy is not None else None),
-            joules_per_image=energy / images if energy is not None and images else None,
             host_cpu_percent=_weighted(host, "cpu_percent"),
+            **_energy(summary, gpu, host, images),
         )
 
     def aggregate(self, repeats: list[RepeatRecord]) -> dict[str, Any]:
@@ -153,6 +208,13 @@ class RunMonitor:
             "gpu_memory_mib": over(timed("gpu_memory_mib")),
             "energy_j": over(timed("energy_j")),
             "joules_per_image": over(timed("joules_per_image")),
+            # one baseline per run, before the first repeat: its value once, not n times
+            "idle_power_w": Stat.of(
+                list(dict.fromkeys(v for r in ok if (v := timed("idle_power_w")(r)) is not None))
+            ),
+            "energy_dynamic_j": over(timed("energy_dynamic_j")),
+            "joules_per_image_dynamic": over(timed("joules_per_image_dynamic")),
+            "energy_disagreement": over(timed("energy_disagreement")),
             "host_cpu_percent": over(timed("host_cpu_percent")),
             "host_rss_mib": over(rss_peak),
             "framework_memory_mib": over(framework_mib),
@@ -172,6 +234,8 @@ class RunMonitor:
                 notes.append(f"CPU energy: none ({host['cpu_energy_reason']})")
             if res.timed is not None and res.timed.throttled:
                 notes.append(f"repeat {r.repeat}: GPU clocks were throttled (power/thermal)")
+            if res.timed is not None:
+                notes += energy_notes(r.repeat, res.timed)
             for other in gpu.get("contended") or []:
                 notes.append(contention_note(other))
             if gpu.get("contention_reason"):
@@ -187,6 +251,20 @@ def contention_note(other: dict[str, Any]) -> str:
     """``GPU contended by pid 123 (python) on GPU 0``: one other process on a run's GPU."""
     name = other.get("name") or "name unknown"
     return f"GPU contended by pid {other.get('pid')} ({name}) on GPU {other.get('gpu')}"
+
+
+def energy_notes(repeat: int | None, timed: ResourceTimed) -> list[str]:
+    """A repeat's energy caveats: counter and power integral apart, no dynamic energy."""
+    notes = []
+    if timed.energy_disagreement_flagged and timed.energy_disagreement is not None:
+        notes.append(
+            f"repeat {repeat}: GPU energy counter {timed.energy_counter_j or 0:,.1f} J and "
+            f"power integral {timed.energy_integral_j or 0:,.1f} J differ by "
+            f"{timed.energy_disagreement:.1%} (> {ENERGY_DISAGREEMENT_THRESHOLD:.0%})"
+        )
+    if timed.energy_j is not None and timed.energy_dynamic_j is None:
+        notes.append("dynamic energy: none (no idle baseline: --idle-baseline 0, or no idle power)")
+    return notes
 
 
 def monitor_factory(plan: Any) -> RunMonitor:

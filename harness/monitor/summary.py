@@ -13,6 +13,15 @@ from .samples import GpuSample, Sample
 
 Series = tuple[list[float], list[float]]
 
+ENERGY_DISAGREEMENT_THRESHOLD = 0.05
+"""Largest relative gap |integral - counter| / counter between a GPU's NVML energy
+counter and the integral of its sampled power over a window before the window's energy
+is flagged (a note in the summary and the report). The counter is the figure used; the
+integral is a check on it: sampling at 10 Hz smears steps in power over one interval,
+and recent GPUs report power averaged over about one second, so short windows with
+bursty power can differ by a few percent without either being wrong; beyond 5%, one of
+them is (a counter that lags or resets, a sampler that missed ticks)."""
+
 
 @dataclass(frozen=True)
 class PhaseWindow:
@@ -87,20 +96,42 @@ def _gpu_get(d: int, attr: str) -> Callable[[Sample], float | None]:
 
 
 # -- per-phase parts -----------------------------------------------------------
+def disagreement(counter_j: float | None, integral_j: float | None) -> float | None:
+    """|integral - counter| / counter; None without both (or with a zero counter)."""
+    if counter_j is None or integral_j is None or counter_j <= 0:
+        return None
+    return abs(integral_j - counter_j) / counter_j
+
+
+def _dynamic(energy: float | None, idle_w: float | None, seconds: float) -> float | None:
+    """Energy above idle: ``energy`` - idle power x ``seconds`` (None without either)."""
+    return None if energy is None or idle_w is None else energy - idle_w * seconds
+
+
 def _device_phase(
-    d: int, index: int, rows: Sequence[Sample], inside: Sequence[Sample], w: PhaseWindow
+    d: int,
+    index: int,
+    rows: Sequence[Sample],
+    inside: Sequence[Sample],
+    w: PhaseWindow,
+    idle_w: float | None = None,
+    covered: float = 0.0,
 ) -> dict[str, Any]:
     def vals(attr: str) -> list[float]:
         get = _gpu_get(d, attr)
         return [v for v in map(get, inside) if v is not None]
 
-    energy = _counter_delta(_series(rows, _gpu_get(d, "energy_mj")), w.start, w.end)
-    if energy is not None:
-        source: str | None = "nvml_counter"
-        energy /= 1000.0
-    else:
-        energy = _integrate(_series(rows, _gpu_get(d, "power_w")), w.start, w.end)
-        source = "integrated_power" if energy is not None else None
+    counter = _counter_delta(_series(rows, _gpu_get(d, "energy_mj")), w.start, w.end)
+    counter_j = None if counter is None else counter / 1000.0
+    integral_j = _integrate(_series(rows, _gpu_get(d, "power_w")), w.start, w.end)
+    # the counter where the GPU has one, else the integral of sampled power
+    energy = counter_j if counter_j is not None else integral_j
+    source = (
+        "nvml_counter"
+        if counter_j is not None
+        else ("integrated_power" if integral_j is not None else None)
+    )
+    gap = disagreement(counter_j, integral_j)
     mask = 0
     for m in vals("throttle"):
         mask |= int(m)
@@ -110,6 +141,12 @@ def _device_phase(
         "power_w": _stats(vals("power_w")),
         "energy_j": _r(energy),
         "energy_source": source,
+        "energy_counter_j": _r(counter_j),
+        "energy_integral_j": _r(integral_j),
+        "energy_disagreement": _r(gap),
+        "energy_disagreement_flagged": gap is not None and gap > ENERGY_DISAGREEMENT_THRESHOLD,
+        "idle_power_w": idle_w,
+        "energy_dynamic_j": _r(_dynamic(energy, idle_w, covered)),
         "memory_used_mib": _stats(vals("mem_used_mib")),
         "process_memory_mib": _stats(vals("proc_mem_mib")),
         "utilization_pct": _stats(vals("util_pct")),
@@ -136,12 +173,23 @@ def _gpu_phase(
     w: PhaseWindow,
     indices: Sequence[int],
     foreign: bool,
+    idle_w: dict[str, Any] | None = None,
+    covered: float = 0.0,
 ) -> dict[str, Any]:
     n = len(indices)
-    devs = [_device_phase(d, idx, rows, inside, w) for d, idx in enumerate(indices)]
-    energies = [dv["energy_j"] for dv in devs]
+    idle = idle_w or {}
+    devs = [
+        _device_phase(d, idx, rows, inside, w, idle.get(str(idx)), covered)
+        for d, idx in enumerate(indices)
+    ]
     sources = {dv["energy_source"] for dv in devs}
-    total = None if not devs or None in energies else sum(energies)
+
+    def summed(key: str) -> float | None:
+        values = [dv[key] for dv in devs]
+        return None if not devs or None in values else sum(values)
+
+    total = summed("energy_j")
+    gaps = [dv["energy_disagreement"] for dv in devs if dv["energy_disagreement"] is not None]
 
     def pooled(attr: str) -> dict[str, float | None] | None:
         return _stats(
@@ -156,6 +204,12 @@ def _gpu_phase(
         "energy_source": (sources.pop() if len(sources) == 1 else "mixed")
         if total is not None
         else None,
+        "energy_counter_j": _r(summed("energy_counter_j")),
+        "energy_integral_j": _r(summed("energy_integral_j")),
+        # the largest device's gap (opposite gaps on two GPUs must not cancel out)
+        "energy_disagreement": max(gaps) if gaps else None,
+        "energy_disagreement_flagged": any(dv["energy_disagreement_flagged"] for dv in devs),
+        "energy_dynamic_j": _r(summed("energy_dynamic_j")),
         "memory_used_mib": _stats(_per_sample_sum(inside, n, "mem_used_mib", need_all=True)),
         "process_memory_mib": proc,
         "utilization_pct": pooled("util_pct"),
@@ -176,7 +230,12 @@ def _gpu_phase(
 
 
 def _host_phase(
-    rows: Sequence[Sample], inside: Sequence[Sample], w: PhaseWindow, energy_reason: str | None
+    rows: Sequence[Sample],
+    inside: Sequence[Sample],
+    w: PhaseWindow,
+    energy_reason: str | None,
+    idle_w: float | None = None,
+    covered: float = 0.0,
 ) -> dict[str, Any]:
     def vals(attr: str) -> list[float]:
         return [v for v in (getattr(s, attr) for s in inside) if v is not None]
@@ -188,6 +247,8 @@ def _host_phase(
         "rss_mib": _stats(vals("tree_rss_mib")),
         "processes_max": max(vals("tree_procs"), default=None),
         "cpu_energy_j": _r(None if uj is None else uj / 1e6),
+        "cpu_idle_power_w": idle_w,
+        "cpu_energy_dynamic_j": _r(_dynamic(None if uj is None else uj / 1e6, idle_w, covered)),
     }
     if uj is None:
         out["cpu_energy_reason"] = energy_reason or "too few RAPL readings in this window"
@@ -255,17 +316,17 @@ def summarize(
         }
         if not inside:
             head["note"] = "no samples in this window"
-        host = {**head, **_host_phase(rows, inside, w, getattr(meta, "cpu_energy_reason", None))}
+        cpu_reason = getattr(meta, "cpu_energy_reason", None)
+        cpu_idle = (base or {}).get("cpu_power_w")
+        host = {**head, **_host_phase(rows, inside, w, cpu_reason, cpu_idle, covered)}
         host_phases[w.name] = host
         n_img = images.get(w.name)
         energy, source = host["cpu_energy_j"], "cpu" if host["cpu_energy_j"] is not None else None
+        dynamic, idle_total = host["cpu_energy_dynamic_j"], host["cpu_idle_power_w"]
         if available:
-            gpu = {
-                **head,
-                **_gpu_phase(
-                    rows, inside, w, indices, bool(getattr(meta, "foreign_gpu_processes", False))
-                ),
-            }
+            foreign = bool(getattr(meta, "foreign_gpu_processes", False))
+            idle_gpus = (base or {}).get("gpu_power_w")
+            gpu = {**head, **_gpu_phase(rows, inside, w, indices, foreign, idle_gpus, covered)}
             gpu["images"] = n_img
             gpu["joules_per_image"] = (
                 _r(gpu["energy_j"] / n_img) if n_img and gpu["energy_j"] is not None else None
@@ -275,6 +336,7 @@ def summarize(
                 gpu["energy_above_baseline_j"] = _r(gpu["energy_j"] - idle * covered)
             gpu_phases[w.name] = gpu
             energy, source = gpu["energy_j"], "gpu"
+            dynamic, idle_total = gpu["energy_dynamic_j"], idle
         host["cpu_joules_per_image"] = (
             _r(host["cpu_energy_j"] / n_img) if n_img and host["cpu_energy_j"] is not None else None
         )
@@ -286,6 +348,12 @@ def summarize(
             "energy_j": energy,
             "energy_from": source,
             "joules_per_image": _r(energy / n_img) if n_img and energy is not None else None,
+            # above idle: energy - the idle baseline's power x the time covered
+            "idle_power_w": idle_total,
+            "energy_dynamic_j": dynamic,
+            "joules_per_image_dynamic": _r(dynamic / n_img)
+            if n_img and dynamic is not None
+            else None,
         }
 
     return {

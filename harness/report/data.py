@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import datasets, models
+from harness.monitor.summary import ENERGY_DISAGREEMENT_THRESHOLD
 from harness.store import configkey, metrics
 from harness.store.metrics import Metric
 from harness.store.schema import RunResult
@@ -548,10 +549,29 @@ def _notes(data: ReportData) -> list[str]:
             f"† contended: {len(contended)} run(s) shared their GPUs with other processes "
             f"(pid {', '.join(pids)}); their figures may be low."
         )
+    notes += _energy_note(shown)
     notes += _synthetic_note(
         shown, "runs shown trained on synthetic data (the input pipeline is not measured)"
     )
     return notes
+
+
+def _energy_note(shown: list[RunResult]) -> list[str]:
+    """Runs whose GPU energy counter and power integral differ beyond the threshold."""
+    flagged = [
+        r.run_id
+        for r in shown
+        if (gap := r.summary.energy_disagreement) is not None
+        and gap.max is not None
+        and gap.max > ENERGY_DISAGREEMENT_THRESHOLD
+    ]
+    if not flagged:
+        return []
+    return [
+        f"Energy: in {len(flagged)} run(s) ({', '.join(flagged)}) the GPU energy counter and "
+        f"the integral of sampled power differ by more than "
+        f"{ENERGY_DISAGREEMENT_THRESHOLD:.0%} in a repeat; the counter's figure is shown."
+    ]
 
 
 # --- inference runs ---------------------------------------------------------------------

@@ -201,6 +201,13 @@ def _figure(metric: metrics.Metric, ra: RunResult | None, rb: RunResult | None) 
     return FigureComparison(metric.name, metric.compare, va, vb, ratio, ci, mark)
 
 
+def _figures(task: str, ra: RunResult | None, rb: RunResult | None) -> list[FigureComparison]:
+    """The compared figures of ``task``: a latency always (it carries the statuses), the
+    others (energy per image) where a side measured them."""
+    found = [(m, _figure(m, ra, rb)) for m in metrics.compared(task)]
+    return [f for m, f in found if m.per_batch or f.a.shown or f.b.shown]
+
+
 def _pairs(a: Side, b: Side, strict: bool) -> list[tuple[Any, Any]]:
     """(configuration of A or None, configuration of B or None): exact keys first."""
     ca, cb = configurations(a.results), configurations(b.results)
@@ -279,7 +286,7 @@ def compare(
                 diffs,
                 task,
                 _batch(first.shown),
-                [_figure(m, ra, rb) for m in metrics.compared(task)],
+                _figures(task, ra, rb),
             )
         )
     ds_rank = {n: i for i, n in enumerate(datasets.DATASETS)}

@@ -213,6 +213,10 @@ _FLOPS_NOTE = (
     "by `python -m harness peak --tool T` through the run's framework, else by `python -m "
     "harness peak` through NumPy)."
 )
+_DYNAMIC_NOTE = (
+    "Dynamic energy is the energy above idle: the timed phase's energy minus the idle power "
+    "(sampled before the first repeat, --idle-baseline) x its duration."
+)
 _SETUP_NOTE = (
     "Load: the model file into a ready model on the device; session: session creation, "
     "compilation or tracing for the batch size; first inference: the first batch after "
@@ -240,8 +244,12 @@ BUILTIN: tuple[Metric, ...] = (
     Metric("framework_memory_mib", "framework allocator peak (MiB)", "MiB", 0,
            summary_stat("framework_memory_mib"), higher_is_better=False, report=False,
            summary="framework allocator peak"),
+    Metric("idle_power_w", "idle power (W)", "W", 1, summary_stat("idle_power_w"),
+           higher_is_better=False, report=False),  # its summary line: cli.summary.energy_lines
     Metric("energy_j", "energy (J)", "J", 1, summary_stat("energy_j"),
            higher_is_better=False, column="REAL", report=False, summary="energy (timed)"),
+    Metric("energy_dynamic_j", "dynamic energy (J)", "J", 1, summary_stat("energy_dynamic_j"),
+           higher_is_better=False, report=False, summary="dynamic energy (timed, above idle)"),
     Metric("load_s", "load (s)", "s", 3, inference_stat("load_s"), higher_is_better=False,
            tasks=INFERENCE, note=_SETUP_NOTE),
     Metric("prepare_s", "session (s)", "s", 3, inference_stat("prepare_s"),
@@ -255,11 +263,17 @@ BUILTIN: tuple[Metric, ...] = (
            note="Total inference time = load + session + one pass over the whole test split "
            "(input pipeline and copies included); accuracy is that pass's top-1."),
     Metric("joules_per_image", "energy per image (J)", "J", 4, summary_stat("joules_per_image"),
-           higher_is_better=False, column="REAL", summary="energy per image",
+           higher_is_better=False, column="REAL", summary="energy per image", compare="J/image",
            note={"train": "Energy per image is the timed phase's energy over its images: the "
                  "GPU energy counter (or power integral) on GPU runs, the CPU package's RAPL "
                  "counter on CPU runs where it is readable (not the whole machine).",
                  "inference": "Energy per image is the timed phase's energy over its images."}),
+    Metric("joules_per_image_dynamic", "dynamic energy per image (J)", "J", 4,
+           summary_stat("joules_per_image_dynamic"), higher_is_better=False,
+           summary="dynamic energy per image", compare="dyn J/image", note=_DYNAMIC_NOTE),
+    Metric("energy_disagreement", "GPU energy counter vs power integral (%)", "%", 1,
+           summary_stat("energy_disagreement"), higher_is_better=False, scale=100.0,
+           report=False, summary="GPU energy counter vs power integral"),
     Metric("host_cpu_percent", "host CPU utilisation (%)", "%", 0,
            summary_stat("host_cpu_percent"), higher_is_better=False, tasks=TRAIN,
            axis=_HOST_CPU, summary="process-tree CPU (timed)",

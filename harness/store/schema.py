@@ -147,6 +147,23 @@ class ResourceTimed:
     energy_from: str | None = None  # "gpu" (NVML counter or power integral) or "cpu" (RAPL)
     joules_per_image: float | None = None
     host_cpu_percent: float | None = None
+    # energy above idle: energy_j - the idle baseline's power x the time covered
+    # (harness.monitor.summary); the baseline is sampled before the first repeat
+    idle_power_w: float | None = None  # GPUs' summed idle power (GPU runs), else RAPL's
+    idle_baseline_s: float | None = None  # how long the idle baseline sampled
+    energy_dynamic_j: float | None = None
+    joules_per_image_dynamic: float | None = None
+    # GPU runs: NVML's energy counter and the integral of sampled power, both summed over
+    # the GPUs, and the largest GPU's |integral - counter| / counter, flagged above
+    # harness.monitor.summary.ENERGY_DISAGREEMENT_THRESHOLD
+    energy_counter_j: float | None = None
+    energy_integral_j: float | None = None
+    energy_disagreement: float | None = None
+    energy_disagreement_flagged: bool = False
+    # several GPUs: each one's energy and energy above idle, by NVML index
+    energy_per_device_j: dict[str, float] | None = None
+    energy_dynamic_per_device_j: dict[str, float] | None = None
+    energy_reason: str | None = None  # why energy_j is None
 
 
 @dataclass
@@ -315,6 +332,10 @@ class RunSummary:
     gpu_memory_mib: Stat | None = None
     energy_j: Stat | None = None
     joules_per_image: Stat | None = None
+    idle_power_w: Stat | None = None  # measured once, before the first repeat
+    energy_dynamic_j: Stat | None = None
+    joules_per_image_dynamic: Stat | None = None
+    energy_disagreement: Stat | None = None  # GPU energy counter vs power integral
     host_cpu_percent: Stat | None = None
     host_rss_mib: Stat | None = None
     framework_memory_mib: Stat | None = None
