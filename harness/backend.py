@@ -251,10 +251,11 @@ class Trainer(_FrameworkSide):
     (raises NotImplementedError; only weight dumps and parity checks read it),
     ``is_out_of_memory``, ``oom_markers``, ``layout`` and ``close``. Added in 1.1, all
     with defaults: ``prepare_evaluation``, ``reset_state``, ``all_reduce_sum``,
-    ``device_step_times`` and ``replica_states``.
+    ``device_step_times`` and ``replica_states``. Added in 1.2, with a default:
+    ``prepare_training``.
 
     The worker's loop calls, in order: ``framework_info``; ``prepare_evaluation`` in
-    setup when the run validates; for every step ``device_batch`` and ``train_step``,
+    setup when the run validates; ``prepare_training`` on the first batch; for every step ``device_batch`` and ``train_step``,
     ``synchronize`` before reading a clock; ``reset_state`` after warmup in epochs mode;
     ``evaluate`` during validation, its sums reduced over the processes with
     ``all_reduce_sum``; and ``memory_peak`` at the end.
@@ -321,6 +322,18 @@ class Trainer(_FrameworkSide):
         timed on its own (the ``eval_compile`` event), so validation time excludes it.
         """
         return None  # optional: nothing to do by default
+
+    def prepare_training(self, batch: Any) -> bool:
+        """Compile or trace the training step for ``batch`` (a device batch) now, without
+        running it: the trainer's state must not change.
+
+        Called by the loop in setup, before warmup, and timed on its own (the
+        ``compile`` event), so compilation is reported apart from warmup and the timed
+        phase. Return True when the step was compiled ahead; False (the default) when the
+        backend compiles lazily, at its first step: the loop then estimates compilation
+        as the first step less a steady step. Optional (plugin API 1.2).
+        """
+        return False  # optional: nothing compiled ahead by default
 
     def reset_state(self) -> None:
         """Weights, batch-norm statistics and optimiser state back to their initial values.
