@@ -255,8 +255,9 @@ class Trainer(_FrameworkSide):
     ``prepare_training``.
 
     The worker's loop calls, in order: ``framework_info``; ``prepare_evaluation`` in
-    setup when the run validates; ``prepare_training`` on the first batch; for every step ``device_batch`` and ``train_step``,
-    ``synchronize`` before reading a clock; ``reset_state`` after warmup in epochs mode;
+    setup when the run validates; ``prepare_training`` on the first batch; for every
+    step ``device_batch`` and ``train_step``, ``synchronize`` before reading a clock;
+    ``reset_state`` after warmup in epochs mode;
     ``evaluate`` during validation, its sums reduced over the processes with
     ``all_reduce_sum``; and ``memory_peak`` at the end.
 

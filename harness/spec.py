@@ -214,13 +214,15 @@ class RunSpec:
             help="where datasets live (default: $HARNESS_DATA_DIR or ./data)",
         ),
     )
-    # threads decoding JPEGs (ImageNet); None: one per core
+    # threads decoding JPEGs (ImageNet); None: one per core; 0: no helper thread at all
+    # (every dataset's batches prepared inline by the loop, all of it data wait)
     data_workers: int | None = field(
         default=None,
         metadata=cli(
             "--data-workers",
             group="data",
-            help="threads decoding ImageNet JPEGs (default: one per core available)",
+            help="threads decoding ImageNet JPEGs (default: one per core available); 0: "
+            "every dataset's batches prepared in the training loop, no prefetch thread",
         ),
     )
     # MNIST-family and CIFAR-10 images upscaled to 3xSxS in the input pipeline (the

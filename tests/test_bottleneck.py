@@ -144,7 +144,7 @@ def test_the_report_lists_each_runs_verdict():
 @pytest.mark.pytorch
 def test_real_data_waits_where_synthetic_does_not(tmp_path):
     data = write_learnable_mnist(tmp_path / "data", train=512, test=64)
-    args = ("--warmup-steps", "1", "--steps", "6", "--batch-size", "64")
+    args = ("--warmup-steps", "1", "--steps", "4", "--batch-size", "64")
     synthetic = lenet_run("pytorch", tmp_path / "s", "--synthetic", *args)
     real = lenet_run(
         "pytorch", tmp_path / "r", "--real", "--data-dir", str(data), "--data-workers", "0",
@@ -160,3 +160,16 @@ def test_real_data_waits_where_synthetic_does_not(tmp_path):
         assert record["compile_basis"] == "first step"
         waits.append(record["data_wait_fraction"])
     assert waits[0] == 0.0 and waits[1] > waits[0]
+
+
+@pytest.mark.pytorch
+def test_torch_compile_without_a_cxx_compiler_is_refused_in_one_line(monkeypatch):
+    from harness.backends.pytorch import compile_refusal
+    from harness.spec import RunSpec
+
+    spec = RunSpec(tool="pytorch", model="lenet", dataset="mnist", options={"compile": "true"})
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    why = compile_refusal(spec)
+    assert why is not None and "C++ compiler" in why and "\n" not in why
+    assert compile_refusal(RunSpec(tool="pytorch", model="lenet", dataset="mnist")) is None

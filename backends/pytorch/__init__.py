@@ -28,10 +28,12 @@ INFO = BackendInfo(
     "torchrun for several devices (nccl on GPUs, gloo on CPUs).",
     options=(
         Option(
-            "compile", "bool", False,
+            "compile",
+            "bool",
+            False,
             "torch.compile the model and the evaluation (opt-in; its compilation is "
             "reported apart: the first step less a steady one)",
-        ),  # fmt: skip
+        ),
         Option("channels_last", "bool", False, "channels-last memory format (GPUs)"),
         Option("cuda_events", "bool", False, "per-step device times from CUDA events (GPUs)"),
     ),

@@ -282,15 +282,15 @@ BUILTIN: tuple[Metric, ...] = (
            "setup excluded."),
     Metric("time_to_first_step_s", "time to first step (s)", "s", 2,
            summary_stat("time_to_first_step_s"), higher_is_better=False, tasks=TRAIN,
-           column="REAL", summary="time to first step", note=_COMPILE_NOTE),
+           summary="time to first step", note=_COMPILE_NOTE),
     Metric("compile_s", "compilation (s)", "s", 2, summary_stat("compile_s"),
-           higher_is_better=False, tasks=TRAIN, column="REAL",
-           summary="compilation (training step)", note=_COMPILE_NOTE),
+           higher_is_better=False, tasks=TRAIN, summary="compilation (training step)",
+           note=_COMPILE_NOTE),
     Metric("first_step_s", "first step (s)", "s", 3, summary_stat("first_step_s"),
            higher_is_better=False, tasks=TRAIN, note=_COMPILE_NOTE),
     Metric("data_wait_fraction", "data wait (% of timed)", "%", 1,
            summary_stat("data_wait_fraction"), higher_is_better=False, tasks=TRAIN,
-           scale=100.0, column="REAL", summary="data wait (timed)",
+           scale=100.0, summary="data wait (timed)",
            note="Data wait is the time the loop waited for the host's input pipeline over "
            "the timed phase's wall time (0 on synthetic data, which is on the device before "
            "the loop starts); the bottleneck verdict below the table is explained in "
