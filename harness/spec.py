@@ -196,6 +196,19 @@ class RunSpec:
         ),
     )
     seed: int = field(default=0, metadata=cli("--seed", group="training and inference"))
+    # training: compile the train step (the backend says what that is: its compile
+    # option, or nothing where it always compiles; refused where it cannot)
+    compile: bool = field(
+        default=False,
+        metadata=cli(
+            "--compile",
+            group="training and inference",
+            action="store_true",
+            help="training: compile the train step (a backend option where compiling is "
+            "opt-in; accepted as is where the backend always compiles; refused where it "
+            "cannot); compilation is reported apart (compile_s)",
+        ),
+    )
     # None: validate when training whole epochs on real data
     validate: bool | None = field(
         default=None,

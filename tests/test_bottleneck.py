@@ -173,3 +173,51 @@ def test_torch_compile_without_a_cxx_compiler_is_refused_in_one_line(monkeypatch
     why = compile_refusal(spec)
     assert why is not None and "C++ compiler" in why and "\n" not in why
     assert compile_refusal(RunSpec(tool="pytorch", model="lenet", dataset="mnist")) is None
+
+
+# --- --compile ------------------------------------------------------------------------
+
+
+def _compile_tools() -> dict[str, Any]:
+    from harness.backend import BackendInfo
+    from harness.plugins import get_plugin_manager
+
+    plain = BackendInfo("plain", "P", (), "-", "x:Y")  # declares no way to compile
+    return {**get_plugin_manager().backends, "plain": plain}
+
+
+def test_compile_reaches_the_backend_option_or_is_accepted_as_is():
+    from harness.backend import compile_note
+    from harness.run.spec import resolve
+    from harness.spec import RunSpec
+
+    tools = _compile_tools()
+
+    def options(tool: str, **given: str) -> dict[str, str]:
+        spec = RunSpec(tool, "lenet", "mnist", compile=True, options=given)
+        return resolve(spec, tools).options
+
+    assert options("pytorch") == {"compile": "true"}
+    assert options("pytorch", compile="on") == {"compile": "on"}  # -o compile=on agrees
+    assert options("mxnet") == {"hybridize": "true"}
+    assert options("jax") == {} and options("tensorflow", xla="true") == {"xla": "true"}
+    plain = resolve(RunSpec("pytorch", "lenet", "mnist"), tools)
+    assert plain.options == {} and not plain.compile  # opt-in
+    assert compile_note(tools["pytorch"]).startswith("--compile: pytorch -o compile=true: ")
+    assert "jax compiles every run anyway (jax.jit" in compile_note(tools["jax"])
+
+
+def test_compile_is_refused_where_it_cannot_apply():
+    from harness.errors import UsageError
+    from harness.run.spec import resolve
+    from harness.spec import RunSpec
+
+    tools = _compile_tools()
+    with pytest.raises(UsageError, match=r"^plain cannot compile its training step"):
+        resolve(RunSpec("plain", "lenet", "mnist", compile=True), tools)
+    off = RunSpec("mxnet", "lenet", "mnist", compile=True, options={"hybridize": "false"})
+    with pytest.raises(UsageError, match="also gives -o hybridize=false: keep one"):
+        resolve(off, tools)
+    infer = RunSpec("jax", "lenet", "mnist", task="inference", compile=True)
+    with pytest.raises(UsageError, match="--compile applies to training"):
+        resolve(infer, tools)

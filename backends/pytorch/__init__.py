@@ -37,6 +37,7 @@ INFO = BackendInfo(
         Option("channels_last", "bool", False, "channels-last memory format (GPUs)"),
         Option("cuda_events", "bool", False, "per-step device times from CUDA events (GPUs)"),
     ),
+    compile_option="compile",  # --compile is -o compile=true
 )
 
 
@@ -75,7 +76,7 @@ def torchrun_command(request: LaunchRequest) -> list[str]:
 
 
 def compile_refusal(spec: RunSpec, network: Network | None = None) -> str | None:
-    """One line when ``-o compile=true`` cannot work: a CPU run needs a C++ compiler
+    """One line when ``--compile`` (``-o compile=true``) cannot work: a CPU run needs a C++ compiler
     (``$CXX`` or one of :data:`CXX_COMPILERS` on the PATH) for torch.compile's code."""
     if spec.options.get("compile", "").lower() not in ("1", "true", "yes", "on"):
         return None
@@ -85,9 +86,9 @@ def compile_refusal(spec: RunSpec, network: Network | None = None) -> str | None
     if found and shutil.which(found):
         return None
     return (
-        "-o compile=true needs a C++ compiler for torch.compile on CPU ($CXX, or one of "
-        f"{', '.join(CXX_COMPILERS)} on the PATH): install one (e.g. apt install g++), "
-        "or drop the option"
+        "--compile (-o compile=true) needs a C++ compiler for torch.compile on CPU ($CXX, "
+        f"or one of {', '.join(CXX_COMPILERS)} on the PATH): install one (e.g. apt install "
+        "g++), or drop the option"
     )
 
 

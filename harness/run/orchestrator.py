@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import datasets, models
-from harness.backend import BackendInfo, check_options
+from harness.backend import BackendInfo, check_options, compile_note
 from harness.cpu import available_cores, thread_policy
 from harness.errors import UsageError
 from harness.launchers import LaunchRequest, free_port_block, pick_node_launcher
@@ -130,7 +130,7 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     interpreter = find_interpreter(backend, spec.python)
     if spec.onnx_file:  # its input, read in the backend's interpreter (the core has no onnx)
         spec = probe_onnx_file(spec, interpreter.python)
-    warnings: list[str] = []
+    warnings: list[str] = [compile_note(backend)] if spec.compile else []
     selected: list[gpus.Gpu] = []
     if spec.num_gpus > 0:
         inventory = gpus.discover()
@@ -384,7 +384,7 @@ def run_repeat(
             except Exception as exc:  # a monitor fault must not lose the repeat
                 error = {"what": "summary", "error": repr(exc), "count": 1}
                 record.resources = Resources(errors=[error])
-        if spec.task == "train":
+        if task_for(spec.task).trains:
             record.bottleneck = repeat_bottleneck(record, on_gpu=spec.num_gpus > 0)
         # strict JSON: NaN and infinity are written as null
         (rep_dir / "record.json").write_text(record.to_json())
