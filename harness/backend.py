@@ -114,6 +114,38 @@ def check_options(info: BackendInfo, options: Mapping[str, Any]) -> None:
         option.parse(str(value).lower() if isinstance(value, bool) else str(value))
 
 
+def compile_options(info: BackendInfo, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` as ``--compile`` asks them of ``info``: its ``compile_option`` turned on
+    (a backend that always compiles: unchanged). UsageError, one line, where the backend
+    cannot compile or ``options`` turns its compile option off."""
+    out = dict(options)
+    name = info.compile_option
+    if name:
+        given = out.get(name)
+        if given is not None and str(given).strip().lower() in _FALSE:
+            raise UsageError(
+                f"--compile turns on -o {name}=true for {info.name}; this run also gives "
+                f"-o {name}={str(given).lower()}: keep one"
+            )
+        out.setdefault(name, "true")
+        return out
+    if info.always_compiles:
+        return out
+    raise UsageError(
+        f"{info.name} cannot compile its training step (it declares no compile option): "
+        "leave --compile out"
+    )
+
+
+def compile_note(info: BackendInfo) -> str:
+    """What ``--compile`` does on ``info`` (a backend :func:`compile_options` accepts)."""
+    if info.compile_option:
+        option = next((o for o in info.options or () if o.name == info.compile_option), None)
+        what = f": {option.help}" if option else ""
+        return f"--compile: {info.name} -o {info.compile_option}=true{what}"
+    return f"--compile: {info.name} compiles every run anyway ({info.always_compiles})"
+
+
 @dataclass(frozen=True)
 class BackendInfo:
     """One tool (``--tool NAME``) as registered by a plugin.
@@ -122,7 +154,8 @@ class BackendInfo:
     ``trainer`` (required), ``multi_process_launcher``, ``precisions``, ``description``
     and ``worker_env``. Added in 1.1, all with defaults: ``run_env``, ``options``,
     ``tasks``, ``inferencer``, ``node_launcher``, ``node_processes`` and
-    ``multi_node_refusal``.
+    ``multi_node_refusal``. Added in 1.2, with defaults: ``compile_option`` and
+    ``always_compiles`` (what ``--compile`` means; with neither it is refused).
     """
 
     name: str  # the --tool value
@@ -157,6 +190,12 @@ class BackendInfo:
     # --nodes N refused: why, in a few words (shown after "<tool> cannot train on
     # several nodes: ")
     multi_node_refusal: str = ""
+    # --compile (training): the bool option it turns on, for a backend that compiles its
+    # train step on request (e.g. "compile"); -o NAME=false beside --compile is refused.
+    compile_option: str | None = None
+    # A backend that compiles its train step in every run: how, in a few words (--compile
+    # is accepted and changes nothing). With neither field, --compile is refused.
+    always_compiles: str = ""
 
     def load_trainer(self) -> type[Trainer]:
         return load_reference(self.trainer)
@@ -251,11 +290,13 @@ class Trainer(_FrameworkSide):
     (raises NotImplementedError; only weight dumps and parity checks read it),
     ``is_out_of_memory``, ``oom_markers``, ``layout`` and ``close``. Added in 1.1, all
     with defaults: ``prepare_evaluation``, ``reset_state``, ``all_reduce_sum``,
-    ``device_step_times`` and ``replica_states``.
+    ``device_step_times`` and ``replica_states``. Added in 1.2, with a default:
+    ``prepare_training``.
 
     The worker's loop calls, in order: ``framework_info``; ``prepare_evaluation`` in
-    setup when the run validates; for every step ``device_batch`` and ``train_step``,
-    ``synchronize`` before reading a clock; ``reset_state`` after warmup in epochs mode;
+    setup when the run validates; ``prepare_training`` on the first batch; for every
+    step ``device_batch`` and ``train_step``, ``synchronize`` before reading a clock;
+    ``reset_state`` after warmup in epochs mode;
     ``evaluate`` during validation, its sums reduced over the processes with
     ``all_reduce_sum``; and ``memory_peak`` at the end.
 
@@ -321,6 +362,18 @@ class Trainer(_FrameworkSide):
         timed on its own (the ``eval_compile`` event), so validation time excludes it.
         """
         return None  # optional: nothing to do by default
+
+    def prepare_training(self, batch: Any) -> bool:
+        """Compile or trace the training step for ``batch`` (a device batch) now, without
+        running it: the trainer's state must not change.
+
+        Called by the loop in setup, before warmup, and timed on its own (the
+        ``compile`` event), so compilation is reported apart from warmup and the timed
+        phase. Return True when the step was compiled ahead; False (the default) when the
+        backend compiles lazily, at its first step: the loop then estimates compilation
+        as the first step less a steady step. Optional (plugin API 1.2).
+        """
+        return False  # optional: nothing compiled ahead by default
 
     def reset_state(self) -> None:
         """Weights, batch-norm statistics and optimiser state back to their initial values.

@@ -53,7 +53,8 @@ hookspec = pluggy.HookspecMarker("harness")
 #:   inferencer and multi-node fields; hook wrappers and pluggy's tracing work.
 #: - 1.2: harness_parity_probe, harness_ops_kernels, harness_model_loader and
 #:   harness_model_exporter (a backend takes part in ``verify``, ``ops`` and model files
-#:   through them; without them it trains and infers only); ParityProbe, ModelFileError.
+#:   through them; without them it trains and infers only); ParityProbe, ModelFileError;
+#:   Trainer.prepare_training; BackendInfo's compile_option and always_compiles.
 #:
 #: The promise: within one MAJOR version, a plugin written against an older MINOR keeps
 #: working (what a later minor adds has a default; nothing is removed or made

@@ -200,6 +200,19 @@ class RunSpec:
         ),
     )
     seed: int = field(default=0, metadata=cli("--seed", group="training and inference"))
+    # training: compile the train step (the backend says what that is: its compile
+    # option, or nothing where it always compiles; refused where it cannot)
+    compile: bool = field(
+        default=False,
+        metadata=cli(
+            "--compile",
+            group="training and inference",
+            action="store_true",
+            help="training: compile the train step (a backend option where compiling is "
+            "opt-in; accepted as is where the backend always compiles; refused where it "
+            "cannot); compilation is reported apart (compile_s)",
+        ),
+    )
     # None: validate when training whole epochs on real data
     validate: bool | None = field(
         default=None,
@@ -218,13 +231,15 @@ class RunSpec:
             help="where datasets live (default: $HARNESS_DATA_DIR or ./data)",
         ),
     )
-    # threads decoding JPEGs (ImageNet); None: one per core
+    # threads decoding JPEGs (ImageNet); None: one per core; 0: no helper thread at all
+    # (every dataset's batches prepared inline by the loop, all of it data wait)
     data_workers: int | None = field(
         default=None,
         metadata=cli(
             "--data-workers",
             group="data",
-            help="threads decoding ImageNet JPEGs (default: one per core available)",
+            help="threads decoding ImageNet JPEGs (default: one per core available); 0: "
+            "every dataset's batches prepared in the training loop, no prefetch thread",
         ),
     )
     # MNIST-family and CIFAR-10 images upscaled to 3xSxS in the input pipeline (the

@@ -47,6 +47,8 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
     ((*RUN, "--launcher", "local-nodes"), 2, "--launcher local-nodes says how --nodes N"),
     ((*RUN, "--weights", "w.npz"), 2, "--weights applies to inference"),
     ((*RUN, "--task", "inference", "--lr", "0.1"), 2, "--lr applies to training"),
+    ((*RUN, "--task", "inference", "--compile"), 2, "--compile applies to training"),
+    ((*RUN, "--compile", "-o", "compile=off"), 2, "--compile turns on -o compile=true"),
     (("verify", "--models", ""), 2, "--models '' names nothing"),
     (("verify", "--tools", ","), 2, "--tools ',' names nothing"),
     (("sweep", "smoke", "--dry-run", "--tools", ""), 2, "--tools '' names nothing"),

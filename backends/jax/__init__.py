@@ -71,6 +71,7 @@ INFO = BackendInfo(
             any_value=True,
         ),
     ),
+    always_compiles="jax.jit: XLA compiles the train step",
 )
 
 

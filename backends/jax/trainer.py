@@ -232,6 +232,7 @@ class JaxTrainer(Trainer):
                 )
             )
         self._eval_compiled: Any = None  # for batches of _eval_rows images
+        self._step_compiled: Any = None  # the train step compiled ahead (prepare_training)
 
     def _initial_state(self) -> TrainState:
         """The state of a fresh trainer: initial weights, zero momentum, step 0."""
@@ -334,8 +335,14 @@ class JaxTrainer(Trainer):
         return jax.device_put(images, self.sharded), jax.device_put(labels, self.sharded)
 
     def train_step(self, batch: Any) -> Any:
-        self.state, loss = self._step(self.state, *batch)
+        self.state, loss = (self._step_compiled or self._step)(self.state, *batch)
         return loss
+
+    def prepare_training(self, batch: Any) -> bool:
+        """Lowers and compiles the train step for the state and this batch's shapes and
+        shardings now (XLA), without running it; every training batch has those shapes."""
+        self._step_compiled = self._step.lower(self.state, *batch).compile()
+        return True
 
     def synchronize(self, token: Any) -> None:
         if token is not None:

@@ -55,6 +55,7 @@ INFO = BackendInfo(
             ("local", "device", "nccl", "dist_sync", "dist_device_sync", "dist_async"),
         ),
     ),
+    compile_option="hybridize",  # --compile: Gluon's static graph, on by default anyway
 )
 
 

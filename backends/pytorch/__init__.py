@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from harness.backend import BackendInfo, BackendPlugin, Option
 from harness.launchers import Launcher, LaunchRequest
+from harness.models import Network
+from harness.spec import RunSpec
+
+#: The C++ compilers torch.compile's CPU code generator (Inductor) looks for.
+CXX_COMPILERS = ("g++", "c++", "clang++")
 
 INFO = BackendInfo(
     name="pytorch",
@@ -19,10 +27,17 @@ INFO = BackendInfo(
     description="torch.nn modules built from harness.models; DistributedDataParallel over "
     "torchrun for several devices (nccl on GPUs, gloo on CPUs).",
     options=(
-        Option("compile", "bool", False, "torch.compile the model and the evaluation"),
+        Option(
+            "compile",
+            "bool",
+            False,
+            "torch.compile the model and the evaluation (opt-in; its compilation is "
+            "reported apart: the first step less a steady one)",
+        ),
         Option("channels_last", "bool", False, "channels-last memory format (GPUs)"),
         Option("cuda_events", "bool", False, "per-step device times from CUDA events (GPUs)"),
     ),
+    compile_option="compile",  # --compile is -o compile=true
 )
 
 
@@ -60,6 +75,23 @@ def torchrun_command(request: LaunchRequest) -> list[str]:
     ]
 
 
+def compile_refusal(spec: RunSpec, network: Network | None = None) -> str | None:
+    """One line when ``--compile`` (``-o compile=true``) cannot work: a CPU run needs a C++ compiler
+    (``$CXX`` or one of :data:`CXX_COMPILERS` on the PATH) for torch.compile's code."""
+    if spec.options.get("compile", "").lower() not in ("1", "true", "yes", "on"):
+        return None
+    if spec.num_gpus > 0:
+        return None
+    found = os.environ.get("CXX") or next(filter(shutil.which, CXX_COMPILERS), None)
+    if found and shutil.which(found):
+        return None
+    return (
+        "--compile (-o compile=true) needs a C++ compiler for torch.compile on CPU ($CXX, "
+        f"or one of {', '.join(CXX_COMPILERS)} on the PATH): install one (e.g. apt install "
+        "g++), or drop the option"
+    )
+
+
 PLUGIN = BackendPlugin(
     INFO,
     parity=f"{__name__}.parity:TorchProbe",
@@ -71,4 +103,5 @@ PLUGIN = BackendPlugin(
             "torch.distributed.run: one node (--standalone), or one node of --nodes N (c10d)",
         ),
     ),
+    refuse=compile_refusal,
 )

@@ -168,6 +168,7 @@ class TorchTrainer(Trainer):
             "nodes": self.ctx.nodes,
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "threads": self.threads,
+            "compiled": _flag(self.ctx.spec.options, "compile"),
         }
 
     def device_batch(self, images: np.ndarray, labels: np.ndarray) -> Any:

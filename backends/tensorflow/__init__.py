@@ -35,6 +35,7 @@ INFO = BackendInfo(
     options=(Option("xla", "bool", False, "compile the train step with XLA (jit_compile)"),),
     node_launcher="local",  # --nodes N: MultiWorkerMirroredStrategy, TF_CONFIG per worker
     node_processes=node_processes,
+    always_compiles="tf.function: the train step runs as a traced graph; -o xla=true: XLA",
 )
 
 

@@ -275,6 +275,16 @@ class TFTrainer(Trainer):
     def train_step(self, batch: Any) -> Any:
         return self._train(*batch)
 
+    def prepare_training(self, batch: Any) -> bool:
+        """Traces the training tf.function for this batch's signature now, without running
+        it (its concrete function is cached for the steps). Single-device runs without
+        XLA only: a strategy's per-replica batch is traced, and XLA (``-o xla=true``)
+        compiles, at the first step, which the loop's estimate then covers whole."""
+        if self.strategy is not None or self.xla:
+            return False
+        self._train.get_concrete_function(*batch)
+        return True
+
     def synchronize(self, token: Any) -> None:
         if self.gpu:
             tf.test.experimental.sync_devices()

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.run.repeats import TARGET, bounds
-from harness.store import metrics
+from harness.store import bottleneck, metrics
 from harness.store.flops import flops_text
 from harness.store.schema import DataSource, Flops, RunResult, Stat
 from harness.store.stats import repeats_for
@@ -76,6 +76,8 @@ def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
         console.print(line, highlight=False)
     for line in metric_lines(result):
         console.print(line)
+    if summary.bottleneck is not None:
+        console.print(f"bottleneck: {escape(bottleneck.text(summary.bottleneck))}", highlight=False)
     source = escape(data.description or "-")
     if data.synthetic:
         source = f"[yellow]{source}[/yellow]"

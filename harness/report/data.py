@@ -24,7 +24,7 @@ from typing import Any
 
 from harness import datasets, models
 from harness.monitor.summary import ENERGY_DISAGREEMENT_THRESHOLD
-from harness.store import configkey, metrics
+from harness.store import bottleneck, configkey, metrics
 from harness.store.metrics import Metric
 from harness.store.schema import RunResult
 
@@ -357,6 +357,8 @@ class ReportData:
     metrics: list[Metric] = field(default_factory=lambda: report_metrics("train"))
     # the inference runs (--task inference), reported apart; None when there are none
     inference: InferenceData | None = None
+    # (run label, verdict text) of each shown run with a bottleneck verdict
+    bottlenecks: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -473,6 +475,7 @@ def build(
         metrics=measured(report_metrics("train"), cells.values()) if cells else [],
     )
     data.notes = _notes(data) if cells or not inference else []
+    data.bottlenecks = bottleneck_lines(data)
     if inference:
         data.inference = build_inference(inference, tool_order=tool_order)
     return data
@@ -505,6 +508,19 @@ def catalogue_order(tool_order: list[str] | None) -> Callable[..., tuple[Any, ..
         )
 
     return order
+
+
+def bottleneck_lines(data: ReportData) -> list[tuple[str, str]]:
+    """(run, verdict and its figures) for each shown run that has a verdict, in row order."""
+    out = []
+    for row in data.rows:
+        for column in data.columns:
+            result = data.result(row, column)
+            found = result.summary.bottleneck if result is not None else None
+            if found is not None and run_status(result) in USABLE:
+                label = f"{row.tool} · {row.model} · {row.dataset} · {column.label}"
+                out.append((label, bottleneck.text(found)))
+    return out
 
 
 def _partial_note(shown: list[RunResult], runs: str) -> list[str]:

@@ -278,6 +278,15 @@ def html(data: ReportData) -> str:
     body = [f"<h1>{escape(data.title)}</h1>", f'<ul class="info">{info}</ul>']
     if data.rows:
         body += ["<h2>Results</h2>", _results_table(data), _speedup_tables(data), _charts(data)]
+    if data.bottlenecks:
+        rows = "".join(
+            f"<tr><td>{escape(run)}</td><td>{escape(verdict)}</td></tr>"
+            for run, verdict in data.bottlenecks
+        )
+        body.append(
+            "<h2>Bottleneck</h2><table><thead><tr><th>run</th><th>verdict (figures of the "
+            f"timed phase)</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
     if data.inference is not None:
         body.append(_inference(data.inference, [r.label for r in data.rows]))
     if data.empty:

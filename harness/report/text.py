@@ -203,6 +203,9 @@ def markdown(data: ReportData) -> str:
         return "\n".join([*out, "No runs to report.", ""])
     if data.rows:
         out += _markdown_training(data)
+    if data.bottlenecks:
+        out += ["", "## Bottleneck", ""]
+        out += [f"- {md_escape(run)}: {md_escape(verdict)}" for run, verdict in data.bottlenecks]
     if data.inference is not None:
         out += _markdown_inference(data.inference)
     if data.not_run:

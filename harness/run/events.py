@@ -10,7 +10,8 @@ Kinds: ``start`` (framework, versions, devices, effective threads), ``data``, ``
 ``phase`` (name, state start|end), ``steps`` (a chunk of measurement windows
 ``[[steps, seconds], ...]``, plus ``device_seconds`` with device timers), ``eta`` (time
 left in the repeat), ``timing`` (mode, window size, how warmup ended and how the length
-was decided), ``eval_compile`` (seconds spent compiling the evaluation in setup),
+was decided), ``eval_compile`` (seconds spent compiling the evaluation in setup), ``compile``
+(seconds spent compiling the training step ahead, where the backend can),
 ``loss``, ``data_wait``, ``validation``, ``memory``, ``info``, ``error`` (kind
 oom|error, message, traceback) and ``end`` (status).
 """

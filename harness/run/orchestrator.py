@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import datasets, models
-from harness.backend import BackendInfo, check_options
-from harness.cpu import thread_policy
+from harness.backend import BackendInfo, check_options, compile_note
+from harness.cpu import available_cores, thread_policy
 from harness.errors import UsageError
 from harness.launchers import LaunchRequest, free_port_block, pick_node_launcher
 from harness.machine import environment, gpus, peak
@@ -37,7 +37,8 @@ from harness.run.spec import resolve
 from harness.run.task import task_for
 from harness.run.worker import Job
 from harness.spec import RunSpec
-from harness.store import configkey, flops
+from harness.store import bottleneck, configkey, flops
+from harness.store.bottleneck import Bottleneck
 from harness.store.records import aggregate, repeat_record
 from harness.store.schema import Flops, RepeatRecord, Resources, RunResult
 from harness.store.store import ResultStore
@@ -130,7 +131,7 @@ def plan_run(spec: RunSpec, pm: PluginManager | None = None, *, check_gpus: bool
     interpreter = find_interpreter(backend, spec.python)
     if spec.onnx_file:  # its input, read in the backend's interpreter (the core has no onnx)
         spec = probe_onnx_file(spec, interpreter.python)
-    warnings: list[str] = []
+    warnings: list[str] = [compile_note(backend)] if spec.compile else []
     selected: list[gpus.Gpu] = []
     if spec.num_gpus > 0:
         inventory = gpus.discover()
@@ -359,7 +360,9 @@ def run_repeat(
             status, cause = "crashed", _exit_cause(exit_code or 0, log_path)
         elif status == "ok" and not any(e["event"] == "end" for e in events):
             status, cause = "crashed", "the worker exited without finishing its benchmark"
-        record = repeat_record(events, status=status, cause=cause, global_batch=spec.global_batch)
+        record = repeat_record(
+            events, status=status, cause=cause, global_batch=spec.global_batch, started=started
+        )
         if not export:
             task_for(spec.task).repeat_part(events, record)
         record.run_id, record.repeat, record.started_at = run_id, repeat, started_wall
@@ -382,9 +385,24 @@ def run_repeat(
             except Exception as exc:  # a monitor fault must not lose the repeat
                 error = {"what": "summary", "error": repr(exc), "count": 1}
                 record.resources = Resources(errors=[error])
+        if task_for(spec.task).trains:
+            record.bottleneck = repeat_bottleneck(record, on_gpu=spec.num_gpus > 0)
         # strict JSON: NaN and infinity are written as null
         (rep_dir / "record.json").write_text(record.to_json())
     return record
+
+
+def repeat_bottleneck(record: RepeatRecord, *, on_gpu: bool) -> Bottleneck:
+    """The repeat's verdict (harness.store.bottleneck) from its data wait and the
+    monitor's timed figures, over the cores this machine lets the run use."""
+    timed = record.resources.timed if record.resources is not None else None
+    return bottleneck.verdict(
+        record.data_wait_fraction,
+        timed.gpu_utilization_pct if timed is not None else None,
+        timed.host_cpu_percent if timed is not None else None,
+        available_cores(),
+        on_gpu=on_gpu,
+    )
 
 
 class _NoModelFile(Exception):

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from harness import cpu, datasets, models
-from harness.backend import PRECISIONS
+from harness.backend import PRECISIONS, compile_options
 from harness.errors import InvalidValue, UsageError
 from harness.run.task import task_for
 from harness.spec import FAMILY_BATCH, MODEL_LR, STUDY_DEFAULTS, RunSpec, parse_batch_search
@@ -112,7 +112,8 @@ def resolve(spec: RunSpec, tools: dict[str, Any]) -> RunSpec:
     batch, lr = STUDY_DEFAULTS.get(
         (info.family, spec.model), (FAMILY_BATCH[info.family], MODEL_LR[spec.model])
     )
-    out = dataclasses.replace(spec, options=dict(spec.options), tags=dict(spec.tags))
+    options = compile_options(backend, spec.options) if spec.compile else dict(spec.options)
+    out = dataclasses.replace(spec, options=options, tags=dict(spec.tags))
     out.batch_size = spec.batch_size or batch
     out.learning_rate = spec.learning_rate or lr
     # --threads: intra-op threads of the whole run (harness.cpu); default the cores

@@ -91,6 +91,11 @@ class Task:
             )
         if not self.trains and spec.learning_rate is not None:
             raise UsageError("--lr applies to training; an inference run updates no weights")
+        if not self.trains and spec.compile:
+            raise UsageError(
+                "--compile applies to training (it compiles the train step); leave it out "
+                "of an inference run"
+            )
 
     def check_before_workers(self, spec: RunSpec) -> None:
         """What a worker would only find out after starting (UsageError)."""

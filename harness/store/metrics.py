@@ -223,6 +223,13 @@ _SETUP_NOTE = (
     "both, alone."
 )
 
+_COMPILE_NOTE = (
+    "Time to first step: from the worker's launch to the end of its first training step "
+    "(interpreter, framework, data, model, compilation). Compilation: the training step "
+    "compiled ahead of warmup and timed alone where the backend can (its prepare_training), "
+    "else the first step less a steady step. First step: the first step alone. None of "
+    "them is in the timed phase or in images/sec."
+)
 
 # The built-in metrics, in the order every consumer shows them (a report: those of its
 # task; an inference table puts its metrics in columns).
@@ -287,6 +294,21 @@ BUILTIN: tuple[Metric, ...] = (
            higher_is_better=False, tasks=TRAIN, column="REAL",
            note="Execution time is the study's: training (warmup included) and validation, "
            "setup excluded."),
+    Metric("time_to_first_step_s", "time to first step (s)", "s", 2,
+           summary_stat("time_to_first_step_s"), higher_is_better=False, tasks=TRAIN,
+           summary="time to first step", note=_COMPILE_NOTE),
+    Metric("compile_s", "compilation (s)", "s", 2, summary_stat("compile_s"),
+           higher_is_better=False, tasks=TRAIN, summary="compilation (training step)",
+           note=_COMPILE_NOTE),
+    Metric("first_step_s", "first step (s)", "s", 3, summary_stat("first_step_s"),
+           higher_is_better=False, tasks=TRAIN, note=_COMPILE_NOTE),
+    Metric("data_wait_fraction", "data wait (% of timed)", "%", 1,
+           summary_stat("data_wait_fraction"), higher_is_better=False, tasks=TRAIN,
+           scale=100.0, summary="data wait (timed)",
+           note="Data wait is the time the loop waited for the host's input pipeline over "
+           "the timed phase's wall time (0 on synthetic data, which is on the device before "
+           "the loop starts); the bottleneck verdict below the table is explained in "
+           "docs/metrics.md."),
     Metric("accuracy", "accuracy (%)", "%", 1, _accuracy, scale=100.0, column="REAL",
            note={"train": "Accuracy is the last validation's top-1 accuracy."}),
     Metric("tflops", "achieved TFLOP/s", "TFLOP/s", 2, _flops("achieved_total"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from harness.store import bottleneck
 from harness.store.schema import (
     DataSource,
     Loss,
@@ -47,11 +48,14 @@ def repeat_record(
     status: str,
     cause: str | None,
     global_batch: int,
+    started: float | None = None,
 ) -> RepeatRecord:
     """Everything measured in one repeat, from rank 0's events.
 
     ``status``/``cause`` come from how the process ended; an ``error`` event from the
-    worker refines them (oom vs error, the exception's message).
+    worker refines them (oom vs error, the exception's message). ``started``: when the
+    worker was launched (time.monotonic()), the origin of its time to first step (else
+    the start of its setup phase).
     """
     rank0 = [e for e in events if e.get("rank", 0) == 0]
     errors = [e for e in events if e["event"] == "error"]
@@ -125,6 +129,8 @@ def repeat_record(
             record.framework_memory = _fields(e)
         elif kind == "eval_compile":
             record.eval_compile_s = e["seconds"]
+        elif kind == "compile":
+            record.compile_s, record.compile_basis = e["seconds"], "ahead"
         elif kind == "data_wait":
             record.data_wait_s = (record.data_wait_s or 0.0) + e["seconds"]
         elif kind == "validation":
@@ -149,7 +155,32 @@ def repeat_record(
     record.validation_time_s = sum(v.seconds or 0.0 for v in record.validation) or None
     if timed_seconds and record.data_wait_s is not None:
         record.data_wait_fraction = record.data_wait_s / timed_seconds
+    _first_step(record, started, warm, step_times)
     return record
+
+
+def _first_step(
+    record: RepeatRecord,
+    started: float | None,
+    warm: list[tuple[int, float]],
+    step_times: list[float],
+) -> None:
+    """Time to first step, and the compilation estimated from the first step where the
+    backend did not compile ahead: the first step less a steady step (the timed median,
+    else warmup's last window per step)."""
+    spans = record.windows
+    first_end = spans["warmup"][0][0] + warm[0][1] if spans["warmup"] and warm else None
+    origin = started if started is not None else (spans["setup"] or [(None, None)])[0][0]
+    if first_end is not None and origin is not None:
+        record.time_to_first_step_s = first_end - origin
+    first = record.warmup.first_step_s
+    if record.compile_basis is not None or first is None:
+        return
+    steady = Stat.of(step_times).p50 if step_times else None
+    if steady is None and len(warm) > 1 and warm[-1][0] > 0:
+        steady = warm[-1][1] / warm[-1][0]
+    if steady is not None:
+        record.compile_s, record.compile_basis = max(0.0, first - steady), "first step"
 
 
 def _fields(event: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +205,11 @@ def aggregate(repeats: list[RepeatRecord]) -> RunSummary:
         step_time_p50_s=over(r.timed.step_time_s.p50 for r in ok),
         accuracy=over(r.accuracy for r in ok),
         eval_compile_s=over(r.eval_compile_s for r in ok),
+        compile_s=over(r.compile_s for r in ok),
+        first_step_s=over(r.warmup.first_step_s for r in ok),
+        time_to_first_step_s=over(r.time_to_first_step_s for r in ok),
+        data_wait_fraction=over(r.data_wait_fraction for r in ok),
+        bottleneck=bottleneck.of_run([r.bottleneck for r in ok if r.bottleneck is not None]),
         timing=_timing_summary(ok),
         causes=sorted({r.cause for r in repeats if r.cause}),
     )

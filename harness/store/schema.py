@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from harness.spec import RunSpec
 from harness.store import stats, strictjson
+from harness.store.bottleneck import Bottleneck
 from harness.store.strictjson import finite
 
 SCHEMA_VERSION = 1
@@ -86,7 +87,7 @@ class Timed:
 class Warmup:
     steps: int = 0
     seconds: float = 0.0
-    first_step_s: float | None = None
+    first_step_s: float | None = None  # the first step alone (compilation included)
     windows: int = 0
     end: str | None = None  # how the warmup ended: "steady", "fixed", a bound
 
@@ -235,8 +236,15 @@ class RepeatRecord:
     plan: dict[str, Any] | None = None
     framework_memory: dict[str, Any] | None = None
     eval_compile_s: float | None = None
+    # the training step's compilation: timed ahead of warmup where the backend compiles
+    # ahead (basis "ahead"), else the first step less a steady step ("first step")
+    compile_s: float | None = None
+    compile_basis: str | None = None
+    # from the worker's start to the end of its first training step (setup included)
+    time_to_first_step_s: float | None = None
     data_wait_s: float | None = None
     data_wait_fraction: float | None = None
+    bottleneck: Bottleneck | None = None  # input-, device- or host-bound, and why
     validation: list[Validation] = field(default_factory=list)
     loss: Loss | None = None
     execution_time_s: float | None = None  # training and validation, setup excluded
@@ -325,6 +333,11 @@ class RunSummary:
     step_time_p50_s: Stat = field(default_factory=Stat)
     accuracy: Stat = field(default_factory=Stat)
     eval_compile_s: Stat = field(default_factory=Stat)
+    compile_s: Stat = field(default_factory=Stat)
+    first_step_s: Stat = field(default_factory=Stat)
+    time_to_first_step_s: Stat = field(default_factory=Stat)
+    data_wait_fraction: Stat = field(default_factory=Stat)
+    bottleneck: Bottleneck | None = None  # the rules on the ok repeats' mean figures
     timing: TimingSummary = field(default_factory=TimingSummary)
     causes: list[str] = field(default_factory=list)
     # from the monitor, when one ran
