@@ -120,6 +120,14 @@ def test_filters_and_fingerprint() -> None:
     assert fingerprint("t", config.cells({"steps": 5})) != same
 
 
+def test_a_plan_keeps_the_fingerprint_an_earlier_version_gave_it() -> None:
+    # 050cbfd3f45797f8: BASE's fingerprint in version 0.1.0 before --compile,
+    # --max-repeats and --batch-size auto (commit 11cbed6), so its sweeps still resume
+    cells = parse(BASE, "t.toml").cells()
+    assert fingerprint("t", cells) == "050cbfd3f45797f8"
+    assert fingerprint("t", parse(BASE, "t.toml").cells({"compile": True})) != "050cbfd3f45797f8"
+
+
 def test_builtin_study_sweep_has_the_studys_parameters() -> None:
     assert {"study", "smoke"} <= set(builtin_names())
     config = load("study")

@@ -207,11 +207,37 @@ class SweepConfig:
         return out
 
 
+# RunSpec's fields when fingerprints were introduced: always in the fingerprint. A field
+# added since is in it only where a cell sets it away from its default, so a sweep
+# planned by an earlier version keeps its fingerprint (and resumes) after an upgrade.
+_FIRST_FIELDS = frozenset(
+    "tool model dataset num_gpus gpu cpu_devices threads nodes launcher task batch_size "
+    "learning_rate warmup_steps steps epochs precision seed validate data_dir data_workers "
+    "image_size synthetic repeats sync_every min_time_s max_time_s timeout_s "
+    "monitor_interval_s idle_baseline_s output_dir python options tags dump_weights weights "
+    "onnx_file input_shape".split()
+)
+
+
+def _later_defaults() -> dict[str, Any]:
+    """The fields added after :data:`_FIRST_FIELDS`, with their default values."""
+    blank = RunSpec(tool="", model="", dataset="")
+    names = (f.name for f in dataclasses.fields(RunSpec) if f.name not in _FIRST_FIELDS)
+    return {n: getattr(blank, n) for n in names}
+
+
 def fingerprint(name: str, cells: list[Cell]) -> str:
     """Identifies a sweep's plan: the same file and options give the same fingerprint."""
     # the fields as to_dict gives them, without its deep copy (the same JSON, 10x faster)
-    names = [f.name for f in dataclasses.fields(RunSpec)]
-    body = {"name": name, "cells": [[c.key, {n: getattr(c.spec, n) for n in names}] for c in cells]}
+    later = _later_defaults()
+    first = [f.name for f in dataclasses.fields(RunSpec) if f.name in _FIRST_FIELDS]
+
+    def fields(spec: RunSpec) -> dict[str, Any]:
+        out = {n: getattr(spec, n) for n in first}
+        out.update((n, v) for n, d in later.items() if (v := getattr(spec, n)) != d)
+        return out
+
+    body = {"name": name, "cells": [[c.key, fields(c.spec)] for c in cells]}
     text = json.dumps(body, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
