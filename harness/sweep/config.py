@@ -210,47 +210,16 @@ class SweepConfig:
 # RunSpec's fields when fingerprints were introduced: always in the fingerprint. A field
 # added since is in it only where a cell sets it away from its default, so a sweep
 # planned by an earlier version keeps its fingerprint (and resumes) after an upgrade.
-_FIRST_FIELDS = frozenset(
-    [
-        "tool",
-        "model",
-        "dataset",
-        "num_gpus",
-        "gpu",
-        "cpu_devices",
-        "threads",
-        "nodes",
-        "launcher",
-        "task",
-        "batch_size",
-        "learning_rate",
-        "warmup_steps",
-        "steps",
-        "epochs",
-        "precision",
-        "seed",
-        "validate",
-        "data_dir",
-        "data_workers",
-        "image_size",
-        "synthetic",
-        "repeats",
-        "sync_every",
-        "min_time_s",
-        "max_time_s",
-        "timeout_s",
-        "monitor_interval_s",
-        "idle_baseline_s",
-        "output_dir",
-        "python",
-        "options",
-        "tags",
-        "dump_weights",
-        "weights",
-        "onnx_file",
-        "input_shape",
-    ]
-)
+# fmt: off
+_FIRST_FIELDS = frozenset((
+    "tool", "model", "dataset", "num_gpus", "gpu", "cpu_devices", "threads", "nodes",
+    "launcher", "task", "batch_size", "learning_rate", "warmup_steps", "steps", "epochs",
+    "precision", "seed", "validate", "data_dir", "data_workers", "image_size", "synthetic",
+    "repeats", "sync_every", "min_time_s", "max_time_s", "timeout_s", "monitor_interval_s",
+    "idle_baseline_s", "output_dir", "python", "options", "tags", "dump_weights", "weights",
+    "onnx_file", "input_shape",
+))
+# fmt: on
 
 
 def _later_defaults() -> dict[str, Any]:
