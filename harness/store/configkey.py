@@ -35,8 +35,9 @@ are, not their expected value), ``repeats``, ``seed`` (another draw of the same 
 process, like a repeat), ``gpu`` (the selection; the GPUs' names are in), ``data_dir``,
 ``output_dir``, ``python`` (the interpreter; its framework version is recorded with the
 run and shown by ``compare`` when it differs), ``timeout_s``, the monitor's settings,
-``dump_weights`` and ``tags``. A spec field this module does not know is put in the key
-(an unknown field never merges two configurations).
+``require_quiet_s`` (a wait before the run), ``dump_weights`` and ``tags``. A spec field
+this module does not know is put in the key (an unknown field never merges two
+configurations).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ EXCLUDED_SPEC_FIELDS = frozenset(
         "timeout_s",
         "monitor_interval_s",
         "idle_baseline_s",
+        "require_quiet_s",
         "dump_weights",
         "tags",
         "launcher",  # how the nodes were started, not what they ran
