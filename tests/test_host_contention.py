@@ -63,13 +63,19 @@ def test_others_are_busy_time_minus_the_runs_own_beyond_the_spare_cores() -> Non
 
 
 def test_top_others_skips_the_run_and_counts_new_processes_whole() -> None:
-    before = {1: ("init", 5.0), 2: ("harness", 1.0), 3: ("db", 10.0), 4: ("old", 9.0)}
-    after = {1: ("init", 5.001), 2: ("harness", 9.0), 3: ("db", 10.5), 4: ("new", 0.3), 5: ("x", 2)}
+    before = {1: ("init", 0, 5.0), 2: ("harness", 0, 1.0), 3: ("db", 0, 10.0), 4: ("old", 0, 9)}
+    after = {
+        1: ("init", 0, 5.001),
+        2: ("harness", 0, 9.0),
+        3: ("db-renamed", 0, 10.5),  # a process may change its name: the same process
+        4: ("new", 1, 0.3),
+        5: ("x", 1, 2.0),
+    }
     top = top_others(before, after, own=[2], wall_s=2.0)
     # pid 4 is another process now (a reused pid): all its time counts; init's is too small
     assert top == [
         {"pid": 5, "name": "x", "cpu_pct": 100.0},
-        {"pid": 3, "name": "db", "cpu_pct": 25.0},
+        {"pid": 3, "name": "db-renamed", "cpu_pct": 25.0},
         {"pid": 4, "name": "new", "cpu_pct": 15.0},
     ]
 

@@ -121,34 +121,38 @@ def run_cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def processes_cpu() -> dict[int, tuple[str, float]]:
-    """pid -> (name, CPU seconds) of every process psutil can read."""
-    out: dict[int, tuple[str, float]] = {}
-    for p in psutil.process_iter(["name", "cpu_times"]):
+Snapshot = dict[int, tuple[str, float, float]]
+
+
+def processes_cpu() -> Snapshot:
+    """pid -> (name, start time, CPU seconds) of every process psutil can read."""
+    out: Snapshot = {}
+    for p in psutil.process_iter(["name", "create_time", "cpu_times"]):
         times = p.info.get("cpu_times")
         if times is not None:
-            out[p.pid] = (p.info.get("name") or "?", times.user + times.system)
+            started = p.info.get("create_time") or 0.0
+            out[p.pid] = (p.info.get("name") or "?", started, times.user + times.system)
     return out
 
 
 def top_others(
-    before: dict[int, tuple[str, float]],
-    after: dict[int, tuple[str, float]],
+    before: Snapshot,
+    after: Snapshot,
     own: Iterable[int],
     wall_s: float,
 ) -> list[dict[str, Any]]:
     """The TOP busiest processes not in ``own`` between two snapshots: pid, name and
-    cpu_pct (100 = one core busy over ``wall_s``). A process new in ``after`` counts all
-    its CPU time."""
+    cpu_pct (100 = one core busy over ``wall_s``). A process new in ``after`` (a pid not
+    seen before, or reused: another start time) counts all its CPU time."""
     mine = set(own)
     if wall_s <= 0:
         return []
     found = []
-    for pid, (name, cpu_s) in after.items():
+    for pid, (name, started, cpu_s) in after.items():
         if pid in mine:
             continue
         then = before.get(pid)
-        used = cpu_s - (then[1] if then is not None and then[0] == name else 0.0)
+        used = cpu_s - (then[2] if then is not None and then[1] == started else 0.0)
         pct = 100.0 * used / wall_s
         if pct >= MIN_NAMED_PCT:
             found.append({"pid": pid, "name": name, "cpu_pct": round(pct, 1)})

@@ -64,7 +64,7 @@ class Monitor:
         self._cpu: SystemCpu | None = None
         self._cores: contention.CoreClock | None = None
         self._load: list[contention.Reading] = []
-        self._others_before: dict[int, tuple[str, float]] | None = None
+        self._others_before: contention.Snapshot | None = None
         self._others_top: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -207,7 +207,7 @@ class Monitor:
         own = self._tree.cpu_s + contention.own_cpu_s()
         return contention.Reading(self._clock() if t is None else t, *times, own)
 
-    def _snapshot(self) -> dict[int, tuple[str, float]] | None:
+    def _snapshot(self) -> contention.Snapshot | None:
         try:
             return contention.processes_cpu()
         except Exception as exc:  # naming others is a nicety: never fail the run
