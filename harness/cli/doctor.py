@@ -451,14 +451,16 @@ def run_checks(
     prober: Callable[[str, list[str], float], dict[str, Any]] = probe,
     host_load: Callable[[], contention.Load | None] = contention.check,
 ) -> list[Check]:
-    """Every check, in table order; the CPU load first, before the probes start."""
-    load = host_load()
-    return [
-        *interpreter_checks(timeout, prober),
-        *gpu_checks(nvml_module),
-        *cpu_checks(cpu_root, powercap_root),
-        *host_checks(load),
-    ]
+    """Every check, in table order. The CPU load is sampled while the others run (the
+    probes are this process's children: not "other processes")."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        load = pool.submit(host_load)
+        checks = [
+            *interpreter_checks(timeout, prober),
+            *gpu_checks(nvml_module),
+            *cpu_checks(cpu_root, powercap_root),
+        ]
+        return [*checks, *host_checks(load.result())]
 
 
 def exit_code(checks: list[Check]) -> int:

@@ -226,6 +226,22 @@ def own_cpu_s() -> float:
     return time.process_time()
 
 
+def _family() -> tuple[float, list[int]]:
+    """CPU seconds of this process and all its descendants, ended or running (a check may
+    run beside the harness's own subprocesses), and the running descendants' pids."""
+    t = os.times()
+    cpu = t.user + t.system + t.children_user + t.children_system
+    pids = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            ct = child.cpu_times()
+        except psutil.Error:  # ended meanwhile: its parent reaps it into children_*
+            continue
+        cpu += ct.user + ct.system + ct.children_user + ct.children_system
+        pids.append(child.pid)
+    return cpu, pids
+
+
 def check(
     seconds: float = CHECK_S,
     cores: Sequence[int] | None = None,
@@ -233,15 +249,15 @@ def check(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Load | None:
     """Sample the machine for ``seconds`` (nothing of the run started yet): what other
-    processes took of ``cores`` (None: this process's affinity). None where the CPU
-    times cannot be read."""
+    processes took of ``cores`` (None: this process's affinity); this process and its
+    descendants are not others. None where the CPU times cannot be read."""
     clock = CoreClock(cores)
     try:
-        first = _reading(clock)
+        first, _ = _reading(clock)
         before = processes_cpu()
         sleep(seconds)
         after = processes_cpu()
-        last = _reading(clock)
+        last, mine = _reading(clock)
     finally:
         clock.close()
     if first is None or last is None:
@@ -249,13 +265,16 @@ def check(
     n = len(clock.cores)
     load = load_of([(first, last)], n, n if cores_used is None else cores_used)
     if load is not None:
-        load.top = top_others(before, after, [os.getpid()], last.t - first.t)
+        load.top = top_others(before, after, [os.getpid(), *mine], last.t - first.t)
     return load
 
 
-def _reading(clock: CoreClock) -> Reading | None:
+def _reading(clock: CoreClock) -> tuple[Reading | None, list[int]]:
     times = clock.read()
-    return None if times is None else Reading(time.monotonic(), *times, own_cpu_s())
+    if times is None:
+        return None, []
+    cpu, pids = _family()
+    return Reading(time.monotonic(), *times, cpu), pids
 
 
 def wait_quiet(
