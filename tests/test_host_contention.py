@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -110,18 +111,28 @@ def _result(contention: dict | None) -> RunResult:
     return RunResult(run_id="r", repeats=[rec])
 
 
-def test_the_mark_survives_the_store_and_old_records_read() -> None:
+def test_the_mark_survives_the_store_and_old_records_read(tmp_path: Path) -> None:
+    from sweep_helpers import make_result, make_store
+
     load = Load(3.0, 2, 2.0, 1.0, 50.0, 0.0, top=[{"pid": 7, "name": "burner", "cpu_pct": 99.0}])
     busy = RunResult.from_json(_result(load.to_dict()).to_json())
     assert [c["top"][0]["pid"] for c in busy.host_contended] == [7]
     assert _result(None).host_contended == []  # a record stored before host contention
     quiet = Load(3.0, 2, 2.0, 0.0, 0.0, 0.0).to_dict()
     assert RunResult.from_json(_result(quiet).to_json()).host_contended == []
+    stored = make_result("pytorch", "lenet", "mnist", ips=(80.0, 1.0))
+    stored.repeats = [
+        RepeatRecord(status="ok", resources=Resources(host={"contention": load.to_dict()}))
+    ]
+    (back,) = make_store(tmp_path / "results.sqlite", [stored]).runs()
+    assert back.host_contended == [load.to_dict()]
 
 
 def test_report_and_compare_mark_host_contention() -> None:
+    from rich.console import Console
     from sweep_helpers import make_result
 
+    from harness.cli.summary import print_summary
     from harness.report.data import METRICS, build
     from harness.report.text import value_text
     from harness.results.compare import compare, summary_line
@@ -140,6 +151,12 @@ def test_report_and_compare_mark_host_contention() -> None:
     (row,) = compare([clean], [busy])
     assert row.b.contended and not row.a.contended
     assert "another process used its GPUs or CPU cores" in summary_line([row])
+    console = Console(record=True, width=300)
+    busy.repeats[0].resources.host["contention"]["phases"] = ["warmup", "timed.1", "timed.2"]
+    print_summary(console, busy, "run-dir")
+    lines = console.export_text().splitlines()
+    (line,) = [x for x in lines if x.startswith("† CPU contended during warmup and timed: ")]
+    assert "took 50% of the run's 2 core(s) (limit 10%) - pid 7 burner 99%" in line
 
 
 _BURN = (
