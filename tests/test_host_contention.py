@@ -175,10 +175,11 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.slow
-def test_a_core_burnt_by_another_process_marks_the_run_its_own_does_not() -> None:
+def test_a_core_burnt_by_another_process_marks_the_run_its_own_does_not(monkeypatch) -> None:
     """A real monitored "run" on core 0: the worker (tracked) idles while a separate
     process burns core 0 -> contended, naming it; then the worker itself starts a child
     that burns core 0 -> its CPU is the run's own, found in the tree."""
+    monkeypatch.delenv(hc.PROC_STAT_ENV)  # the real /proc/stat (conftest gives a still one)
     config = MonitorConfig(interval_s=0.05, gpu_indices=[], cpu_cores=[0], cores_used=1)
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     burner = _burner()
@@ -271,6 +272,10 @@ def test_doctor_reports_the_cpu_load() -> None:
     assert doctor.host_checks(None)[0].status == "warn"
 
 
-def test_a_real_check_reads_this_machine() -> None:
+def test_a_real_check_reads_this_machine(monkeypatch) -> None:
+    monkeypatch.delenv(hc.PROC_STAT_ENV)
+    load = hc.check(0.05)
+    assert load is not None and load.cores == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(hc.PROC_STAT_ENV, "/nonexistent")  # psutil then
     load = hc.check(0.05)
     assert load is not None and load.cores == len(os.sched_getaffinity(0))

@@ -422,7 +422,9 @@ def cpu_checks(cpu_root: Path | None = None, powercap_root: Path | None = None) 
 def host_checks(load: contention.Load | None) -> list[Check]:
     """Other processes' CPU time and VM steal over a short window, before measuring."""
     if load is None:
-        return [Check("CPU load", WARN, "CPU times not readable (/proc/stat, psutil)")]
+        return [
+            Check("CPU load", WARN, "CPU times not readable, or not moving (/proc/stat, psutil)")
+        ]
     if load.contended:
         return [
             Check("CPU load", WARN, f"busy: {contention.describe(load.to_dict())}",
