@@ -39,6 +39,10 @@ MODEL_LR = {
 }
 
 
+REQUIRE_QUIET_WAIT_S = 60.0
+"""``--require-quiet`` without a value: seconds to wait for a quiet machine."""
+
+
 def cli(*flags: str, group: str, **settings: Any) -> dict[str, Any]:
     """The metadata of a RunSpec field that is a ``run`` option (harness.cli.run builds the
     parser from them).
@@ -339,6 +343,19 @@ class RunSpec:
             "--idle-baseline",
             group="measurement",
             help="seconds of idle sampling before the first repeat (default 2; 0: none)",
+        ),
+    )
+    # wait up to this many seconds for a quiet machine before the run; 0: do not wait
+    require_quiet_s: float = field(
+        default=0.0,
+        metadata=cli(
+            "--require-quiet",
+            group="measurement",
+            nargs="?",
+            const=REQUIRE_QUIET_WAIT_S,
+            metavar="SECONDS",
+            help="before the run, wait for other processes to leave the run's cores (at "
+            f"most SECONDS, default {REQUIRE_QUIET_WAIT_S:g}), else refuse (exit 2)",
         ),
     )
     output_dir: str = field(

@@ -77,7 +77,8 @@ def test_a_spec_goes_to_flags_and_back() -> None:
         validate=False,
         data_dir="d", data_workers=5, image_size=64, synthetic=True, repeats=1, sync_every=1,
         min_time_s=1.5, max_time_s=2.5, timeout_s=None, monitor_interval_s=0.5,
-        idle_baseline_s=0.0, output_dir="out", python="py", options={"a": "1", "b": "x=y"},
+        idle_baseline_s=0.0, require_quiet_s=5.0, output_dir="out", python="py",
+        options={"a": "1", "b": "x=y"},
         tags={"k": "v"}, dump_weights="w", weights="w.npz", max_repeats=4,
     )  # fmt: skip
     different = {

@@ -293,6 +293,7 @@ def test_doctor_judges_every_setting(tmp_path: Path, monkeypatch) -> None:
         cpu_root=cpu,
         powercap_root=_powercap(tmp_path / "powercap"),
         prober=_prober(here),
+        host_load=lambda: None,
     )
     by_name = {c.name: c for c in checks}
     assert (
@@ -323,7 +324,9 @@ def test_doctor_fails_without_any_framework_and_on_a_broken_driver(
     tmp_path: Path, monkeypatch
 ) -> None:
     nv.configure([], init_error=nv.NVMLError(nv.NVML_ERROR_LIBRARY_NOT_FOUND))
-    checks = doctor.run_checks(nvml_module=nv, cpu_root=tmp_path, prober=_prober({}))
+    checks = doctor.run_checks(
+        nvml_module=nv, cpu_root=tmp_path, prober=_prober({}), host_load=lambda: None
+    )
     by_name = {c.name: c for c in checks}
     assert by_name["frameworks"].status == "fail"
     assert by_name["NVML"].status == "warn" and "no NVIDIA GPU" in by_name["NVML"].found

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from harness.cli.commands import SUMMARY
 from harness.machine import hygiene
+from harness.monitor import contention
 from harness.plugins import get_plugin_manager
 from harness.run import interpreters
 
@@ -418,6 +419,28 @@ def cpu_checks(cpu_root: Path | None = None, powercap_root: Path | None = None) 
     return checks
 
 
+def host_checks(load: contention.Load | None) -> list[Check]:
+    """Other processes' CPU time and VM steal over a short window, before measuring."""
+    if load is None:
+        return [
+            Check("CPU load", WARN, "CPU times not readable, or not moving (/proc/stat, psutil)")
+        ]
+    if load.contended:
+        return [
+            Check("CPU load", WARN, f"busy: {contention.describe(load.to_dict())}",
+                  "a run now would be marked contended (†): stop them, wait, or use "
+                  "`run --require-quiet`")
+        ]  # fmt: skip
+    return [
+        Check(
+            "CPU load",
+            OK,
+            f"quiet: others {load.others_cores:g} core(s) of {load.cores}, steal "
+            f"{load.steal_pct:g}% over {contention.CHECK_S:g} s",
+        )
+    ]
+
+
 # -- the command -----------------------------------------------------------------------------
 
 
@@ -428,13 +451,18 @@ def run_checks(
     cpu_root: Path | None = None,
     powercap_root: Path | None = None,
     prober: Callable[[str, list[str], float], dict[str, Any]] = probe,
+    host_load: Callable[[], contention.Load | None] = contention.check,
 ) -> list[Check]:
-    """Every check, in table order."""
-    return [
-        *interpreter_checks(timeout, prober),
-        *gpu_checks(nvml_module),
-        *cpu_checks(cpu_root, powercap_root),
-    ]
+    """Every check, in table order. The CPU load is sampled while the others run (the
+    probes are this process's children: not "other processes")."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        load = pool.submit(host_load)
+        checks = [
+            *interpreter_checks(timeout, prober),
+            *gpu_checks(nvml_module),
+            *cpu_checks(cpu_root, powercap_root),
+        ]
+        return [*checks, *host_checks(load.result())]
 
 
 def exit_code(checks: list[Check]) -> int:

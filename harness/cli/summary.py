@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.monitor.resources import host_contention_line
 from harness.run.repeats import TARGET, bounds
 from harness.store import bottleneck, metrics
 from harness.store.flops import flops_text
@@ -68,6 +69,9 @@ def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
             f"[bold]images/sec: {spread_text(speed, 'img/s', bounds(spec))}[/bold]"
             + (f"; {failed} of {summary.repeats} repeats failed" if failed else "")
         )
+    if result.host_contended:  # the worst repeat's: who took the run's CPU cores
+        worst = max(result.host_contended, key=lambda c: c.get("others_pct") or 0)
+        console.print(f"[yellow]{escape(host_contention_line(worst))}[/yellow]", highlight=False)
     for line in timing_lines(result):
         console.print(line, highlight=False)
     for line in inference_lines(result):

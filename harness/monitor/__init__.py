@@ -15,6 +15,8 @@ Every sample is stamped with time.monotonic(), the clock the worker uses for its
 phase events. GPU indices are NVML indices (PCI bus order; see harness.monitor.nvml).
 Missing NVML, a failed nvmlInit or no GPU leave the GPU part empty with a reason;
 errors during the run are counted in summary["errors"] and sampling goes on.
+Host contention (other processes' CPU time and VM steal on the run's cores over warmup
+and timed) is in summary["host"]["contention"]; see harness.monitor.contention.
 """
 
 from .csvlog import csv_columns, write_csv

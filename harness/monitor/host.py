@@ -110,6 +110,10 @@ class ProcessTree:
         self._last_t: float | None = None
         self._next_refresh = float("-inf")
         self.pids: frozenset[int] = frozenset()
+        self.seen: set[int] = set()  # every pid ever tracked
+        # CPU seconds of the tree so far: all of a process's time when first seen (it was
+        # started for the run), then its growth (host contention subtracts it)
+        self.cpu_s = 0.0
 
     @property
     def roots(self) -> tuple[int, ...]:
@@ -146,6 +150,7 @@ class ProcessTree:
             except (psutil.Error, OSError) as exc:
                 self._errors.record("host", f"pid {pid}", exc, t)
         self.pids = frozenset(self._procs)
+        self.seen.update(self.pids)
         self._next_refresh = t + self._refresh_s
 
     def _drop(self, pid: int) -> None:
@@ -174,6 +179,7 @@ class ProcessTree:
                 continue
             rss += rss_b
             prev = self._cpu.get(pid)
+            self.cpu_s += cpu_s - (prev or 0.0)
             if prev is not None:
                 busy += cpu_s - prev
                 known += 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from . import contention
 from .csvlog import write_csv
 from .host import ProcessTree, Rapl, SystemCpu
 from .nvml import NvmlSampler
@@ -25,7 +26,9 @@ class MonitorConfig:
     gpu_indices: NVML indices of the GPUs the run uses; None means every GPU NVML
     sees, an empty list means none (a CPU run). nvml_module: a stand-in for pynvml
     (tests); None imports pynvml lazily. clock: must be time.monotonic outside tests,
-    so samples line up with the worker's phase timestamps.
+    so samples line up with the worker's phase timestamps. cpu_cores: the cores the run
+    may use (None: this process's affinity); cores_used: how many of them it uses (the
+    CPU thread policy; None: all), for host contention (harness.monitor.contention).
     """
 
     interval_s: float = 0.1
@@ -34,6 +37,8 @@ class MonitorConfig:
     children_refresh_s: float = 1.0
     rapl_root: str | os.PathLike[str] = "/sys/class/powercap"
     clock: Callable[[], float] = time.monotonic
+    cpu_cores: Sequence[int] | None = None
+    cores_used: float | None = None
 
     def __post_init__(self) -> None:
         if not self.interval_s > 0:
@@ -57,6 +62,10 @@ class Monitor:
         self._tree = ProcessTree(self._errors, self.config.children_refresh_s)
         self._rapl: Rapl | None = None
         self._cpu: SystemCpu | None = None
+        self._cores: contention.CoreClock | None = None
+        self._load: list[contention.Reading] = []
+        self._others_before: contention.Snapshot | None = None
+        self._others_top: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = "new"  # -> "open" -> "running" -> "stopped"
@@ -80,6 +89,7 @@ class Monitor:
         self._nvml.open(self._clock())
         self._rapl = Rapl(self.config.rapl_root)
         self._cpu = SystemCpu()
+        self._cores = contention.CoreClock(self.config.cpu_cores)
 
     def idle_baseline(self, seconds: float = 2.0) -> dict[str, Any]:
         """Sample for `seconds` in the calling thread, before the run; return the averages."""
@@ -89,6 +99,7 @@ class Monitor:
         interval = self.config.interval_s
         n = max(2, math.ceil(seconds / interval) + 1)
         rows: list[Sample] = []
+        first, before = self._reading(), self._snapshot()
         t0 = self._clock()
         for k in range(n):
             rows.append(self.sample_once(record=False))
@@ -97,6 +108,15 @@ class Monitor:
                 if delay > 0:
                     time.sleep(delay)
         self.baseline = baseline_from(self._recording(rows))
+        last, after = self._reading(), self._snapshot()
+        load = None
+        if first is not None and last is not None and self._cores is not None:
+            cores = len(self._cores.cores)
+            load = contention.load_of([(first, last)], cores, self._cores_used())
+        if load is not None and before is not None and after is not None:
+            load.top = contention.top_others(before, after, [os.getpid()], last.t - first.t)
+        # what other processes took of the run's cores before it started
+        self.baseline["others"] = None if load is None else load.to_dict()
         return self.baseline
 
     def start(self, root_pid: int | None = None) -> None:
@@ -107,6 +127,7 @@ class Monitor:
         self._state = "running"
         if root_pid is not None:
             self.track_process(root_pid)
+        self._others_before = self._snapshot()
         self._start_t = self._clock()
         self._thread = threading.Thread(target=self._run, name="harness-monitor", daemon=True)
         self._thread.start()
@@ -126,6 +147,7 @@ class Monitor:
             except Exception as exc:
                 self._errors.record("monitor", "sample", exc, self._clock())
             self._stop_t = self._clock()
+            self._name_others()
         rec = self.samples
         self.close()
         return rec
@@ -142,6 +164,8 @@ class Monitor:
             self._rapl.close()
         if self._cpu is not None:
             self._cpu.close()
+        if self._cores is not None:
+            self._cores.close()
 
     def __enter__(self) -> Monitor:
         return self
@@ -169,7 +193,40 @@ class Monitor:
             )
             if record:
                 self._samples.append(s)
+                reading = self._reading(t)
+                if reading is not None:
+                    self._load.append(reading)
         return s
+
+    # -- host contention (harness.monitor.contention) -------------------------
+    def _reading(self, t: float | None = None) -> contention.Reading | None:
+        """The cores' CPU times and the run's own (its tree and this process) now."""
+        times = self._cores.read() if self._cores is not None else None
+        if times is None:
+            return None
+        own = self._tree.cpu_s + contention.own_cpu_s()
+        return contention.Reading(self._clock() if t is None else t, *times, own)
+
+    def _snapshot(self) -> contention.Snapshot | None:
+        try:
+            return contention.processes_cpu()
+        except Exception as exc:  # naming others is a nicety: never fail the run
+            self._errors.record("host", "list processes", exc, self._clock())
+            return None
+
+    def _cores_used(self) -> float:
+        n = len(self._cores.cores) if self._cores is not None else 0
+        used = self.config.cores_used
+        return float(n) if used is None else min(float(used), float(n))
+
+    def _name_others(self) -> None:
+        """The busiest other processes between start() and stop()."""
+        after = self._snapshot()
+        if self._others_before is None or after is None or self._start_t is None:
+            return
+        own = {os.getpid(), *self._tree.seen}
+        wall = (self._stop_t or self._clock()) - self._start_t
+        self._others_top = contention.top_others(self._others_before, after, own, wall)
 
     def _run(self) -> None:
         interval = self.config.interval_s
@@ -211,6 +268,10 @@ class Monitor:
         rec.foreign_gpu_processes = self._nvml.foreign_processes_seen
         rec.contended = self._nvml.contention()
         rec.contention_reason = self._nvml.contention_reason
+        rec.host_load = list(self._load)
+        rec.cpu_cores = list(self._cores.cores) if self._cores is not None else []
+        rec.cores_used = self._cores_used()
+        rec.others_top = list(self._others_top)
         rec.cpu_energy_reason = "monitor not opened" if self._rapl is None else self._rapl.reason
         rec.baseline = self.baseline
         rec.errors = self._errors.as_list()

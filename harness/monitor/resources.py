@@ -11,10 +11,13 @@ reports use: ``gpu_power_w``, ``gpu_memory_mib``, ``energy_j``, ``joules_per_ima
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
+from harness.cpu import thread_policy
 from harness.monitor import Monitor, MonitorConfig, PhaseWindow, Recording, summarize, write_csv
+from harness.monitor.contention import describe
 from harness.monitor.nvml import nvml_module_name
 from harness.monitor.summary import ENERGY_DISAGREEMENT_THRESHOLD
 from harness.store.schema import RepeatRecord, Resources, ResourceTimed, Stat, from_dict
@@ -113,11 +116,13 @@ class RunMonitor:
         nvml = None
         if nvml_module_name() != "pynvml":
             nvml = importlib.import_module(nvml_module_name())
+        policy = thread_policy(spec)  # the cores the run uses, for host contention
         self.monitor = Monitor(
             MonitorConfig(
                 interval_s=spec.monitor_interval_s,
                 gpu_indices=[g.index for g in plan.gpus],
                 nvml_module=nvml,
+                cores_used=min(policy.intra_op_total, policy.cores_available),
             )
         )
         self._baseline_taken = False
@@ -125,7 +130,9 @@ class RunMonitor:
     def prepare(self) -> None:
         """Called before each worker starts."""
         if not self._baseline_taken and self.idle_s > 0:
-            self.monitor.idle_baseline(self.idle_s)
+            others = self.monitor.idle_baseline(self.idle_s).get("others")
+            if others and others.get("contended"):  # warned before measuring
+                print(f"warning: {busy_note(others)}", file=sys.stderr, flush=True)
         self._baseline_taken = True
 
     def start(self, root_pid: int) -> None:
@@ -240,6 +247,9 @@ class RunMonitor:
                 notes.append(contention_note(other))
             if gpu.get("contention_reason"):
                 notes.append(f"GPU contention: partly unchecked ({gpu['contention_reason']})")
+            others = (res.baseline or {}).get("others")
+            if others and others.get("contended"):
+                notes.append(busy_note(others))
             for error in res.errors:
                 notes.append(
                     f"monitor: {error.get('what')}: {error.get('error')} x{error.get('count')}"
@@ -265,6 +275,17 @@ def energy_notes(repeat: int | None, timed: ResourceTimed) -> list[str]:
     if timed.energy_j is not None and timed.energy_dynamic_j is None:
         notes.append("dynamic energy: none (no idle baseline: --idle-baseline 0, or no idle power)")
     return notes
+
+
+def busy_note(others: dict[str, Any]) -> str:
+    """The machine was busy during the idle baseline, before the first worker started."""
+    return f"machine busy before measuring: {describe(others)}"
+
+
+def host_contention_line(contention: dict[str, Any]) -> str:
+    """``† CPU contended during warmup and timed: other processes took ...``."""
+    phases = " and ".join(dict.fromkeys(p.split(".")[0] for p in contention.get("phases", [])))
+    return f"† CPU contended during {phases or 'the run'}: {describe(contention)}"
 
 
 def monitor_factory(plan: Any) -> RunMonitor:

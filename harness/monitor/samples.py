@@ -117,6 +117,12 @@ class Recording(list):
         self.contended: list[dict[str, Any]] = []
         self.contention_reason: str | None = None
         self.cpu_energy_reason: str | None = None
+        # host contention (harness.monitor.contention): the cores' CPU times per sample,
+        # the run's cores, how many it uses, and the busiest other processes
+        self.host_load: list[Any] = []
+        self.cpu_cores: list[int] = []
+        self.cores_used: float = 0.0
+        self.others_top: list[dict[str, Any]] = []
         self.baseline: dict[str, Any] | None = None
         self.errors: list[dict[str, Any]] = []
         self.unsupported: list[dict[str, Any]] = []

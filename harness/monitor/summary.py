@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from .contention import summarize_load
 from .nvml import decode_throttle, is_throttled
 from .samples import GpuSample, Sample
 
@@ -376,6 +377,15 @@ def summarize(
         "host": {
             "cpu_energy_available": any(s.cpu_energy_uj is not None for s in rows),
             "cpu_energy_reason": getattr(meta, "cpu_energy_reason", None),
+            # other processes' CPU time and VM steal over warmup and timed (None: no
+            # readings); harness.monitor.contention
+            "contention": summarize_load(
+                getattr(meta, "host_load", []),
+                windows,
+                len(getattr(meta, "cpu_cores", [])),
+                getattr(meta, "cores_used", 0.0),
+                list(getattr(meta, "others_top", [])),
+            ),
             "phases": host_phases,
         },
         "baseline": base,

@@ -105,7 +105,7 @@ class Value:
     n: int = 0
     status: str = "-"  # the run's status; "-" for no run
     run_id: str | None = None
-    contended: bool = False  # another process used the run's GPUs (marked †)
+    contended: bool = False  # another process used the run's GPUs or CPU cores (marked †)
 
     @property
     def shown(self) -> bool:
@@ -307,7 +307,7 @@ def metric_value(result: RunResult | None, key: str) -> Value:
     status = run_status(result)
     mean = metric.shown(found.mean) if status in USABLE else None
     return Value(mean, metric.shown(found.std), found.n, status, result.run_id,
-                 bool(result.contended))  # fmt: skip
+                 bool(result.contended or result.host_contended))  # fmt: skip
 
 
 def measured(metrics: Iterable[Metric], results: Iterable[RunResult]) -> list[Metric]:
@@ -566,6 +566,18 @@ def _notes(data: ReportData) -> list[str]:
             f"(pid {', '.join(pids)}); their figures may be low."
         )
     notes += _energy_note(shown)
+    host = [r for r in shown if r.host_contended]
+    if host:
+        names = sorted(
+            {f"{o.get('pid')} ({o.get('name') or '?'})" for r in host for c in r.host_contended
+             for o in c.get("top") or []}
+        )  # fmt: skip
+        notes.append(
+            f"† CPU contended: {len(host)} run(s) shared their CPU cores with other processes "
+            "or lost time to VM steal during warmup and timed"
+            + (f" (pid {', '.join(names)})" if names else "")
+            + "; their figures may be low."
+        )
     notes += _synthetic_note(
         shown, "runs shown trained on synthetic data (the input pipeline is not measured)"
     )

@@ -336,7 +336,10 @@ def summary_line(rows: list[Comparison]) -> str:
         text += f"; {differing} row(s) pair different configurations (see what differs)"
     contended = sum(r.a.contended or r.b.contended for r in rows)
     if contended:
-        text += f"; † {contended} row(s) have a side measured while another process used its GPUs"
+        text += (
+            f"; † {contended} row(s) have a side measured while another process used its GPUs"
+            " or CPU cores"
+        )
     return text
 
 

@@ -14,6 +14,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from harness.cpu import available_cores, thread_policy
 from harness.errors import UsageError
 from harness.launchers import LaunchRequest, free_port_block, pick_node_launcher
 from harness.machine import environment, gpus, peak
+from harness.monitor import contention
 from harness.plugins import PluginManager, get_plugin_manager
 from harness.run import autobatch, lifeline, recover, signals
 from harness.run import repeats as repeat_budget
@@ -416,6 +418,17 @@ class RunOutcome:
     result: RunResult
 
 
+def wait_quiet(plan: Plan) -> None:
+    """``--require-quiet``: wait until other processes leave the run's cores (at most
+    ``spec.require_quiet_s``), else UsageError (exit 2); harness.monitor.contention."""
+    policy = thread_policy(plan.spec)
+    contention.wait_quiet(
+        plan.spec.require_quiet_s,
+        cores_used=min(policy.intra_op_total, policy.cores_available),
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+
+
 def execute(
     plan: Plan,
     *,
@@ -430,6 +443,8 @@ def execute(
     ``pm``: the plugin manager whose observer hooks see the run; the plan's by default."""
     pm = pm or plan.plugins()
     spec = plan.spec
+    if spec.require_quiet_s > 0:  # before anything is written: a refusal leaves nothing
+        wait_quiet(plan)
     run_id = new_run_id(spec)
     output = Path(spec.output_dir)
     run_dir = output / run_id

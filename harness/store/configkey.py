@@ -35,8 +35,10 @@ are, not their expected value), ``repeats``, ``max_repeats``, ``seed`` (another 
 the same random process, like a repeat), ``gpu`` (the selection; the GPUs' names are in),
 ``data_dir``, ``output_dir``, ``python`` (the interpreter; its framework version is
 recorded with the run and shown by ``compare`` when it differs), ``timeout_s``, the
-monitor's settings, ``dump_weights``, ``tags`` and ``batch_search`` (how ``--batch-size
-auto`` found the batch; the batch it found is ``batch_size``). A spec field this module
+monitor's settings, ``require_quiet_s`` (a wait before the run), ``dump_weights``,
+``tags``, ``batch_search`` (how ``--batch-size auto`` found the batch; the batch it
+found is ``batch_size``) and ``compile`` (the backend option it turns on is in
+``options``; a backend that always compiles changes nothing). A spec field this module
 does not know is put in the key (an unknown field never merges two configurations).
 """
 
@@ -93,10 +95,12 @@ EXCLUDED_SPEC_FIELDS = frozenset(
         "timeout_s",
         "monitor_interval_s",
         "idle_baseline_s",
+        "require_quiet_s",
         "dump_weights",
         "tags",
         "launcher",  # how the nodes were started, not what they ran
         "batch_search",  # how the batch was found; the batch found is batch_size
+        "compile",  # the backend option it sets is in options (always-compiling: no change)
     }
 )
 # Spec fields replaced by what the run found: "synthetic" (None = auto) by ``data``.

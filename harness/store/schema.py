@@ -400,6 +400,18 @@ class RunResult:
             for other in r.resources.gpu.get("contended") or []
         ]
 
+    @property
+    def host_contended(self) -> list[dict[str, Any]]:
+        """The repeats' host contention (``resources.host["contention"]``) where other
+        processes or VM steal took more than the stated share of the run's cores
+        (harness.monitor.contention); records stored before it have none."""
+        return [
+            found
+            for r in self.repeats
+            if r.resources is not None
+            and (found := r.resources.host.get("contention") or {}).get("contended")
+        ]
+
     def to_json(self, indent: int | None = 2) -> str:
         return dumps(self, indent=indent)
 
