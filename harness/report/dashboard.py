@@ -159,10 +159,13 @@ _SCRIPT = """
       s.value = ok ? wanted[d] : s.options[0].value;
     });
   }
-  function fmt(v) {
-    if (v === null || v === undefined) { return ""; }
+  function decimals(v) {  // 3 significant digits, none after the point from 100 up
     var a = Math.abs(v);
-    return a >= 100 ? v.toFixed(0) : a >= 1 ? v.toFixed(2) : v.toPrecision(3);
+    return a >= 100 ? 0 : a >= 1 ? 2 : a > 0 ? Math.min(12, 2 - Math.floor(Math.log10(a))) : 2;
+  }
+  function fmt(v, like) {  // like: the mean a spread is shown beside (its decimals)
+    if (v === null || v === undefined) { return ""; }
+    return v.toFixed(decimals(like === undefined ? v : like));
   }
   function draw() {
     load();
@@ -193,7 +196,7 @@ _SCRIPT = """
       cols.forEach(function (m) {
         var v = r.values[m.key];
         tr.appendChild(el("td", {"class": "num"},
-          v ? fmt(v[0]) + (v[1] !== null ? " \\u00b1 " + fmt(v[1]) : "")
+          v ? fmt(v[0]) + (v[1] !== null ? " \\u00b1 " + fmt(v[1], v[0]) : "")
             : (r.status === "ok" || r.status === "partial") ? "n/a" : "-"));
       });
       body.appendChild(tr);
