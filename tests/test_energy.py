@@ -211,7 +211,8 @@ def _repeat(k: int, dynamic_jpi: float) -> RepeatRecord:
 
 def test_repeats_give_intervals_a_single_idle_figure_notes_and_summary_lines() -> None:
     plan = SimpleNamespace(
-        spec=SimpleNamespace(idle_baseline_s=2.0, monitor_interval_s=0.1), gpus=[]
+        spec=SimpleNamespace(idle_baseline_s=2.0, monitor_interval_s=0.1, threads=None, devices=1),
+        gpus=[],
     )
     values = [0.5, 0.6, 0.7]
     repeats = [_repeat(k, v) for k, v in enumerate(values, 1)]

@@ -75,7 +75,7 @@ def test_sweep_files_take_the_timing_keys_and_auto() -> None:
     with pytest.raises(UsageError, match='sync_every must be a int or "auto"'):
         parse({**data, "defaults": {"sync_every": "often"}}, "t.toml")
     with pytest.raises(UsageError, match="batch_size must be a int"):
-        parse({**data, "defaults": {"batch_size": "auto"}}, "t.toml")
+        parse({**data, "defaults": {"batch_size": "often"}}, "t.toml")
 
 
 def test_built_in_study_sweep_keeps_fixed_warmup_and_steps() -> None:
