@@ -24,10 +24,10 @@ from harness.report.data import (
     dataset_title,
     metric_value,
     model_title,
+    placements,
     run_status,
 )
-from harness.report.data import _placements as placements
-from harness.report.html import _CSP, _GUARD
+from harness.report.html import CSP, GUARD
 from harness.report.svg import PALETTE
 from harness.run.task import task_for
 from harness.store.schema import RunResult
@@ -261,10 +261,10 @@ def page(results: list[RunResult], title: str = "Benchmark dashboard") -> str:
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_CSS}</style>"
-        f"<script>{_GUARD}</script></head>\n<body>"
+        f"<script>{GUARD}</script></head>\n<body>"
         f'<h1>{escape(title)}</h1><form id="filters"></form>'
         '<h2>Charts</h2><div class="charts" id="charts"></div>'
         '<h2>Runs <span id="count"></span></h2><div class="wide" id="table-box"></div>'

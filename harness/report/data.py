@@ -243,7 +243,7 @@ def configurations(results: list[RunResult]) -> dict[str, Configuration]:
 CellKey = tuple[str, str, str, str, str]  # tool, model, dataset, row variant, column label
 
 
-def _placements(
+def placements(
     results: list[RunResult], row_exclude: tuple[str, ...] = ()
 ) -> tuple[list[tuple[CellKey, Configuration]], dict[str, Column]]:
     """Where each configuration of ``results`` (oldest first) goes: its cell key (tool,
@@ -287,7 +287,7 @@ def _layout(
     results: list[RunResult],
 ) -> tuple[dict[CellKey, RunResult], dict[str, Column]]:
     """The run shown per cell, and the columns, for ``results`` oldest first."""
-    placed, columns = _placements(results)
+    placed, columns = placements(results)
     return {key: g.shown for key, g in placed}, columns
 
 
@@ -684,7 +684,7 @@ def build_inference(
     results: list[RunResult], *, tool_order: list[str] | None = None
 ) -> InferenceData:
     """The inference tables of ``results`` (inference runs, oldest first)."""
-    placed, columns = _placements(results, row_exclude=("batch_size",))
+    placed, columns = placements(results, row_exclude=("batch_size",))
     cells: dict[InferenceRow, RunResult] = {}
     for (tool, model, dataset, variant, hardware), group in placed:
         shown = group.shown

@@ -25,7 +25,7 @@ from harness.report.data import (
 from harness.report.svg import PALETTE, Bar, Frame, Spread, bar_chart, spread_chart
 from harness.report.text import inference_headers, inference_rows, ratio_text, value_text
 
-_CSP = (
+CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
     "img-src data:; base-uri 'none'; form-action 'none'"
 )
@@ -61,7 +61,7 @@ footer { color: #7a8496; margin-top: 2rem; font-size: 12px; }
 """
 
 # Records load errors and blocked requests before anything else runs.
-_GUARD = """
+GUARD = """
 window.addEventListener("error", function (e) {
   document.documentElement.dataset.errors = (e.message || "error");
 });
@@ -306,9 +306,9 @@ def html(data: ReportData) -> str:
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(data.title)}</title><style>{_CSS}</style>"
-        f"<script>{_GUARD}</script></head>\n"
+        f"<script>{GUARD}</script></head>\n"
         f"<body>{''.join(body)}<script>{_CHECK}</script></body></html>\n"
     )
