@@ -110,7 +110,13 @@ def test_two_tools_three_models_interrupted_resumed_and_reported(tmp_path: Path)
         for column in data.columns
     )
     assert shown >= 18
-    check_page_in_browser(tmp_path / "report.html", tmp_path, bars=shown)
+    zero = sum(  # drawn as a "0" label, not a bar (data wait on synthetic data)
+        data.value(key, row, column).shown and not data.value(key, row, column).mean
+        for key in keys
+        for row in data.rows
+        for column in data.columns
+    )
+    check_page_in_browser(tmp_path / "report.html", tmp_path, bars=shown - zero)
 
 
 def _wait_for_first_finished_run(store: Path, proc: subprocess.Popen, log: Path) -> str:
