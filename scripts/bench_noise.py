@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument(
         "--sync-every", type=int, default=0, help="the harness's --sync-every (0: its default)"
     )
+    parser.add_argument(
+        "--monitor-interval", type=float, help="the harness's --monitor-interval (default 0.1)"
+    )
     parser.add_argument("--python", help="the framework's interpreter (default: as the harness)")
     args = parser.parse_args()
     if args.rounds < 2:

@@ -88,6 +88,8 @@ def harness(plan: Plan, args: argparse.Namespace, output: str) -> float:
         command += ["--threads", str(args.threads)]
     if args.sync_every:
         command += ["--sync-every", str(args.sync_every)]
+    if getattr(args, "monitor_interval", None):  # bench_noise's: the sampling's own cost
+        command += ["--monitor-interval", str(args.monitor_interval)]
     return RunResult.from_json(last_json(command)).summary.images_per_sec.mean
 
 
