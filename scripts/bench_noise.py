@@ -19,6 +19,7 @@ Run it on a quiet machine: other jobs' load is noise of its own, on both sides.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 
@@ -33,6 +34,31 @@ SPEED_TARGET = 0.97
 
 def cv(values: list[float]) -> float:
     return statistics.stdev(values) / statistics.mean(values)
+
+
+def cv_ratio_interval(
+    bares: list[float], harnesses: list[float], draws: int = 4000, seed: int = 0
+) -> tuple[float, float]:
+    """95% bootstrap interval of CV(harness) / CV(bare), rounds resampled in pairs: how
+    far a CV ratio from this few rounds can be trusted (a CV from 5 values is +-35%)."""
+    rng = random.Random(seed)
+    n = len(bares)
+    ratios = []
+    for _ in range(draws):
+        pick = [rng.randrange(n) for _ in range(n)]
+        b, h = [bares[i] for i in pick], [harnesses[i] for i in pick]
+        if statistics.stdev(b) > 0:
+            ratios.append(cv(h) / cv(b))
+    ratios.sort()
+    return ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]
+
+
+def verdict(low: float, high: float) -> str:
+    if high <= CV_TARGET:
+        return "meets the target"
+    if low > CV_TARGET:
+        return "misses the target"
+    return "cannot tell at this many rounds (the interval spans the target)"
 
 
 def main() -> None:
@@ -93,6 +119,8 @@ def main() -> None:
         f"  CV ratio harness/bare {cv_harness / cv_bare:.2f} (target <= {CV_TARGET}); "
         f"mean ratio {speed:.3f} (target >= {SPEED_TARGET})"
     )
+    low, high = cv_ratio_interval(bares, harnesses)
+    print(f"  CV ratio 95% bootstrap interval {low:.2f} to {high:.2f}: {verdict(low, high)}")
 
 
 if __name__ == "__main__":
