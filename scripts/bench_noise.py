@@ -18,15 +18,11 @@ Run it on a quiet machine: other jobs' load is noise of its own, on both sides.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import tempfile
 
-from bench_overhead import bare, harness  # scripts/ is on the path when run as a script
-
-from harness.run.orchestrator import plan_run
-from harness.spec import RunSpec
+from bench_overhead import bare, harness, parser_for, plan_for  # scripts/ is on the path
 
 CV_TARGET = 1.1
 SPEED_TARGET = 0.97
@@ -62,42 +58,17 @@ def verdict(low: float, high: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--tool", required=True, help="pytorch, tensorflow, jax or mxnet")
-    parser.add_argument("--model", default="lenet")
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, help="default: the study's")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5, help="at least 2 (5 or more to judge)")
-    parser.add_argument("--threads", type=int, default=0, help="0: the harness's default")
-    parser.add_argument(
-        "--sync-every", type=int, default=0, help="the harness's --sync-every (0: its default)"
-    )
+    parser = parser_for(
+        __doc__, model="lenet", dataset="mnist", batch=64, warmup=10, steps=200, rounds=5,
+        rounds_help="at least 2 (5 or more to judge)",
+    )  # fmt: skip
     parser.add_argument(
         "--monitor-interval", type=float, help="the harness's --monitor-interval (default 0.1)"
     )
-    parser.add_argument("--python", help="the framework's interpreter (default: as the harness)")
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (a CV needs two values)")
-    spec = RunSpec(
-        tool=args.tool,
-        model=args.model,
-        dataset=args.dataset,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        warmup_steps=args.warmup,
-        steps=args.steps,
-        repeats=1,
-        synthetic=True,
-        threads=args.threads or None,
-        idle_baseline_s=0,
-        python=args.python,
-    )
-    plan = plan_run(spec, check_gpus=False)
-    print(f"interpreter: {plan.interpreter.python} ({plan.interpreter.source})", flush=True)
+    plan = plan_for(args)
     bares: list[float] = []
     harnesses: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -93,22 +93,37 @@ def harness(plan: Plan, args: argparse.Namespace, output: str) -> float:
     return RunResult.from_json(last_json(command)).summary.images_per_sec.mean
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+def parser_for(
+    doc: str | None,
+    *,
+    model: str,
+    dataset: str,
+    batch: int,
+    warmup: int,
+    steps: int,
+    rounds: int,
+    rounds_help: str | None = None,
+) -> argparse.ArgumentParser:
+    """The options both scripts take (bench_noise.py too), with each one's defaults."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--tool", required=True, help="pytorch, tensorflow, jax or mxnet")
-    parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--dataset", default="cifar10")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", default=model)
+    parser.add_argument("--dataset", default=dataset)
+    parser.add_argument("--batch-size", type=int, default=batch)
     parser.add_argument("--lr", type=float, help="default: the study's")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--rounds", type=int, default=rounds, help=rounds_help)
     parser.add_argument("--threads", type=int, default=0, help="0: the harness's default")
     parser.add_argument(
         "--sync-every", type=int, default=0, help="the harness's --sync-every (0: its default)"
     )
     parser.add_argument("--python", help="the framework's interpreter (default: as the harness)")
-    args = parser.parse_args()
+    return parser
+
+
+def plan_for(args: argparse.Namespace) -> Plan:
+    """The plan both sides run: one repeat on synthetic data, no idle baseline."""
     spec = RunSpec(
         tool=args.tool,
         model=args.model,
@@ -125,6 +140,15 @@ def main() -> None:
     )
     plan = plan_run(spec, check_gpus=False)
     print(f"interpreter: {plan.interpreter.python} ({plan.interpreter.source})", flush=True)
+    return plan
+
+
+def main() -> None:
+    parser = parser_for(
+        __doc__, model="resnet50", dataset="cifar10", batch=32, warmup=3, steps=20, rounds=3
+    )
+    args = parser.parse_args()
+    plan = plan_for(args)
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for round_no in range(1, args.rounds + 1):

@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from harness.store import stats
+
 #: Data wait at or above this share of the timed phase makes a run input-bound: the
 #: device idles a tenth of the time for want of batches.
 INPUT_WAIT_SHARE = 0.10
@@ -120,8 +122,7 @@ def verdict(
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return sum(known) / len(known) if known else None
+    return stats.mean([v for v in values if v is not None])
 
 
 def of_run(repeats: Sequence[Bottleneck]) -> Bottleneck | None:
