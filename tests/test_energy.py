@@ -9,12 +9,11 @@ tree in tmp_path, so every expected figure is exact.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
+from nvml_helpers import Clock, load_fake_nvml
 
 from harness.cli.summary import metric_lines
 from harness.monitor import Monitor, MonitorConfig, PhaseWindow, summarize
@@ -23,28 +22,7 @@ from harness.monitor.summary import ENERGY_DISAGREEMENT_THRESHOLD, disagreement
 from harness.store import metrics, stats
 from harness.store.schema import RepeatRecord, Resources, ResourceTimed, RunResult, RunSummary
 
-FAKE_PATH = Path(__file__).resolve().parent / "fakes" / "fake_pynvml.py"
-
-
-def _load_fake() -> ModuleType:
-    if "fake_pynvml" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fake_pynvml", FAKE_PATH)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_pynvml"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_pynvml"]
-
-
-nv = _load_fake()
-
-
-class Clock:
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+nv = load_fake_nvml()
 
 
 def _monitor(clock: Clock, monkeypatch: pytest.MonkeyPatch, **config) -> Monitor:

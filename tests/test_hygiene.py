@@ -147,7 +147,7 @@ def test_every_nvml_call_hygiene_makes_exists_in_pynvml_and_the_fake() -> None:
 
 def test_environment_records_hygiene_for_the_runs_gpus(monkeypatch) -> None:
     nv.configure([nv.FakeDevice(), nv.FakeDevice(power_limit_w=200.0)])
-    monkeypatch.setenv("HARNESS_NVML_MODULE", "fake_pynvml")  # test_monitor_nvml loaded it
+    monkeypatch.setenv("HARNESS_NVML_MODULE", "fake_pynvml")  # nvml_helpers loaded it
     env = environment.collect(gpu_indices=[1])
     assert [g["power_limit_w"] for g in env["hygiene"]["gpus"]] == [200.0]
     assert "governor" in env["hygiene"]["cpu"]

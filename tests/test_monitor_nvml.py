@@ -7,43 +7,19 @@ GPUs, so every expected number is exact and nothing depends on timing.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from nvml_helpers import Clock, load_fake_nvml
 
 from harness.monitor import Monitor, MonitorConfig, PhaseWindow, csv_columns, summarize
 
-FAKE_PATH = Path(__file__).resolve().parent / "fakes" / "fake_pynvml.py"
-
-
-def _load_fake() -> ModuleType:
-    if "fake_pynvml" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fake_pynvml", FAKE_PATH)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_pynvml"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_pynvml"]
-
-
-nv = _load_fake()
-
-
-class Clock:
-    """A manual clock: the monitor and the fake GPUs read the same time."""
-
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+nv = load_fake_nvml()
 
 
 def make(
