@@ -217,6 +217,18 @@ class RunSpec:
             "cannot); compilation is reported apart (compile_s)",
         ),
     )
+    # denormal floats on the CPU: each framework's own way, or flushed to zero everywhere
+    denormals: str = field(
+        default="keep",
+        metadata=cli(
+            "--denormals",
+            group="training and inference",
+            choices=("keep", "flush"),
+            help="CPU arithmetic on denormal floats: keep (default: each framework's own "
+            "way) or flush (to zero in every framework's threads, as TensorFlow and JAX "
+            "do by themselves: the same arithmetic everywhere)",
+        ),
+    )
     # None: validate when training whole epochs on real data
     validate: bool | None = field(
         default=None,

@@ -18,6 +18,7 @@ Run it on a quiet machine: other jobs' load is noise of its own, on both sides.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import tempfile
@@ -49,12 +50,20 @@ def cv_ratio_interval(
     return ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]
 
 
-def verdict(low: float, high: float) -> str:
+def verdict(ratio: float, low: float, high: float, rounds: int) -> str:
+    """What the interval says of the target, and, when it spans it, about how many rounds
+    would decide (the interval narrows as 1/sqrt(rounds), on a log scale)."""
     if high <= CV_TARGET:
         return "meets the target"
     if low > CV_TARGET:
         return "misses the target"
-    return "cannot tell at this many rounds (the interval spans the target)"
+    side = "within" if ratio <= CV_TARGET else "above"
+    gap = abs(math.log(ratio / CV_TARGET))
+    half = math.log(high / low) / 2
+    need = f"about {math.ceil(rounds * (half / gap) ** 2)}" if gap > 0 else "no number of"
+    return (
+        f"{side} the target as a point estimate; the interval spans it ({need} rounds would decide)"
+    )
 
 
 def main() -> None:
@@ -91,7 +100,8 @@ def main() -> None:
         f"mean ratio {speed:.3f} (target >= {SPEED_TARGET})"
     )
     low, high = cv_ratio_interval(bares, harnesses)
-    print(f"  CV ratio 95% bootstrap interval {low:.2f} to {high:.2f}: {verdict(low, high)}")
+    judged = verdict(cv_harness / cv_bare, low, high, args.rounds)
+    print(f"  CV ratio 95% bootstrap interval {low:.2f} to {high:.2f}: {judged}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Does the harness slow down what it measures? Harness vs a bare loop, side by side.
 
-Each round trains the same model on the same synthetic batch twice, each time in a
+Each round trains the same model on the same synthetic batches twice, each time in a
 fresh process of the framework's interpreter: once in a bare loop written here, which
 drives the backend's own trainer (built from a WorkerContext as the worker builds it,
-with the worker's environment: thread counts, XLA flags) as simply as it can
-(``device_batch`` once, the warmup, one synchronisation, N ``train_step`` calls, one
-synchronisation, wall-clock images/sec), and once through ``python -m harness`` with
+with the worker's environment: thread counts, XLA flags, its denormal mode) as simply
+as it can (the harness's pool of synthetic batches moved to the device once and cycled, the
+warmup, one synchronisation, N ``train_step`` calls, one synchronisation, wall-clock
+images/sec), and once through ``python -m harness`` with
 the same fixed warmup and steps. Rounds alternate the order; the script prints both
 figures per round and the median ratio harness / bare (target: >= 0.97 for PyTorch,
 >= 0.9 for the others). The harness uses its default timing (the device synchronised
@@ -36,25 +37,29 @@ from harness.store.schema import RunResult
 TARGET = {"pytorch": 0.97}  # every other tool: 0.9
 
 BARE_LOOP = r"""
-import json, sys, time
+import itertools, json, sys, time
 from harness.plugins import PluginManager
 from harness.spec import RunSpec
+from harness.run import denormals
+from harness.run.loop import SYNTHETIC_POOL
 from harness.run.worker import Job, build_context
 
 spec = RunSpec.from_dict(json.loads(sys.argv[1]))
+denormals.apply(spec.denormals)  # as the worker does, before the framework starts
 local_devices = int(sys.argv[2])
 ctx = build_context(Job(spec, local_devices=local_devices), 0, 1)
 trainer = PluginManager().backend(spec.tool).load_trainer()(ctx)
-host = ctx.train.batches(ctx.process_batch, layout=trainer.layout, epochs=None)
-batch = trainer.device_batch(*next(host))
+host = ctx.train.batches(ctx.process_batch, layout=trainer.layout, shuffle=True, epochs=None)
+pool = [trainer.device_batch(*b) for b in itertools.islice(host, SYNTHETIC_POOL)]
+batches = itertools.cycle(pool)
 token = None
 for _ in range(spec.warmup_steps):
-    token = trainer.train_step(batch)
+    token = trainer.train_step(next(batches))
 if token is not None:
     trainer.synchronize(token)
 start = time.perf_counter()
 for _ in range(spec.steps):
-    token = trainer.train_step(batch)
+    token = trainer.train_step(next(batches))
 trainer.synchronize(token)
 seconds = time.perf_counter() - start
 trainer.close()
@@ -83,6 +88,7 @@ def harness(plan: Plan, args: argparse.Namespace, output: str) -> float:
         "--lr", str(spec.learning_rate), "--warmup-steps", str(spec.warmup_steps),
         "--steps", str(spec.steps), "--repeats", "1", "--synthetic", "--idle-baseline", "0",
         "--python", plan.interpreter.python, "--output-dir", output, "--json",
+        "--denormals", args.denormals,
     ]  # fmt: skip
     if args.threads:  # otherwise both sides get the harness's default (the cores available)
         command += ["--threads", str(args.threads)]
@@ -118,6 +124,9 @@ def parser_for(
     parser.add_argument(
         "--sync-every", type=int, default=0, help="the harness's --sync-every (0: its default)"
     )
+    parser.add_argument(
+        "--denormals", choices=("keep", "flush"), default="keep", help="the harness's, both sides"
+    )
     parser.add_argument("--python", help="the framework's interpreter (default: as the harness)")
     return parser
 
@@ -135,6 +144,7 @@ def plan_for(args: argparse.Namespace) -> Plan:
         repeats=1,
         synthetic=True,
         threads=args.threads or None,
+        denormals=args.denormals,
         idle_baseline_s=0,
         python=args.python,
     )

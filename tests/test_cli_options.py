@@ -79,7 +79,7 @@ def test_a_spec_goes_to_flags_and_back() -> None:
         min_time_s=1.5, max_time_s=2.5, timeout_s=None, monitor_interval_s=0.5,
         idle_baseline_s=0.0, require_quiet_s=5.0, output_dir="out", python="py",
         options={"a": "1", "b": "x=y"},
-        tags={"k": "v"}, dump_weights="w", weights="w.npz", max_repeats=4,
+        tags={"k": "v"}, dump_weights="w", weights="w.npz", max_repeats=4, denormals="flush",
     )  # fmt: skip
     different = {
         f.name for f in FIELDS if getattr(spec, f.name) != getattr(RunSpec("", "", ""), f.name)

@@ -18,6 +18,7 @@ from pathlib import Path
 import fake_cli
 import pytest
 from fake_cli import harness_env
+from test_denormals import X86_LINUX
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -64,6 +65,7 @@ def test_successful_run_writes_everything(tmp_path: Path) -> None:
     assert result["summary"]["status"] == "ok"
     assert result["summary"]["repeats_ok"] == 2
     assert result["spec"]["tags"] == {"who": "test"}
+    assert "denormals" not in result["config"]  # the default keeps the keys runs had
     for record in result["repeats"]:
         assert record["timed"]["steps"] == 6
         assert record["timed"]["images"] == 6 * 16
@@ -72,6 +74,8 @@ def test_successful_run_writes_everything(tmp_path: Path) -> None:
         assert 0 < record["timed"]["images_per_sec"] <= 16 / 0.01
         assert record["data"]["synthetic"] is True
         assert record["framework"]["framework"] == "fake"
+        # the default, read in the worker (tests/test_denormals.py: "keep" and the threads)
+        assert record["framework"]["denormals"] == ("keep" if X86_LINUX else "unsupported")
         assert record["loss"]["last"] == pytest.approx(1 / 8)
     run_dir = only_run_dir(tmp_path)
     for name in ("run.json", "result.json"):

@@ -52,6 +52,7 @@ from harness import cpu, datasets, models
 from harness.backend import Inferencer, ModelFileError, Trainer, WorkerContext, load_reference
 from harness.errors import InvalidValue, UsageError
 from harness.plugins import PluginManager, get_plugin_manager
+from harness.run import denormals
 from harness.run.events import Emitter
 from harness.run.loop import run_benchmark
 from harness.run.spec import check_values
@@ -495,7 +496,7 @@ def _infer(job: Job, emitter: Emitter, held: Held) -> None:
         images=getattr(source, "num_images", None),
     )
     info = inferencer.framework_info()
-    emitter.emit("start", pid=os.getpid(), world_size=1, **info)
+    emitter.emit("start", pid=os.getpid(), world_size=1, denormals=denormals.state(), **info)
     emitter.emit("phase", name="setup", state="end")
     path = Path(job.model_file or "")
     emitter.emit(

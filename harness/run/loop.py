@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 
 _STEP_FLUSH_S = 1.0  # how often windows (and the time left) are sent to the orchestrator
-_SYNTHETIC_POOL = 4  # distinct device batches cycled for synthetic data
+SYNTHETIC_POOL = 4  # distinct device batches cycled for synthetic data
 _PREFETCH = 4  # host batches prepared ahead of the training loop
 
 
@@ -135,7 +135,7 @@ class _Feed:
         self._prefetch: Iterator[Any] | None = None
         self._pending: list[Any] = []  # device batches to hand out first (peeked)
         if self.synthetic:
-            pool = [trainer.device_batch(*b) for b in itertools.islice(host, _SYNTHETIC_POOL)]
+            pool = [trainer.device_batch(*b) for b in itertools.islice(host, SYNTHETIC_POOL)]
             self._device: Iterator[Any] = itertools.cycle(pool)
         elif ctx.spec.data_workers == 0:  # no helper thread: the loop prepares each batch
             self._prefetch = host

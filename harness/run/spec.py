@@ -10,6 +10,7 @@ from typing import Any
 from harness import cpu, datasets, models
 from harness.backend import PRECISIONS, compile_options
 from harness.errors import InvalidValue, UsageError
+from harness.run import denormals
 from harness.run.task import task_for
 from harness.spec import FAMILY_BATCH, MODEL_LR, STUDY_DEFAULTS, RunSpec, parse_batch_search
 
@@ -36,6 +37,10 @@ def check_values(spec: RunSpec) -> None:
     if spec.precision not in PRECISIONS:
         raise InvalidValue(
             f"unknown precision {spec.precision!r}; choose from: {', '.join(PRECISIONS)}"
+        )
+    if spec.denormals not in denormals.MODES:
+        raise InvalidValue(
+            f"unknown --denormals {spec.denormals!r}; choose from: {', '.join(denormals.MODES)}"
         )
     _positive("--batch-size", spec.batch_size)
     if spec.batch_search is not None:

@@ -26,7 +26,7 @@ from harness.backend import Inferencer, Trainer, WorkerContext
 from harness.cpu import available_cores
 from harness.datasets import DatasetError
 from harness.plugins import PluginManager
-from harness.run import lifeline
+from harness.run import denormals, lifeline
 from harness.run.events import Emitter
 from harness.run.loop import Diverged, run_benchmark
 from harness.run.task import task_for
@@ -209,7 +209,13 @@ def train_job(job: Job) -> int:
         )
         held.cls = backend.load_trainer()
         held.runner = trainer = held.cls(ctx)
-        emitter.emit("start", pid=os.getpid(), world_size=world_size, **trainer.framework_info())
+        emitter.emit(
+            "start",
+            pid=os.getpid(),
+            world_size=world_size,
+            denormals=denormals.state(),  # what holds once the framework has started
+            **trainer.framework_info(),
+        )
         emitter.emit("phase", name="setup", state="end")
         run_benchmark(trainer, ctx, emitter)
         if ctx.spec.dump_weights:
@@ -253,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m harness.run.worker JOB.json", file=sys.stderr)
         return 2
-    return run_job(Job.from_dict(json.loads(Path(args[0]).read_text())))
+    job = Job.from_dict(json.loads(Path(args[0]).read_text()))
+    denormals.apply(job.spec.denormals)  # before any framework starts a thread
+    return run_job(job)
 
 
 if __name__ == "__main__":

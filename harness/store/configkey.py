@@ -16,6 +16,8 @@ The key is the first 12 hex digits of the SHA-256 of the configuration's canonic
   runs on the native images keep the keys they had before the option existed;
 - ``threads``: the run's intra-op thread count after ``resolve`` (None only in runs stored
   before the harness resolved it: "the framework's default");
+- ``denormals``: only when ``--denormals flush`` (each framework's own way, the default,
+  keeps the keys runs had before the option);
 - ``sync_every``: the timing mode (None: automatic windows; N: every N steps);
 - ``epochs`` and ``validate``: epochs mode times whole epochs (epoch boundaries, the last
   partial batch, weights reset after warmup) and reports accuracy after E epochs, so its
@@ -72,6 +74,7 @@ SPEC_FIELDS = (
     "sync_every",
     "image_size",
     "nodes",
+    "denormals",
     # the inference task's (kept only in inference runs' configurations, see _task_fields)
     "task",
     "weights",
@@ -144,6 +147,8 @@ def build_config(result: RunResult) -> dict[str, Any]:
         config.setdefault(name, None)
     if config["image_size"] is None:  # native images: the key they had before the option
         del config["image_size"]
+    if config.get("denormals") in (None, "keep"):  # the key it had before --denormals
+        config.pop("denormals", None)
     if config.get("nodes") in (None, 1):  # one node: the key it had before --nodes
         config.pop("nodes", None)
     config["options"] = {str(k): str(v) for k, v in (config.get("options") or {}).items()}
