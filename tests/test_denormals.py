@@ -86,6 +86,7 @@ def test_the_worker_applies_flush_and_records_it(tmp_path: Path) -> None:
     printed = json.loads(out.stdout.strip().splitlines()[-1])
     assert printed["spec"]["denormals"] == mode and printed["config"]["denormals"] == mode
     assert printed["repeats"][0]["framework"]["denormals"] == mode  # read in the worker
+    assert "· denormals flushed" in out.stderr + out.stdout  # the summary says it
     (stored,) = ResultStore(tmp_path / "results.sqlite", readonly=True).runs()
     assert stored.config_key == printed["config_key"]
 

@@ -88,7 +88,10 @@ def print_summary(console: Console, result: RunResult, run_dir: str) -> None:
     console.print(f"data: {source}")
     if fw:
         devices = ", ".join(str(d) for d in fw.get("devices", [])) or "-"
-        console.print(f"framework: {fw.get('framework', '?')} {fw.get('version', '')} on {devices}")
+        flushed = " · denormals flushed" if fw.get("denormals") == "flush" else ""
+        console.print(
+            f"framework: {fw.get('framework', '?')} {fw.get('version', '')} on {devices}{flushed}"
+        )
         threads = fw.get("threads")
         if isinstance(threads, dict):
             inter = threads.get("inter_op")
