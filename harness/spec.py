@@ -225,8 +225,8 @@ class RunSpec:
             group="training and inference",
             choices=("keep", "flush"),
             help="CPU arithmetic on denormal floats: keep (default: each framework's own "
-            "way) or flush (to zero in every framework's threads, as TensorFlow and JAX "
-            "do by themselves: the same arithmetic everywhere)",
+            "way) or flush (to zero in every framework's threads, as some frameworks do by "
+            "themselves: the same arithmetic everywhere)",
         ),
     )
     # None: validate when training whole epochs on real data

@@ -1,20 +1,21 @@
 """Denormal floats on the CPU: each framework's own way, or flushed to zero in every one.
 
 Arithmetic on denormal (subnormal) floats is many times slower on x86 CPUs, and the
-frameworks disagree on them: TensorFlow and JAX (XLA) flush them to zero, PyTorch and
-MXNet keep them. A benchmark that trains on few synthetic batches can drive values into
-that range: PyTorch ResNet-50 trained on *one* batch ran about 10% slower after 30 steps
-than with denormals flushed (with the harness's four batches no difference showed,
-docs/speed.md). Such a figure depends on the run's length, and a comparison with
-TensorFlow mixes two kinds of arithmetic.
+frameworks disagree on them: some flush them to zero by themselves, others keep them
+(docs/user-guide/timing.md says which). A benchmark that trains on few synthetic batches
+can drive values into that range: ResNet-50 trained on *one* batch in a framework that
+keeps them ran about 10% slower after 30 steps than with them flushed (with the
+harness's four batches no difference showed, docs/speed.md). Such a figure depends on
+the run's length, and a comparison with a framework that flushes mixes two kinds of
+arithmetic.
 
 ``--denormals flush`` makes every framework compute alike: the worker sets the CPU's
 flush-to-zero (FTZ: results) and denormals-are-zero (DAZ: inputs) bits of MXCSR in its
 main thread *before* a framework is imported, and the threads it starts afterwards
 inherit the floating-point environment (POSIX ``pthread_create``). The default, ``keep``,
 leaves each framework its own way. The worker records its main thread's mode once the
-framework has started (:func:`state`); TensorFlow's and JAX's own flushing happens
-in their own threads and code and does not show there.
+framework has started (:func:`state`); a framework's own flushing, done in its own
+threads, does not show there.
 
 Done with the C library's ``fegetenv``/``fesetenv`` (ctypes): no framework, no compiled
 code. Only x86-64 Linux (glibc's ``fenv_t`` ends with MXCSR); elsewhere the state is
