@@ -18,7 +18,7 @@ import argparse
 import statistics
 import tempfile
 
-from bench_overhead import harness, parser_for, plan_for  # scripts/ is on the path
+from bench_overhead import alternate, harness, parser_for, plan_for  # scripts/ is on the path
 
 
 def main() -> None:
@@ -27,23 +27,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     plan = plan_for(args)
-    ratios = []
 
     def run(mode: str, output: str) -> float:
         return harness(plan, argparse.Namespace(**{**vars(args), "denormals": mode}), output)
 
     with tempfile.TemporaryDirectory() as tmp:
-        for round_no in range(1, args.rounds + 1):
-            if round_no % 2:
-                keep, flush = run("keep", tmp), run("flush", tmp)
-            else:
-                flush, keep = run("flush", tmp), run("keep", tmp)
-            ratios.append(flush / keep)
-            print(
-                f"round {round_no}: keep {keep:9.2f} img/s   flush {flush:9.2f} img/s   "
-                f"ratio {flush / keep:.3f}",
-                flush=True,
-            )
+        rounds = alternate(
+            args.rounds,
+            ("keep", lambda: run("keep", tmp)),
+            ("flush", lambda: run("flush", tmp)),
+            ratio=True,
+        )
+    ratios = [flush / keep for keep, flush in rounds]
     spread = f", min {min(ratios):.3f} max {max(ratios):.3f}" if len(ratios) > 1 else ""
     print(
         f"{args.tool} {args.model} {args.dataset} batch {plan.spec.batch_size}, "

@@ -23,7 +23,7 @@ import random
 import statistics
 import tempfile
 
-from bench_overhead import bare, harness, parser_for, plan_for  # scripts/ is on the path
+from bench_overhead import alternate, bare, harness, parser_for, plan_for  # scripts/ is on the path
 
 CV_TARGET = 1.1
 SPEED_TARGET = 0.97
@@ -78,17 +78,14 @@ def main() -> None:
     if args.rounds < 2:
         parser.error("--rounds must be at least 2 (a CV needs two values)")
     plan = plan_for(args)
-    bares: list[float] = []
-    harnesses: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for round_no in range(1, args.rounds + 1):
-            if round_no % 2:
-                b, h = bare(plan), harness(plan, args, tmp)
-            else:
-                h, b = harness(plan, args, tmp), bare(plan)
-            bares.append(b)
-            harnesses.append(h)
-            print(f"round {round_no}: bare {b:9.2f} img/s   harness {h:9.2f} img/s", flush=True)
+        rounds = alternate(
+            args.rounds,
+            ("bare", lambda: bare(plan)),
+            ("harness", lambda: harness(plan, args, tmp)),
+            ratio=False,
+        )
+    bares, harnesses = [b for b, _ in rounds], [h for _, h in rounds]
     cv_bare, cv_harness = cv(bares), cv(harnesses)
     speed = statistics.mean(harnesses) / statistics.mean(bares)
     print(

@@ -28,6 +28,7 @@ import os
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from harness.run.orchestrator import Plan, plan_run
@@ -99,6 +100,28 @@ def harness(plan: Plan, args: argparse.Namespace, output: str) -> float:
     return RunResult.from_json(last_json(command)).summary.images_per_sec.mean
 
 
+Side = tuple[str, Callable[[], float]]  # (name, one fresh run giving images/sec)
+
+
+def alternate(rounds: int, first: Side, second: Side, *, ratio: bool) -> list[tuple[float, float]]:
+    """(first, second) images/sec of each round, the sides run in alternating order (the
+    first side first in odd rounds), each round printed, with second / first if asked."""
+    (name_a, run_a), (name_b, run_b) = first, second
+    figures = []
+    for round_no in range(1, rounds + 1):
+        if round_no % 2:
+            a, b = run_a(), run_b()
+        else:
+            b, a = run_b(), run_a()
+        figures.append((a, b))
+        shown = f"   ratio {b / a:.3f}" if ratio else ""
+        print(
+            f"round {round_no}: {name_a} {a:9.2f} img/s   {name_b} {b:9.2f} img/s{shown}",
+            flush=True,
+        )
+    return figures
+
+
 def parser_for(
     doc: str | None,
     *,
@@ -159,19 +182,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     plan = plan_for(args)
-    ratios = []
     with tempfile.TemporaryDirectory() as tmp:
-        for round_no in range(1, args.rounds + 1):
-            if round_no % 2:
-                b, h = bare(plan), harness(plan, args, tmp)
-            else:
-                h, b = harness(plan, args, tmp), bare(plan)
-            ratios.append(h / b)
-            print(
-                f"round {round_no}: bare {b:8.2f} img/s   harness {h:8.2f} img/s   "
-                f"ratio {h / b:.3f}",
-                flush=True,
-            )
+        rounds = alternate(
+            args.rounds,
+            ("bare", lambda: bare(plan)),
+            ("harness", lambda: harness(plan, args, tmp)),
+            ratio=True,
+        )
+    ratios = [h / b for b, h in rounds]
     timing = f"--sync-every {args.sync_every}" if args.sync_every else "default window timing"
     spread = f", min {min(ratios):.3f} max {max(ratios):.3f}" if len(ratios) > 1 else ""
     print(
